@@ -1,0 +1,610 @@
+"""RedisStackStateBackend: pynenc's state backend on RedisJSON documents and RediSearch indexes.
+
+Each method is a key (:mod:`keys`) plus a document (:mod:`documents`) plus one JSON command,
+or a query (:mod:`query`) run by :mod:`search`. Lookups never scan the keyspace and never
+filter on the client: the indexes declared in ``schemas/`` answer them.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+from pynenc.identifiers.invocation_id import InvocationId
+from pynenc.identifiers.task_id import TaskId
+from pynenc.invocation.status import InvocationStatus
+from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
+
+from pynenc_redis_stack import documents as docs
+from pynenc_redis_stack import query
+from pynenc_redis_stack.client import connection_url, get_client, run
+from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
+from pynenc_redis_stack.lifecycle import ensure_indexes
+from pynenc_redis_stack.schema import Schemas, load_schemas
+from pynenc_redis_stack.scripts import RECORD_HISTORY, Script
+from pynenc_redis_stack.search import fetch_all, iter_cursor, iter_seek
+
+if TYPE_CHECKING:
+    from pynenc.app import AppInfo, Pynenc
+    from pynenc.invocation.dist_invocation import DistributedInvocation
+    from pynenc.invocation.status import InvocationStatusRecord
+    from pynenc.models.call_dto import CallDTO
+    from pynenc.models.invocation_dto import InvocationDTO
+    from pynenc.runner.runner_context import RunnerContext
+    from pynenc.workflow import WorkflowIdentity
+
+T = TypeVar("T")
+
+MAX_PAGE = 10_000
+"""Largest page a single aggregate may return (Redis Stack's ``MAXAGGREGATERESULTS``)."""
+
+_record_history = Script(RECORD_HISTORY)
+_prepared: set[tuple[str, str]] = set()
+_prepared_lock = threading.Lock()
+
+
+def _prepare(
+    client: redis.Redis,
+    conf: ConfigStateBackendRedisStack,
+    namespace: Namespace,
+    schemas: Schemas,
+) -> None:
+    """Check the indexes once per process and server."""
+    marker = (
+        f"{connection_url(conf)}|{conf.redis_host}|{conf.redis_port}",
+        namespace.namespace,
+    )
+    with _prepared_lock:
+        if marker in _prepared:
+            return
+        ensure_indexes(
+            client,
+            namespace,
+            schemas.all(),
+            create_missing=conf.redis_stack_create_indexes,
+        )
+        _prepared.add(marker)
+
+
+def _rebatch[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Yield ``items`` in lists of ``size`` (the last may be shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
+class RedisStackStateBackend(BaseStateBackend):
+    """pynenc state backend storing invocations, history, runner contexts, workflows and app
+    infos as RedisJSON documents, queried through RediSearch indexes.
+
+    Select it with ``state_backend_cls = "RedisStackStateBackend"`` or
+    ``PynencBuilder().redis_stack(url=...)``.
+    """
+
+    def __init__(self, app: Pynenc) -> None:
+        super().__init__(app)
+        self._client: redis.Redis | None = None
+
+    @cached_property
+    def conf(self) -> ConfigStateBackendRedisStack:
+        return ConfigStateBackendRedisStack(
+            config_values=self.app.config_values,
+            config_filepath=self.app.config_filepath,
+        )
+
+    @cached_property
+    def namespace(self) -> Namespace:
+        return Namespace(self.conf.redis_stack_namespace)
+
+    @cached_property
+    def keys(self) -> AppKeys:
+        return self.namespace.for_app(self.app.app_id)
+
+    @cached_property
+    def schemas(self) -> Schemas:
+        return load_schemas()
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client; the first access checks the server and the indexes."""
+        if self._client is None:
+            client = get_client(self.conf)
+            _prepare(client, self.conf, self.namespace, self.schemas)
+            self._client = client
+        return self._client
+
+    @property
+    def page_size(self) -> int:
+        return max(1, min(int(self.conf.redis_stack_batch_size), MAX_PAGE))
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _alias(self, spec_name: str) -> str:
+        return self.namespace.alias(getattr(self.schemas, spec_name))
+
+    def _ids(
+        self, spec_name: str, id_field: str, **tags: str
+    ) -> Iterator[InvocationId]:
+        spec = getattr(self.schemas, spec_name)
+        request = query.Aggregate(
+            self._alias(spec_name),
+            query.where(spec, self.app.app_id, **tags),
+            query.load_fields(id_field),
+        )
+        for row in fetch_all(self.client, request, self.page_size):
+            yield InvocationId(row[id_field])
+
+    def _documents(
+        self, spec_name: str, request_filter: query.Filter, *steps: str
+    ) -> Iterator[docs.Document]:
+        request = query.Aggregate(
+            self._alias(spec_name), request_filter, (*steps, *query.LOAD_DOCUMENT)
+        )
+        for row in fetch_all(self.client, request, self.page_size):
+            yield docs.loads(row["doc"])
+
+    def _set_document(self, key: str, spec_name: str, document: docs.Document) -> None:
+        run(
+            self.client,
+            "JSON.SET",
+            key,
+            "$",
+            docs.dumps(docs.validated(getattr(self.schemas, spec_name), document)),
+        )
+
+    def _get_value(self, key: str) -> str | None:
+        """Return the ``value`` of a payload document, or None if there is none."""
+        raw = run(self.client, "JSON.GET", key, "$.value")
+        if raw is None:
+            return None
+        values = docs.loads(raw)
+        return str(values[0]) if values else None
+
+    # -- purge ---------------------------------------------------------------------------
+
+    def purge(self) -> None:
+        """Delete every document of this app (and nothing of any other app)."""
+        for spec in self.schemas.all():
+            request = query.Aggregate(
+                self.namespace.alias(spec),
+                query.where(spec, self.app.app_id),
+                tuple(query.LOAD_KEY),
+            )
+            for rows in iter_cursor(self.client, request, self.page_size):
+                self.client.unlink(*(row["__key"] for row in rows))
+        self._runner_context_cache.clear()
+
+    # -- invocations ---------------------------------------------------------------------
+
+    def _upsert_invocations(self, entries: list[tuple[InvocationDTO, CallDTO]]) -> None:
+        """Write a batch of invocations in one round trip (one MULTI/EXEC).
+
+        ``JSON.MERGE`` keeps the status the history writes own; the arguments are then
+        replaced whole, since a merge would keep stale argument names.
+        """
+        if not entries:
+            return
+        spec = self.schemas.invocations
+        pipe = self.client.pipeline(transaction=True)
+        for inv_dto, call_dto in entries:
+            document = docs.validated(
+                spec, docs.invocation_document(self.app.app_id, inv_dto, call_dto)
+            )
+            key = self.keys.invocation(inv_dto.invocation_id)
+            run(pipe, "JSON.MERGE", key, "$", docs.dumps(document))
+            run(
+                pipe,
+                "JSON.SET",
+                key,
+                "$.serialized_arguments",
+                docs.dumps(dict(call_dto.serialized_arguments)),
+            )
+        pipe.execute()
+
+    def _get_invocation(
+        self, invocation_id: InvocationId
+    ) -> tuple[InvocationDTO, CallDTO] | None:
+        raw = run(self.client, "JSON.GET", self.keys.invocation(invocation_id))
+        if raw is None:
+            return None
+        document = docs.loads(raw)
+        if "task_module" not in document:
+            return None  # only a status written before the upsert
+        return docs.invocation_from_document(document)
+
+    def get_child_invocations(
+        self, parent_invocation_id: InvocationId
+    ) -> Iterator[InvocationId]:
+        """Stream the ids of invocations whose parent is ``parent_invocation_id`` (unordered)."""
+        return self._ids(
+            "invocations",
+            "invocation_id",
+            parent_invocation_id=str(parent_invocation_id),
+        )
+
+    def get_invocations_by_parent_event(
+        self, parent_event_id: str
+    ) -> Iterator[InvocationId]:
+        """Stream the ids of invocations triggered by ``parent_event_id`` (unordered)."""
+        return self._ids(
+            "invocations", "invocation_id", parent_event_id=str(parent_event_id)
+        )
+
+    def get_invocation_ids_by_workflow(
+        self, workflow_id: str | None = None, workflow_type_key: str | None = None
+    ) -> Iterator[InvocationId]:
+        """Stream ids of invocations in a workflow run, of a workflow type, or both (intersection).
+
+        With neither, every invocation that belongs to some workflow.
+        """
+        tags = {}
+        if workflow_id:
+            tags["workflow_id"] = str(workflow_id)
+        if workflow_type_key:
+            tags["workflow_type_key"] = str(workflow_type_key)
+        if tags:
+            return self._ids("invocations", "invocation_id", **tags)
+        return self._workflow_members()
+
+    def _workflow_members(self) -> Iterator[InvocationId]:
+        spec = self.schemas.invocations
+        steps = (
+            *query.load_fields("invocation_id", "workflow_id"),
+            "FILTER",
+            "exists(@workflow_id)",
+        )
+        request = query.Aggregate(
+            self._alias("invocations"), query.where(spec, self.app.app_id), steps
+        )
+        for row in fetch_all(self.client, request, self.page_size):
+            yield InvocationId(row["invocation_id"])
+
+    # -- history -------------------------------------------------------------------------
+
+    def _history_write(
+        self, histories: list[InvocationHistory]
+    ) -> tuple[list[str], list[str]]:
+        keys = [self.namespace.history_seq()]
+        args: list[str] = []
+        for history in histories:
+            document = docs.validated(
+                self.schemas.history, docs.history_document(self.app.app_id, history)
+            )
+            keys.append(self.keys.invocation(history.invocation_id))
+            keys.append(self.keys.history(history.invocation_id, uuid.uuid4().hex))
+            stub = {
+                "app_id": self.app.app_id,
+                "invocation_id": str(history.invocation_id),
+                "status": document["status"],
+                "status_ts": document["ts"],
+            }
+            args.extend(
+                (
+                    docs.dumps(document),
+                    str(document["ts"]),
+                    docs.dumps(document["status"]),
+                    docs.dumps(stub),
+                )
+            )
+        return keys, args
+
+    def _record(
+        self,
+        histories: list[InvocationHistory],
+        runner_context: RunnerContext | None = None,
+    ) -> None:
+        """Store runner contexts not stored yet and history entries, in one round trip."""
+        if not histories:
+            return
+        new_contexts = []
+        context = runner_context
+        while context is not None:
+            if context.runner_id not in self._runner_context_cache:
+                new_contexts.append(context)
+            context = context.parent_ctx
+        pipe = self.client.pipeline(transaction=False)
+        for context in new_contexts:
+            document = docs.validated(
+                self.schemas.runner_contexts,
+                docs.runner_context_document(self.app.app_id, context),
+            )
+            run(
+                pipe,
+                "JSON.SET",
+                self.keys.runner_context(context.runner_id),
+                "$",
+                docs.dumps(document),
+            )
+        keys, args = self._history_write(histories)
+        _record_history.run_in(pipe, keys, args)
+        for context in new_contexts:
+            self._runner_context_cache[context.runner_id] = context
+
+    def add_histories(
+        self,
+        invocations: list[DistributedInvocation[Any, Any]],
+        status_record: InvocationStatusRecord,
+        runner_context: RunnerContext,
+    ) -> None:
+        """Record one status change for a batch of invocations in one round trip."""
+        histories = [
+            InvocationHistory(
+                invocation_id=invocation.invocation_id,
+                status_record=status_record,
+                runner_context_id=runner_context.runner_id,
+                registered_by_inv_id=invocation.parent_invocation_id
+                if status_record.status == InvocationStatus.REGISTERED
+                else None,
+            )
+            for invocation in invocations
+        ]
+        self._record(histories, runner_context)
+
+    def add_history(
+        self,
+        invocation_id: InvocationId,
+        status_record: InvocationStatusRecord,
+        runner_context: RunnerContext,
+    ) -> None:
+        """Record one status change of one invocation in one round trip."""
+        history = InvocationHistory(
+            invocation_id=invocation_id,
+            status_record=status_record,
+            runner_context_id=runner_context.runner_id,
+        )
+        self._record([history], runner_context)
+
+    def _add_histories(
+        self, invocation_ids: list[InvocationId], invocation_history: InvocationHistory
+    ) -> None:
+        histories = []
+        for invocation_id in invocation_ids:
+            history = InvocationHistory(
+                invocation_id=invocation_id,
+                status_record=invocation_history.status_record,
+                runner_context_id=invocation_history.runner_context_id,
+                registered_by_inv_id=invocation_history.registered_by_inv_id,
+            )
+            history._timestamp = invocation_history.timestamp
+            histories.append(history)
+        self._record(histories)
+
+    def _history_pages(
+        self, request_filter: query.Filter, page_size: int
+    ) -> Iterator[list[InvocationHistory]]:
+        request = query.Aggregate(self._alias("history"), request_filter)
+        for rows in iter_seek(
+            self.client, request, ("ts", "seq"), page_size, tuple(query.LOAD_DOCUMENT)
+        ):
+            yield [docs.history_from_document(docs.loads(row["doc"])) for row in rows]
+
+    def _get_history(self, invocation_id: InvocationId) -> list[InvocationHistory]:
+        """Return the history in timestamp order (arrival order on equal timestamps)."""
+        request_filter = query.where(
+            self.schemas.history, self.app.app_id, invocation_id=str(invocation_id)
+        )
+        return [
+            entry
+            for page in self._history_pages(request_filter, self.page_size)
+            for entry in page
+        ]
+
+    def iter_history_in_timerange(
+        self, start_time: datetime, end_time: datetime, batch_size: int = 100
+    ) -> Iterator[list[InvocationHistory]]:
+        """Stream every entry with ``start_time <= timestamp <= end_time`` in timestamp order."""
+        _check_batch_size(batch_size)
+        request_filter = query.where(self.schemas.history, self.app.app_id).between(
+            "ts", docs.to_micros(start_time), docs.to_micros(end_time)
+        )
+        pages = self._history_pages(request_filter, min(batch_size, MAX_PAGE))
+        yield from _rebatch((entry for page in pages for entry in page), batch_size)
+
+    def iter_invocations_in_timerange(
+        self, start_time: datetime, end_time: datetime, batch_size: int = 100
+    ) -> Iterator[list[InvocationId]]:
+        """Stream the ids of invocations with history in the range, each exactly once (unordered)."""
+        _check_batch_size(batch_size)
+        request_filter = query.where(self.schemas.history, self.app.app_id).between(
+            "ts", docs.to_micros(start_time), docs.to_micros(end_time)
+        )
+        request = query.Aggregate(
+            self._alias("history"), request_filter, query.group_by("invocation_id")
+        )
+        rows = fetch_all(self.client, request, min(batch_size, MAX_PAGE))
+        yield from _rebatch(
+            (InvocationId(row["invocation_id"]) for row in rows), batch_size
+        )
+
+    # -- results and exceptions ----------------------------------------------------------
+
+    def _set_result(self, invocation_id: InvocationId, serialized_result: str) -> None:
+        document = docs.payload_document(
+            self.app.app_id, RESULT, invocation_id, serialized_result
+        )
+        self._set_document(self.keys.result(invocation_id), "payloads", document)
+
+    def _get_result(self, invocation_id: InvocationId) -> str:
+        value = self._get_value(self.keys.result(invocation_id))
+        if value is None:
+            raise KeyError(f"no result stored for invocation {invocation_id!r}")
+        return value
+
+    def _set_exception(
+        self, invocation_id: InvocationId, serialized_exception: str
+    ) -> None:
+        document = docs.payload_document(
+            self.app.app_id, EXCEPTION, invocation_id, serialized_exception
+        )
+        self._set_document(self.keys.exception(invocation_id), "payloads", document)
+
+    def _get_exception(self, invocation_id: InvocationId) -> str:
+        value = self._get_value(self.keys.exception(invocation_id))
+        if value is None:
+            raise KeyError(f"no exception stored for invocation {invocation_id!r}")
+        return value
+
+    # -- workflows -----------------------------------------------------------------------
+
+    def set_workflow_data(
+        self, workflow_identity: WorkflowIdentity, key: str, value: Any
+    ) -> None:
+        workflow_id = workflow_identity.workflow_id
+        serialized = self.app.serializer.serialize(value)
+        document = docs.payload_document(
+            self.app.app_id, WORKFLOW_DATA, workflow_id, serialized, name=key
+        )
+        self._set_document(
+            self.keys.workflow_data(workflow_id, key), "payloads", document
+        )
+
+    def get_workflow_data(
+        self, workflow_identity: WorkflowIdentity, key: str, default: Any = None
+    ) -> Any:
+        serialized = self._get_value(
+            self.keys.workflow_data(workflow_identity.workflow_id, key)
+        )
+        if serialized is None:
+            return default
+        return self.app.serializer.deserialize(serialized)
+
+    def store_workflow_run(self, workflow_identity: WorkflowIdentity) -> None:
+        document = docs.workflow_run_document(self.app.app_id, workflow_identity)
+        self._set_document(
+            self.keys.workflow_run(workflow_identity.workflow_id),
+            "workflow_runs",
+            document,
+        )
+
+    def get_all_workflow_types(self) -> Iterator[TaskId]:
+        """Stream each workflow type with at least one stored run, once."""
+        spec = self.schemas.workflow_runs
+        steps = (
+            "LOAD", "6", "$.workflow_type_module", "AS", "module", "$.workflow_type_func", "AS", "func",
+            *query.group_by("workflow_type_key", "module", "func"),
+        )  # fmt: skip
+        request = query.Aggregate(
+            self._alias("workflow_runs"), query.where(spec, self.app.app_id), steps
+        )
+        for row in fetch_all(self.client, request, self.page_size):
+            yield TaskId(row["module"], row["func"])
+
+    def get_all_workflow_runs(self) -> Iterator[WorkflowIdentity]:
+        spec = self.schemas.workflow_runs
+        for document in self._documents(
+            "workflow_runs", query.where(spec, self.app.app_id)
+        ):
+            yield docs.workflow_run_from_document(document)
+
+    def get_workflow_runs(self, workflow_type: TaskId) -> Iterator[WorkflowIdentity]:
+        spec = self.schemas.workflow_runs
+        request_filter = query.where(
+            spec, self.app.app_id, workflow_type_key=workflow_type.key
+        )
+        for document in self._documents("workflow_runs", request_filter):
+            yield docs.workflow_run_from_document(document)
+
+    def store_workflow_sub_invocation(
+        self, parent_workflow_id: InvocationId, sub_invocation_id: InvocationId
+    ) -> None:
+        document = docs.workflow_sub_invocation_document(
+            self.app.app_id, parent_workflow_id, sub_invocation_id
+        )
+        key = self.keys.workflow_sub_invocation(parent_workflow_id, sub_invocation_id)
+        self._set_document(key, "workflow_sub_invocations", document)
+
+    def get_workflow_sub_invocations(
+        self, workflow_id: InvocationId
+    ) -> Iterator[InvocationId]:
+        return self._ids(
+            "workflow_sub_invocations",
+            "sub_invocation_id",
+            workflow_id=str(workflow_id),
+        )
+
+    # -- apps ----------------------------------------------------------------------------
+
+    def store_app_info(self, app_info: AppInfo) -> None:
+        keys = self.namespace.for_app(app_info.app_id)
+        self._set_document(
+            keys.app_info(), "app_infos", docs.app_info_document(app_info)
+        )
+
+    def get_app_info(self) -> AppInfo:
+        raw = run(self.client, "JSON.GET", self.keys.app_info())
+        if raw is None:
+            raise ValueError(f"No app info found for app_id '{self.app.app_id}'")
+        return docs.app_info_from_document(docs.loads(raw))
+
+    @staticmethod
+    def discover_app_infos() -> dict[str, AppInfo]:
+        """Return every app registered on the server of the default configuration."""
+        conf = ConfigStateBackendRedisStack()
+        namespace = Namespace(conf.redis_stack_namespace)
+        schemas = load_schemas()
+        client = get_client(conf)
+        _prepare(client, conf, namespace, schemas)
+        request = query.Aggregate(
+            namespace.alias(schemas.app_infos),
+            query.Filter(schemas.app_infos),
+            tuple(query.LOAD_DOCUMENT),
+        )
+        infos = {}
+        for row in fetch_all(client, request):
+            info = docs.app_info_from_document(docs.loads(row["doc"]))
+            infos[info.app_id] = info
+        return infos
+
+    # -- runner contexts -----------------------------------------------------------------
+
+    def _store_runner_context(self, runner_context: RunnerContext) -> None:
+        document = docs.runner_context_document(self.app.app_id, runner_context)
+        self._set_document(
+            self.keys.runner_context(runner_context.runner_id),
+            "runner_contexts",
+            document,
+        )
+
+    def _get_runner_context(self, runner_id: str) -> RunnerContext | None:
+        contexts = self._get_runner_contexts([runner_id])
+        return contexts[0] if contexts else None
+
+    def _get_runner_contexts(self, runner_ids: list[str]) -> list[RunnerContext]:
+        if not runner_ids:
+            return []
+        raw = run(
+            self.client,
+            "JSON.MGET",
+            *(self.keys.runner_context(r) for r in runner_ids),
+            "$",
+        )
+        return [
+            docs.runner_context_from_document(docs.loads(item)[0])
+            for item in raw
+            if item is not None
+        ]
+
+    def get_matching_runner_contexts(self, partial_id: str) -> Iterator[RunnerContext]:
+        """Stream runner contexts whose id contains ``partial_id`` (literal, case-sensitive)."""
+        spec = self.schemas.runner_contexts
+        steps = query.contains(spec, "runner_id", partial_id)
+        for document in self._documents(
+            "runner_contexts", query.where(spec, self.app.app_id), *steps
+        ):
+            yield docs.runner_context_from_document(document)

@@ -1,0 +1,60 @@
+"""
+Entry point of the ``pynenc-redis-stack`` command.
+
+Each verb group lives in its own module exposing ``add_parser(subparsers)``;
+it registers the group and sets ``handler`` (``args -> exit code``) on every
+verb. Add a group by appending its ``add_parser`` to ``GROUPS``.
+
+Exit codes: 0 ok, 1 server or runtime failure, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from pynenc_redis_stack.cli import EXIT_USAGE, Handler, SubParsers, server_commands
+
+GROUPS: tuple[Callable[[SubParsers], None], ...] = (server_commands.add_parser,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """
+    Build the argument parser with every verb group registered.
+
+    :return: The top-level parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="pynenc-redis-stack",
+        description="Tools for the pynenc Redis Stack state backend.",
+    )
+    subparsers = parser.add_subparsers(dest="group", metavar="<group>")
+    for add_group in GROUPS:
+        add_group(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Run the command line.
+
+    :param argv: Arguments without the program name; ``sys.argv[1:]`` if None.
+    :return: The process exit code.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # argparse exits on --help (0) and on usage errors (2); return instead
+        # so that main() can be called in-process.
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Configuration of the Redis Stack state backend (cistell ``ConfigField`` s).
+
+The connection fields have the same names and defaults as pynenc-redis's ``ConfigRedis``,
+so one ``redis_url`` (``PYNENC__REDIS_URL``) can serve both plugins; ``redis_stack_url``
+overrides it for this backend alone.
+"""
+
+from cistell import ConfigField
+from pynenc.conf.config_base import ConfigPynencBase
+from pynenc.conf.config_state_backend import ConfigStateBackend
+
+
+class ConfigRedisStack(ConfigPynencBase):
+    """Connection to a Redis Stack (or Redis 8) server.
+
+    :cvar ConfigField[str] redis_url:
+        URL of the server (``redis://[user:password@]host:port/0``). When set it overrides
+        host, port, db, username and password. Shared with pynenc-redis.
+    :cvar ConfigField[str] redis_stack_url:
+        URL for this backend only; overrides ``redis_url``. Set by ``PynencBuilder.redis_stack``
+        so that pynenc-redis components may use another server.
+    :cvar ConfigField[str] redis_host:
+        Host name, when no URL is given. Defaults to ``localhost``.
+    :cvar ConfigField[int] redis_port:
+        Port, when no URL is given. Defaults to 6379.
+    :cvar ConfigField[int] redis_db:
+        Database number. Must be 0: RediSearch indexes only exist in database 0.
+    :cvar ConfigField[str] redis_username:
+        ACL user name; empty for none.
+    :cvar ConfigField[str] redis_password:
+        Password; empty for none.
+    :cvar ConfigField[float] socket_timeout:
+        Seconds to wait for a reply before failing.
+    :cvar ConfigField[float] socket_connect_timeout:
+        Seconds to wait for a connection before failing.
+    :cvar ConfigField[int] health_check_interval:
+        Seconds between health checks of an idle connection.
+    :cvar ConfigField[int] max_connection_attempts:
+        Connection retries before an error is raised.
+    :cvar ConfigField[int] redis_pool_max_connections:
+        Maximum connections in the pool. Defaults to 100.
+    :cvar ConfigField[float] redis_pool_health_check_interval:
+        Seconds between health checks of pooled connections.
+    """
+
+    redis_url = ConfigField("")
+    redis_stack_url = ConfigField("")
+    redis_host = ConfigField("localhost")
+    redis_port = ConfigField(6379)
+    redis_db = ConfigField(0)
+    redis_username = ConfigField("")
+    redis_password = ConfigField("")
+    socket_timeout = ConfigField(5.0)
+    socket_connect_timeout = ConfigField(5.0)
+    health_check_interval = ConfigField(30)
+    max_connection_attempts = ConfigField(3)
+    redis_pool_max_connections = ConfigField(100)
+    redis_pool_health_check_interval = ConfigField(30.0)
+
+
+class ConfigStateBackendRedisStack(ConfigStateBackend, ConfigRedisStack):
+    """Configuration of :class:`~pynenc_redis_stack.backend.RedisStackStateBackend`.
+
+    :cvar ConfigField[str] redis_stack_namespace:
+        First segment of every key and index name (``pynenc:invocation:...``). Two
+        deployments sharing one server need different namespaces. Letters, digits, ``_ . -``.
+    :cvar ConfigField[bool] redis_stack_create_indexes:
+        Create missing indexes on first use. Turn off when indexes are managed by deploys;
+        a missing index then raises an error naming the command that creates it.
+    :cvar ConfigField[int] redis_stack_batch_size:
+        Rows fetched per round trip by lookups that stream (cursor reads and seek pages).
+        At most 10000, Redis Stack's ``MAXAGGREGATERESULTS``.
+    :cvar ConfigField[bool] redis_stack_selected:
+        Set by ``PynencBuilder.redis_stack``; keeps this backend selected whatever other
+        builder calls come after.
+    """
+
+    redis_stack_namespace = ConfigField("pynenc")
+    redis_stack_create_indexes = ConfigField(True)
+    redis_stack_batch_size = ConfigField(1000)
+    redis_stack_selected = ConfigField(False)

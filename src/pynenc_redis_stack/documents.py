@@ -1,0 +1,266 @@
+"""Pure converters between pynenc objects and the JSON documents stored in Redis.
+
+No client here: each function maps one entity to a dict (validated against its index spec,
+so a value RediSearch would refuse is rejected before it is written) or back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pynenc.identifiers.call_id import CallId
+from pynenc.identifiers.invocation_id import InvocationId
+from pynenc.identifiers.task_id import TaskId
+from pynenc.invocation.status import InvocationStatusRecord
+from pynenc.models.call_dto import CallDTO
+from pynenc.models.invocation_dto import InvocationDTO
+from pynenc.runner.runner_context import RunnerContext
+from pynenc.state_backend.base_state_backend import InvocationHistory
+from pynenc.workflow import WorkflowIdentity
+
+from pynenc_redis_stack.errors import InvalidDocumentError
+
+if TYPE_CHECKING:
+    from pynenc.app import AppInfo
+
+    from pynenc_redis_stack.schema import IndexSpec
+
+Document = dict[str, Any]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Return ``moment`` as integer epoch microseconds (naive datetimes are taken as UTC).
+
+    Integers stay exact in RediSearch's double-precision NUMERIC fields until 2**53 µs
+    (year 2255), which ``float`` seconds would not.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """Return the UTC datetime of integer epoch microseconds."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def validated(spec: IndexSpec, document: Document) -> Document:
+    """Return ``document`` unchanged if every indexed value is one RediSearch accepts.
+
+    A wrong-typed value (an object in a tag, a string in a numeric field) would make the
+    whole document silently disappear from the index, so it is refused here instead.
+
+    :raises InvalidDocumentError: Naming each offending field.
+    """
+    problems = spec.invalid_fields(document)
+    if problems:
+        raise InvalidDocumentError(
+            f"refusing to write a {spec.name} document RediSearch would not index: "
+            + "; ".join(problems)
+        )
+    return document
+
+
+def dumps(document: Document) -> str:
+    """Serialise a document for ``JSON.SET``."""
+    try:
+        return orjson.dumps(document).decode()
+    except TypeError as exc:  # e.g. lone surrogates, which UTF-8 cannot carry
+        raise InvalidDocumentError(f"document cannot be stored as JSON: {exc}") from exc
+
+
+def loads(raw: str) -> Any:
+    """Parse a JSON document or JSON.GET reply."""
+    return orjson.loads(raw)
+
+
+def _optional(value: str | None) -> str | None:
+    return None if value is None else str(value)
+
+
+# -- invocations ---------------------------------------------------------------------------
+
+
+def invocation_document(app_id: str, inv: InvocationDTO, call: CallDTO) -> Document:
+    """Return the invocation document, without its status (owned by history writes).
+
+    Module and function names are stored apart because ``TaskId.from_key`` cannot split a
+    key back when the function name contains a dot.
+    """
+    task = call.call_id.task_id
+    workflow = inv.workflow
+    return {
+        "app_id": app_id,
+        "invocation_id": str(inv.invocation_id),
+        "task_id_key": task.key,
+        "task_module": task.module,
+        "task_func": task.func_name,
+        "call_id_key": call.call_id.key,
+        "arguments_id": call.call_id.args_id,
+        "parent_invocation_id": _optional(inv.parent_invocation_id),
+        "parent_event_id": _optional(inv.parent_event_id),
+        "workflow_id": str(workflow.workflow_id) if workflow else None,
+        "workflow_type_key": workflow.workflow_type.key if workflow else None,
+        "workflow_type_module": workflow.workflow_type.module if workflow else None,
+        "workflow_type_func": workflow.workflow_type.func_name if workflow else None,
+        "parent_workflow_id": _optional(workflow.parent_workflow_id)
+        if workflow
+        else None,
+    }
+
+
+def invocation_from_document(doc: Document) -> tuple[InvocationDTO, CallDTO]:
+    """Rebuild the DTO pair from an invocation document."""
+    task = TaskId(doc["task_module"], doc["task_func"])
+    call_id = CallId(task_id=task, args_id=doc["arguments_id"])
+    workflow = None
+    if doc.get("workflow_id") is not None:
+        workflow = WorkflowIdentity(
+            workflow_id=InvocationId(doc["workflow_id"]),
+            workflow_type=TaskId(
+                doc["workflow_type_module"], doc["workflow_type_func"]
+            ),
+            parent_workflow_id=_inv_id(doc.get("parent_workflow_id")),
+        )
+    inv = InvocationDTO(
+        invocation_id=InvocationId(doc["invocation_id"]),
+        call_id=call_id,
+        workflow=workflow,
+        parent_invocation_id=_inv_id(doc.get("parent_invocation_id")),
+        parent_event_id=doc.get("parent_event_id"),
+    )
+    return inv, CallDTO(
+        call_id=call_id,
+        serialized_arguments=dict(doc.get("serialized_arguments") or {}),
+    )
+
+
+def _inv_id(value: str | None) -> InvocationId | None:
+    return None if value is None else InvocationId(value)
+
+
+# -- history -------------------------------------------------------------------------------
+
+
+def history_document(app_id: str, history: InvocationHistory) -> Document:
+    """Return a history entry document; ``seq`` is added by the server-side write."""
+    record = history.status_record
+    return {
+        "app_id": app_id,
+        "invocation_id": str(history.invocation_id),
+        "ts": to_micros(history.timestamp),
+        "status": record.status.value,
+        "runner_context_id": history.runner_context_id,
+        "registered_by_inv_id": history.registered_by_inv_id,
+        "status_record": record.to_json(),
+    }
+
+
+def history_from_document(doc: Document) -> InvocationHistory:
+    """Rebuild an :class:`InvocationHistory` with its exact timestamp."""
+    history = InvocationHistory(
+        invocation_id=InvocationId(doc["invocation_id"]),
+        status_record=InvocationStatusRecord.from_json(doc["status_record"]),
+        runner_context_id=doc["runner_context_id"],
+        registered_by_inv_id=doc.get("registered_by_inv_id"),
+    )
+    history._timestamp = from_micros(int(doc["ts"]))
+    return history
+
+
+# -- runner contexts -----------------------------------------------------------------------
+
+
+def runner_context_document(app_id: str, context: RunnerContext) -> Document:
+    """Return a runner context document; ``context`` keeps the whole parent chain."""
+    return {
+        "app_id": app_id,
+        "runner_id": context.runner_id,
+        "parent_runner_id": context.parent_ctx.runner_id
+        if context.parent_ctx
+        else None,
+        "runner_cls": context.runner_cls,
+        "hostname": context.hostname,
+        "context": context.to_json(),
+    }
+
+
+def runner_context_from_document(doc: Document) -> RunnerContext:
+    """Rebuild a :class:`RunnerContext` (with its parents)."""
+    return RunnerContext.from_json(doc["context"])
+
+
+# -- workflows -----------------------------------------------------------------------------
+
+
+def workflow_run_document(app_id: str, workflow: WorkflowIdentity) -> Document:
+    """Return a workflow run document."""
+    return {
+        "app_id": app_id,
+        "workflow_id": str(workflow.workflow_id),
+        "workflow_type_key": workflow.workflow_type.key,
+        "workflow_type_module": workflow.workflow_type.module,
+        "workflow_type_func": workflow.workflow_type.func_name,
+        "parent_workflow_id": _optional(workflow.parent_workflow_id),
+    }
+
+
+def workflow_run_from_document(doc: Document) -> WorkflowIdentity:
+    """Rebuild a :class:`WorkflowIdentity`."""
+    return WorkflowIdentity(
+        workflow_id=InvocationId(doc["workflow_id"]),
+        workflow_type=TaskId(doc["workflow_type_module"], doc["workflow_type_func"]),
+        parent_workflow_id=_inv_id(doc.get("parent_workflow_id")),
+    )
+
+
+def workflow_sub_invocation_document(
+    app_id: str, workflow_id: str, sub_invocation_id: str
+) -> Document:
+    """Return the document linking a workflow to an invocation that ran inside it."""
+    return {
+        "app_id": app_id,
+        "workflow_id": str(workflow_id),
+        "sub_invocation_id": str(sub_invocation_id),
+    }
+
+
+# -- apps and payloads ---------------------------------------------------------------------
+
+
+def app_info_document(app_info: AppInfo) -> Document:
+    """Return an app info document; ``info`` is pynenc's own JSON, kept verbatim."""
+    return {"app_id": app_info.app_id, "info": app_info.to_json()}
+
+
+def app_info_from_document(doc: Document) -> AppInfo:
+    """Rebuild an :class:`AppInfo`."""
+    from pynenc.app import AppInfo
+
+    return AppInfo.from_json(doc["info"])
+
+
+def payload_document(
+    app_id: str, kind: str, owner_id: str, value: str, name: str | None = None
+) -> Document:
+    """Return a payload document (result, exception or one workflow data value).
+
+    :param kind: ``result``, ``exception`` or ``workflow-data``.
+    :param owner_id: The invocation (or workflow) the payload belongs to.
+    :param value: The serialised payload; stored, never indexed. ``""`` is a value.
+    :param name: The workflow data key, for ``workflow-data``.
+    """
+    doc: Document = {
+        "app_id": app_id,
+        "kind": kind,
+        "owner_id": str(owner_id),
+        "value": value,
+    }
+    if name is not None:
+        doc["name"] = name
+    return doc

@@ -1,0 +1,112 @@
+"""Every Redis key, index name and alias name of the package.
+
+Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
+
+    <ns>:<entity>:<app>:<id>[:<id>...]   a JSON document
+    <ns>:idx:<index>:v<version>           a physical RediSearch index
+    <ns>:<index>                          the alias every query goes through
+    <ns>:history-seq                      the counter ordering history entries with equal timestamps
+
+The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
+app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
+and ``:`` (as ``%25`` and ``%3A``) so that no two (app, id) pairs share a key, whatever the
+ids contain; ids without those two characters read as they are.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pynenc_redis_stack.schema import IndexSpec
+
+_NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+INVOCATION = "invocation"
+HISTORY = "history"
+RUNNER_CONTEXT = "runner-context"
+WORKFLOW_RUN = "workflow-run"
+WORKFLOW_SUB_INVOCATION = "workflow-sub-invocation"
+APP_INFO = "app-info"
+RESULT = "result"
+EXCEPTION = "exception"
+WORKFLOW_DATA = "workflow-data"
+
+
+def encode_segment(value: str) -> str:
+    """Escape one key segment so that ``:`` only ever separates segments."""
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
+class Namespace:
+    """Names shared by every app of one deployment: index names, aliases, prefixes."""
+
+    def __init__(self, namespace: str) -> None:
+        if not _NAMESPACE_PATTERN.match(namespace):
+            raise ValueError(
+                f"namespace {namespace!r} is invalid: use letters, digits, '_', '.' or '-' "
+                "(it starts every key and index name)"
+            )
+        self.namespace = namespace
+
+    def alias(self, spec: IndexSpec) -> str:
+        """Return the stable name queries use for ``spec``'s index."""
+        return f"{self.namespace}:{spec.name}"
+
+    def physical_index(self, spec: IndexSpec, version: int | None = None) -> str:
+        """Return the name of the versioned index behind the alias."""
+        return f"{self.namespace}:idx:{spec.name}:v{version or spec.version}"
+
+    def prefixes(self, spec: IndexSpec) -> list[str]:
+        """Return the key prefixes the index covers (``FT.CREATE ... PREFIX``)."""
+        return [f"{self.namespace}:{entity}:" for entity in spec.prefixes]
+
+    def history_seq(self) -> str:
+        """Return the counter key that orders history entries of equal timestamp."""
+        return f"{self.namespace}:history-seq"
+
+    def for_app(self, app_id: str) -> AppKeys:
+        """Return the key builder of one app."""
+        return AppKeys(self, app_id)
+
+
+class AppKeys:
+    """Document keys of one app."""
+
+    def __init__(self, namespace: Namespace, app_id: str) -> None:
+        if not app_id:
+            raise ValueError("app_id cannot be empty")
+        self.namespace = namespace
+        self.app_id = app_id
+        self._app_segment = encode_segment(app_id)
+
+    def _key(self, entity: str, *ids: str) -> str:
+        segments = [self.namespace.namespace, entity, self._app_segment]
+        segments.extend(encode_segment(i) for i in ids)
+        return ":".join(segments)
+
+    def invocation(self, invocation_id: str) -> str:
+        return self._key(INVOCATION, invocation_id)
+
+    def history(self, invocation_id: str, entry_id: str) -> str:
+        return self._key(HISTORY, invocation_id, entry_id)
+
+    def runner_context(self, runner_id: str) -> str:
+        return self._key(RUNNER_CONTEXT, runner_id)
+
+    def workflow_run(self, workflow_id: str) -> str:
+        return self._key(WORKFLOW_RUN, workflow_id)
+
+    def workflow_sub_invocation(self, workflow_id: str, sub_invocation_id: str) -> str:
+        return self._key(WORKFLOW_SUB_INVOCATION, workflow_id, sub_invocation_id)
+
+    def app_info(self) -> str:
+        return self._key(APP_INFO)
+
+    def result(self, invocation_id: str) -> str:
+        return self._key(RESULT, invocation_id)
+
+    def exception(self, invocation_id: str) -> str:
+        return self._key(EXCEPTION, invocation_id)
+
+    def workflow_data(self, workflow_id: str, data_key: str) -> str:
+        return self._key(WORKFLOW_DATA, workflow_id, data_key)

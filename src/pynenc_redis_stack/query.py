@@ -1,0 +1,191 @@
+"""The only module that writes RediSearch query syntax.
+
+Every value a caller supplies reaches the server in one of two ways, never spliced raw:
+
+- tag values and numbers go through ``PARAMS`` (``@field:{$p0}``), so ids containing
+  ``- . : , { } | @ * ? ( ) " ' \\`` or spaces are matched literally and cannot inject clauses;
+- the substring of ``get_matching_runner_contexts`` goes into an ``FT.AGGREGATE FILTER``
+  expression, where ``PARAMS`` are not accepted, as a string literal escaped by
+  :func:`string_literal`.
+
+Field names are checked against the index spec (``schemas/``). Every request pins
+``DIALECT 2`` (``PARAMS`` need it; the server default is 1) and ``TIMEOUT 0`` (the default
+``ON_TIMEOUT RETURN`` policy silently returns partial results when a query runs long).
+
+Traps avoided by construction (see docs/redisearch.md):
+
+- contains/prefix tag queries stop at ``MAXPREFIXEXPANSIONS`` distinct values and ignore
+  patterns shorter than ``MINPREFIX``: substring matching uses ``FILTER contains(...)``
+  instead, which evaluates every candidate;
+- ``LIMIT`` offsets stop at ``MAXSEARCHRESULTS``: unordered answers stream through a cursor
+  (``WITHCURSOR``), ordered ones page by seeking on ``(ts, seq)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pynenc_redis_stack.errors import QueryError
+from pynenc_redis_stack.schema import IndexSpec
+
+DIALECT = "2"
+LOAD_DOCUMENT = ["LOAD", "3", "$", "AS", "doc"]
+"""Load the whole JSON document as the ``doc`` column."""
+
+LOAD_KEY = ["LOAD", "1", "@__key"]
+"""Load the Redis key of each document."""
+
+
+def string_literal(value: str) -> str:
+    """Return ``value`` as a double-quoted string literal of the aggregation expression language.
+
+    Backslash and double quote are the only characters the literal parser treats specially.
+    """
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class Filter:
+    """A conjunction of clauses over one index; renders to a query string plus ``PARAMS``.
+
+    A filter with an empty tag value can match nothing (empty strings are never indexed), so
+    it is marked :attr:`matches_nothing` and never sent.
+    """
+
+    spec: IndexSpec
+    clauses: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    matches_nothing: bool = False
+
+    def _param(self, value: str) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return f"${name}"
+
+    def _field(self, name: str, expected: Literal["tag", "numeric"]) -> str:
+        spec_field = self.spec.field(name)
+        if spec_field.type != expected:
+            raise QueryError(
+                f"field {name!r} of index {self.spec.name!r} is {spec_field.type}, not {expected}"
+            )
+        return name
+
+    def tag(self, name: str, value: str) -> Filter:
+        """Require ``@name`` to equal ``value`` exactly (case-sensitive)."""
+        field_name = self._field(name, "tag")
+        if not isinstance(value, str):
+            raise QueryError(
+                f"value for {name!r} must be a string, got {type(value).__name__}"
+            )
+        if value == "":
+            self.matches_nothing = True
+            return self
+        self.clauses.append(f"@{field_name}:{{{self._param(value)}}}")
+        return self
+
+    def between(self, name: str, low: int, high: int) -> Filter:
+        """Require ``low <= @name <= high``."""
+        field_name = self._field(name, "numeric")
+        if low > high:
+            self.matches_nothing = True
+            return self
+        self.clauses.append(
+            f"@{field_name}:[{self._param(str(low))} {self._param(str(high))}]"
+        )
+        return self
+
+    def after(self, primary: str, secondary: str, position: tuple[int, int]) -> Filter:
+        """Require ``(@primary, @secondary)`` to sort strictly after ``position``."""
+        first = self._field(primary, "numeric")
+        second = self._field(secondary, "numeric")
+        p, s = self._param(str(position[0])), self._param(str(position[1]))
+        self.clauses.append(
+            f"(@{first}:[({p} +inf] | (@{first}:[{p} {p}] @{second}:[({s} +inf]))"
+        )
+        return self
+
+    def query_string(self) -> str:
+        """Return the query string (``*`` when there is no clause)."""
+        return " ".join(self.clauses) if self.clauses else "*"
+
+    def params_args(self) -> list[str]:
+        """Return the ``PARAMS`` arguments (empty when there are none)."""
+        if not self.params:
+            return []
+        args = ["PARAMS", str(2 * len(self.params))]
+        for name, value in self.params.items():
+            args.extend((name, value))
+        return args
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A complete ``FT.AGGREGATE`` request against one index alias.
+
+    :param index: The alias queried.
+    :param filter: The query clauses and their parameters.
+    :param steps: Pipeline steps (``LOAD``, ``GROUPBY``, ``SORTBY``, ``FILTER``) in order.
+    """
+
+    index: str
+    filter: Filter
+    steps: tuple[str, ...] = ()
+
+    def args(self, cursor_count: int | None = None) -> list[str]:
+        """Return the full command; with ``cursor_count`` the reply is a cursor of that batch size."""
+        args = ["FT.AGGREGATE", self.index, self.filter.query_string(), *self.steps]
+        if cursor_count is not None:
+            args.extend(("WITHCURSOR", "COUNT", str(cursor_count)))
+        args.extend(("TIMEOUT", "0"))
+        args.extend(self.filter.params_args())
+        args.extend(("DIALECT", DIALECT))
+        return args
+
+
+def where(spec: IndexSpec, app_id: str, **tags: str) -> Filter:
+    """Start a filter scoped to one app, with exact tag matches on ``tags``."""
+    result = Filter(spec).tag("app_id", app_id)
+    for name, value in tags.items():
+        result.tag(name, value)
+    return result
+
+
+def load_fields(*names: str) -> tuple[str, ...]:
+    """Return a ``LOAD`` step for indexed attributes."""
+    return ("LOAD", str(len(names)), *(f"@{n}" for n in names))
+
+
+def group_by(*names: str) -> tuple[str, ...]:
+    """Return a ``GROUPBY`` step that yields each distinct combination once."""
+    return ("GROUPBY", str(len(names)), *(f"@{n}" for n in names))
+
+
+def sorted_top(primary: str, secondary: str, count: int) -> tuple[str, ...]:
+    """Return a ``SORTBY`` step ascending on two sortable fields, keeping the first ``count``."""
+    return (
+        "SORTBY",
+        "4",
+        f"@{primary}",
+        "ASC",
+        f"@{secondary}",
+        "ASC",
+        "MAX",
+        str(count),
+    )
+
+
+def contains(spec: IndexSpec, name: str, substring: str) -> tuple[str, ...]:
+    """Return ``LOAD`` + ``FILTER`` steps keeping rows whose ``@name`` contains ``substring``.
+
+    Literal and case-sensitive: ``*``, ``?``, ``|`` and ``-`` are ordinary characters here.
+    """
+    if spec.field(name).type != "tag":
+        raise QueryError(f"contains() needs a tag field, {name!r} is not one")
+    if substring == "":
+        return ()  # every string contains the empty string
+    return (
+        *load_fields(name),
+        "FILTER",
+        f"contains(@{name}, {string_literal(substring)}) > 0",
+    )

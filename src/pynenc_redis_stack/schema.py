@@ -1,0 +1,222 @@
+"""Index schemas: ``schemas/*.yaml`` loaded into typed, immutable specs.
+
+A schema file names the index, the key prefixes it covers and its fields. Nothing else in
+the package lists fields: documents are validated against these specs, queries check field
+names against them, and ``FT.CREATE`` arguments are rendered from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pynenc_redis_stack.errors import SchemaError
+
+FieldType = Literal["tag", "numeric"]
+_FIELD_TYPES: tuple[FieldType, ...] = ("tag", "numeric")
+_KNOWN_ATTRS = {"sortable", "case_sensitive"}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One indexed JSON field.
+
+    :param name: Attribute name used in queries (``@name``); also the top-level JSON key.
+    :param type: ``tag`` (exact string match) or ``numeric`` (ranges, sorting).
+    :param path: JSONPath of the value in the document.
+    :param sortable: Keep a sort vector (needed for SORTBY and seek paging).
+    :param case_sensitive: Tags match case-sensitively. Defaults to True because ids
+        differing only in case are different ids.
+    """
+
+    name: str
+    type: FieldType
+    path: str
+    sortable: bool = False
+    case_sensitive: bool = True
+
+    def create_args(self) -> list[str]:
+        """Return this field's ``FT.CREATE ... SCHEMA`` fragment.
+
+        JSON tags get no SEPARATOR: with none, a JSON string is one tag value, so ids
+        containing commas stay whole (redis-py's ``TagField`` always sends ``SEPARATOR ,``).
+        """
+        args = [self.path, "AS", self.name, self.type.upper()]
+        if self.type == "tag" and self.case_sensitive:
+            args.append("CASESENSITIVE")
+        if self.sortable:
+            args.append("SORTABLE")
+        return args
+
+    def accepts(self, value: object) -> bool:
+        """Tell whether RediSearch indexes ``value`` for this field without dropping the document."""
+        if value is None:
+            return True
+        if self.type == "tag":
+            return isinstance(value, str) and value != ""
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One RediSearch index over JSON documents.
+
+    :param name: Logical name; the alias is ``<namespace>:<name>``.
+    :param version: Schema version; the physical index is ``<namespace>:<name>:v<version>``.
+    :param prefixes: Entity names whose keys (``<namespace>:<entity>:``) the index covers.
+    :param fields: Indexed fields, in file order.
+    """
+
+    name: str
+    version: int
+    prefixes: tuple[str, ...]
+    fields: tuple[FieldSpec, ...]
+
+    def field(self, name: str) -> FieldSpec:
+        """Return the field called ``name``.
+
+        :raises SchemaError: If the index has no such field.
+        """
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise SchemaError(
+            f"index {self.name!r} has no field {name!r}; indexed fields: "
+            f"{', '.join(f.name for f in self.fields)}"
+        )
+
+    def schema_args(self) -> list[str]:
+        """Return the ``SCHEMA ...`` part of ``FT.CREATE``."""
+        args = ["SCHEMA"]
+        for field in self.fields:
+            args.extend(field.create_args())
+        return args
+
+    def invalid_fields(self, document: dict[str, Any]) -> list[str]:
+        """Return a description of every indexed value RediSearch would refuse."""
+        problems = []
+        for field in self.fields:
+            value = document.get(field.name)
+            if not field.accepts(value):
+                expected = "a non-empty string" if field.type == "tag" else "a number"
+                problems.append(f"{field.name}={value!r} (expected {expected} or None)")
+        return problems
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> IndexSpec:
+        """Build a spec from the parsed content of a schema file.
+
+        :raises SchemaError: If the content is malformed.
+        """
+        try:
+            index = data["index"]
+            version = data["version"]
+            raw_fields = data["fields"]
+            name = index["name"]
+            prefixes = tuple(index["prefixes"])
+            storage = index.get("storage_type", "json")
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"{source}: missing key {exc}") from exc
+        if storage != "json":
+            raise SchemaError(f"{source}: storage_type must be 'json', got {storage!r}")
+        if not isinstance(version, int) or version < 1:
+            raise SchemaError(f"{source}: version must be a positive integer")
+        if not prefixes:
+            raise SchemaError(f"{source}: index.prefixes is empty")
+        fields: list[FieldSpec] = []
+        for raw in raw_fields:
+            field_name = raw.get("name")
+            field_type = raw.get("type")
+            if field_type not in _FIELD_TYPES:
+                raise SchemaError(
+                    f"{source}: field {field_name!r} has unknown type {field_type!r}"
+                )
+            attrs = raw.get("attrs") or {}
+            unknown = set(attrs) - _KNOWN_ATTRS
+            if unknown:
+                raise SchemaError(
+                    f"{source}: field {field_name!r} has unknown attrs {sorted(unknown)}"
+                )
+            if any(f.name == field_name for f in fields):
+                raise SchemaError(f"{source}: duplicate field {field_name!r}")
+            fields.append(
+                FieldSpec(
+                    name=field_name,
+                    type=field_type,
+                    path=raw.get("path", f"$.{field_name}"),
+                    sortable=bool(attrs.get("sortable", False)),
+                    case_sensitive=bool(attrs.get("case_sensitive", True)),
+                )
+            )
+        if not any(f.name == "app_id" and f.type == "tag" for f in fields):
+            raise SchemaError(
+                f"{source}: every index needs an app_id tag (app isolation)"
+            )
+        return cls(name=name, version=version, prefixes=prefixes, fields=tuple(fields))
+
+
+def schema_dir() -> Path:
+    """Return the folder holding the schema files.
+
+    Installed wheels carry them as package data; a source checkout (editable install) reads
+    the top-level ``schemas/`` folder.
+    """
+    packaged = resources.files("pynenc_redis_stack") / "schemas"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "schemas"
+
+
+def load_spec(path: Path) -> IndexSpec:
+    """Load one schema file."""
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    if not isinstance(data, dict):
+        raise SchemaError(f"{path}: not a mapping")
+    return IndexSpec.from_dict(data, source=str(path))
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """Every index the backend uses, by role."""
+
+    invocations: IndexSpec
+    history: IndexSpec
+    runner_contexts: IndexSpec
+    workflow_runs: IndexSpec
+    workflow_sub_invocations: IndexSpec
+    app_infos: IndexSpec
+    payloads: IndexSpec
+
+    def all(self) -> tuple[IndexSpec, ...]:
+        """Return every spec."""
+        return (
+            self.invocations,
+            self.history,
+            self.runner_contexts,
+            self.workflow_runs,
+            self.workflow_sub_invocations,
+            self.app_infos,
+            self.payloads,
+        )
+
+
+@cache
+def load_schemas(directory: Path | None = None) -> Schemas:
+    """Load every schema file the backend needs.
+
+    :raises SchemaError: If a file is missing or invalid.
+    """
+    folder = directory or schema_dir()
+    specs = {}
+    for role in Schemas.__dataclass_fields__:
+        path = folder / f"{role}.yaml"
+        if not path.is_file():
+            raise SchemaError(f"schema file {path} is missing")
+        specs[role] = load_spec(path)
+    return Schemas(**specs)

@@ -1,0 +1,3 @@
+"""pynenc's integration state-backend suite, unmodified, on RedisStackStateBackend."""
+
+from pynenc_tests.integration.state_backend.all_tests import *

@@ -1,0 +1,63 @@
+"""Test session wiring: one embedded Redis Stack for the whole run, started here.
+
+The server binds 127.0.0.1 on a free port (never 6379), keeps nothing on disk, and its URL
+is exported as ``PYNENC__REDIS_URL`` so that apps built from the environment (pynenc's
+subprocess runners, ``discover_app_infos``) reach it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pynenc_redis_stack.server import EmbeddedRedisStack
+
+pytest_plugins = ["pynenc_tests.conftest"]
+
+_server: EmbeddedRedisStack | None = None
+_data_dir: tempfile.TemporaryDirectory[str] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _server, _data_dir
+    if hasattr(config, "workerinput") or _server is not None:
+        return
+    _data_dir = tempfile.TemporaryDirectory(prefix="pynenc-redis-stack-tests-")
+    _server = EmbeddedRedisStack(Path(_data_dir.name), persistent=False)
+    os.environ["PYNENC__REDIS_URL"] = _server.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _server, _data_dir
+    if _server is not None:
+        _server.stop()
+        _server = None
+    if _data_dir is not None:
+        _data_dir.cleanup()
+        _data_dir = None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the session's Redis Stack."""
+    return os.environ["PYNENC__REDIS_URL"]
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A raw RESP2 client on the session's server."""
+    client = redis.Redis.from_url(redis_url, protocol=2, decode_responses=True)
+    yield client
+    client.close()
+
+
+def unique_app_id(request: pytest.FixtureRequest, suffix: str = "") -> str:
+    """An app id no other test uses, readable in redis-cli."""
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
+    return f"test-{request.node.name[:40]}-{digest}{suffix}"
