@@ -45,8 +45,10 @@ def redis_stack(
     if url is not None:
         _check_url(url)
         builder._config["redis_stack_url"] = url
-        # pynenc-redis's validator asks any 'Redis*' component for a connection setting.
-        builder._config.setdefault("redis_url", url)
+    # pynenc-redis's validator demands a connection setting from any 'Redis*' component;
+    # the default host satisfies it without changing where anything connects (URLs win).
+    if not builder._config.get("redis_url"):
+        builder._config.setdefault("redis_host", "localhost")
     if namespace is not None:
         builder._config["redis_stack_namespace"] = namespace
     if create_indexes is not None:

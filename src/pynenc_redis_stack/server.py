@@ -53,6 +53,9 @@ LAST_PORT_FILE = "last-port"
 INSTALL_HINT = "install pynenc-redis-stack[server]"
 
 _POLL_INTERVAL = 0.05
+_PROBE_TIMEOUT = 1.0
+# SHUTDOWN SAVE writes the whole dataset before answering.
+_SHUTDOWN_TIMEOUT = 120.0
 _PORT_ATTEMPTS = 5
 _LOG_TAIL_LINES = 40
 
@@ -177,6 +180,9 @@ def _pick_free_port(preferred: int | None = None) -> int:
     :return: A port that was free a moment ago (the caller retries on a race).
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like redis-server itself, so a port left in TIME_WAIT by the previous
+        # server still counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, preferred or 0))
         except OSError:
@@ -222,18 +228,21 @@ def _pid_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def _is_redis_process(pid: int) -> bool:
+def _is_redis_process(pid: int, port: int) -> bool:
     """
     Guard against signalling an unrelated process that reused a stale pid.
 
     :param pid: Process id.
-    :return: False only if the process is known not to be a redis-server.
+    :param port: The port the server was started on.
+    :return: False only if the process is known not to be that redis-server.
     """
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # No procfs (macOS): trust the pid.
-    return b"redis-server" in cmdline
+    # Both the original argv (--port N) and redis' own process title
+    # ("redis-server 127.0.0.1:N") carry the port.
+    return b"redis-server" in cmdline and str(port).encode() in cmdline
 
 
 class EmbeddedRedisStack:
@@ -327,30 +336,44 @@ class EmbeddedRedisStack:
             return False
         with self._lock():
             state = self._read_state()
-            if (
-                state is None
-                or not _pid_alive(state["pid"])
-                or not _is_redis_process(state["pid"])
-            ):
+            if state is None:
                 self._clear_state()
                 return False
             pid, port = int(state["pid"]), int(state["port"])
+            if not _pid_alive(pid) or not _is_redis_process(pid, port):
+                self._clear_state()
+                return False
             persistent = bool(state.get("persistent", self.persistent))
-            try:
-                with self._client(port) as client:
-                    # SHUTDOWN drops the connection; redis-py treats that as success.
-                    client.shutdown(save=persistent, nosave=not persistent)
-            except redis.RedisError:
-                if _is_redis_process(pid):
+            if not self._shutdown(pid, port, persistent):
+                # Not answering (e.g. still loading): SIGTERM also saves the
+                # append-only file, like SHUTDOWN.
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
             if not self._wait_exit(pid, timeout):
-                if not _is_redis_process(pid):
-                    raise EmbeddedServerError(f"Process {pid} did not exit")
                 os.kill(pid, signal.SIGKILL)
                 if not self._wait_exit(pid, 5.0):
                     raise EmbeddedServerError(f"redis-server {pid} did not exit")
             self._clear_state()
             return True
+
+    def _shutdown(self, pid: int, port: int, persistent: bool) -> bool:
+        """
+        Send SHUTDOWN, but only to our server: never to whatever else answers.
+
+        :param pid: Expected server process id.
+        :param port: Port on 127.0.0.1.
+        :param persistent: SAVE before exiting, else NOSAVE.
+        :return: True if SHUTDOWN was sent.
+        """
+        if not self._answers_as(port, pid):
+            return False
+        try:
+            with self._client(port, _SHUTDOWN_TIMEOUT) as client:
+                # SHUTDOWN drops the connection; redis-py treats that as success.
+                client.shutdown(save=persistent, nosave=not persistent)
+        except redis.RedisError:
+            return False
+        return True
 
     def status(self) -> ServerStatus:
         """
@@ -389,17 +412,19 @@ class EmbeddedRedisStack:
     # ----------------------------------------------------------------- helpers
 
     @staticmethod
-    def _client(port: int) -> redis.Redis:
+    def _client(port: int, timeout: float = _PROBE_TIMEOUT) -> redis.Redis:
         """
         :param port: Port on 127.0.0.1.
-        :return: A short-timeout client, for management commands only.
+        :param timeout: Socket timeout; short by default because a probe must
+            not hang on a port that some other program answers.
+        :return: A client for management commands only.
         """
         return redis.Redis(
             host=HOST,
             port=port,
             protocol=2,
             decode_responses=True,
-            socket_timeout=5.0,
+            socket_timeout=timeout,
             socket_connect_timeout=1.0,
             # redis-py retries with backoff by default: that would retry SHUTDOWN
             # after the expected disconnect and slow every readiness probe.
@@ -479,7 +504,7 @@ class EmbeddedRedisStack:
             self._clear_state()
             return None
         pid, port = int(state["pid"]), int(state["port"])
-        if not _pid_alive(pid) or not _is_redis_process(pid):
+        if not _pid_alive(pid) or not _is_redis_process(pid, port):
             self._clear_state()
             return None
         # Alive: it may still be loading its append-only file, so wait for it.

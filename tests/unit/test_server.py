@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -133,6 +134,27 @@ def test_stop_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["server", "status", "--data-dir", data_dir]) == 1
     assert "running: no" in capsys.readouterr().out.splitlines()
     assert main(["server", "stop", "--data-dir", data_dir]) == 0
+
+
+def test_restart_reuses_the_previous_port(tmp_path: Path) -> None:
+    server = EmbeddedRedisStack(tmp_path, persistent=False)
+    first = server.start()
+    assert server.stop() is True
+    try:
+        assert server.start() == first
+    finally:
+        server.stop()
+
+
+def test_start_failure_reports_the_server_log(tmp_path: Path) -> None:
+    # A port someone else listens on: redis-server exits and we show why.
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        server = EmbeddedRedisStack(tmp_path, persistent=False)
+        with pytest.raises(EmbeddedServerError, match="Address already in use"):
+            server.start(port=port)
+    assert not server.status().running
+    assert not server.state_file.exists()
 
 
 def test_stale_state_file_is_cleaned_up(tmp_path: Path) -> None:

@@ -1,0 +1,128 @@
+"""Run the demo: ``python -m pynenc_redis_stack.demo`` (or ``./dev demo``).
+
+1. start (or reuse) the embedded Redis Stack;
+2. run a pynenc app with a real runner: a parent task fans out child tasks;
+3. answer operators' questions from the state backend's indexes and print the
+   ``FT.AGGREGATE`` each answer comes from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pynenc_redis_stack.server import EmbeddedRedisStack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pynenc_redis_stack.demo", description=__doc__
+    )
+    parser.add_argument(
+        "--url", help="use this Redis Stack instead of the embedded one"
+    )
+    parser.add_argument(
+        "--children", type=int, default=12, help="child tasks to fan out"
+    )
+    options = parser.parse_args(argv)
+
+    if options.url:
+        os.environ["PYNENC_REDIS_STACK_DEMO_EXTERNAL"] = "1"
+    url = options.url or EmbeddedRedisStack().start()
+    print(f"Redis Stack: {url}")
+    with tempfile.TemporaryDirectory(prefix="pynenc-demo-") as workdir:
+        os.environ["PYNENC__REDIS_STACK_URL"] = url
+        os.environ["PYNENC__SQLITE_DB_PATH"] = str(Path(workdir) / "pynenc.db")
+        return _run(options.children)
+
+
+def _uses_external_server() -> bool:
+    return os.environ.get("PYNENC_REDIS_STACK_DEMO_EXTERNAL") == "1"
+
+
+def _run(children: int) -> int:
+    from pynenc_redis_stack.demo.tasks import app, sum_of_squares
+
+    backend = app.state_backend
+    backend.purge()  # a fresh demo each run; purge touches only this app's documents
+    started = datetime.now(UTC)
+
+    runner = threading.Thread(target=app.runner.run, daemon=True)
+    runner.start()
+    try:
+        parent = sum_of_squares(children)
+        total = parent.result
+    finally:
+        app.runner.stop_runner_loop()
+        runner.join(timeout=10)
+    print(
+        f"\nsum_of_squares({children}) = {total}  (parent invocation {parent.invocation_id})"
+    )
+
+    print("\n# Children of the parent invocation (get_child_invocations)")
+    child_ids = sorted(backend.get_child_invocations(parent.invocation_id))
+    for child_id in child_ids:
+        child = backend.get_invocation(child_id)
+        print(
+            f"  {child_id}  {child.call.task.task_id.key}{child.call.arguments.kwargs}"
+        )
+    print(f"  -> {len(child_ids)} children")
+
+    workflow = backend.get_invocation(parent.invocation_id).workflow
+    print(
+        f"\n# Invocations of workflow {workflow.workflow_id} (get_invocation_ids_by_workflow)"
+    )
+    members = sorted(
+        backend.get_invocation_ids_by_workflow(workflow_id=workflow.workflow_id)
+    )
+    print(f"  -> {len(members)} invocations of type {workflow.workflow_type.key}")
+
+    history = backend.get_history(parent.invocation_id)
+    runner_id = history[-1].runner_context_id
+    partial = runner_id[: max(4, len(runner_id) // 4)]
+    print(
+        f"\n# Runner contexts whose id contains {partial!r} (get_matching_runner_contexts)"
+    )
+    for context in backend.get_matching_runner_contexts(partial):
+        print(
+            f"  {context.runner_id}  {context.runner_cls} pid={context.pid} host={context.hostname}"
+        )
+
+    print("\n# History of the last minute (iter_history_in_timerange)")
+    now = datetime.now(UTC)
+    entries = [
+        entry
+        for batch in backend.iter_history_in_timerange(
+            now - timedelta(minutes=1), now, batch_size=50
+        )
+        for entry in batch
+    ]
+    for entry in entries[:8]:
+        print(
+            f"  {entry.timestamp.isoformat()}  {entry.status_record.status.value:<10} {entry.invocation_id}"
+        )
+    print(f"  ... {len(entries)} entries since {started.isoformat()}")
+
+    print(
+        "\n# The same answers from redis-cli (see README 'redis-cli cookbook'), e.g.:"
+    )
+    print(
+        f'  FT.AGGREGATE pynenc:invocations "@app_id:{{$app}} @parent_invocation_id:{{$p}}" '
+        f"LOAD 1 @invocation_id PARAMS 4 app {app.app_id} p {parent.invocation_id} DIALECT 2"
+    )
+    if not _uses_external_server():
+        print("\nThe embedded Redis Stack keeps running: `./dev server stop` stops it.")
+    ok = (
+        total == sum(i * i for i in range(children))
+        and len(child_ids) == children
+        and entries
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""The demo's pynenc app and tasks.
+
+The app reads its connection and SQLite path from the environment
+(``PYNENC__REDIS_STACK_URL``, ``PYNENC__SQLITE_DB_PATH``), which :mod:`.__main__` sets
+before importing this module.
+"""
+
+from pynenc import PynencBuilder
+
+app = (
+    PynencBuilder()
+    .app_id("pynenc-redis-stack-demo")
+    .sqlite()
+    .redis_stack()
+    .thread_runner()
+    .logging_level("error")
+    .build()
+)
+
+
+@app.task
+def square(x: int) -> int:
+    """Leaf task: one child invocation per number."""
+    return x * x
+
+
+@app.workflow
+def sum_of_squares(n: int) -> int:
+    """Workflow root: fans out ``n`` children (members of its workflow) and adds their results."""
+    group = square.parallelize([{"x": i} for i in range(n)])
+    return sum(invocation.result for invocation in group.invocations)
