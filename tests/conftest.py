@@ -18,7 +18,11 @@ import redis
 
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
-pytest_plugins = ["pynenc_tests.conftest"]
+pytest_plugins = [
+    "pynenc_tests.conftest",
+    "pynenc_tests.integration.combinations.conftest",
+    "pynenc_tests.integration.orchestrator.conftest",
+]
 
 _server: EmbeddedRedisStack | None = None
 _data_dir: tempfile.TemporaryDirectory[str] | None = None

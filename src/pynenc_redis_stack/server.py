@@ -53,7 +53,9 @@ LAST_PORT_FILE = "last-port"
 INSTALL_HINT = "install pynenc-redis-stack[server]"
 
 _POLL_INTERVAL = 0.05
-_PROBE_TIMEOUT = 1.0
+# Readiness probes are retried until a deadline, so they can give up fast.
+_PROBE_TIMEOUT = 0.25
+_STATUS_TIMEOUT = 2.0
 # SHUTDOWN SAVE writes the whole dataset before answering.
 _SHUTDOWN_TIMEOUT = 120.0
 _PORT_ATTEMPTS = 5
@@ -385,7 +387,7 @@ class EmbeddedRedisStack:
         if state is None or not _pid_alive(state["pid"]):
             return ServerStatus(running=False, data_dir=self.data_dir)
         try:
-            with self._client(int(state["port"])) as client:
+            with self._client(int(state["port"]), _STATUS_TIMEOUT) as client:
                 info = client.info("server")
                 modules = self._module_versions(client)
         except redis.RedisError:
@@ -608,7 +610,7 @@ class EmbeddedRedisStack:
                 )
             time.sleep(_POLL_INTERVAL)
         try:
-            with self._client(port) as client:
+            with self._client(port, _STATUS_TIMEOUT) as client:
                 modules = self._module_versions(client)
         except redis.RedisError as exc:
             self._kill(pid)

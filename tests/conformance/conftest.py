@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 from pynenc import Pynenc, PynencBuilder
+from pynenc_tests import util
+from pynenc_tests.integration.combinations.conftest import (
+    AppComponents,
+    BackendFamily,
+    build_test_combinations,
+)
 
 from tests.conftest import unique_app_id
 
@@ -18,3 +24,40 @@ def app_instance(request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_
         .redis_stack(url=redis_url)
         .build()
     )
+
+
+SQLITE_COMBINATIONS = [c for c in build_test_combinations() if c.family is BackendFamily.SQLITE]
+
+
+@pytest.fixture(params=SQLITE_COMBINATIONS, ids=lambda c: c.combination_id.replace("SQLite", "SQLite+RedisStack"))
+def app_combination_instance(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, temp_sqlite_db_path: str, redis_url: str
+) -> Pynenc:
+    """pynenc's SQLite combinations with RedisStackStateBackend as the state backend.
+
+    Configured through the environment, like pynenc's own fixture, so that runner
+    subprocesses build the same app.
+    """
+    components: AppComponents = request.param
+    test_module, test_name = util.get_module_name(request)
+    settings = {
+        "APP_ID": f"{test_module}.{test_name}",
+        "CLIENT_DATA_STORE_CLS": components.client_data_store.__name__,
+        "ORCHESTRATOR_CLS": components.orchestrator.__name__,
+        "BROKER_CLS": components.broker.__name__,
+        "TRIGGER_CLS": components.trigger.__name__,
+        "SERIALIZER_CLS": components.serializer.__name__,
+        "RUNNER_CLS": components.runner.__name__,
+        "STATE_BACKEND_CLS": "RedisStackStateBackend",
+        "REDIS_STACK_URL": redis_url,
+        "SQLITE_DB_PATH": temp_sqlite_db_path,
+        "LOGGING_LEVEL": "info",
+        "PRINT_ARGUMENTS": "False",
+        "RUNNER_LOOP_SLEEP_TIME_SEC": "0.01",
+        "INVOCATION_WAIT_RESULTS_SLEEP_TIME_SEC": "0.01",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(f"PYNENC__{name}", value)
+    app = Pynenc()
+    app.state_backend.purge()  # a rerun of the same test id starts clean
+    return app

@@ -1,0 +1,74 @@
+"""The query module renders values as PARAMS or escaped literals, never as raw syntax."""
+
+from __future__ import annotations
+
+import pytest
+
+from pynenc_redis_stack import query
+from pynenc_redis_stack.errors import QueryError, SchemaError
+from pynenc_redis_stack.schema import load_schemas
+
+ADVERSARIAL = ["a-b", "a.b:c", "x} | @status:{failed", "a|b", "{}", '"q"', "back\\slash", "sp ace", "日本", "*", "?"]
+
+
+@pytest.mark.parametrize("value", ADVERSARIAL)
+def test_tag_values_travel_as_params(value: str) -> None:
+    spec = load_schemas().invocations
+    request = query.Aggregate("pynenc:invocations", query.where(spec, "app", parent_invocation_id=value))
+    args = request.args()
+    assert args[2] == "@app_id:{$p0} @parent_invocation_id:{$p1}"
+    assert args[-6:] == ["p0", "app", "p1", value, "DIALECT", "2"]
+    assert ["TIMEOUT", "0"] == args[args.index("TIMEOUT") : args.index("TIMEOUT") + 2]
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("abc", '"abc"'),
+        ('a"b', '"a\\"b"'),
+        ("a\\b", '"a\\\\b"'),
+        ('\\"', '"\\\\\\""'),
+        ("*?|-", '"*?|-"'),
+    ],
+)
+def test_string_literal_escapes_backslash_and_quote(value: str, literal: str) -> None:
+    assert query.string_literal(value) == literal
+
+
+def test_contains_is_a_filter_expression_and_empty_matches_all() -> None:
+    spec = load_schemas().runner_contexts
+    assert query.contains(spec, "runner_id", 'w"1') == ("LOAD", "1", "@runner_id", "FILTER", 'contains(@runner_id, "w\\"1") > 0')
+    assert query.contains(spec, "runner_id", "") == ()
+
+
+def test_empty_tag_matches_nothing_and_is_never_sent() -> None:
+    spec = load_schemas().invocations
+    assert query.where(spec, "app", parent_event_id="").matches_nothing
+
+
+def test_unknown_or_wrong_typed_fields_are_refused() -> None:
+    spec = load_schemas().invocations
+    with pytest.raises(SchemaError, match="no field 'nope'"):
+        query.where(spec, "app", nope="x")
+    with pytest.raises(QueryError, match="numeric"):
+        query.Filter(spec).between("status", 1, 2)
+    with pytest.raises(QueryError, match="must be a string"):
+        query.Filter(spec).tag("status", 3)  # type: ignore[arg-type]
+
+
+def test_seek_clause_orders_by_two_fields() -> None:
+    spec = load_schemas().history
+    request_filter = query.where(spec, "app").between("ts", 10, 20).after("ts", "seq", (15, 7))
+    assert request_filter.query_string() == (
+        "@app_id:{$p0} @ts:[$p1 $p2] (@ts:[($p3 +inf] | (@ts:[$p3 $p3] @seq:[($p4 +inf]))"
+    )
+    assert request_filter.params == {"p0": "app", "p1": "10", "p2": "20", "p3": "15", "p4": "7"}
+
+
+def test_cursor_request_shape() -> None:
+    spec = load_schemas().invocations
+    request = query.Aggregate("idx", query.where(spec, "a"), query.load_fields("invocation_id"))
+    assert request.args(cursor_count=500) == [
+        "FT.AGGREGATE", "idx", "@app_id:{$p0}", "LOAD", "1", "@invocation_id",
+        "WITHCURSOR", "COUNT", "500", "TIMEOUT", "0", "PARAMS", "2", "p0", "a", "DIALECT", "2",
+    ]  # fmt: skip

@@ -1,0 +1,124 @@
+"""Schema files load into specs; keys and index names come from one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pynenc_redis_stack.errors import SchemaError
+from pynenc_redis_stack.keys import Namespace, encode_segment
+from pynenc_redis_stack.lifecycle import create_command
+from pynenc_redis_stack.schema import IndexSpec, load_schemas, schema_dir
+
+
+def test_every_schema_file_loads_and_every_index_filters_by_app() -> None:
+    schemas = load_schemas()
+    names = {spec.name for spec in schemas.all()}
+    assert names == {
+        "invocations",
+        "history",
+        "runner-contexts",
+        "workflow-runs",
+        "workflow-sub-invocations",
+        "app-infos",
+        "payloads",
+    }
+    assert sorted(p.stem for p in schema_dir().glob("*.yaml")) == sorted(
+        ["invocations", "history", "runner_contexts", "workflow_runs", "workflow_sub_invocations", "app_infos", "payloads"]
+    )
+    for spec in schemas.all():
+        assert spec.field("app_id").type == "tag"
+
+
+def test_payloads_are_never_indexed() -> None:
+    indexed = {field.name for spec in load_schemas().all() for field in spec.fields}
+    assert not indexed & {"serialized_arguments", "value", "status_record", "context", "info"}
+
+
+def test_create_command_has_no_tag_separator_and_is_case_sensitive() -> None:
+    spec = load_schemas().invocations
+    command = create_command(Namespace("pynenc"), spec)
+    assert command[:7] == ["FT.CREATE", "pynenc:idx:invocations:v1", "ON", "JSON", "PREFIX", "1", "pynenc:invocation:"]
+    assert "SEPARATOR" not in command
+    assert command[command.index("$.parent_invocation_id") : command.index("$.parent_invocation_id") + 5] == [
+        "$.parent_invocation_id",
+        "AS",
+        "parent_invocation_id",
+        "TAG",
+        "CASESENSITIVE",
+    ]
+    assert command[-4:] == ["AS", "status_ts", "NUMERIC", "SORTABLE"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"version": 1, "index": {"name": "x", "prefixes": ["x"]}, "fields": [{"name": "a", "type": "text"}]}, "unknown type"),
+        ({"version": 0, "index": {"name": "x", "prefixes": ["x"]}, "fields": []}, "version"),
+        ({"version": 1, "index": {"name": "x", "prefixes": []}, "fields": []}, "prefixes"),
+        ({"version": 1, "index": {"name": "x", "prefixes": ["x"]}, "fields": [{"name": "a", "type": "tag"}]}, "app_id"),
+        (
+            {"version": 1, "index": {"name": "x", "prefixes": ["x"]}, "fields": [{"name": "app_id", "type": "tag"}] * 2},
+            "duplicate",
+        ),
+        ({"index": {"name": "x", "prefixes": ["x"]}, "fields": []}, "missing key"),
+        (
+            {
+                "version": 1,
+                "index": {"name": "x", "prefixes": ["x"]},
+                "fields": [{"name": "app_id", "type": "tag", "attrs": {"separator": ","}}],
+            },
+            "unknown attrs",
+        ),
+    ],
+)
+def test_invalid_schema_is_refused_with_a_message(data: dict[str, object], message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        IndexSpec.from_dict(data)
+
+
+def test_missing_schema_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match="invocations.yaml"):
+        load_schemas.__wrapped__(tmp_path)
+
+
+def test_invalid_fields_names_wrong_types() -> None:
+    spec = load_schemas().invocations
+    problems = spec.invalid_fields({"app_id": "a", "invocation_id": 3, "status_ts": "soon", "parent_event_id": ""})
+    assert problems == [
+        "invocation_id=3 (expected a non-empty string or None)",
+        "parent_event_id='' (expected a non-empty string or None)",
+        "status_ts='soon' (expected a number or None)",
+    ]
+
+
+@pytest.mark.parametrize("app_id", ["app", "app1", "a:b", "a%3Ab", "a*", "a?c", "a\\c", "日本", "a b"])
+def test_keys_start_with_the_entity_prefix_and_keep_apps_apart(app_id: str) -> None:
+    namespace = Namespace("pynenc")
+    keys = namespace.for_app(app_id)
+    key = keys.invocation("x:y")
+    assert key.startswith("pynenc:invocation:")
+    assert key.split(":")[2] == encode_segment(app_id)
+    assert "" not in key.split(":")
+
+
+def test_composite_keys_cannot_collide() -> None:
+    keys = Namespace("pynenc").for_app("app")
+    assert keys.workflow_sub_invocation("a:b", "c") != keys.workflow_sub_invocation("a", "b:c")
+    assert Namespace("pynenc").for_app("a:b").invocation("c") != Namespace("pynenc").for_app("a").invocation("b:c")
+    assert Namespace("pynenc").for_app("a%3Ab").invocation("c") != Namespace("pynenc").for_app("a:b").invocation("c")
+
+
+def test_index_names_and_aliases() -> None:
+    namespace = Namespace("prod-eu")
+    spec = load_schemas().history
+    assert namespace.alias(spec) == "prod-eu:history"
+    assert namespace.physical_index(spec) == "prod-eu:idx:history:v1"
+    assert namespace.prefixes(spec) == ["prod-eu:history:"]
+
+
+@pytest.mark.parametrize("bad", ["", "a:b", "a b", "a*"])
+def test_bad_namespace_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        Namespace(bad)
