@@ -21,6 +21,7 @@ from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
 from pynenc_redis_stack.errors import InvalidDocumentError
+from pynenc_redis_stack.query import search_form
 
 if TYPE_CHECKING:
     from pynenc.app import AppInfo
@@ -79,10 +80,6 @@ def loads(raw: str) -> Any:
     return orjson.loads(raw)
 
 
-def _optional(value: str | None) -> str | None:
-    return None if value is None else str(value)
-
-
 # -- invocations ---------------------------------------------------------------------------
 
 
@@ -96,21 +93,19 @@ def invocation_document(app_id: str, inv: InvocationDTO, call: CallDTO) -> Docum
     workflow = inv.workflow
     return {
         "app_id": app_id,
-        "invocation_id": str(inv.invocation_id),
+        "invocation_id": inv.invocation_id,
         "task_id_key": task.key,
         "task_module": task.module,
         "task_func": task.func_name,
         "call_id_key": call.call_id.key,
         "arguments_id": call.call_id.args_id,
-        "parent_invocation_id": _optional(inv.parent_invocation_id),
-        "parent_event_id": _optional(inv.parent_event_id),
-        "workflow_id": str(workflow.workflow_id) if workflow else None,
+        "parent_invocation_id": inv.parent_invocation_id,
+        "parent_event_id": inv.parent_event_id,
+        "workflow_id": workflow.workflow_id if workflow else None,
         "workflow_type_key": workflow.workflow_type.key if workflow else None,
         "workflow_type_module": workflow.workflow_type.module if workflow else None,
         "workflow_type_func": workflow.workflow_type.func_name if workflow else None,
-        "parent_workflow_id": _optional(workflow.parent_workflow_id)
-        if workflow
-        else None,
+        "parent_workflow_id": workflow.parent_workflow_id if workflow else None,
     }
 
 
@@ -152,7 +147,7 @@ def history_document(app_id: str, history: InvocationHistory) -> Document:
     record = history.status_record
     return {
         "app_id": app_id,
-        "invocation_id": str(history.invocation_id),
+        "invocation_id": history.invocation_id,
         "ts": to_micros(history.timestamp),
         "status": record.status.value,
         "runner_context_id": history.runner_context_id,
@@ -181,6 +176,7 @@ def runner_context_document(app_id: str, context: RunnerContext) -> Document:
     return {
         "app_id": app_id,
         "runner_id": context.runner_id,
+        "runner_id_search": search_form(context.runner_id),
         "parent_runner_id": context.parent_ctx.runner_id
         if context.parent_ctx
         else None,
@@ -202,11 +198,11 @@ def workflow_run_document(app_id: str, workflow: WorkflowIdentity) -> Document:
     """Return a workflow run document."""
     return {
         "app_id": app_id,
-        "workflow_id": str(workflow.workflow_id),
+        "workflow_id": workflow.workflow_id,
         "workflow_type_key": workflow.workflow_type.key,
         "workflow_type_module": workflow.workflow_type.module,
         "workflow_type_func": workflow.workflow_type.func_name,
-        "parent_workflow_id": _optional(workflow.parent_workflow_id),
+        "parent_workflow_id": workflow.parent_workflow_id,
     }
 
 

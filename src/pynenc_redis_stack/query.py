@@ -3,10 +3,11 @@
 Every value a caller supplies reaches the server in one of two ways, never spliced raw:
 
 - tag values and numbers go through ``PARAMS`` (``@field:{$p0}``), so ids containing
-  ``- . : , { } | @ * ? ( ) " ' \\`` or spaces are matched literally and cannot inject clauses;
+  ``- . : , { } | @ * ? ( ) " ' \\`` or spaces are matched literally and cannot inject
+  clauses (:func:`tag_param` doubles backslashes, which the server would unescape);
 - the substring of ``get_matching_runner_contexts`` goes into an ``FT.AGGREGATE FILTER``
-  expression, where ``PARAMS`` are not accepted, as a string literal escaped by
-  :func:`string_literal`.
+  expression, where ``PARAMS`` are not accepted, as :func:`string_literal` of its
+  :func:`search_form`.
 
 Field names are checked against the index spec (``schemas/``). Every request pins
 ``DIALECT 2`` (``PARAMS`` need it; the server default is 1) and ``TIMEOUT 0`` (the default
@@ -37,12 +38,59 @@ LOAD_KEY = ["LOAD", "1", "@__key"]
 """Load the Redis key of each document."""
 
 
-def string_literal(value: str) -> str:
-    """Return ``value`` as a double-quoted string literal of the aggregation expression language.
+def tag_param(value: str) -> str:
+    """Return the ``PARAMS`` form of a tag value.
 
-    Backslash and double quote are the only characters the literal parser treats specially.
+    The server unescapes backslashes in tag parameters (``a\\\\b`` would match ``a\\b``),
+    so each backslash is doubled; every other character is taken literally.
     """
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value.replace("\\", "\\\\")
+
+
+# The expression language's string literals cannot carry a newline (syntax error) or two
+# backslashes in a row (runs collapse to one), and PARAMS are not accepted there. Substring
+# search therefore runs over a search form of the value in which those characters never
+# occur: each character of SEARCH_ESCAPED becomes SEARCH_ESCAPE plus a fixed-width code over
+# SEARCH_CODE_DIGITS. The escape and the code digits are themselves escaped, so an encoded
+# needle can only match an encoded haystack at character boundaries: ``needle in value``
+# exactly when ``search_form(needle) in search_form(value)``.
+SEARCH_ESCAPE = "~"
+SEARCH_CODE_DIGITS = "^`"
+SEARCH_CODE_WIDTH = 6
+SEARCH_ESCAPED = (
+    SEARCH_ESCAPE + SEARCH_CODE_DIGITS + "\\" + "".join(map(chr, range(32))) + "\x7f"
+)
+
+
+def _search_code(index: int) -> str:
+    digits = []
+    for _ in range(SEARCH_CODE_WIDTH):
+        index, digit = divmod(index, len(SEARCH_CODE_DIGITS))
+        digits.append(SEARCH_CODE_DIGITS[digit])
+    return SEARCH_ESCAPE + "".join(reversed(digits))
+
+
+_SEARCH_TABLE = str.maketrans(
+    {char: _search_code(i) for i, char in enumerate(SEARCH_ESCAPED)}
+)
+
+
+def search_form(value: str) -> str:
+    """Return the form of ``value`` that substring search compares (see SEARCH_ESCAPED)."""
+    return value.translate(_SEARCH_TABLE)
+
+
+def string_literal(value: str) -> str:
+    """Return ``value`` as a double-quoted literal of the aggregation expression language.
+
+    Only for values in :func:`search_form`, which holds no backslash or control character;
+    the double quote is escaped.
+    """
+    if any(char in value for char in "\\\n\r"):
+        raise QueryError(
+            "string literals cannot carry backslashes or line breaks; use search_form()"
+        )
+    return '"' + value.replace('"', '\\"') + '"'
 
 
 @dataclass
@@ -81,7 +129,7 @@ class Filter:
         if value == "":
             self.matches_nothing = True
             return self
-        self.clauses.append(f"@{field_name}:{{{self._param(value)}}}")
+        self.clauses.append(f"@{field_name}:{{{self._param(tag_param(value))}}}")
         return self
 
     def between(self, name: str, low: int, high: int) -> Filter:
@@ -176,16 +224,24 @@ def sorted_top(primary: str, secondary: str, count: int) -> tuple[str, ...]:
 
 
 def contains(spec: IndexSpec, name: str, substring: str) -> tuple[str, ...]:
-    """Return ``LOAD`` + ``FILTER`` steps keeping rows whose ``@name`` contains ``substring``.
+    """Return ``LOAD`` + ``FILTER`` steps keeping rows whose ``name`` contains ``substring``.
 
-    Literal and case-sensitive: ``*``, ``?``, ``|`` and ``-`` are ordinary characters here.
+    Compares :func:`search_form` s, which documents store as ``<name>_search`` beside the
+    indexed tag. Literal and case-sensitive: ``*``, ``?``, ``|``, ``-`` and backslashes are
+    ordinary characters, and every candidate is evaluated (no prefix-expansion limit).
     """
     if spec.field(name).type != "tag":
         raise QueryError(f"contains() needs a tag field, {name!r} is not one")
     if substring == "":
         return ()  # every string contains the empty string
+    column = f"{name}_search"
+    needle = string_literal(search_form(substring))
     return (
-        *load_fields(name),
+        "LOAD",
+        "3",
+        f"$.{column}",
+        "AS",
+        column,
         "FILTER",
-        f"contains(@{name}, {string_literal(substring)}) > 0",
+        f"contains(@{column}, {needle}) > 0",
     )

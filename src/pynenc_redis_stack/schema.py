@@ -58,7 +58,8 @@ class FieldSpec:
         if value is None:
             return True
         if self.type == "tag":
-            return isinstance(value, str) and value != ""
+            # RediSearch cuts tag values at NUL and cannot query the empty string (2.8).
+            return isinstance(value, str) and value != "" and "\x00" not in value
         return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -103,7 +104,11 @@ class IndexSpec:
         for field in self.fields:
             value = document.get(field.name)
             if not field.accepts(value):
-                expected = "a non-empty string" if field.type == "tag" else "a number"
+                expected = (
+                    "a non-empty string without NUL"
+                    if field.type == "tag"
+                    else "a number"
+                )
                 problems.append(f"{field.name}={value!r} (expected {expected} or None)")
         return problems
 

@@ -27,7 +27,7 @@ for i = 0, entries - 1 do
     -- history can precede the invocation's upsert; the upsert merges into this stub
     redis.call('JSON.SET', invocation_key, '$', ARGV[4 + 4 * i])
   else
-    local current = tonumber(string.match(redis.call('JSON.GET', invocation_key, '$.status_ts'), '[%d]+') or '')
+    local current = tonumber(string.match(redis.call('JSON.GET', invocation_key, '$.status_ts'), '%-?%d+') or '')
     if current == nil or ts >= current then
       redis.call('JSON.SET', invocation_key, '$.status', ARGV[3 + 4 * i])
       redis.call('JSON.SET', invocation_key, '$.status_ts', ts_text)

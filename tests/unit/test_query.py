@@ -17,27 +17,54 @@ def test_tag_values_travel_as_params(value: str) -> None:
     request = query.Aggregate("pynenc:invocations", query.where(spec, "app", parent_invocation_id=value))
     args = request.args()
     assert args[2] == "@app_id:{$p0} @parent_invocation_id:{$p1}"
-    assert args[-6:] == ["p0", "app", "p1", value, "DIALECT", "2"]
+    assert args[-6:] == ["p0", "app", "p1", value.replace("\\", "\\\\"), "DIALECT", "2"]
     assert ["TIMEOUT", "0"] == args[args.index("TIMEOUT") : args.index("TIMEOUT") + 2]
 
 
 @pytest.mark.parametrize(
     ("value", "literal"),
+    [("abc", '"abc"'), ('a"b', '"a\\"b"'), ("*?|-'", '"*?|-\'"'), ("日本 x", '"日本 x"')],
+)
+def test_string_literal_escapes_the_quote(value: str, literal: str) -> None:
+    assert query.string_literal(value) == literal
+
+
+@pytest.mark.parametrize("value", ["a\\b", "a\nb", "\r"])
+def test_string_literal_refuses_what_the_server_cannot_parse(value: str) -> None:
+    with pytest.raises(QueryError, match="search_form"):
+        query.string_literal(value)
+
+
+@pytest.mark.parametrize("value", ["a\\b", "a\\\\b", "~", "^`", "a\nb", "\x00", "\x7f", "x" * 300])
+def test_search_form_has_no_unparsable_character(value: str) -> None:
+    form = query.search_form(value)
+    assert "\\" not in form and "\n" not in form and "\r" not in form
+    query.string_literal(form)
+
+
+@pytest.mark.parametrize(
+    ("needle", "haystack", "expected"),
     [
-        ("abc", '"abc"'),
-        ('a"b', '"a\\"b"'),
-        ("a\\b", '"a\\\\b"'),
-        ('\\"', '"\\\\\\""'),
-        ("*?|-", '"*?|-"'),
+        ("\\", "a\\b", True),
+        ("\\\\", "a\\b", False),
+        ("^", "~", False),
+        ("`", "\\", False),
+        ("~", "a~b", True),
+        ("b\nc", "ab\ncd", True),
+        ("^^", "\x00", False),
     ],
 )
-def test_string_literal_escapes_backslash_and_quote(value: str, literal: str) -> None:
-    assert query.string_literal(value) == literal
+def test_search_form_preserves_substring_relation(needle: str, haystack: str, expected: bool) -> None:
+    assert (needle in haystack) is expected
+    assert (query.search_form(needle) in query.search_form(haystack)) is expected
 
 
 def test_contains_is_a_filter_expression_and_empty_matches_all() -> None:
     spec = load_schemas().runner_contexts
-    assert query.contains(spec, "runner_id", 'w"1') == ("LOAD", "1", "@runner_id", "FILTER", 'contains(@runner_id, "w\\"1") > 0')
+    assert query.contains(spec, "runner_id", 'w"1') == (
+        "LOAD", "3", "$.runner_id_search", "AS", "runner_id_search",
+        "FILTER", 'contains(@runner_id_search, "w\\"1") > 0',
+    )  # fmt: skip
     assert query.contains(spec, "runner_id", "") == ()
 
 

@@ -87,8 +87,8 @@ def test_invalid_fields_names_wrong_types() -> None:
     spec = load_schemas().invocations
     problems = spec.invalid_fields({"app_id": "a", "invocation_id": 3, "status_ts": "soon", "parent_event_id": ""})
     assert problems == [
-        "invocation_id=3 (expected a non-empty string or None)",
-        "parent_event_id='' (expected a non-empty string or None)",
+        "invocation_id=3 (expected a non-empty string without NUL or None)",
+        "parent_event_id='' (expected a non-empty string without NUL or None)",
         "status_ts='soon' (expected a number or None)",
     ]
 

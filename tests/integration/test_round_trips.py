@@ -1,0 +1,419 @@
+"""Exact command counts and network round trips of the backend's hot paths.
+
+Commands are counted server-side with ``INFO commandstats`` deltas (``calls`` counters; the
+commands a Lua script runs are counted too). Round trips are counted client-side by wrapping
+``send_packed_command`` of redis-py's connection class: one call is one write of a request
+(a single command, or a whole pipeline) followed by reading its replies. Tests run one at a
+time in one process, so nothing else talks to the server while a delta is taken; each
+measurement is preceded by a warm-up on the same client so that index preparation, the
+module check and pool health checks are not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+import redis.connection
+from pynenc import Pynenc, PynencBuilder
+from pynenc.call import Call
+from pynenc.identifiers.invocation_id import InvocationId
+from pynenc.invocation.dist_invocation import DistributedInvocation, TaskInvocation
+from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
+from pynenc.runner.runner_context import RunnerContext
+
+from tests.conftest import unique_app_id
+
+if TYPE_CHECKING:
+    from pynenc_redis_stack.backend import RedisStackStateBackend
+
+
+def add(x: int, y: int) -> int:
+    """A task body; registered on each test's app."""
+    return x + y
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    """Return ``{command: calls}`` (lower-case names, ``info`` itself left out)."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_").lower(): int(values["calls"])
+        for name, values in stats.items()
+        if name != "cmdstat_info"
+    }
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {
+        name: calls - before.get(name, 0)
+        for name, calls in after.items()
+        if calls != before.get(name, 0)
+    }
+
+
+class RoundTrips:
+    """Counts requests written by any redis-py connection while :meth:`counting` is active."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.active = False
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        self.count = 0
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    counter = RoundTrips()
+    original: Callable[..., None] = (
+        redis.connection.AbstractConnection.send_packed_command
+    )
+
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        if counter.active:
+            counter.count += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(
+        redis.connection.AbstractConnection, "send_packed_command", send_packed_command
+    )
+    return counter
+
+
+class Measure:
+    """Runs one call and returns (server-side command deltas, client round trips)."""
+
+    def __init__(
+        self,
+        backend: RedisStackStateBackend,
+        stats_client: redis.Redis,
+        trips: RoundTrips,
+    ) -> None:
+        self.backend = backend
+        self.stats_client = stats_client
+        self.trips = trips
+
+    def __call__(self, action: Callable[[], Any]) -> tuple[dict[str, int], int, Any]:
+        self.backend.client.ping()  # warm-up on the pooled connection (health check included)
+        before = commandstats(self.stats_client)
+        with self.trips.counting():
+            result = action()
+        after = commandstats(self.stats_client)
+        return delta(before, after), self.trips.count, result
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, redis_url: str) -> Pynenc:
+    return (
+        PynencBuilder()
+        .app_id(unique_app_id(request))
+        .memory()
+        .redis_stack(url=redis_url)
+        .build()
+    )
+
+
+@pytest.fixture
+def backend(app: Pynenc) -> RedisStackStateBackend:
+    backend: RedisStackStateBackend = app.state_backend
+    backend.get_history(
+        InvocationId("warm-up")
+    )  # module check and index preparation done here
+    return backend
+
+
+@pytest.fixture
+def measure(
+    backend: RedisStackStateBackend, redis_client: redis.Redis, round_trips: RoundTrips
+) -> Measure:
+    return Measure(backend, redis_client, round_trips)
+
+
+def _invocations(
+    app: Pynenc, count: int, prefix: str = "inv"
+) -> list[DistributedInvocation[Any, Any]]:
+    task = app.task(add)
+    return [
+        TaskInvocation(
+            call=Call(task),
+            invocation_id=InvocationId(f"{prefix}-{n:03d}"),
+            parent_invocation_id=InvocationId("the-parent"),
+            workflow=None,
+            stored_in_backend=True,
+        )
+        for n in range(count)
+    ]
+
+
+def _context(runner_id: str, parent: RunnerContext | None = None) -> RunnerContext:
+    return RunnerContext(
+        runner_cls="TestRunner",
+        runner_id=runner_id,
+        parent_ctx=parent,
+        pid=1,
+        hostname="h",
+        thread_id=1,
+    )
+
+
+def test_upsert_batch_is_one_transaction_in_one_round_trip(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    invocations = _invocations(app, 50)
+    entries = [(i.to_dto(), i.call.to_dto()) for i in invocations]
+
+    commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
+
+    assert commands == {"json.merge": 50, "json.set": 50, "multi": 1, "exec": 1}
+    assert trips == 1
+    assert {
+        str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))
+    } == {str(i.invocation_id) for i in invocations}
+
+
+def test_add_histories_with_cached_context_is_one_evalsha(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    invocations = _invocations(app, 50)
+    backend.upsert_invocations(invocations)
+    context = _context("cached-runner")
+    # Caches the context and makes sure the script is loaded.
+    backend.add_histories(
+        invocations[:1], InvocationStatusRecord(InvocationStatus.REGISTERED), context
+    )
+
+    commands, trips, _ = measure(
+        lambda: backend.add_histories(
+            invocations, InvocationStatusRecord(InvocationStatus.PENDING), context
+        )
+    )
+
+    # Per entry inside the script: INCR (seq), JSON.SET entry + JSON.SET seq, EXISTS, JSON.GET
+    # status_ts, then JSON.SET status + JSON.SET status_ts (the entry is the newest).
+    assert commands == {
+        "evalsha": 1,
+        "incr": 50,
+        "exists": 50,
+        "json.get": 50,
+        "json.set": 200,
+    }
+    assert trips == 1
+    for invocation in invocations:
+        statuses = [
+            h.status_record.status
+            for h in backend.get_history(invocation.invocation_id)
+        ]
+        assert statuses[-1] == InvocationStatus.PENDING
+
+
+def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    invocations = _invocations(app, 50, prefix="fresh")
+    backend.add_histories(
+        _invocations(app, 1, prefix="loader"),
+        InvocationStatusRecord(InvocationStatus.REGISTERED),
+        _context("loader-runner"),
+    )  # script loaded
+    context = _context("child-runner", parent=_context("parent-runner"))
+
+    commands, trips, _ = measure(
+        lambda: backend.add_histories(
+            invocations, InvocationStatusRecord(InvocationStatus.REGISTERED), context
+        )
+    )
+
+    # Two runner context documents (context and parent) + per entry: INCR, JSON.SET entry,
+    # JSON.SET seq, EXISTS, JSON.SET stub (no invocation document yet).
+    assert commands == {"json.set": 2 + 150, "evalsha": 1, "incr": 50, "exists": 50}
+    assert trips == 1
+    assert sorted(
+        c.runner_id
+        for c in backend.get_matching_runner_contexts("-runner")
+        if c.runner_id != "loader-runner"
+    ) == ["child-runner", "parent-runner"]
+    history = backend.get_history(invocations[7].invocation_id)
+    assert [(h.status_record.status, h.registered_by_inv_id) for h in history] == [
+        (InvocationStatus.REGISTERED, "the-parent")
+    ]
+
+    # The context is cached now: the next batch stores no context.
+    commands, trips, _ = measure(
+        lambda: backend.add_histories(
+            invocations, InvocationStatusRecord(InvocationStatus.PENDING), context
+        )
+    )
+    assert commands == {
+        "evalsha": 1,
+        "incr": 50,
+        "exists": 50,
+        "json.get": 50,
+        "json.set": 200,
+    }
+    assert trips == 1
+
+
+def test_add_history_single_is_one_round_trip(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    context = _context("single-runner")
+    backend.add_history(
+        InvocationId("single"),
+        InvocationStatusRecord(InvocationStatus.REGISTERED),
+        context,
+    )
+
+    commands, trips, _ = measure(
+        lambda: backend.add_history(
+            InvocationId("single"),
+            InvocationStatusRecord(InvocationStatus.RUNNING),
+            context,
+        )
+    )
+
+    assert commands == {
+        "evalsha": 1,
+        "incr": 1,
+        "exists": 1,
+        "json.get": 1,
+        "json.set": 4,
+    }
+    assert trips == 1
+
+
+def test_get_invocation_is_one_json_get(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    invocation = _invocations(app, 1)[0]
+    backend.upsert_invocations([invocation])
+
+    commands, trips, fetched = measure(
+        lambda: backend.get_invocation(invocation.invocation_id)
+    )
+
+    assert commands == {"json.get": 1}
+    assert trips == 1
+    assert fetched == invocation
+    assert fetched.parent_invocation_id == "the-parent"
+
+
+def test_get_history_of_a_small_history_is_one_aggregate(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    context = _context("history-runner")
+    for status in (
+        InvocationStatus.REGISTERED,
+        InvocationStatus.PENDING,
+        InvocationStatus.RUNNING,
+    ):
+        backend.add_history(
+            InvocationId("short"), InvocationStatusRecord(status), context
+        )
+
+    commands, trips, history = measure(
+        lambda: backend.get_history(InvocationId("short"))
+    )
+
+    assert commands == {"ft.aggregate": 1}
+    assert trips == 1
+    assert [h.status_record.status for h in history] == [
+        InvocationStatus.REGISTERED,
+        InvocationStatus.PENDING,
+        InvocationStatus.RUNNING,
+    ]
+
+
+def test_get_result_is_one_json_get(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    backend.set_result(InvocationId("with-result"), {"answer": 42})
+
+    commands, trips, result = measure(
+        lambda: backend.get_result(InvocationId("with-result"))
+    )
+
+    assert commands == {"json.get": 1}
+    assert trips == 1
+    assert result == {"answer": 42}
+
+
+def test_set_result_is_one_json_set(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    commands, trips, _ = measure(
+        lambda: backend.set_result(InvocationId("set-result"), [1, 2])
+    )
+
+    assert commands == {"json.set": 1}
+    assert trips == 1
+
+
+def test_add_histories_after_script_flush_reloads_the_script_once(
+    app: Pynenc,
+    backend: RedisStackStateBackend,
+    measure: Measure,
+    redis_client: redis.Redis,
+) -> None:
+    invocations = _invocations(app, 10, prefix="noscript")
+    context = _context("noscript-runner")
+    backend.add_histories(
+        invocations[:1], InvocationStatusRecord(InvocationStatus.REGISTERED), context
+    )
+    redis_client.script_flush()
+    before = (
+        redis_client.info("commandstats")
+        .get("cmdstat_evalsha", {})
+        .get("failed_calls", 0)
+    )
+
+    commands, trips, _ = measure(
+        lambda: backend.add_histories(
+            invocations, InvocationStatusRecord(InvocationStatus.PENDING), context
+        )
+    )
+
+    # EVALSHA refused (NOSCRIPT), SCRIPT LOAD, EVALSHA replayed: three round trips.
+    assert commands == {
+        "evalsha": 2,
+        "script|load": 1,
+        "incr": 10,
+        "exists": 10,
+        "json.get": 1,
+        "json.set": 20 + 2 + 9,
+    }
+    assert (
+        redis_client.info("commandstats")["cmdstat_evalsha"]["failed_calls"]
+        == before + 1
+    )
+    assert trips == 3
+    assert all(
+        [h.status_record.status for h in backend.get_history(i.invocation_id)][-1]
+        == InvocationStatus.PENDING
+        for i in invocations
+    )
+    assert len(backend.get_history(invocations[0].invocation_id)) == 2
+    assert len(backend.get_history(invocations[1].invocation_id)) == 1
+
+    # Loaded once: the next call is a single EVALSHA again.
+    commands, trips, _ = measure(
+        lambda: backend.add_histories(
+            invocations, InvocationStatusRecord(InvocationStatus.RUNNING), context
+        )
+    )
+    assert commands == {
+        "evalsha": 1,
+        "incr": 10,
+        "exists": 10,
+        "json.get": 10,
+        "json.set": 40,
+    }
+    assert trips == 1
