@@ -138,9 +138,7 @@ class RedisStackStateBackend(BaseStateBackend):
     def _alias(self, spec_name: str) -> str:
         return self.namespace.alias(getattr(self.schemas, spec_name))
 
-    def _ids(
-        self, spec_name: str, id_field: str, **tags: str
-    ) -> Iterator[InvocationId]:
+    def _ids(self, spec_name: str, id_field: str, **tags: str) -> Iterator[InvocationId]:
         spec = getattr(self.schemas, spec_name)
         request = query.Aggregate(
             self._alias(spec_name),
@@ -153,9 +151,7 @@ class RedisStackStateBackend(BaseStateBackend):
     def _documents(
         self, spec_name: str, request_filter: query.Filter, *steps: str
     ) -> Iterator[docs.Document]:
-        request = query.Aggregate(
-            self._alias(spec_name), request_filter, (*steps, *query.LOAD_DOCUMENT)
-        )
+        request = query.Aggregate(self._alias(spec_name), request_filter, (*steps, *query.LOAD_DOCUMENT))
         for row in fetch_all(self.client, request, self.page_size):
             yield docs.loads(row["doc"])
 
@@ -203,9 +199,7 @@ class RedisStackStateBackend(BaseStateBackend):
         spec = self.schemas.invocations
         pipe = self.client.pipeline(transaction=True)
         for inv_dto, call_dto in entries:
-            document = docs.validated(
-                spec, docs.invocation_document(self.app.app_id, inv_dto, call_dto)
-            )
+            document = docs.validated(spec, docs.invocation_document(self.app.app_id, inv_dto, call_dto))
             key = self.keys.invocation(inv_dto.invocation_id)
             run(pipe, "JSON.MERGE", key, "$", docs.dumps(document))
             run(
@@ -217,9 +211,7 @@ class RedisStackStateBackend(BaseStateBackend):
             )
         pipe.execute()
 
-    def _get_invocation(
-        self, invocation_id: InvocationId
-    ) -> tuple[InvocationDTO, CallDTO] | None:
+    def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
         raw = run(self.client, "JSON.GET", self.keys.invocation(invocation_id))
         if raw is None:
             return None
@@ -228,9 +220,7 @@ class RedisStackStateBackend(BaseStateBackend):
             return None  # only a status written before the upsert
         return docs.invocation_from_document(document)
 
-    def get_child_invocations(
-        self, parent_invocation_id: InvocationId
-    ) -> Iterator[InvocationId]:
+    def get_child_invocations(self, parent_invocation_id: InvocationId) -> Iterator[InvocationId]:
         """Stream the ids of invocations whose parent is ``parent_invocation_id`` (unordered)."""
         return self._ids(
             "invocations",
@@ -238,13 +228,9 @@ class RedisStackStateBackend(BaseStateBackend):
             parent_invocation_id=str(parent_invocation_id),
         )
 
-    def get_invocations_by_parent_event(
-        self, parent_event_id: str
-    ) -> Iterator[InvocationId]:
+    def get_invocations_by_parent_event(self, parent_event_id: str) -> Iterator[InvocationId]:
         """Stream the ids of invocations triggered by ``parent_event_id`` (unordered)."""
-        return self._ids(
-            "invocations", "invocation_id", parent_event_id=str(parent_event_id)
-        )
+        return self._ids("invocations", "invocation_id", parent_event_id=str(parent_event_id))
 
     def get_invocation_ids_by_workflow(
         self, workflow_id: str | None = None, workflow_type_key: str | None = None
@@ -262,6 +248,41 @@ class RedisStackStateBackend(BaseStateBackend):
             return self._ids("invocations", "invocation_id", **tags)
         return self._workflow_members()
 
+    def find_invocations(
+        self,
+        *,
+        task_key: str | None = None,
+        status: InvocationStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[tuple[InvocationId, InvocationStatus, datetime]]:
+        """Stream invocations by task, current status and time of that status (operators' query).
+
+        Example: ``find_invocations(task_key="app.tasks.send", status=InvocationStatus.FAILED,
+        since=now - timedelta(hours=1))``. Unordered; one ``FT.AGGREGATE`` (plus cursor reads).
+
+        :return: ``(invocation id, current status, time of that status)`` triples.
+        """
+        spec = self.schemas.invocations
+        request_filter = query.where(spec, self.app.app_id)
+        if task_key is not None:
+            request_filter.tag("task_id_key", task_key)
+        if status is not None:
+            request_filter.tag("status", InvocationStatus(status).value)
+        if since is not None or until is not None:
+            low = docs.to_micros(since) if since is not None else docs.MIN_MICROS
+            high = docs.to_micros(until) if until is not None else docs.MAX_MICROS
+            request_filter.between("status_ts", low, high)
+        steps = query.load_fields("invocation_id", "status", "status_ts")
+        request = query.Aggregate(self._alias("invocations"), request_filter, steps)
+        for row in fetch_all(self.client, request, self.page_size):
+            if "status" in row:  # invocations without history yet have no status
+                yield (
+                    InvocationId(row["invocation_id"]),
+                    InvocationStatus(row["status"]),
+                    docs.from_micros(int(row["status_ts"])),
+                )
+
     def _workflow_members(self) -> Iterator[InvocationId]:
         spec = self.schemas.invocations
         steps = (
@@ -269,23 +290,17 @@ class RedisStackStateBackend(BaseStateBackend):
             "FILTER",
             "exists(@workflow_id)",
         )
-        request = query.Aggregate(
-            self._alias("invocations"), query.where(spec, self.app.app_id), steps
-        )
+        request = query.Aggregate(self._alias("invocations"), query.where(spec, self.app.app_id), steps)
         for row in fetch_all(self.client, request, self.page_size):
             yield InvocationId(row["invocation_id"])
 
     # -- history -------------------------------------------------------------------------
 
-    def _history_write(
-        self, histories: list[InvocationHistory]
-    ) -> tuple[list[str], list[str]]:
+    def _history_write(self, histories: list[InvocationHistory]) -> tuple[list[str], list[str]]:
         keys = [self.namespace.history_seq()]
         args: list[str] = []
         for history in histories:
-            document = docs.validated(
-                self.schemas.history, docs.history_document(self.app.app_id, history)
-            )
+            document = docs.validated(self.schemas.history, docs.history_document(self.app.app_id, history))
             keys.append(self.keys.invocation(history.invocation_id))
             keys.append(self.keys.history(history.invocation_id, uuid.uuid4().hex))
             stub = {
@@ -389,21 +404,13 @@ class RedisStackStateBackend(BaseStateBackend):
         self, request_filter: query.Filter, page_size: int
     ) -> Iterator[list[InvocationHistory]]:
         request = query.Aggregate(self._alias("history"), request_filter)
-        for rows in iter_seek(
-            self.client, request, ("ts", "seq"), page_size, tuple(query.LOAD_DOCUMENT)
-        ):
+        for rows in iter_seek(self.client, request, ("ts", "seq"), page_size, tuple(query.LOAD_DOCUMENT)):
             yield [docs.history_from_document(docs.loads(row["doc"])) for row in rows]
 
     def _get_history(self, invocation_id: InvocationId) -> list[InvocationHistory]:
         """Return the history in timestamp order (arrival order on equal timestamps)."""
-        request_filter = query.where(
-            self.schemas.history, self.app.app_id, invocation_id=str(invocation_id)
-        )
-        return [
-            entry
-            for page in self._history_pages(request_filter, self.page_size)
-            for entry in page
-        ]
+        request_filter = query.where(self.schemas.history, self.app.app_id, invocation_id=str(invocation_id))
+        return [entry for page in self._history_pages(request_filter, self.page_size) for entry in page]
 
     def iter_history_in_timerange(
         self, start_time: datetime, end_time: datetime, batch_size: int = 100
@@ -424,20 +431,14 @@ class RedisStackStateBackend(BaseStateBackend):
         request_filter = query.where(self.schemas.history, self.app.app_id).between(
             "ts", docs.to_micros(start_time), docs.to_micros(end_time)
         )
-        request = query.Aggregate(
-            self._alias("history"), request_filter, query.group_by("invocation_id")
-        )
+        request = query.Aggregate(self._alias("history"), request_filter, query.group_by("invocation_id"))
         rows = fetch_all(self.client, request, min(batch_size, MAX_PAGE))
-        yield from _rebatch(
-            (InvocationId(row["invocation_id"]) for row in rows), batch_size
-        )
+        yield from _rebatch((InvocationId(row["invocation_id"]) for row in rows), batch_size)
 
     # -- results and exceptions ----------------------------------------------------------
 
     def _set_result(self, invocation_id: InvocationId, serialized_result: str) -> None:
-        document = docs.payload_document(
-            self.app.app_id, RESULT, invocation_id, serialized_result
-        )
+        document = docs.payload_document(self.app.app_id, RESULT, invocation_id, serialized_result)
         self._set_document(self.keys.result(invocation_id), "payloads", document)
 
     def _get_result(self, invocation_id: InvocationId) -> str:
@@ -446,12 +447,8 @@ class RedisStackStateBackend(BaseStateBackend):
             raise KeyError(f"no result stored for invocation {invocation_id!r}")
         return value
 
-    def _set_exception(
-        self, invocation_id: InvocationId, serialized_exception: str
-    ) -> None:
-        document = docs.payload_document(
-            self.app.app_id, EXCEPTION, invocation_id, serialized_exception
-        )
+    def _set_exception(self, invocation_id: InvocationId, serialized_exception: str) -> None:
+        document = docs.payload_document(self.app.app_id, EXCEPTION, invocation_id, serialized_exception)
         self._set_document(self.keys.exception(invocation_id), "payloads", document)
 
     def _get_exception(self, invocation_id: InvocationId) -> str:
@@ -462,24 +459,14 @@ class RedisStackStateBackend(BaseStateBackend):
 
     # -- workflows -----------------------------------------------------------------------
 
-    def set_workflow_data(
-        self, workflow_identity: WorkflowIdentity, key: str, value: Any
-    ) -> None:
+    def set_workflow_data(self, workflow_identity: WorkflowIdentity, key: str, value: Any) -> None:
         workflow_id = workflow_identity.workflow_id
         serialized = self.app.serializer.serialize(value)
-        document = docs.payload_document(
-            self.app.app_id, WORKFLOW_DATA, workflow_id, serialized, name=key
-        )
-        self._set_document(
-            self.keys.workflow_data(workflow_id, key), "payloads", document
-        )
+        document = docs.payload_document(self.app.app_id, WORKFLOW_DATA, workflow_id, serialized, name=key)
+        self._set_document(self.keys.workflow_data(workflow_id, key), "payloads", document)
 
-    def get_workflow_data(
-        self, workflow_identity: WorkflowIdentity, key: str, default: Any = None
-    ) -> Any:
-        serialized = self._get_value(
-            self.keys.workflow_data(workflow_identity.workflow_id, key)
-        )
+    def get_workflow_data(self, workflow_identity: WorkflowIdentity, key: str, default: Any = None) -> Any:
+        serialized = self._get_value(self.keys.workflow_data(workflow_identity.workflow_id, key))
         if serialized is None:
             return default
         return self.app.serializer.deserialize(serialized)
@@ -499,24 +486,18 @@ class RedisStackStateBackend(BaseStateBackend):
             "LOAD", "6", "$.workflow_type_module", "AS", "module", "$.workflow_type_func", "AS", "func",
             *query.group_by("workflow_type_key", "module", "func"),
         )  # fmt: skip
-        request = query.Aggregate(
-            self._alias("workflow_runs"), query.where(spec, self.app.app_id), steps
-        )
+        request = query.Aggregate(self._alias("workflow_runs"), query.where(spec, self.app.app_id), steps)
         for row in fetch_all(self.client, request, self.page_size):
             yield TaskId(row["module"], row["func"])
 
     def get_all_workflow_runs(self) -> Iterator[WorkflowIdentity]:
         spec = self.schemas.workflow_runs
-        for document in self._documents(
-            "workflow_runs", query.where(spec, self.app.app_id)
-        ):
+        for document in self._documents("workflow_runs", query.where(spec, self.app.app_id)):
             yield docs.workflow_run_from_document(document)
 
     def get_workflow_runs(self, workflow_type: TaskId) -> Iterator[WorkflowIdentity]:
         spec = self.schemas.workflow_runs
-        request_filter = query.where(
-            spec, self.app.app_id, workflow_type_key=workflow_type.key
-        )
+        request_filter = query.where(spec, self.app.app_id, workflow_type_key=workflow_type.key)
         for document in self._documents("workflow_runs", request_filter):
             yield docs.workflow_run_from_document(document)
 
@@ -529,9 +510,7 @@ class RedisStackStateBackend(BaseStateBackend):
         key = self.keys.workflow_sub_invocation(parent_workflow_id, sub_invocation_id)
         self._set_document(key, "workflow_sub_invocations", document)
 
-    def get_workflow_sub_invocations(
-        self, workflow_id: InvocationId
-    ) -> Iterator[InvocationId]:
+    def get_workflow_sub_invocations(self, workflow_id: InvocationId) -> Iterator[InvocationId]:
         return self._ids(
             "workflow_sub_invocations",
             "sub_invocation_id",
@@ -542,9 +521,7 @@ class RedisStackStateBackend(BaseStateBackend):
 
     def store_app_info(self, app_info: AppInfo) -> None:
         keys = self.namespace.for_app(app_info.app_id)
-        self._set_document(
-            keys.app_info(), "app_infos", docs.app_info_document(app_info)
-        )
+        self._set_document(keys.app_info(), "app_infos", docs.app_info_document(app_info))
 
     def get_app_info(self) -> AppInfo:
         raw = run(self.client, "JSON.GET", self.keys.app_info())
@@ -594,17 +571,11 @@ class RedisStackStateBackend(BaseStateBackend):
             *(self.keys.runner_context(r) for r in runner_ids),
             "$",
         )
-        return [
-            docs.runner_context_from_document(docs.loads(item)[0])
-            for item in raw
-            if item is not None
-        ]
+        return [docs.runner_context_from_document(docs.loads(item)[0]) for item in raw if item is not None]
 
     def get_matching_runner_contexts(self, partial_id: str) -> Iterator[RunnerContext]:
         """Stream runner contexts whose id contains ``partial_id`` (literal, case-sensitive)."""
         spec = self.schemas.runner_contexts
         steps = query.contains(spec, "runner_id", partial_id)
-        for document in self._documents(
-            "runner_contexts", query.where(spec, self.app.app_id), *steps
-        ):
+        for document in self._documents("runner_contexts", query.where(spec, self.app.app_id), *steps):
             yield docs.runner_context_from_document(document)

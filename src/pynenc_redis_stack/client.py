@@ -14,9 +14,7 @@ _POOLS: dict[tuple[object, ...], redis.ConnectionPool] = {}
 _CHECKED: set[tuple[object, ...]] = set()
 _LOCK = threading.Lock()
 
-SUPPORTED_SERVERS = (
-    "Redis Stack >= 7.2 (RediSearch >= 2.8, RedisJSON >= 2.6) or Redis 8.x"
-)
+SUPPORTED_SERVERS = "Redis Stack >= 7.2 (RediSearch >= 2.8, RedisJSON >= 2.6) or Redis 8.x"
 
 
 def run(target: redis.Redis | redis.client.Pipeline, *args: str | int) -> Any:
@@ -107,14 +105,11 @@ def check_server(client: redis.Redis) -> None:
             ("search (RediSearch)", search_reply),
             ("JSON (RedisJSON)", json_reply),
         )
-        if isinstance(reply, redis.ResponseError)
-        and "unknown command" in str(reply).lower()
+        if isinstance(reply, redis.ResponseError) and "unknown command" in str(reply).lower()
     ]
     for reply in (search_reply, json_reply):
         if isinstance(reply, Exception) and not missing:
-            raise ServerNotSupportedError(
-                f"could not check the server's modules: {reply}"
-            )
+            raise ServerNotSupportedError(f"could not check the server's modules: {reply}")
     if missing:
         raise ServerNotSupportedError(
             f"the Redis server lacks the {' and '.join(missing)} module; "

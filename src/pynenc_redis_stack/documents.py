@@ -32,6 +32,9 @@ Document = dict[str, Any]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+MIN_MICROS = -(2**53)
+MAX_MICROS = 2**53
+"""Bounds of exact integers in RediSearch's double NUMERIC fields."""
 
 
 def to_micros(moment: datetime) -> int:
@@ -61,8 +64,7 @@ def validated(spec: IndexSpec, document: Document) -> Document:
     problems = spec.invalid_fields(document)
     if problems:
         raise InvalidDocumentError(
-            f"refusing to write a {spec.name} document RediSearch would not index: "
-            + "; ".join(problems)
+            f"refusing to write a {spec.name} document RediSearch would not index: " + "; ".join(problems)
         )
     return document
 
@@ -117,9 +119,7 @@ def invocation_from_document(doc: Document) -> tuple[InvocationDTO, CallDTO]:
     if doc.get("workflow_id") is not None:
         workflow = WorkflowIdentity(
             workflow_id=InvocationId(doc["workflow_id"]),
-            workflow_type=TaskId(
-                doc["workflow_type_module"], doc["workflow_type_func"]
-            ),
+            workflow_type=TaskId(doc["workflow_type_module"], doc["workflow_type_func"]),
             parent_workflow_id=_inv_id(doc.get("parent_workflow_id")),
         )
     inv = InvocationDTO(
@@ -177,9 +177,7 @@ def runner_context_document(app_id: str, context: RunnerContext) -> Document:
         "app_id": app_id,
         "runner_id": context.runner_id,
         "runner_id_search": search_form(context.runner_id),
-        "parent_runner_id": context.parent_ctx.runner_id
-        if context.parent_ctx
-        else None,
+        "parent_runner_id": context.parent_ctx.runner_id if context.parent_ctx else None,
         "runner_cls": context.runner_cls,
         "hostname": context.hostname,
         "context": context.to_json(),
@@ -215,9 +213,7 @@ def workflow_run_from_document(doc: Document) -> WorkflowIdentity:
     )
 
 
-def workflow_sub_invocation_document(
-    app_id: str, workflow_id: str, sub_invocation_id: str
-) -> Document:
+def workflow_sub_invocation_document(app_id: str, workflow_id: str, sub_invocation_id: str) -> Document:
     """Return the document linking a workflow to an invocation that ran inside it."""
     return {
         "app_id": app_id,
@@ -241,9 +237,7 @@ def app_info_from_document(doc: Document) -> AppInfo:
     return AppInfo.from_json(doc["info"])
 
 
-def payload_document(
-    app_id: str, kind: str, owner_id: str, value: str, name: str | None = None
-) -> Document:
+def payload_document(app_id: str, kind: str, owner_id: str, value: str, name: str | None = None) -> Document:
     """Return a payload document (result, exception or one workflow data value).
 
     :param kind: ``result``, ``exception`` or ``workflow-data``.

@@ -45,9 +45,7 @@ class IndexStatus:
 def is_missing_index_error(error: BaseException) -> bool:
     """Tell whether a server error means the index or alias does not exist."""
     message = str(error).lower()
-    return isinstance(error, redis.ResponseError) and any(
-        w in message for w in _MISSING_INDEX_WORDINGS
-    )
+    return isinstance(error, redis.ResponseError) and any(w in message for w in _MISSING_INDEX_WORDINGS)
 
 
 def create_command(namespace: Namespace, spec: IndexSpec) -> list[str]:
@@ -113,9 +111,7 @@ def _live_attributes(
     return live
 
 
-def index_status(
-    client: redis.Redis, namespace: Namespace, spec: IndexSpec
-) -> IndexStatus:
+def index_status(client: redis.Redis, namespace: Namespace, spec: IndexSpec) -> IndexStatus:
     """Compare the live index behind ``spec``'s alias with the spec. Reads only."""
     alias = namespace.alias(spec)
     try:
@@ -127,27 +123,19 @@ def index_status(
     info = dict(zip(raw[::2], raw[1::2], strict=False))
     live_name = str(info["index_name"])
     if live_name != namespace.physical_index(spec):
-        return IndexStatus(
-            spec, alias, live_name, IndexState.OUTDATED, f"alias points to {live_name}"
-        )
-    definition = dict(
-        zip(info["index_definition"][::2], info["index_definition"][1::2], strict=False)
-    )
+        return IndexStatus(spec, alias, live_name, IndexState.OUTDATED, f"alias points to {live_name}")
+    definition = dict(zip(info["index_definition"][::2], info["index_definition"][1::2], strict=False))
     differences = []
     if str(definition.get("key_type")) != "JSON":
         differences.append(f"key type {definition.get('key_type')} instead of JSON")
     if list(definition.get("prefixes", [])) != namespace.prefixes(spec):
-        differences.append(
-            f"prefixes {definition.get('prefixes')} instead of {namespace.prefixes(spec)}"
-        )
+        differences.append(f"prefixes {definition.get('prefixes')} instead of {namespace.prefixes(spec)}")
     live = _live_attributes(info["attributes"])
     expected = _expected_attributes(spec)
     if sorted(live) != sorted(expected):
         differences.append(f"fields {sorted(live)} instead of {sorted(expected)}")
     if differences:
-        return IndexStatus(
-            spec, alias, live_name, IndexState.DRIFTED, "; ".join(differences)
-        )
+        return IndexStatus(spec, alias, live_name, IndexState.DRIFTED, "; ".join(differences))
     return IndexStatus(spec, alias, live_name, IndexState.OK)
 
 
@@ -159,9 +147,7 @@ def create_index(client: redis.Redis, namespace: Namespace, spec: IndexSpec) -> 
         if "already exists" not in str(exc).lower():
             raise
     try:
-        run(
-            client, "FT.ALIASADD", namespace.alias(spec), namespace.physical_index(spec)
-        )
+        run(client, "FT.ALIASADD", namespace.alias(spec), namespace.physical_index(spec))
     except redis.ResponseError as exc:
         if "already exists" not in str(exc).lower():
             raise
@@ -185,9 +171,7 @@ def ensure_indexes(
             create_index(client, namespace, spec)
             status = index_status(client, namespace, spec)
         if status.state is not IndexState.OK:
-            problems.append(
-                f"{status.alias}: {status.state.value} {status.detail}".rstrip()
-            )
+            problems.append(f"{status.alias}: {status.state.value} {status.detail}".rstrip())
     if problems:
         raise IndexDefinitionMismatchError(
             "RediSearch indexes do not match schemas/: "

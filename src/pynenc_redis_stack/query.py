@@ -57,9 +57,7 @@ def tag_param(value: str) -> str:
 SEARCH_ESCAPE = "~"
 SEARCH_CODE_DIGITS = "^`"
 SEARCH_CODE_WIDTH = 6
-SEARCH_ESCAPED = (
-    SEARCH_ESCAPE + SEARCH_CODE_DIGITS + "\\" + "".join(map(chr, range(32))) + "\x7f"
-)
+SEARCH_ESCAPED = SEARCH_ESCAPE + SEARCH_CODE_DIGITS + "\\" + "".join(map(chr, range(32))) + "\x7f"
 
 
 def _search_code(index: int) -> str:
@@ -70,9 +68,7 @@ def _search_code(index: int) -> str:
     return SEARCH_ESCAPE + "".join(reversed(digits))
 
 
-_SEARCH_TABLE = str.maketrans(
-    {char: _search_code(i) for i, char in enumerate(SEARCH_ESCAPED)}
-)
+_SEARCH_TABLE = str.maketrans({char: _search_code(i) for i, char in enumerate(SEARCH_ESCAPED)})
 
 
 def search_form(value: str) -> str:
@@ -87,9 +83,7 @@ def string_literal(value: str) -> str:
     the double quote is escaped.
     """
     if any(char in value for char in "\\\n\r"):
-        raise QueryError(
-            "string literals cannot carry backslashes or line breaks; use search_form()"
-        )
+        raise QueryError("string literals cannot carry backslashes or line breaks; use search_form()")
     return '"' + value.replace('"', '\\"') + '"'
 
 
@@ -123,9 +117,7 @@ class Filter:
         """Require ``@name`` to equal ``value`` exactly (case-sensitive)."""
         field_name = self._field(name, "tag")
         if not isinstance(value, str):
-            raise QueryError(
-                f"value for {name!r} must be a string, got {type(value).__name__}"
-            )
+            raise QueryError(f"value for {name!r} must be a string, got {type(value).__name__}")
         if value == "":
             self.matches_nothing = True
             return self
@@ -138,9 +130,7 @@ class Filter:
         if low > high:
             self.matches_nothing = True
             return self
-        self.clauses.append(
-            f"@{field_name}:[{self._param(str(low))} {self._param(str(high))}]"
-        )
+        self.clauses.append(f"@{field_name}:[{self._param(str(low))} {self._param(str(high))}]")
         return self
 
     def after(self, primary: str, secondary: str, position: tuple[int, int]) -> Filter:
@@ -148,9 +138,7 @@ class Filter:
         first = self._field(primary, "numeric")
         second = self._field(secondary, "numeric")
         p, s = self._param(str(position[0])), self._param(str(position[1]))
-        self.clauses.append(
-            f"(@{first}:[({p} +inf] | (@{first}:[{p} {p}] @{second}:[({s} +inf]))"
-        )
+        self.clauses.append(f"(@{first}:[({p} +inf] | (@{first}:[{p} {p}] @{second}:[({s} +inf]))")
         return self
 
     def query_string(self) -> str:

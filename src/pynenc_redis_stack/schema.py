@@ -104,11 +104,7 @@ class IndexSpec:
         for field in self.fields:
             value = document.get(field.name)
             if not field.accepts(value):
-                expected = (
-                    "a non-empty string without NUL"
-                    if field.type == "tag"
-                    else "a number"
-                )
+                expected = "a non-empty string without NUL" if field.type == "tag" else "a number"
                 problems.append(f"{field.name}={value!r} (expected {expected} or None)")
         return problems
 
@@ -138,15 +134,11 @@ class IndexSpec:
             field_name = raw.get("name")
             field_type = raw.get("type")
             if field_type not in _FIELD_TYPES:
-                raise SchemaError(
-                    f"{source}: field {field_name!r} has unknown type {field_type!r}"
-                )
+                raise SchemaError(f"{source}: field {field_name!r} has unknown type {field_type!r}")
             attrs = raw.get("attrs") or {}
             unknown = set(attrs) - _KNOWN_ATTRS
             if unknown:
-                raise SchemaError(
-                    f"{source}: field {field_name!r} has unknown attrs {sorted(unknown)}"
-                )
+                raise SchemaError(f"{source}: field {field_name!r} has unknown attrs {sorted(unknown)}")
             if any(f.name == field_name for f in fields):
                 raise SchemaError(f"{source}: duplicate field {field_name!r}")
             fields.append(
@@ -159,9 +151,7 @@ class IndexSpec:
                 )
             )
         if not any(f.name == "app_id" and f.type == "tag" for f in fields):
-            raise SchemaError(
-                f"{source}: every index needs an app_id tag (app isolation)"
-            )
+            raise SchemaError(f"{source}: every index needs an app_id tag (app isolation)")
         return cls(name=name, version=version, prefixes=prefixes, fields=tuple(fields))
 
 

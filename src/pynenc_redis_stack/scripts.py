@@ -52,9 +52,7 @@ class Script:
         """Return the ``EVALSHA`` command for ``keys`` and ``args``."""
         return ["EVALSHA", self.sha, str(len(keys)), *keys, *args]
 
-    def run_in(
-        self, pipe: redis.client.Pipeline, keys: list[str], args: list[str]
-    ) -> list[Any]:
+    def run_in(self, pipe: redis.client.Pipeline, keys: list[str], args: list[str]) -> list[Any]:
         """Execute ``pipe`` with this script appended; one round trip unless the server lost it.
 
         :return: The pipeline replies.

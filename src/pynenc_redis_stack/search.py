@@ -31,9 +31,7 @@ def _rows(reply: list[Any]) -> list[Row]:
     return [dict(zip(raw[::2], raw[1::2], strict=True)) for raw in reply[1:]]
 
 
-def iter_cursor(
-    client: Redis, request: Aggregate, batch_size: int
-) -> Iterator[list[Row]]:
+def iter_cursor(client: Redis, request: Aggregate, batch_size: int) -> Iterator[list[Row]]:
     """Yield every row of ``request`` in batches of at most ``batch_size``."""
     if request.filter.matches_nothing:
         return
@@ -63,9 +61,7 @@ def iter_cursor(
                 pass
 
 
-def fetch_all(
-    client: Redis, request: Aggregate, batch_size: int = 1000
-) -> Iterator[Row]:
+def fetch_all(client: Redis, request: Aggregate, batch_size: int = 1000) -> Iterator[Row]:
     """Yield every row of ``request`` one at a time."""
     for batch in iter_cursor(client, request, batch_size):
         yield from batch

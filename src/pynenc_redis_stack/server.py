@@ -156,9 +156,7 @@ def locate_binaries() -> ServerBinaries:
     )
     for path in (binaries.redis_server, binaries.search_module, binaries.json_module):
         if not path.is_file():
-            raise ServerDependencyError(
-                f"Missing {path} (no build for this platform?): {INSTALL_HINT}"
-            )
+            raise ServerDependencyError(f"Missing {path} (no build for this platform?): {INSTALL_HINT}")
     if not os.access(binaries.redis_server, os.X_OK):
         raise ServerDependencyError(f"{binaries.redis_server} is not executable")
     return binaries
@@ -309,8 +307,7 @@ class EmbeddedRedisStack:
             if state is not None:
                 if port is not None and port != state["port"]:
                     raise EmbeddedServerError(
-                        f"Already running on port {state['port']} "
-                        f"(data dir {self.data_dir}); stop it first"
+                        f"Already running on port {state['port']} (data dir {self.data_dir}); stop it first"
                     )
                 return str(state["url"])
             binaries = locate_binaries()
@@ -322,9 +319,7 @@ class EmbeddedRedisStack:
                 url = self._launch(binaries, chosen, retry_on_port_taken=port is None)
                 if url is not None:
                     return url
-            raise EmbeddedServerError(
-                f"Could not find a free port after {_PORT_ATTEMPTS} attempts"
-            )
+            raise EmbeddedServerError(f"Could not find a free port after {_PORT_ATTEMPTS} attempts")
 
     def stop(self, timeout: float = 15.0) -> bool:
         """
@@ -440,10 +435,7 @@ class EmbeddedRedisStack:
         :return: Loaded module names mapped to dotted versions.
         """
         modules: list[dict[str, Any]] = client.module_list()
-        return {
-            str(module["name"]): _format_module_version(int(module["ver"]))
-            for module in modules
-        }
+        return {str(module["name"]): _format_module_version(int(module["ver"])) for module in modules}
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -463,9 +455,7 @@ class EmbeddedRedisStack:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(state, dict) or not all(
-            isinstance(state.get(key), int) for key in ("pid", "port")
-        ):
+        if not isinstance(state, dict) or not all(isinstance(state.get(key), int) for key in ("pid", "port")):
             return None
         return state
 
@@ -519,8 +509,7 @@ class EmbeddedRedisStack:
                 return None
             time.sleep(_POLL_INTERVAL)
         raise EmbeddedServerError(
-            f"redis-server {pid} is alive but not answering on port {port}\n"
-            + self._log_tail(0)
+            f"redis-server {pid} is alive but not answering on port {port}\n" + self._log_tail(0)
         )
 
     def _answers_as(self, port: int, pid: int) -> bool:
@@ -560,9 +549,7 @@ class EmbeddedRedisStack:
             "--loadmodule", str(binaries.json_module),
         ]  # fmt: skip
 
-    def _launch(
-        self, binaries: ServerBinaries, port: int, *, retry_on_port_taken: bool
-    ) -> str | None:
+    def _launch(self, binaries: ServerBinaries, port: int, *, retry_on_port_taken: bool) -> str | None:
         """
         Spawn redis-server and wait until it is ready.
 
@@ -605,8 +592,7 @@ class EmbeddedRedisStack:
             if time.monotonic() > deadline:
                 self._kill(pid)
                 raise EmbeddedServerError(
-                    f"redis-server not ready after {self.startup_timeout}s\n"
-                    + self._log_tail(log_offset)
+                    f"redis-server not ready after {self.startup_timeout}s\n" + self._log_tail(log_offset)
                 )
             time.sleep(_POLL_INTERVAL)
         try:
@@ -618,8 +604,7 @@ class EmbeddedRedisStack:
         if missing := [name for name in REQUIRED_MODULES if name not in modules]:
             self._kill(pid)
             raise EmbeddedServerError(
-                f"Modules not loaded: {', '.join(missing)}\n"
-                + self._log_tail(log_offset)
+                f"Modules not loaded: {', '.join(missing)}\n" + self._log_tail(log_offset)
             )
         url = f"redis://{HOST}:{port}/0"
         self._write_state(pid, port, url)

@@ -29,7 +29,9 @@ def app_instance(request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_
 SQLITE_COMBINATIONS = [c for c in build_test_combinations() if c.family is BackendFamily.SQLITE]
 
 
-@pytest.fixture(params=SQLITE_COMBINATIONS, ids=lambda c: c.combination_id.replace("SQLite", "SQLite+RedisStack"))
+@pytest.fixture(
+    params=SQLITE_COMBINATIONS, ids=lambda c: c.combination_id.replace("SQLite", "SQLite+RedisStack")
+)
 def app_combination_instance(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, temp_sqlite_db_path: str, redis_url: str
 ) -> Pynenc:

@@ -97,7 +97,9 @@ def test_builder_refuses_a_database_other_than_zero(redis_url: str) -> None:
         PynencBuilder().redis_stack(url=redis_url.rsplit("/", 1)[0] + "/2")
 
 
-def test_configured_database_other_than_zero_is_a_clear_error(request: pytest.FixtureRequest, redis_url: str) -> None:
+def test_configured_database_other_than_zero_is_a_clear_error(
+    request: pytest.FixtureRequest, redis_url: str
+) -> None:
     app = Pynenc(
         config_values={
             "app_id": unique_app_id(request),

@@ -40,27 +40,16 @@ BATCH = 1000
 DISTINCT_INVOCATIONS = 12_500  # each written twice: 25 000 entries
 
 
-def _build(
-    request: pytest.FixtureRequest, redis_url: str, suffix: str, **config: object
-) -> Pynenc:
-    builder = (
-        PynencBuilder()
-        .app_id(unique_app_id(request, suffix))
-        .memory()
-        .redis_stack(url=redis_url)
-    )
+def _build(request: pytest.FixtureRequest, redis_url: str, suffix: str, **config: object) -> Pynenc:
+    builder = PynencBuilder().app_id(unique_app_id(request, suffix)).memory().redis_stack(url=redis_url)
     builder._config.update(config)
     return builder.build()
 
 
-def _history(
-    invocation_id: str, moment: datetime, runner_context_id: str = "rc"
-) -> InvocationHistory:
+def _history(invocation_id: str, moment: datetime, runner_context_id: str = "rc") -> InvocationHistory:
     history = InvocationHistory(
         invocation_id=InvocationId(invocation_id),
-        status_record=InvocationStatusRecord(
-            InvocationStatus.RUNNING, runner_id="runner", timestamp=moment
-        ),
+        status_record=InvocationStatusRecord(InvocationStatus.RUNNING, runner_id="runner", timestamp=moment),
         runner_context_id=runner_context_id,
     )
     history._timestamp = moment
@@ -79,9 +68,7 @@ class HistoryFixture:
     def __init__(self, app: Pynenc, expected: list[tuple[str, datetime]]) -> None:
         self.app = app
         self.backend: RedisStackStateBackend = app.state_backend
-        self.expected = (
-            expected  # (invocation id, timestamp) in (timestamp, arrival) order
-        )
+        self.expected = expected  # (invocation id, timestamp) in (timestamp, arrival) order
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +83,11 @@ def history_25k(request: pytest.FixtureRequest, redis_url: str) -> HistoryFixtur
     ):
         backend._add_histories([InvocationId(outside_id)], _history(outside_id, moment))
     for k in range(WRITE_BATCHES):
-        moment = TIMESTAMPS[
-            4 - k % 5
-        ]  # newest first, then older ones: arrival != ts order
-        ids = [
-            f"inv-{(k * BATCH + i) % DISTINCT_INVOCATIONS:05d}" for i in range(BATCH)
-        ]
-        backend._add_histories(
-            [InvocationId(i) for i in ids], _history("template", moment)
-        )
+        moment = TIMESTAMPS[4 - k % 5]  # newest first, then older ones: arrival != ts order
+        ids = [f"inv-{(k * BATCH + i) % DISTINCT_INVOCATIONS:05d}" for i in range(BATCH)]
+        backend._add_histories([InvocationId(i) for i in ids], _history("template", moment))
         arrival.extend((i, moment) for i in ids)
-    expected = sorted(
-        arrival, key=lambda entry: entry[1]
-    )  # stable: arrival order within a ts
+    expected = sorted(arrival, key=lambda entry: entry[1])  # stable: arrival order within a ts
     assert len(expected) == 25_000
     return HistoryFixture(app, expected)
 
@@ -117,9 +96,7 @@ def test_history_in_timerange_returns_every_entry_in_order(
     history_25k: HistoryFixture,
 ) -> None:
     batches = list(
-        history_25k.backend.iter_history_in_timerange(
-            TIMESTAMPS[0], TIMESTAMPS[-1], batch_size=3000
-        )
+        history_25k.backend.iter_history_in_timerange(TIMESTAMPS[0], TIMESTAMPS[-1], batch_size=3000)
     )
 
     assert all(0 < len(batch) <= 3000 for batch in batches)
@@ -140,37 +117,25 @@ def test_partial_history_range_returns_exactly_the_subset(
     expected = [entry for entry in history_25k.expected if start <= entry[1] <= end]
     assert len(expected) == 15_000
 
-    batches = list(
-        history_25k.backend.iter_history_in_timerange(start, end, batch_size=20_000)
-    )
+    batches = list(history_25k.backend.iter_history_in_timerange(start, end, batch_size=20_000))
 
     assert all(0 < len(batch) <= 20_000 for batch in batches)
-    assert [
-        (str(h.invocation_id), h.timestamp) for batch in batches for h in batch
-    ] == expected
+    assert [(str(h.invocation_id), h.timestamp) for batch in batches for h in batch] == expected
 
 
 def test_history_range_bounds_are_inclusive_to_the_microsecond(
     history_25k: HistoryFixture,
 ) -> None:
     low = TIMESTAMPS[0] - timedelta(microseconds=1)
-    entries = [
-        h
-        for batch in history_25k.backend.iter_history_in_timerange(low, low, 10)
-        for h in batch
-    ]
-    assert [(str(h.invocation_id), h.timestamp) for h in entries] == [
-        ("outside-low", low)
-    ]
+    entries = [h for batch in history_25k.backend.iter_history_in_timerange(low, low, 10) for h in batch]
+    assert [(str(h.invocation_id), h.timestamp) for h in entries] == [("outside-low", low)]
 
 
 def test_invocations_in_timerange_yields_each_id_once(
     history_25k: HistoryFixture,
 ) -> None:
     batches = list(
-        history_25k.backend.iter_invocations_in_timerange(
-            TIMESTAMPS[0], TIMESTAMPS[-1], batch_size=4000
-        )
+        history_25k.backend.iter_invocations_in_timerange(TIMESTAMPS[0], TIMESTAMPS[-1], batch_size=4000)
     )
 
     assert all(0 < len(batch) <= 4000 for batch in batches)
@@ -254,9 +219,7 @@ def test_invocations_by_parent_event_beyond_the_cap(
     "by",
     ["workflow_id", "workflow_type_key", "both"],
 )
-def test_invocation_ids_by_workflow_beyond_the_cap(
-    members_12k: MembersFixture, by: str
-) -> None:
+def test_invocation_ids_by_workflow_beyond_the_cap(members_12k: MembersFixture, by: str) -> None:
     kwargs = {
         "workflow_id": {"workflow_id": str(WORKFLOW.workflow_id)},
         "workflow_type_key": {"workflow_type_key": WORKFLOW.workflow_type.key},
@@ -296,9 +259,7 @@ def test_abandoned_streams_free_their_server_cursors(
     for _ in range(3):
         stream = backend.get_child_invocations(PARENT)
         assert str(next(stream)) in members_12k.members
-        assert (
-            _cursor_total(redis_client, alias) == 1
-        )  # the rest of the answer waits server-side
+        assert _cursor_total(redis_client, alias) == 1  # the rest of the answer waits server-side
         stream.close()  # type: ignore[attr-defined]
         assert _cursor_total(redis_client, alias) == 0
 
@@ -338,9 +299,7 @@ def test_get_history_seek_paging_with_mixed_timestamps(
     app = _build(request, redis_url, "-mixed", redis_stack_batch_size=7)
     backend = app.state_backend
     invocation_id = InvocationId("mixed")
-    moments = [
-        datetime(2024, 6, 1, tzinfo=UTC) + timedelta(microseconds=m) for m in (3, 2, 1)
-    ]
+    moments = [datetime(2024, 6, 1, tzinfo=UTC) + timedelta(microseconds=m) for m in (3, 2, 1)]
     written = []
     for moment in moments:
         for n in range(8):

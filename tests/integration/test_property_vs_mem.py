@@ -76,17 +76,8 @@ class Harness:
         n = next(_counter)
         app_text = data.draw(s.identifiers, label="app id text")
         ours_id = f"{app_text}#{n}"
-        self.mem = (
-            PynencBuilder().app_id(f"prop-mem-{n}").memory().build().state_backend
-        )
-        self.ours = (
-            PynencBuilder()
-            .app_id(ours_id)
-            .memory()
-            .redis_stack(url=redis_url)
-            .build()
-            .state_backend
-        )
+        self.mem = PynencBuilder().app_id(f"prop-mem-{n}").memory().build().state_backend
+        self.ours = PynencBuilder().app_id(ours_id).memory().redis_stack(url=redis_url).build().state_backend
         assert isinstance(self.mem, MemStateBackend)
         assert isinstance(self.ours, RedisStackStateBackend)
         assert self.ours.app.app_id == ours_id
@@ -145,9 +136,7 @@ class Harness:
 
     def context(self, depth: int = 0) -> RunnerContext:
         runner_id = self.ident("runner id")
-        if depth == 0 and runner_id in self.model.contexts and self.draw(
-            st.booleans(), "reuse context"
-        ):
+        if depth == 0 and runner_id in self.model.contexts and self.draw(st.booleans(), "reuse context"):
             return self.model.contexts[runner_id]
         parent = None
         if depth < 2 and self.draw(st.booleans(), "has parent context"):
@@ -169,9 +158,7 @@ class Harness:
         entries = []
         for _ in range(self.draw(st.integers(1, 3), "batch size")):
             invocation_id = self.ident("invocation id")
-            arguments = self.draw(
-                st.dictionaries(s.payloads, s.payloads, max_size=4), "arguments"
-            )
+            arguments = self.draw(st.dictionaries(s.payloads, s.payloads, max_size=4), "arguments")
             known = self.model.invocations.get(invocation_id)
             if known is not None:
                 inv_dto, old_call = known
@@ -181,9 +168,7 @@ class Harness:
                 inv_dto = InvocationDTO(
                     invocation_id=InvocationId(invocation_id),
                     call_id=call_id,
-                    workflow=self.workflow("workflow")
-                    if self.draw(st.booleans(), "in workflow")
-                    else None,
+                    workflow=self.workflow("workflow") if self.draw(st.booleans(), "in workflow") else None,
                     parent_invocation_id=self.maybe_ident("parent invocation"),
                     parent_event_id=self.maybe_ident("parent event"),
                 )
@@ -286,28 +271,33 @@ class Harness:
             self.mem.get_workflow_sub_invocations(inv)
         ), inv
         for getter in ("_get_result", "_get_exception"):
-            assert _answer(getattr(self.ours, getter), inv) == _answer(
-                getattr(self.mem, getter), inv
-            ), (getter, inv)
+            assert _answer(getattr(self.ours, getter), inv) == _answer(getattr(self.mem, getter), inv), (
+                getter,
+                inv,
+            )
 
     def check_workflow_filters(self, workflow_id: str | None, type_key: str | None) -> None:
         import os
-        if os.environ.get("SKIPBUG") and not workflow_id and not type_key: return
+
+        if os.environ.get("SKIPBUG") and not workflow_id and not type_key:
+            return
         ours = Counter(self.ours.get_invocation_ids_by_workflow(workflow_id, type_key))
         mem = Counter(self.mem.get_invocation_ids_by_workflow(workflow_id, type_key))
         assert ours == mem, (workflow_id, type_key)
 
     def check_matching(self, partial: str) -> None:
         import os
-        if os.environ.get("SKIPBUG") and "\n" in partial: return
+
+        if os.environ.get("SKIPBUG") and "\n" in partial:
+            return
         ours = sorted(c.to_json() for c in self.ours.get_matching_runner_contexts(partial))
         mem = sorted(c.to_json() for c in self.mem.get_matching_runner_contexts(partial))
         assert ours == mem, partial
 
     def check_runner_contexts(self, runner_ids: list[str]) -> None:
-        assert self.ours._get_runner_contexts(runner_ids) == self.mem._get_runner_contexts(
+        assert self.ours._get_runner_contexts(runner_ids) == self.mem._get_runner_contexts(runner_ids), (
             runner_ids
-        ), runner_ids
+        )
 
     def check_time_range(self, start: datetime, end: datetime, batch_size: int) -> None:
         ours_batches = list(self.ours.iter_history_in_timerange(start, end, batch_size))
@@ -336,16 +326,18 @@ class Harness:
             return (t.module, t.func_name)
 
         def run_key(w: WorkflowIdentity) -> tuple[str, str, str, str]:
-            return (w.workflow_id, w.workflow_type.module, w.workflow_type.func_name,
-                    w.parent_workflow_id or "\x00none")
+            return (
+                w.workflow_id,
+                w.workflow_type.module,
+                w.workflow_type.func_name,
+                w.parent_workflow_id or "\x00none",
+            )
 
         assert sorted(self.ours.get_all_workflow_types(), key=type_key) == sorted(
             self.mem.get_all_workflow_types(), key=type_key
         )
         ours_runs = list(self.ours.get_all_workflow_runs())
-        assert sorted(ours_runs, key=run_key) == sorted(
-            self.mem.get_all_workflow_runs(), key=run_key
-        )
+        assert sorted(ours_runs, key=run_key) == sorted(self.mem.get_all_workflow_runs(), key=run_key)
         for task in self.model.task_ids:
             assert sorted(self.ours.get_workflow_runs(task), key=run_key) == sorted(
                 self.mem.get_workflow_runs(task), key=run_key
@@ -386,9 +378,7 @@ class Harness:
 
     def random_query(self) -> None:
         kind = self.draw(
-            st.sampled_from(
-                ["invocation", "workflow", "matching", "contexts", "range", "workflows", "data"]
-            ),
+            st.sampled_from(["invocation", "workflow", "matching", "contexts", "range", "workflows", "data"]),
             "query",
         )
         if kind == "invocation":
@@ -453,16 +443,26 @@ def _tie_groups(entries: list[InvocationHistory]) -> list[list[str]]:
 
 
 def _history_key(h: InvocationHistory) -> str:
-    return repr((h.invocation_id, h.timestamp.astimezone(UTC).isoformat(), h.status_record.to_json(),
-                 h.runner_context_id, h.registered_by_inv_id))
+    return repr(
+        (
+            h.invocation_id,
+            h.timestamp.astimezone(UTC).isoformat(),
+            h.status_record.to_json(),
+            h.runner_context_id,
+            h.registered_by_inv_id,
+        )
+    )
 
 
 @pytest.mark.timeout(300)
 @settings(
     max_examples=80,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 @given(data=st.data())
 def test_redis_stack_answers_like_mem(data: st.DataObject, redis_url: str) -> None:

@@ -48,9 +48,7 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {
-        name: calls - before.get(name, 0)
-        for name, calls in after.items()
-        if calls != before.get(name, 0)
+        name: calls - before.get(name, 0) for name, calls in after.items() if calls != before.get(name, 0)
     }
 
 
@@ -74,18 +72,14 @@ class RoundTrips:
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
     counter = RoundTrips()
-    original: Callable[..., None] = (
-        redis.connection.AbstractConnection.send_packed_command
-    )
+    original: Callable[..., None] = redis.connection.AbstractConnection.send_packed_command
 
     def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
         if counter.active:
             counter.count += 1
         original(self, command, check_health)
 
-    monkeypatch.setattr(
-        redis.connection.AbstractConnection, "send_packed_command", send_packed_command
-    )
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send_packed_command)
     return counter
 
 
@@ -113,34 +107,22 @@ class Measure:
 
 @pytest.fixture
 def app(request: pytest.FixtureRequest, redis_url: str) -> Pynenc:
-    return (
-        PynencBuilder()
-        .app_id(unique_app_id(request))
-        .memory()
-        .redis_stack(url=redis_url)
-        .build()
-    )
+    return PynencBuilder().app_id(unique_app_id(request)).memory().redis_stack(url=redis_url).build()
 
 
 @pytest.fixture
 def backend(app: Pynenc) -> RedisStackStateBackend:
     backend: RedisStackStateBackend = app.state_backend
-    backend.get_history(
-        InvocationId("warm-up")
-    )  # module check and index preparation done here
+    backend.get_history(InvocationId("warm-up"))  # module check and index preparation done here
     return backend
 
 
 @pytest.fixture
-def measure(
-    backend: RedisStackStateBackend, redis_client: redis.Redis, round_trips: RoundTrips
-) -> Measure:
+def measure(backend: RedisStackStateBackend, redis_client: redis.Redis, round_trips: RoundTrips) -> Measure:
     return Measure(backend, redis_client, round_trips)
 
 
-def _invocations(
-    app: Pynenc, count: int, prefix: str = "inv"
-) -> list[DistributedInvocation[Any, Any]]:
+def _invocations(app: Pynenc, count: int, prefix: str = "inv") -> list[DistributedInvocation[Any, Any]]:
     task = app.task(add)
     return [
         TaskInvocation(
@@ -175,9 +157,9 @@ def test_upsert_batch_is_one_transaction_in_one_round_trip(
 
     assert commands == {"json.merge": 50, "json.set": 50, "multi": 1, "exec": 1}
     assert trips == 1
-    assert {
-        str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))
-    } == {str(i.invocation_id) for i in invocations}
+    assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == {
+        str(i.invocation_id) for i in invocations
+    }
 
 
 def test_add_histories_with_cached_context_is_one_evalsha(
@@ -187,14 +169,10 @@ def test_add_histories_with_cached_context_is_one_evalsha(
     backend.upsert_invocations(invocations)
     context = _context("cached-runner")
     # Caches the context and makes sure the script is loaded.
-    backend.add_histories(
-        invocations[:1], InvocationStatusRecord(InvocationStatus.REGISTERED), context
-    )
+    backend.add_histories(invocations[:1], InvocationStatusRecord(InvocationStatus.REGISTERED), context)
 
     commands, trips, _ = measure(
-        lambda: backend.add_histories(
-            invocations, InvocationStatusRecord(InvocationStatus.PENDING), context
-        )
+        lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
     # Per entry inside the script: INCR (seq), JSON.SET entry + JSON.SET seq, EXISTS, JSON.GET
@@ -208,10 +186,7 @@ def test_add_histories_with_cached_context_is_one_evalsha(
     }
     assert trips == 1
     for invocation in invocations:
-        statuses = [
-            h.status_record.status
-            for h in backend.get_history(invocation.invocation_id)
-        ]
+        statuses = [h.status_record.status for h in backend.get_history(invocation.invocation_id)]
         assert statuses[-1] == InvocationStatus.PENDING
 
 
@@ -237,9 +212,7 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     assert commands == {"json.set": 2 + 150, "evalsha": 1, "incr": 50, "exists": 50}
     assert trips == 1
     assert sorted(
-        c.runner_id
-        for c in backend.get_matching_runner_contexts("-runner")
-        if c.runner_id != "loader-runner"
+        c.runner_id for c in backend.get_matching_runner_contexts("-runner") if c.runner_id != "loader-runner"
     ) == ["child-runner", "parent-runner"]
     history = backend.get_history(invocations[7].invocation_id)
     assert [(h.status_record.status, h.registered_by_inv_id) for h in history] == [
@@ -248,9 +221,7 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
 
     # The context is cached now: the next batch stores no context.
     commands, trips, _ = measure(
-        lambda: backend.add_histories(
-            invocations, InvocationStatusRecord(InvocationStatus.PENDING), context
-        )
+        lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
     assert commands == {
         "evalsha": 1,
@@ -296,9 +267,7 @@ def test_get_invocation_is_one_json_get(
     invocation = _invocations(app, 1)[0]
     backend.upsert_invocations([invocation])
 
-    commands, trips, fetched = measure(
-        lambda: backend.get_invocation(invocation.invocation_id)
-    )
+    commands, trips, fetched = measure(lambda: backend.get_invocation(invocation.invocation_id))
 
     assert commands == {"json.get": 1}
     assert trips == 1
@@ -315,13 +284,9 @@ def test_get_history_of_a_small_history_is_one_aggregate(
         InvocationStatus.PENDING,
         InvocationStatus.RUNNING,
     ):
-        backend.add_history(
-            InvocationId("short"), InvocationStatusRecord(status), context
-        )
+        backend.add_history(InvocationId("short"), InvocationStatusRecord(status), context)
 
-    commands, trips, history = measure(
-        lambda: backend.get_history(InvocationId("short"))
-    )
+    commands, trips, history = measure(lambda: backend.get_history(InvocationId("short")))
 
     assert commands == {"ft.aggregate": 1}
     assert trips == 1
@@ -332,26 +297,18 @@ def test_get_history_of_a_small_history_is_one_aggregate(
     ]
 
 
-def test_get_result_is_one_json_get(
-    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
-) -> None:
+def test_get_result_is_one_json_get(app: Pynenc, backend: RedisStackStateBackend, measure: Measure) -> None:
     backend.set_result(InvocationId("with-result"), {"answer": 42})
 
-    commands, trips, result = measure(
-        lambda: backend.get_result(InvocationId("with-result"))
-    )
+    commands, trips, result = measure(lambda: backend.get_result(InvocationId("with-result")))
 
     assert commands == {"json.get": 1}
     assert trips == 1
     assert result == {"answer": 42}
 
 
-def test_set_result_is_one_json_set(
-    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
-) -> None:
-    commands, trips, _ = measure(
-        lambda: backend.set_result(InvocationId("set-result"), [1, 2])
-    )
+def test_set_result_is_one_json_set(app: Pynenc, backend: RedisStackStateBackend, measure: Measure) -> None:
+    commands, trips, _ = measure(lambda: backend.set_result(InvocationId("set-result"), [1, 2]))
 
     assert commands == {"json.set": 1}
     assert trips == 1
@@ -365,20 +322,12 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
 ) -> None:
     invocations = _invocations(app, 10, prefix="noscript")
     context = _context("noscript-runner")
-    backend.add_histories(
-        invocations[:1], InvocationStatusRecord(InvocationStatus.REGISTERED), context
-    )
+    backend.add_histories(invocations[:1], InvocationStatusRecord(InvocationStatus.REGISTERED), context)
     redis_client.script_flush()
-    before = (
-        redis_client.info("commandstats")
-        .get("cmdstat_evalsha", {})
-        .get("failed_calls", 0)
-    )
+    before = redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("failed_calls", 0)
 
     commands, trips, _ = measure(
-        lambda: backend.add_histories(
-            invocations, InvocationStatusRecord(InvocationStatus.PENDING), context
-        )
+        lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
     # EVALSHA refused (NOSCRIPT), SCRIPT LOAD, EVALSHA replayed: three round trips.
@@ -390,14 +339,10 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         "json.get": 1,
         "json.set": 20 + 2 + 9,
     }
-    assert (
-        redis_client.info("commandstats")["cmdstat_evalsha"]["failed_calls"]
-        == before + 1
-    )
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["failed_calls"] == before + 1
     assert trips == 3
     assert all(
-        [h.status_record.status for h in backend.get_history(i.invocation_id)][-1]
-        == InvocationStatus.PENDING
+        [h.status_record.status for h in backend.get_history(i.invocation_id)][-1] == InvocationStatus.PENDING
         for i in invocations
     )
     assert len(backend.get_history(invocations[0].invocation_id)) == 2
@@ -405,9 +350,7 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
 
     # Loaded once: the next call is a single EVALSHA again.
     commands, trips, _ = measure(
-        lambda: backend.add_histories(
-            invocations, InvocationStatusRecord(InvocationStatus.RUNNING), context
-        )
+        lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.RUNNING), context)
     )
     assert commands == {
         "evalsha": 1,

@@ -66,9 +66,7 @@ def _backend(app: Pynenc) -> RedisStackStateBackend:
     return cast("RedisStackStateBackend", app.state_backend)
 
 
-def _context(
-    runner_id: str, runner_cls: Any = "TestRunner", hostname: Any = "host"
-) -> RunnerContext:
+def _context(runner_id: str, runner_cls: Any = "TestRunner", hostname: Any = "host") -> RunnerContext:
     return RunnerContext(
         runner_cls=runner_cls,
         runner_id=runner_id,
@@ -86,9 +84,7 @@ def _history(
 ) -> InvocationHistory:
     history = InvocationHistory(
         invocation_id=InvocationId(invocation_id),
-        status_record=InvocationStatusRecord(
-            status, runner_id="runner", timestamp=moment
-        ),
+        status_record=InvocationStatusRecord(status, runner_id="runner", timestamp=moment),
         runner_context_id=runner_context_id,
     )
     history._timestamp = moment
@@ -150,14 +146,10 @@ SPECIAL_IDS = [
 
 
 @pytest.fixture
-def special_contexts(
-    request: pytest.FixtureRequest, redis_url: str
-) -> RedisStackStateBackend:
+def special_contexts(request: pytest.FixtureRequest, redis_url: str) -> RedisStackStateBackend:
     backend = _backend(_app(unique_app_id(request), redis_url))
     for runner_id in SPECIAL_IDS:
-        backend._store_runner_context(
-            _context(runner_id, runner_cls=f"cls-{runner_id}")
-        )
+        backend._store_runner_context(_context(runner_id, runner_cls=f"cls-{runner_id}"))
     return backend
 
 
@@ -201,18 +193,14 @@ def test_special_characters_in_partial_are_literal(
 ) -> None:
     contexts = list(special_contexts.get_matching_runner_contexts(partial))
     assert sorted(c.runner_id for c in contexts) == sorted(expected)
-    assert all(
-        c.runner_cls == f"cls-{c.runner_id}" for c in contexts
-    )  # each id its own document
+    assert all(c.runner_cls == f"cls-{c.runner_id}" for c in contexts)  # each id its own document
 
 
 MANY = 5000
 
 
 @pytest.fixture(scope="module")
-def many_contexts(
-    request: pytest.FixtureRequest, redis_url: str
-) -> RedisStackStateBackend:
+def many_contexts(request: pytest.FixtureRequest, redis_url: str) -> RedisStackStateBackend:
     """5 000 distinct runner ids containing 'zz' (MAXPREFIXEXPANSIONS is 200), plus 5 000
     history entries in one range, on one app."""
     backend = _backend(_app(unique_app_id(request, "-many"), redis_url))
@@ -235,9 +223,7 @@ def many_contexts(
     backend._store_runner_context(_context("runner-no-match"))
     for start in range(0, MANY, 1000):
         ids = [InvocationId(f"inv-{n:05d}") for n in range(start, start + 1000)]
-        backend._add_histories(
-            ids, _history("template", T0 + timedelta(microseconds=start))
-        )
+        backend._add_histories(ids, _history("template", T0 + timedelta(microseconds=start)))
     return backend
 
 
@@ -300,19 +286,13 @@ def test_answers_complete_despite_server_timeout(
 
     assert len(_runner_ids(backend, "zz")) == MANY
     entries = [
-        h
-        for batch in backend.iter_history_in_timerange(
-            T0, T0 + timedelta(seconds=1), 700
-        )
-        for h in batch
+        h for batch in backend.iter_history_in_timerange(T0, T0 + timedelta(seconds=1), 700) for h in batch
     ]
     assert len(entries) == MANY
     assert [h.timestamp for h in entries] == sorted(h.timestamp for h in entries)
     ids = [
         i
-        for batch in backend.iter_invocations_in_timerange(
-            T0, T0 + timedelta(seconds=1), 700
-        )
+        for batch in backend.iter_invocations_in_timerange(T0, T0 + timedelta(seconds=1), 700)
         for i in batch
     ]
     assert sorted(ids) == [f"inv-{n:05d}" for n in range(MANY)]
@@ -347,12 +327,7 @@ def test_wrong_typed_indexed_value_is_rejected_before_writing(
             [InvocationId("good"), InvocationId("bad")],
             _history("template", T0, runner_context_id=789),
         )
-    assert (
-        redis_client.exists(
-            backend.keys.invocation("good"), backend.keys.invocation("bad")
-        )
-        == 0
-    )
+    assert redis_client.exists(backend.keys.invocation("good"), backend.keys.invocation("bad")) == 0
     assert backend.get_history(InvocationId("good")) == []
 
     failures_after = (
@@ -368,9 +343,7 @@ def test_wrong_typed_indexed_value_is_rejected_before_writing(
         "JSON.SET",
         key,
         "$",
-        orjson.dumps(
-            {"app_id": backend.app.app_id, "runner_id": "raw-bad", "runner_cls": 123}
-        ).decode(),
+        orjson.dumps({"app_id": backend.app.app_id, "runner_id": "raw-bad", "runner_cls": 123}).decode(),
     )
     try:
         assert (
@@ -391,18 +364,14 @@ def _with_db(url: str, db: int) -> str:
 
 def test_database_other_than_zero_is_refused_by_the_builder(redis_url: str) -> None:
     with pytest.raises(ValueError, match="database 1") as info:
-        PynencBuilder().app_id("never-built").memory().redis_stack(
-            url=_with_db(redis_url, 1)
-        )
+        PynencBuilder().app_id("never-built").memory().redis_stack(url=_with_db(redis_url, 1))
     assert "database 0" in str(info.value)
 
 
 def test_database_other_than_zero_is_refused_by_the_backend(
     request: pytest.FixtureRequest, redis_url: str
 ) -> None:
-    app = _app(
-        unique_app_id(request), redis_url, redis_stack_url=_with_db(redis_url, 1)
-    )
+    app = _app(unique_app_id(request), redis_url, redis_stack_url=_with_db(redis_url, 1))
     with pytest.raises(ServerNotSupportedError, match="database 0"):
         app.state_backend.get_history(InvocationId("x"))
 
@@ -445,9 +414,7 @@ def plain_redis(tmp_path: Path) -> Iterator[str]:
             readable, _, _ = select.select([process.stdout], [], [], 15)
             chunk = os.read(process.stdout.fileno(), 65536) if readable else b""
             if not chunk:
-                raise RuntimeError(
-                    f"plain redis-server did not start: {output.decode(errors='replace')}"
-                )
+                raise RuntimeError(f"plain redis-server did not start: {output.decode(errors='replace')}")
             output += chunk
         yield f"redis://127.0.0.1:{port}/0"
     finally:
@@ -461,9 +428,7 @@ def plain_redis(tmp_path: Path) -> Iterator[str]:
             process.stdout.close()
 
 
-def test_server_without_modules_is_refused(
-    request: pytest.FixtureRequest, plain_redis: str
-) -> None:
+def test_server_without_modules_is_refused(request: pytest.FixtureRequest, plain_redis: str) -> None:
     plain = redis.Redis.from_url(plain_redis, decode_responses=True)
     try:
         modules = {m["name"].lower() for m in run(plain, "MODULE", "LIST")}
@@ -502,9 +467,7 @@ def fresh_namespace(redis_client: redis.Redis) -> Iterator[str]:
 
 
 def _indexes_of(client: redis.Redis, namespace: str) -> list[str]:
-    return sorted(
-        str(i) for i in run(client, "FT._LIST") if str(i).startswith(f"{namespace}:")
-    )
+    return sorted(str(i) for i in run(client, "FT._LIST") if str(i).startswith(f"{namespace}:"))
 
 
 def test_drifted_index_is_refused(
@@ -515,9 +478,7 @@ def test_drifted_index_is_refused(
 ) -> None:
     namespace = Namespace(fresh_namespace)
     spec = load_schemas().runner_contexts
-    drifted = dataclasses.replace(
-        spec, fields=tuple(f for f in spec.fields if f.name != "hostname")
-    )
+    drifted = dataclasses.replace(spec, fields=tuple(f for f in spec.fields if f.name != "hostname"))
     run(redis_client, *create_command(namespace, drifted))
     run(
         redis_client,
@@ -533,9 +494,7 @@ def test_drifted_index_is_refused(
         message = str(info.value)
         assert f"{fresh_namespace}:runner-contexts: drifted" in message
         assert "hostname" in message
-        assert (
-            f"{fresh_namespace}:history:" not in message
-        )  # the others were created and match
+        assert f"{fresh_namespace}:history:" not in message  # the others were created and match
 
 
 def test_outdated_alias_is_refused(
@@ -553,9 +512,7 @@ def test_outdated_alias_is_refused(
     run(redis_client, "FT.ALIASADD", namespace.alias(spec), old_name)
 
     app = _app(unique_app_id(request), redis_url, redis_stack_namespace=fresh_namespace)
-    with pytest.raises(
-        IndexDefinitionMismatchError, match=f"{fresh_namespace}:history: outdated"
-    ):
+    with pytest.raises(IndexDefinitionMismatchError, match=f"{fresh_namespace}:history: outdated"):
         app.state_backend.get_history(InvocationId("x"))
 
 
@@ -612,19 +569,13 @@ PARENT_IDS = [
 ]
 
 
-def test_tag_lookups_match_ids_literally(
-    request: pytest.FixtureRequest, redis_url: str
-) -> None:
+def test_tag_lookups_match_ids_literally(request: pytest.FixtureRequest, redis_url: str) -> None:
     backend = _backend(_app(unique_app_id(request), redis_url))
     for n, parent in enumerate(PARENT_IDS):
         _upsert(backend, f"child-{n}", parent=parent, event=parent)
     for n, parent in enumerate(PARENT_IDS):
-        assert list(backend.get_child_invocations(InvocationId(parent))) == [
-            f"child-{n}"
-        ], parent
-        assert list(backend.get_invocations_by_parent_event(parent)) == [
-            f"child-{n}"
-        ], parent
+        assert list(backend.get_child_invocations(InvocationId(parent))) == [f"child-{n}"], parent
+        assert list(backend.get_invocations_by_parent_event(parent)) == [f"child-{n}"], parent
     assert list(backend.get_child_invocations(InvocationId("q"))) == []
     assert list(backend.get_child_invocations(InvocationId(""))) == []
 
@@ -647,9 +598,7 @@ def test_nul_character_in_ids_is_refused_or_matched_exactly(
     assert list(backend.get_child_invocations(InvocationId("p"))) == ["child-of-p"]
     assert _runner_ids(backend, "plain") == ["plain-runner"]
     if stored:
-        assert list(backend.get_child_invocations(InvocationId("p\x00q"))) == [
-            "child-of-nul"
-        ]
+        assert list(backend.get_child_invocations(InvocationId("p\x00q"))) == ["child-of-nul"]
         assert _runner_ids(backend, "\x00") == ["nul\x00runner"]
 
 
@@ -659,9 +608,7 @@ def test_nul_character_in_ids_is_refused_or_matched_exactly(
 def _populate(app: Pynenc, tag: str) -> None:
     """The same ids in every app, plus one id of its own; payloads carry the app's tag."""
     backend = _backend(app)
-    workflow = WorkflowIdentity(
-        InvocationId("shared-wf"), TaskId("tests.flows", "flow")
-    )
+    workflow = WorkflowIdentity(InvocationId("shared-wf"), TaskId("tests.flows", "flow"))
     for invocation_id in ("shared-inv", f"own-{tag}"):
         _upsert(
             backend,
@@ -677,12 +624,8 @@ def _populate(app: Pynenc, tag: str) -> None:
     for runner_id in ("shared-runner", f"own-runner-{tag}"):
         backend._store_runner_context(_context(runner_id, runner_cls=f"cls-{tag}"))
     backend.store_workflow_run(workflow)
-    backend.store_workflow_run(
-        WorkflowIdentity(InvocationId(f"own-wf-{tag}"), TaskId("tests.flows", "flow"))
-    )
-    backend.store_workflow_sub_invocation(
-        InvocationId("shared-wf"), InvocationId(f"own-{tag}")
-    )
+    backend.store_workflow_run(WorkflowIdentity(InvocationId(f"own-wf-{tag}"), TaskId("tests.flows", "flow")))
+    backend.store_workflow_sub_invocation(InvocationId("shared-wf"), InvocationId(f"own-{tag}"))
     backend._set_result(InvocationId("shared-inv"), f"result-{tag}")
 
 
@@ -697,20 +640,14 @@ def _assert_sees_only_its_own(app: Pynenc, tag: str) -> None:
     assert [h.runner_context_id for h in history] == [f"rc-{tag}"]
     in_range = [h for batch in backend.iter_history_in_timerange(T0, T0) for h in batch]
     assert sorted(str(h.invocation_id) for h in in_range) == sorted(own)
-    assert {
-        str(i) for batch in backend.iter_invocations_in_timerange(T0, T0) for i in batch
-    } == own
+    assert {str(i) for batch in backend.iter_invocations_in_timerange(T0, T0) for i in batch} == own
     contexts = list(backend.get_matching_runner_contexts("runner"))
-    assert sorted(c.runner_id for c in contexts) == sorted(
-        ["shared-runner", f"own-runner-{tag}"]
-    )
+    assert sorted(c.runner_id for c in contexts) == sorted(["shared-runner", f"own-runner-{tag}"])
     assert {c.runner_cls for c in contexts} == {f"cls-{tag}"}
-    assert sorted(
-        str(w.workflow_id) for w in backend.get_all_workflow_runs()
-    ) == sorted(["shared-wf", f"own-wf-{tag}"])
-    assert list(backend.get_workflow_sub_invocations(InvocationId("shared-wf"))) == [
-        f"own-{tag}"
-    ]
+    assert sorted(str(w.workflow_id) for w in backend.get_all_workflow_runs()) == sorted(
+        ["shared-wf", f"own-wf-{tag}"]
+    )
+    assert list(backend.get_workflow_sub_invocations(InvocationId("shared-wf"))) == [f"own-{tag}"]
     assert backend._get_result(InvocationId("shared-inv")) == f"result-{tag}"
 
 
@@ -784,9 +721,7 @@ def test_purge_removes_only_its_app_and_backend_works_after(
     request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis
 ) -> None:
     prefix = _prefix(request)
-    question, backslash, plain = (
-        _app(prefix + name, redis_url) for name in ("a?c", "a\\c", "abc")
-    )
+    question, backslash, plain = (_app(prefix + name, redis_url) for name in ("a?c", "a\\c", "abc"))
     for n, app in enumerate((question, backslash, plain)):
         _populate(app, f"t{n}")
     plain_keys = sorted(_keys_of(redis_client, plain.app_id))
@@ -821,9 +756,7 @@ def test_purge_never_deletes_an_app_whose_id_differs_by_one_backslash(
     request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis
 ) -> None:
     prefix = _prefix(request)
-    one, two = (
-        _app(prefix + name, redis_url) for name in ("a\\c", "a\\\\c")
-    )  # a\c and a\\c
+    one, two = (_app(prefix + name, redis_url) for name in ("a\\c", "a\\\\c"))  # a\c and a\\c
     _populate(one, "t0")
     _populate(two, "t1")
     one_keys = sorted(_keys_of(redis_client, one.app_id))
@@ -856,17 +789,13 @@ def test_purge_of_many_documents_across_cursor_pages(
                 ]
             )
         backend._add_histories(ids, _history("template", T0))
-        backend._add_histories(
-            ids, _history("template", T0 + timedelta(microseconds=1))
-        )
+        backend._add_histories(ids, _history("template", T0 + timedelta(microseconds=1)))
         for n in range(30):
             backend._store_runner_context(_context(f"runner-{n}"))
             backend._set_result(ids[n], "r")
     kept_keys = sorted(_keys_of(redis_client, kept.app_id))
     assert (
-        len(_keys_of(redis_client, doomed.app_id))
-        == len(kept_keys)
-        == 1 + 120 + 240 + 30 + 30
+        len(_keys_of(redis_client, doomed.app_id)) == len(kept_keys) == 1 + 120 + 240 + 30 + 30
     )  # + app info
 
     doomed.state_backend.purge()
@@ -878,26 +807,19 @@ def test_purge_of_many_documents_across_cursor_pages(
 # -- stored values and history semantics --------------------------------------------------
 
 
-def test_identical_history_entries_are_both_kept(
-    request: pytest.FixtureRequest, redis_url: str
-) -> None:
+def test_identical_history_entries_are_both_kept(request: pytest.FixtureRequest, redis_url: str) -> None:
     backend = _backend(_app(unique_app_id(request), redis_url))
     entry = _history("twice", T0)
     backend._add_histories([InvocationId("twice")], entry)
     backend._add_histories([InvocationId("twice")], _history("twice", T0))
-    assert [
-        (h.timestamp, h.status_record.status)
-        for h in backend.get_history(InvocationId("twice"))
-    ] == [(T0, InvocationStatus.RUNNING)] * 2
-    backend._add_histories(
-        [InvocationId("twice"), InvocationId("twice")], entry
-    )  # same batch
+    assert [(h.timestamp, h.status_record.status) for h in backend.get_history(InvocationId("twice"))] == [
+        (T0, InvocationStatus.RUNNING)
+    ] * 2
+    backend._add_histories([InvocationId("twice"), InvocationId("twice")], entry)  # same batch
     assert len(backend.get_history(InvocationId("twice"))) == 4
 
 
-def test_empty_strings_are_stored_values(
-    request: pytest.FixtureRequest, redis_url: str
-) -> None:
+def test_empty_strings_are_stored_values(request: pytest.FixtureRequest, redis_url: str) -> None:
     backend = _backend(_app(unique_app_id(request), redis_url))
     backend._set_result(InvocationId("empty"), "")
     backend._set_exception(InvocationId("empty"), "")
@@ -909,17 +831,11 @@ def test_empty_strings_are_stored_values(
         backend._get_exception(InvocationId("missing"))
 
 
-def test_workflow_filter_is_an_intersection(
-    request: pytest.FixtureRequest, redis_url: str
-) -> None:
+def test_workflow_filter_is_an_intersection(request: pytest.FixtureRequest, redis_url: str) -> None:
     backend = _backend(_app(unique_app_id(request), redis_url))
     flow, other_flow = TaskId("tests.flows", "flow"), TaskId("tests.flows", "other")
-    _upsert(
-        backend, "in-1-flow", workflow=WorkflowIdentity(InvocationId("run-1"), flow)
-    )
-    _upsert(
-        backend, "in-2-flow", workflow=WorkflowIdentity(InvocationId("run-2"), flow)
-    )
+    _upsert(backend, "in-1-flow", workflow=WorkflowIdentity(InvocationId("run-1"), flow))
+    _upsert(backend, "in-2-flow", workflow=WorkflowIdentity(InvocationId("run-2"), flow))
     _upsert(
         backend,
         "in-3-other",
@@ -943,27 +859,17 @@ def test_invocations_in_timerange_yields_each_id_once_across_batches(
 ) -> None:
     backend = _backend(_app(unique_app_id(request), redis_url))
     for n in range(50):
-        backend._add_histories(
-            [InvocationId("busy")], _history("busy", T0 + timedelta(microseconds=n))
-        )
+        backend._add_histories([InvocationId("busy")], _history("busy", T0 + timedelta(microseconds=n)))
     others = [InvocationId(f"quiet-{n}") for n in range(20)]
-    backend._add_histories(
-        others, _history("template", T0 + timedelta(microseconds=25))
-    )
+    backend._add_histories(others, _history("template", T0 + timedelta(microseconds=25)))
 
-    batches = list(
-        backend.iter_invocations_in_timerange(
-            T0, T0 + timedelta(microseconds=49), batch_size=3
-        )
-    )
+    batches = list(backend.iter_invocations_in_timerange(T0, T0 + timedelta(microseconds=49), batch_size=3))
     assert all(0 < len(batch) <= 3 for batch in batches)
     ids = [str(i) for batch in batches for i in batch]
     assert sorted(ids) == sorted(["busy", *others])
 
 
-def _status_document(
-    backend: RedisStackStateBackend, invocation_id: str
-) -> dict[str, Any]:
+def _status_document(backend: RedisStackStateBackend, invocation_id: str) -> dict[str, Any]:
     raw = run(backend.client, "JSON.GET", backend.keys.invocation(invocation_id))
     return orjson.loads(raw)  # type: ignore[no-any-return]
 
@@ -976,14 +882,10 @@ def test_latest_status_wins_whatever_the_arrival_order(
     inv = InvocationId("late")
     _upsert(backend, inv)
     backend._add_histories([inv], _history(inv, t2, InvocationStatus.RUNNING))
-    backend._add_histories(
-        [inv], _history(inv, t1, InvocationStatus.PENDING)
-    )  # older, arrives later
+    backend._add_histories([inv], _history(inv, t1, InvocationStatus.PENDING))  # older, arrives later
     document = _status_document(backend, inv)
     assert (document["status"], document["status_ts"]) == ("running", to_micros(t2))
-    backend._add_histories(
-        [inv], _history(inv, t2, InvocationStatus.PAUSED)
-    )  # equal ts: later arrival
+    backend._add_histories([inv], _history(inv, t2, InvocationStatus.PAUSED))  # equal ts: later arrival
     backend._add_histories([inv], _history(inv, t3, InvocationStatus.SUCCESS))
     document = _status_document(backend, inv)
     assert (document["status"], document["status_ts"]) == ("success", to_micros(t3))
@@ -1004,9 +906,7 @@ def test_latest_status_wins_whatever_the_arrival_order(
     assert backend._get_invocation(early) is not None
 
 
-def test_latest_status_wins_before_1970(
-    request: pytest.FixtureRequest, redis_url: str
-) -> None:
+def test_latest_status_wins_before_1970(request: pytest.FixtureRequest, redis_url: str) -> None:
     """Epoch-microsecond timestamps are negative before 1970; the comparison must keep the sign."""
     backend = _backend(_app(unique_app_id(request), redis_url))
     inv = InvocationId("old-times")
@@ -1066,16 +966,12 @@ def test_racing_add_history_ends_with_the_latest_timestamp(
     winner = history[-1]  # (ts, arrival) order: the last entry is the latest one
     document = _status_document(backend, inv)
     assert (
-        document["status_ts"]
-        == max(to_micros(h.timestamp) for h in history)
-        == to_micros(winner.timestamp)
+        document["status_ts"] == max(to_micros(h.timestamp) for h in history) == to_micros(winner.timestamp)
     )
     assert document["status"] == winner.status_record.status.value
 
 
-def test_racing_writers_with_shuffled_timestamps(
-    request: pytest.FixtureRequest, redis_url: str
-) -> None:
+def test_racing_writers_with_shuffled_timestamps(request: pytest.FixtureRequest, redis_url: str) -> None:
     backend = _backend(_app(unique_app_id(request), redis_url))
     inv = InvocationId("shuffled")
     _upsert(backend, inv)

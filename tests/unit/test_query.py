@@ -8,7 +8,19 @@ from pynenc_redis_stack import query
 from pynenc_redis_stack.errors import QueryError, SchemaError
 from pynenc_redis_stack.schema import load_schemas
 
-ADVERSARIAL = ["a-b", "a.b:c", "x} | @status:{failed", "a|b", "{}", '"q"', "back\\slash", "sp ace", "日本", "*", "?"]
+ADVERSARIAL = [
+    "a-b",
+    "a.b:c",
+    "x} | @status:{failed",
+    "a|b",
+    "{}",
+    '"q"',
+    "back\\slash",
+    "sp ace",
+    "日本",
+    "*",
+    "?",
+]
 
 
 @pytest.mark.parametrize("value", ADVERSARIAL)

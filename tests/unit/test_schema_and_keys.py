@@ -25,7 +25,15 @@ def test_every_schema_file_loads_and_every_index_filters_by_app() -> None:
         "payloads",
     }
     assert sorted(p.stem for p in schema_dir().glob("*.yaml")) == sorted(
-        ["invocations", "history", "runner_contexts", "workflow_runs", "workflow_sub_invocations", "app_infos", "payloads"]
+        [
+            "invocations",
+            "history",
+            "runner_contexts",
+            "workflow_runs",
+            "workflow_sub_invocations",
+            "app_infos",
+            "payloads",
+        ]
     )
     for spec in schemas.all():
         assert spec.field("app_id").type == "tag"
@@ -39,7 +47,15 @@ def test_payloads_are_never_indexed() -> None:
 def test_create_command_has_no_tag_separator_and_is_case_sensitive() -> None:
     spec = load_schemas().invocations
     command = create_command(Namespace("pynenc"), spec)
-    assert command[:7] == ["FT.CREATE", "pynenc:idx:invocations:v1", "ON", "JSON", "PREFIX", "1", "pynenc:invocation:"]
+    assert command[:7] == [
+        "FT.CREATE",
+        "pynenc:idx:invocations:v1",
+        "ON",
+        "JSON",
+        "PREFIX",
+        "1",
+        "pynenc:invocation:",
+    ]
     assert "SEPARATOR" not in command
     assert command[command.index("$.parent_invocation_id") : command.index("$.parent_invocation_id") + 5] == [
         "$.parent_invocation_id",
@@ -54,12 +70,30 @@ def test_create_command_has_no_tag_separator_and_is_case_sensitive() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"version": 1, "index": {"name": "x", "prefixes": ["x"]}, "fields": [{"name": "a", "type": "text"}]}, "unknown type"),
+        (
+            {
+                "version": 1,
+                "index": {"name": "x", "prefixes": ["x"]},
+                "fields": [{"name": "a", "type": "text"}],
+            },
+            "unknown type",
+        ),
         ({"version": 0, "index": {"name": "x", "prefixes": ["x"]}, "fields": []}, "version"),
         ({"version": 1, "index": {"name": "x", "prefixes": []}, "fields": []}, "prefixes"),
-        ({"version": 1, "index": {"name": "x", "prefixes": ["x"]}, "fields": [{"name": "a", "type": "tag"}]}, "app_id"),
         (
-            {"version": 1, "index": {"name": "x", "prefixes": ["x"]}, "fields": [{"name": "app_id", "type": "tag"}] * 2},
+            {
+                "version": 1,
+                "index": {"name": "x", "prefixes": ["x"]},
+                "fields": [{"name": "a", "type": "tag"}],
+            },
+            "app_id",
+        ),
+        (
+            {
+                "version": 1,
+                "index": {"name": "x", "prefixes": ["x"]},
+                "fields": [{"name": "app_id", "type": "tag"}] * 2,
+            },
             "duplicate",
         ),
         ({"index": {"name": "x", "prefixes": ["x"]}, "fields": []}, "missing key"),
@@ -85,7 +119,9 @@ def test_missing_schema_file_is_named(tmp_path: Path) -> None:
 
 def test_invalid_fields_names_wrong_types() -> None:
     spec = load_schemas().invocations
-    problems = spec.invalid_fields({"app_id": "a", "invocation_id": 3, "status_ts": "soon", "parent_event_id": ""})
+    problems = spec.invalid_fields(
+        {"app_id": "a", "invocation_id": 3, "status_ts": "soon", "parent_event_id": ""}
+    )
     assert problems == [
         "invocation_id=3 (expected a non-empty string without NUL or None)",
         "parent_event_id='' (expected a non-empty string without NUL or None)",
@@ -106,8 +142,12 @@ def test_keys_start_with_the_entity_prefix_and_keep_apps_apart(app_id: str) -> N
 def test_composite_keys_cannot_collide() -> None:
     keys = Namespace("pynenc").for_app("app")
     assert keys.workflow_sub_invocation("a:b", "c") != keys.workflow_sub_invocation("a", "b:c")
-    assert Namespace("pynenc").for_app("a:b").invocation("c") != Namespace("pynenc").for_app("a").invocation("b:c")
-    assert Namespace("pynenc").for_app("a%3Ab").invocation("c") != Namespace("pynenc").for_app("a:b").invocation("c")
+    assert Namespace("pynenc").for_app("a:b").invocation("c") != Namespace("pynenc").for_app("a").invocation(
+        "b:c"
+    )
+    assert Namespace("pynenc").for_app("a%3Ab").invocation("c") != Namespace("pynenc").for_app(
+        "a:b"
+    ).invocation("c")
 
 
 def test_index_names_and_aliases() -> None:

@@ -64,9 +64,7 @@ def test_search_and_json_modules_are_loaded_with_stack_limits(
     names = {module["name"] for module in client.module_list()}
     assert {"search", "ReJSON"} <= names
     assert {"search", "ReJSON"} <= set(stack.status().modules)
-    assert client.execute_command("FT.CONFIG", "GET", "MAXSEARCHRESULTS") == [
-        ["MAXSEARCHRESULTS", "10000"]
-    ]
+    assert client.execute_command("FT.CONFIG", "GET", "MAXSEARCHRESULTS") == [["MAXSEARCHRESULTS", "10000"]]
     assert client.execute_command("FT.CONFIG", "GET", "MAXAGGREGATERESULTS") == [
         ["MAXAGGREGATERESULTS", "10000"]
     ]
@@ -100,9 +98,7 @@ def test_start_on_another_port_while_running_is_refused(
         stack.start(port=port + 1 if port < 65535 else port - 1)
 
 
-def test_cli_url_and_status(
-    stack: EmbeddedRedisStack, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_url_and_status(stack: EmbeddedRedisStack, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir = str(stack.data_dir)
     assert main(["server", "url", "--data-dir", data_dir]) == 0
     assert capsys.readouterr().out.strip() == stack.url()
@@ -162,17 +158,13 @@ def test_stale_state_file_is_cleaned_up(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     server = EmbeddedRedisStack(tmp_path, persistent=False)
-    server.state_file.write_text(
-        json.dumps({"pid": int(dead.stdout), "port": 1, "url": "redis://x"})
-    )
+    server.state_file.write_text(json.dumps({"pid": int(dead.stdout), "port": 1, "url": "redis://x"}))
     assert not server.status().running
     assert server.stop() is False
     assert not server.state_file.exists()
 
 
-def test_default_data_dir_honours_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_default_data_dir_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path / "home"))
     assert default_data_dir() == tmp_path / "home"
     monkeypatch.delenv(HOME_ENV_VAR)

@@ -50,22 +50,15 @@ def add_parser(subparsers: SubParsers) -> None:
         "--data-dir",
         type=Path,
         default=None,
-        help="server data directory (default: $PYNENC_REDIS_STACK_HOME or "
-        "~/.cache/pynenc-redis-stack)",
+        help="server data directory (default: $PYNENC_REDIS_STACK_HOME or ~/.cache/pynenc-redis-stack)",
     )
-    group = subparsers.add_parser(
-        "server", help="run a local Redis Stack (Redis + RediSearch + RedisJSON)"
-    )
+    group = subparsers.add_parser("server", help="run a local Redis Stack (Redis + RediSearch + RedisJSON)")
     # Verb handlers override this one; it only runs for a bare "server".
     group.set_defaults(handler=usage_handler(group))
     verbs = group.add_subparsers(dest="verb", metavar="<verb>")
 
-    start = verbs.add_parser(
-        "start", parents=[common], help="start the server and print its URL"
-    )
-    start.add_argument(
-        "--port", type=_port, default=None, help="port on 127.0.0.1 (default: free)"
-    )
+    start = verbs.add_parser("start", parents=[common], help="start the server and print its URL")
+    start.add_argument("--port", type=_port, default=None, help="port on 127.0.0.1 (default: free)")
     start.add_argument(
         "--no-persist",
         dest="persist",
@@ -74,15 +67,13 @@ def add_parser(subparsers: SubParsers) -> None:
     )
     start.set_defaults(handler=_start)
 
-    verbs.add_parser("stop", parents=[common], help="stop the server").set_defaults(
-        handler=_stop
-    )
+    verbs.add_parser("stop", parents=[common], help="stop the server").set_defaults(handler=_stop)
     verbs.add_parser(
         "status", parents=[common], help="show the server state (exit 1 if stopped)"
     ).set_defaults(handler=_status)
-    verbs.add_parser(
-        "url", parents=[common], help="print the server URL (exit 1 if stopped)"
-    ).set_defaults(handler=_url)
+    verbs.add_parser("url", parents=[common], help="print the server URL (exit 1 if stopped)").set_defaults(
+        handler=_url
+    )
 
 
 def _stack(args: argparse.Namespace, persistent: bool = True) -> EmbeddedRedisStack:
@@ -154,8 +145,6 @@ def _url(args: argparse.Namespace) -> int:
     """Print just the URL; exit 1 when the server is not running."""
     url = _stack(args).url()
     if url is None:
-        return _fail(
-            "server not running (start it with: pynenc-redis-stack server start)"
-        )
+        return _fail("server not running (start it with: pynenc-redis-stack server start)")
     print(url)
     return EXIT_OK

@@ -15,19 +15,15 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pynenc.invocation.status import InvocationStatus
+
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pynenc_redis_stack.demo", description=__doc__
-    )
-    parser.add_argument(
-        "--url", help="use this Redis Stack instead of the embedded one"
-    )
-    parser.add_argument(
-        "--children", type=int, default=12, help="child tasks to fan out"
-    )
+    parser = argparse.ArgumentParser(prog="python -m pynenc_redis_stack.demo", description=__doc__)
+    parser.add_argument("--url", help="use this Redis Stack instead of the embedded one")
+    parser.add_argument("--children", type=int, default=12, help="child tasks to fan out")
     options = parser.parse_args(argv)
 
     if options.url:
@@ -45,7 +41,7 @@ def _uses_external_server() -> bool:
 
 
 def _run(children: int) -> int:
-    from pynenc_redis_stack.demo.tasks import app, sum_of_squares
+    from pynenc_redis_stack.demo.tasks import app, check_positive, sum_of_squares
 
     backend = app.state_backend
     backend.purge()  # a fresh demo each run; purge touches only this app's documents
@@ -56,49 +52,39 @@ def _run(children: int) -> int:
     try:
         parent = sum_of_squares(children)
         total = parent.result
+        try:
+            check_positive(-1).result  # noqa: B018 - waiting for the result raises
+        except ValueError as error:
+            print(f"check_positive(-1) failed as expected: {error}")
     finally:
         app.runner.stop_runner_loop()
         runner.join(timeout=10)
-    print(
-        f"\nsum_of_squares({children}) = {total}  (parent invocation {parent.invocation_id})"
-    )
+    print(f"\nsum_of_squares({children}) = {total}  (parent invocation {parent.invocation_id})")
 
     print("\n# Children of the parent invocation (get_child_invocations)")
     child_ids = sorted(backend.get_child_invocations(parent.invocation_id))
     for child_id in child_ids:
         child = backend.get_invocation(child_id)
-        print(
-            f"  {child_id}  {child.call.task.task_id.key}{child.call.arguments.kwargs}"
-        )
+        print(f"  {child_id}  {child.call.task.task_id.key}{child.call.arguments.kwargs}")
     print(f"  -> {len(child_ids)} children")
 
     workflow = backend.get_invocation(parent.invocation_id).workflow
-    print(
-        f"\n# Invocations of workflow {workflow.workflow_id} (get_invocation_ids_by_workflow)"
-    )
-    members = sorted(
-        backend.get_invocation_ids_by_workflow(workflow_id=workflow.workflow_id)
-    )
+    print(f"\n# Invocations of workflow {workflow.workflow_id} (get_invocation_ids_by_workflow)")
+    members = sorted(backend.get_invocation_ids_by_workflow(workflow_id=workflow.workflow_id))
     print(f"  -> {len(members)} invocations of type {workflow.workflow_type.key}")
 
     history = backend.get_history(parent.invocation_id)
     runner_id = history[-1].runner_context_id
     partial = runner_id[: max(4, len(runner_id) // 4)]
-    print(
-        f"\n# Runner contexts whose id contains {partial!r} (get_matching_runner_contexts)"
-    )
+    print(f"\n# Runner contexts whose id contains {partial!r} (get_matching_runner_contexts)")
     for context in backend.get_matching_runner_contexts(partial):
-        print(
-            f"  {context.runner_id}  {context.runner_cls} pid={context.pid} host={context.hostname}"
-        )
+        print(f"  {context.runner_id}  {context.runner_cls} pid={context.pid} host={context.hostname}")
 
     print("\n# History of the last minute (iter_history_in_timerange)")
     now = datetime.now(UTC)
     entries = [
         entry
-        for batch in backend.iter_history_in_timerange(
-            now - timedelta(minutes=1), now, batch_size=50
-        )
+        for batch in backend.iter_history_in_timerange(now - timedelta(minutes=1), now, batch_size=50)
         for entry in batch
     ]
     for entry in entries[:8]:
@@ -107,20 +93,21 @@ def _run(children: int) -> int:
         )
     print(f"  ... {len(entries)} entries since {started.isoformat()}")
 
-    print(
-        "\n# The same answers from redis-cli (see README 'redis-cli cookbook'), e.g.:"
+    print(f"\n# FAILED invocations of {check_positive.task_id.key} in the last hour (find_invocations)")
+    failed = backend.find_invocations(
+        task_key=check_positive.task_id.key, status=InvocationStatus.FAILED, since=now - timedelta(hours=1)
     )
+    for invocation_id, _status, status_time in failed:
+        print(f"  {invocation_id}  failed at {status_time.isoformat()}")
+
+    print("\n# The same answers from redis-cli (see README 'redis-cli cookbook'), e.g.:")
     print(
         f'  FT.AGGREGATE pynenc:invocations "@app_id:{{$app}} @parent_invocation_id:{{$p}}" '
         f"LOAD 1 @invocation_id PARAMS 4 app {app.app_id} p {parent.invocation_id} DIALECT 2"
     )
     if not _uses_external_server():
         print("\nThe embedded Redis Stack keeps running: `./dev server stop` stops it.")
-    ok = (
-        total == sum(i * i for i in range(children))
-        and len(child_ids) == children
-        and entries
-    )
+    ok = total == sum(i * i for i in range(children)) and len(child_ids) == children and entries
     return 0 if ok else 1
 
 

@@ -29,3 +29,11 @@ def sum_of_squares(n: int) -> int:
     """Workflow root: fans out ``n`` children (members of its workflow) and adds their results."""
     group = square.parallelize([{"x": i} for i in range(n)])
     return sum(invocation.result for invocation in group.invocations)
+
+
+@app.task
+def check_positive(x: int) -> int:
+    """Fails for negative numbers: gives the demo a FAILED invocation to find."""
+    if x < 0:
+        raise ValueError(f"{x} is negative")
+    return x
