@@ -175,8 +175,14 @@ class RedisStackStateBackend(BaseStateBackend):
     # -- purge ---------------------------------------------------------------------------
 
     def purge(self) -> None:
-        """Delete every document of this app (and nothing of any other app)."""
+        """Delete this app's execution state (and nothing of any other app).
+
+        The app's registration (its app info) stays, as with pynenc's MemStateBackend, so a
+        running app remains discoverable.
+        """
         for spec in self.schemas.all():
+            if spec is self.schemas.app_infos:
+                continue
             request = query.Aggregate(
                 self.namespace.alias(spec),
                 query.where(spec, self.app.app_id),

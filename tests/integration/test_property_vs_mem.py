@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pynenc import PynencBuilder
 from pynenc.identifiers.call_id import CallId
@@ -456,7 +456,8 @@ def _history_key(h: InvocationHistory) -> str:
 
 @pytest.mark.timeout(300)
 @settings(
-    max_examples=80,
+    max_examples=int(__import__("os").environ.get("NEX", "80")),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate] if __import__("os").environ.get("NOSHRINK") else [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,

@@ -1,0 +1,95 @@
+"""The demo runs a real pynenc app; every README cookbook command runs against its state."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from pynenc.invocation.status import InvocationStatus
+
+from pynenc_redis_stack.documents import to_micros
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def cookbook_commands() -> list[tuple[str, str]]:
+    """Return (title, command) for each line of the README's redis-cli cookbook block."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"<!-- cookbook:start -->\s*```[a-z-]*\n(.*?)```\s*<!-- cookbook:end -->", text, re.S)
+    assert block, "README has no cookbook block"
+    commands, title = [], ""
+    for line in block.group(1).splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("# ").strip()
+        elif line.strip():
+            commands.append((title, line.strip()))
+    return commands
+
+
+@pytest.fixture(scope="module")
+def demo_state(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Run the demo once on the session server and collect values for the placeholders."""
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("PYNENC__REDIS_STACK_URL", redis_url)
+    monkeypatch.setenv("PYNENC__SQLITE_DB_PATH", str(tmp_path_factory.mktemp("demo") / "db"))
+    try:
+        from pynenc_redis_stack.demo.__main__ import main
+        from pynenc_redis_stack.demo.tasks import app, check_positive, sum_of_squares
+
+        assert main(["--url", redis_url, "--children", "5"]) == 0
+        backend = app.state_backend
+        now = datetime.now(UTC)
+        history = [e for batch in backend.iter_history_in_timerange(now - timedelta(minutes=5), now) for e in batch]
+        parent_id = next(e.invocation_id for e in history if backend.get_invocation(e.invocation_id).call.task is sum_of_squares)
+        workflow_id = backend.get_invocation(parent_id).workflow.workflow_id
+        runner_id = history[-1].runner_context_id
+        return {
+            "app": app.app_id,
+            "invocation": parent_id,
+            "workflow": workflow_id,
+            "task": check_positive.task_id.key,
+            "partial": runner_id[2:7],
+            "runner": runner_id,
+            "since-us": str(to_micros(now - timedelta(hours=1))),
+            "from-us": str(to_micros(history[0].timestamp)),
+            "to-us": str(to_micros(history[-1].timestamp)),
+        }
+    finally:
+        monkeypatch.undo()
+
+
+def test_cookbook_lists_the_operator_questions() -> None:
+    titles = [title for title, _ in cookbook_commands()]
+    assert len(titles) >= 8
+    for question in ("children", "workflow", "FAILED", "runner", "between"):
+        assert any(question in title for title in titles), question
+
+
+@pytest.mark.parametrize(("title", "command"), cookbook_commands(), ids=[t for t, _ in cookbook_commands()])
+def test_cookbook_command_answers(title: str, command: str, demo_state: dict[str, str], redis_url: str) -> None:
+    filled = re.sub(r"<([a-z-]+)>", lambda m: demo_state[m.group(1)], command)
+    client = redis.Redis.from_url(redis_url, protocol=2, decode_responses=True)
+    # redis-cli splits arguments like a POSIX shell for these commands
+    reply = client.execute_command(*shlex.split(filled))
+    flat = str(reply)
+    assert reply, f"{title}: empty reply"
+    if "children" in title:
+        assert len(reply) - 1 == 5  # FT.AGGREGATE: one row per child after the header
+    elif "workflow" in title:
+        assert len(reply) - 1 == 6 and demo_state["invocation"] in flat
+    elif "FAILED" in title:
+        assert reply[0] == 1 and "status_ts" in flat  # FT.SEARCH: total first
+    elif "runner" in title:
+        assert demo_state["runner"] in flat
+    elif "between" in title:
+        assert demo_state["from-us"] in flat and demo_state["to-us"] in flat
+    elif "per status" in title:
+        assert InvocationStatus.SUCCESS.value in flat and InvocationStatus.FAILED.value in flat
+    elif "apps" in title:
+        assert demo_state["app"] in flat
+    else:
+        assert "num_docs" in flat
