@@ -291,11 +291,7 @@ class RedisStackStateBackend(BaseStateBackend):
 
     def _workflow_members(self) -> Iterator[InvocationId]:
         spec = self.schemas.invocations
-        steps = (
-            *query.load_fields("invocation_id", "workflow_id"),
-            "FILTER",
-            "exists(@workflow_id)",
-        )
+        steps = (*query.load_fields("invocation_id"), *query.has_value(spec, "workflow_id"))
         request = query.Aggregate(self._alias("invocations"), query.where(spec, self.app.app_id), steps)
         for row in fetch_all(self.client, request, self.page_size):
             yield InvocationId(row["invocation_id"])
@@ -489,9 +485,9 @@ class RedisStackStateBackend(BaseStateBackend):
         """Stream each workflow type with at least one stored run, once."""
         spec = self.schemas.workflow_runs
         steps = (
-            "LOAD", "6", "$.workflow_type_module", "AS", "module", "$.workflow_type_func", "AS", "func",
+            *query.load_paths(module="$.workflow_type_module", func="$.workflow_type_func"),
             *query.group_by("workflow_type_key", "module", "func"),
-        )  # fmt: skip
+        )
         request = query.Aggregate(self._alias("workflow_runs"), query.where(spec, self.app.app_id), steps)
         for row in fetch_all(self.client, request, self.page_size):
             yield TaskId(row["module"], row["func"])

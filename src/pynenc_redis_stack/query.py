@@ -192,6 +192,25 @@ def load_fields(*names: str) -> tuple[str, ...]:
     return ("LOAD", str(len(names)), *(f"@{n}" for n in names))
 
 
+def load_paths(**columns: str) -> tuple[str, ...]:
+    """Return a ``LOAD`` step for JSON paths that are not indexed, as named columns."""
+    args: list[str] = []
+    for column, path in columns.items():
+        if not path.startswith("$."):
+            raise QueryError(f"JSON path for {column!r} must start with '$.', got {path!r}")
+        args.extend((path, "AS", column))
+    return ("LOAD", str(len(args)), *args)
+
+
+def has_value(spec: IndexSpec, name: str) -> tuple[str, ...]:
+    """Return ``LOAD`` + ``FILTER`` steps keeping rows whose ``@name`` is set.
+
+    ``ismissing()`` would need RediSearch 2.10 and ``INDEXMISSING``; this works on 2.8.
+    """
+    spec.field(name)
+    return (*load_fields(name), "FILTER", f"exists(@{name})")
+
+
 def group_by(*names: str) -> tuple[str, ...]:
     """Return a ``GROUPBY`` step that yields each distinct combination once."""
     return ("GROUPBY", str(len(names)), *(f"@{n}" for n in names))

@@ -43,8 +43,14 @@ def demo_state(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict
         assert main(["--url", redis_url, "--children", "5"]) == 0
         backend = app.state_backend
         now = datetime.now(UTC)
-        history = [e for batch in backend.iter_history_in_timerange(now - timedelta(minutes=5), now) for e in batch]
-        parent_id = next(e.invocation_id for e in history if backend.get_invocation(e.invocation_id).call.task is sum_of_squares)
+        history = [
+            e for batch in backend.iter_history_in_timerange(now - timedelta(minutes=5), now) for e in batch
+        ]
+        parent_id = next(
+            e.invocation_id
+            for e in history
+            if backend.get_invocation(e.invocation_id).call.task is sum_of_squares
+        )
         workflow_id = backend.get_invocation(parent_id).workflow.workflow_id
         runner_id = history[-1].runner_context_id
         return {
@@ -70,7 +76,9 @@ def test_cookbook_lists_the_operator_questions() -> None:
 
 
 @pytest.mark.parametrize(("title", "command"), cookbook_commands(), ids=[t for t, _ in cookbook_commands()])
-def test_cookbook_command_answers(title: str, command: str, demo_state: dict[str, str], redis_url: str) -> None:
+def test_cookbook_command_answers(
+    title: str, command: str, demo_state: dict[str, str], redis_url: str
+) -> None:
     filled = re.sub(r"<([a-z-]+)>", lambda m: demo_state[m.group(1)], command)
     client = redis.Redis.from_url(redis_url, protocol=2, decode_responses=True)
     # redis-cli splits arguments like a POSIX shell for these commands

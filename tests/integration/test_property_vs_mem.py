@@ -457,7 +457,9 @@ def _history_key(h: InvocationHistory) -> str:
 @pytest.mark.timeout(300)
 @settings(
     max_examples=int(__import__("os").environ.get("NEX", "80")),
-    phases=[Phase.explicit, Phase.reuse, Phase.generate] if __import__("os").environ.get("NOSHRINK") else [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate]
+    if __import__("os").environ.get("NOSHRINK")
+    else [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,

@@ -796,9 +796,7 @@ def test_purge_of_many_documents_across_cursor_pages(
             backend._store_runner_context(_context(f"runner-{n}"))
             backend._set_result(ids[n], "r")
     kept_keys = sorted(_keys_of(redis_client, kept.app_id))
-    assert (
-        len(_keys_of(redis_client, doomed.app_id)) == len(kept_keys) == 120 + 240 + 30 + 30
-    )  # + app info
+    assert len(_keys_of(redis_client, doomed.app_id)) == len(kept_keys) == 120 + 240 + 30 + 30  # + app info
 
     doomed.state_backend.purge()
 

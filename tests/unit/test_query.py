@@ -111,3 +111,31 @@ def test_cursor_request_shape() -> None:
         "FT.AGGREGATE", "idx", "@app_id:{$p0}", "LOAD", "1", "@invocation_id",
         "WITHCURSOR", "COUNT", "500", "TIMEOUT", "0", "PARAMS", "2", "p0", "a", "DIALECT", "2",
     ]  # fmt: skip
+
+
+def test_backend_builds_no_query_syntax_and_never_scans() -> None:
+    """Query syntax lives in query.py; the backend uses no keyspace scans or hand-kept sets."""
+    from pathlib import Path
+
+    import pynenc_redis_stack.backend as backend
+
+    source = Path(backend.__file__).read_text(encoding="utf-8")
+    for forbidden in ('"FILTER"', '"LOAD"', '"SORTBY"', '"GROUPBY"', "@app_id", "DIALECT"):
+        assert forbidden not in source, forbidden
+    for call in ("scan", "keys(", "smembers", "sadd", "zadd", "zrange"):
+        assert f".{call}" not in source.lower(), call
+    assert "KEYS" not in source.replace("keys", "")
+
+
+def test_load_paths_and_has_value() -> None:
+    spec = load_schemas().invocations
+    assert query.load_paths(m="$.a", f="$.b") == ("LOAD", "6", "$.a", "AS", "m", "$.b", "AS", "f")
+    with pytest.raises(QueryError):
+        query.load_paths(m="a")
+    assert query.has_value(spec, "workflow_id") == (
+        "LOAD",
+        "1",
+        "@workflow_id",
+        "FILTER",
+        "exists(@workflow_id)",
+    )
