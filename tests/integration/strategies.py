@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
-SPECIALS = "-.:,{}[]|@*?()\"'\\~!$%^&=+<>;/ \t"
-"""Every character RediSearch's query syntax, Redis keys or globs give a meaning to."""
+SPECIALS = "-.:,{}[]|@*?()\"'\\~!$%^&=+<>;/`# \t\n\r"
+"""Every character RediSearch's query syntax, Redis keys, globs or the backend's substring
+search form (``~``, ``^``, backtick) give a meaning to, and whitespace."""
 
 UNICODE = "éÉßΩω日本😀🚀İıÅå\u00a0\u200b"
 """Unicode with case pairs, non-BMP code points, a no-break and a zero-width space."""
@@ -96,13 +97,23 @@ ZONES = [
     timezone(timedelta(hours=-11)),
 ]
 
-timestamps = st.builds(
-    lambda offset, zone: (BASE_TIME + timedelta(microseconds=offset)).astimezone(zone),
-    st.one_of(
-        st.integers(0, 5),  # dense: equal timestamps are common
-        st.integers(-3_000_000, 3_000_000),
-        st.integers(-(10**12), 10**12),
+timestamps = st.one_of(
+    st.builds(
+        lambda offset, zone: (BASE_TIME + timedelta(microseconds=offset)).astimezone(zone),
+        st.one_of(
+            st.integers(0, 5),  # dense: equal timestamps are common
+            st.integers(-3_000_000, 3_000_000),
+            st.integers(-(10**12), 10**12),
+        ),
+        st.sampled_from(ZONES),
     ),
-    st.sampled_from(ZONES),
+    st.datetimes(  # before the epoch up to near the 2**53 microseconds limit (year 2255)
+        min_value=datetime(1900, 1, 2),
+        max_value=datetime(2250, 1, 1),
+        timezones=st.sampled_from(ZONES),
+    ),
 )
 """Timezone-aware instants with microseconds, many of them equal."""
+
+range_bounds = st.sampled_from([datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)])
+"""Open-ended range bounds."""
