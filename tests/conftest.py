@@ -36,6 +36,31 @@ _server_pids: set[int] = set()
 _data_dir: tempfile.TemporaryDirectory[str] | None = None
 
 
+# pynenc conformance tests deselected here, each with its reason (listed in the README). Only
+# tests that assert wall-clock limits may be deselected; everything else runs.
+DESELECTED = {
+    ("test_task_execution", "ProcessRunner"): "asserts that one invocation completes in < 1.5 s of "
+    "wall clock; ProcessRunner starts a fresh Python process per invocation, which a loaded 2-core "
+    "machine does not always do in time",
+    ("test_task_running_concurrency", "ProcessRunner"): "asserts that a 0 s task finishes faster "
+    "in wall clock than a 0.5 s task, each in a freshly started ProcessRunner process",
+}
+
+
+def _deselection_reason(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    combination = callspec.params.get("app_combination_instance") if callspec else None
+    runner = type(None) if combination is None else combination.runner
+    return DESELECTED.get((getattr(item, "originalname", item.name), runner.__name__))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselected = [item for item in items if _deselection_reason(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not _deselection_reason(item)]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _server, _data_dir
     if hasattr(config, "workerinput") or _server is not None:

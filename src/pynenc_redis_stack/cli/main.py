@@ -14,9 +14,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pynenc_redis_stack.cli import EXIT_USAGE, Handler, SubParsers, server_commands
+from pynenc_redis_stack.cli import EXIT_USAGE, Handler, SubParsers, index_commands, server_commands
 
-GROUPS: tuple[Callable[[SubParsers], None], ...] = (server_commands.add_parser,)
+GROUPS: tuple[Callable[[SubParsers], None], ...] = (
+    server_commands.add_parser,
+    index_commands.add_parser,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,546 @@
+"""``pynenc-redis-stack index status|migrate|drop`` against the session's Redis Stack.
+
+Every test works in a namespace of its own (``redis_stack_namespace``), so its indexes,
+documents and lock never meet another test's; the fixture drops its indexes without ``DD``
+and unlinks its documents by prefix (never ``FLUSHDB``, which would delete every index).
+Concurrent runs, writers and readers are separate processes (``spawn``), as they would be in
+a deployment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import multiprocessing
+import shlex
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.synchronize import Barrier, Event
+from typing import Any
+
+import pytest
+import redis
+from pynenc import Pynenc
+from pynenc.identifiers.call_id import CallId
+from pynenc.identifiers.invocation_id import InvocationId
+from pynenc.identifiers.task_id import TaskId
+from pynenc.models.call_dto import CallDTO
+from pynenc.models.invocation_dto import InvocationDTO
+
+from pynenc_redis_stack import documents
+from pynenc_redis_stack.cli.index_commands import index_migrate, index_status, load_config
+from pynenc_redis_stack.cli.main import main
+from pynenc_redis_stack.client import run
+from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.executor import index_info, is_indexing, open_cursors, pairs
+from pynenc_redis_stack.keys import Namespace
+from pynenc_redis_stack.lifecycle import Action, IndexState, create_command, lock_key
+from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas
+
+SPAWN = multiprocessing.get_context("spawn")
+TASK = TaskId("tests.lifecycle", "work")
+WAIT = 60.0
+"""Deadline (seconds) of every poll in this module; a healthy run needs a fraction of it."""
+
+
+# -- fixtures and helpers ------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_stack_namespace(redis_client: redis.Redis) -> Iterator[str]:
+    """A namespace no other test uses; its indexes and documents are removed afterwards."""
+    namespace = f"t-idx-{uuid.uuid4().hex[:10]}"
+    yield namespace
+    for name in run(redis_client, "FT._LIST"):
+        if str(name).startswith(f"{namespace}:"):
+            run(redis_client, "FT.DROPINDEX", name)  # without DD: documents go below, by prefix
+    batch = []
+    for key in redis_client.scan_iter(match=f"{namespace}:*", count=10_000):
+        batch.append(key)
+        if len(batch) >= 10_000:
+            redis_client.unlink(*batch)
+            batch = []
+    if batch:
+        redis_client.unlink(*batch)
+
+
+@pytest.fixture
+def conf(redis_url: str, redis_stack_namespace: str) -> ConfigStateBackendRedisStack:
+    return load_config(url=redis_url, namespace=redis_stack_namespace)
+
+
+def v2_specs() -> list[IndexSpec]:
+    """The real schema files, with ``invocations`` at version 2 and one more tag field."""
+    schemas = load_schemas()
+    current = schemas.invocations
+    v2 = dataclasses.replace(
+        current, version=2, fields=(*current.fields, FieldSpec(name="region", type="tag", path="$.region"))
+    )
+    return [v2 if spec is current else spec for spec in schemas.all()]
+
+
+def ours(client: redis.Redis, namespace: str) -> list[str]:
+    """Physical indexes of ``namespace`` (FT._LIST), sorted."""
+    return sorted(str(name) for name in run(client, "FT._LIST") if str(name).startswith(f"{namespace}:"))
+
+
+def expected_indexes(namespace: str, specs: Sequence[IndexSpec]) -> list[str]:
+    return sorted(Namespace(namespace).physical_index(spec) for spec in specs)
+
+
+def command_calls(client: redis.Redis, *commands: str) -> dict[str, int]:
+    """Calls per command since the server started (INFO commandstats)."""
+    stats = client.info("commandstats")
+    return {command: int(stats.get(f"cmdstat_{command}", {}).get("calls", 0)) for command in commands}
+
+
+def invocation_json(app_id: str, invocation_id: str, parent: str, region: str) -> str:
+    """A valid invocation document, as the backend writes it, plus the v2 ``region`` field."""
+    call_id = CallId(task_id=TASK, args_id=f"args-{invocation_id}")
+    invocation = InvocationDTO(InvocationId(invocation_id), call_id, None, InvocationId(parent))
+    document = documents.invocation_document(app_id, invocation, CallDTO(call_id, {"n": "1"}))
+    document["serialized_arguments"] = {"n": "1"}
+    document["region"] = region
+    return documents.dumps(documents.validated(load_schemas().invocations, document))
+
+
+def write_invocations(client: redis.Redis, namespace: str, app_id: str, count: int, parents: int) -> None:
+    """Write ``count`` invocations ``inv-<i>`` whose parent is ``p<i % parents>``, pipelined."""
+    keys = Namespace(namespace).for_app(app_id)
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        body = invocation_json(app_id, f"inv-{i}", f"p{i % parents}", f"r{i % 4}")
+        run(pipe, "JSON.SET", keys.invocation(f"inv-{i}"), "$", body)
+        if len(pipe) >= 5000:
+            pipe.execute()
+    pipe.execute()
+
+
+def count_keys(client: redis.Redis, pattern: str) -> int:
+    return sum(1 for _ in client.scan_iter(match=pattern, count=10_000))
+
+
+def poll(condition: Callable[[], bool], what: str, deadline: float = WAIT, interval: float = 0.02) -> None:
+    """Wait until ``condition()`` holds; fail the test naming ``what`` after ``deadline`` s."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline} s waiting for {what}")
+        time.sleep(interval)
+
+
+def snapshot(client: redis.Redis, namespace: str, specs: Sequence[IndexSpec]) -> dict[str, Any]:
+    """Everything a migration decides: physical indexes, where each alias points, definitions."""
+    state: dict[str, Any] = {"indexes": ours(client, namespace)}
+    for spec in specs:
+        info = index_info(client, Namespace(namespace).alias(spec))
+        assert info is not None, f"alias of {spec.name} is missing"
+        state[spec.name] = (
+            info["index_name"],
+            sorted(map(str, info["attributes"])),
+            pairs(info["index_definition"])["prefixes"],
+            info["num_docs"],
+        )
+    return state
+
+
+def replay(client: redis.Redis, lines: list[str]) -> None:
+    """Execute ``--dry-run`` output as an operator would paste it into redis-cli: each command
+    line is sent (shlex.split, since no redis-cli binary runs here), each ``# wait until`` line
+    is honoured by polling FT.INFO."""
+    for line in lines:
+        if not line.startswith("#"):
+            run(client, *shlex.split(line))
+            continue
+        index = line.split()[4]
+        if "cursor_stats" in line:
+            poll(
+                lambda index=index: open_cursors(index_info(client, index) or {}) == 0, f"cursors of {index}"
+            )
+        else:
+            poll(lambda index=index: not is_indexing(index_info(client, index) or {}), f"backfill of {index}")
+
+
+# -- status, migrate, idempotence ----------------------------------------------------------
+
+
+def test_status_of_empty_namespace_then_migrate_then_nothing_to_do(
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ns = redis_stack_namespace
+    specs = load_schemas().all()
+    args = ["--namespace", ns]
+
+    assert main(["index", "status", *args]) == 1
+    out = capsys.readouterr().out.splitlines()
+    width = len(f"{ns}:workflow-sub-invocations")
+    assert out[0] == f"{'ALIAS'.ljust(width)}  INDEX  FILE  STATE    DOCS  FAILURES  DETAIL"
+    assert out[1:] == [
+        f"{f'{ns}:{s.name}'.ljust(width)}  -      v1    missing     -         -" for s in specs
+    ]
+    assert [s.state for s in index_status(conf)] == [IndexState.MISSING] * len(specs)
+    assert ours(redis_client, ns) == []  # status only reads
+
+    assert main(["index", "migrate", *args]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{ns}:{s.name}: created {ns}:idx:{s.name}:v1" for s in specs
+    ]
+
+    write_invocations(redis_client, ns, "app", 3, parents=1)
+    assert main(["index", "status", *args]) == 0
+    out = capsys.readouterr().out.splitlines()
+    index_width = len(f"{ns}:idx:workflow-sub-invocations:v1")
+    assert (
+        out[0] == f"{'ALIAS'.ljust(width)}  {'INDEX'.ljust(index_width)}  FILE  STATE  DOCS  FAILURES  DETAIL"
+    )
+    assert out[1:] == [
+        f"{f'{ns}:{s.name}'.ljust(width)}  {f'{ns}:idx:{s.name}:v1'.ljust(index_width)}  v1    ok     "
+        f"{3 if s.name == 'invocations' else 0:>4}         0"
+        for s in specs
+    ]
+    assert main(["index", "status", "--json", *args]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["alias"], r["index"], r["state"], r["num_docs"]) for r in rows] == [
+        (f"{ns}:{s.name}", f"{ns}:idx:{s.name}:v1", "ok", 3 if s.name == "invocations" else 0) for s in specs
+    ]
+
+    watched = ("FT.CREATE", "FT.ALIASADD", "FT.ALIASUPDATE", "FT.DROPINDEX")
+    before = command_calls(redis_client, *watched)
+    assert main(["index", "migrate", *args]) == 0
+    assert capsys.readouterr().out.splitlines() == ["nothing to do: every index is at its schema version"]
+    assert command_calls(redis_client, *watched) == before
+    assert ours(redis_client, ns) == expected_indexes(ns, specs)
+    assert redis_client.exists(lock_key(Namespace(ns))) == 0  # released
+
+
+# -- a schema change under load ------------------------------------------------------------
+
+BASE_DOCS = 100_000
+PARENTS = 100
+WRITER_PARENT = "writer-parent"
+
+
+def _writer(url: str, namespace: str, app_id: str, stop: Event) -> None:
+    """Keep writing invocations of ``app_id`` (parent ``writer-parent``) until ``stop``; the
+    counter key moves in the same pipeline, after the documents."""
+    client = redis.Redis.from_url(url, protocol=2, decode_responses=True)
+    keys = Namespace(namespace).for_app(app_id)
+    written = 0
+    while not stop.is_set():
+        pipe = client.pipeline(transaction=False)
+        for i in range(written, written + 20):
+            run(
+                pipe,
+                "JSON.SET",
+                keys.invocation(f"w-{i}"),
+                "$",
+                invocation_json(app_id, f"w-{i}", WRITER_PARENT, "w"),
+            )
+        written += 20
+        run(pipe, "SET", f"{namespace}:test:written", str(written))
+        pipe.execute()
+        stop.wait(0.005)  # a steady stream, not a flood that starves the backfill
+
+
+def _querier(
+    url: str, namespace: str, app_id: str, writer_app_id: str, stop: Event, done: Any, errors: Any
+) -> None:
+    """Query through the alias (the backend, cursors of 100 rows) until ``stop``; every answer
+    must be complete: each parent's 1 000 children exactly, and at least every writer document
+    acknowledged before the query started."""
+    try:
+        config = {
+            "state_backend_cls": "RedisStackStateBackend",
+            "redis_url": url,
+            "redis_stack_namespace": namespace,
+            "redis_stack_batch_size": 100,
+        }
+        backend = Pynenc(config_values={**config, "app_id": app_id}).state_backend
+        writer_backend = Pynenc(config_values={**config, "app_id": writer_app_id}).state_backend
+        client = redis.Redis.from_url(url, protocol=2, decode_responses=True)
+        rounds = 0
+        while not stop.is_set():
+            parent = rounds % PARENTS
+            children = {str(c) for c in backend.get_child_invocations(InvocationId(f"p{parent}"))}
+            expected = {f"inv-{i}" for i in range(parent, BASE_DOCS, PARENTS)}
+            if children != expected:
+                raise AssertionError(f"p{parent}: {len(children)} children instead of {len(expected)}")
+            acknowledged = int(client.get(f"{namespace}:test:written") or 0)
+            seen = len(list(writer_backend.get_child_invocations(InvocationId(WRITER_PARENT))))
+            if seen < acknowledged:
+                raise AssertionError(f"writer documents: {seen} found, {acknowledged} acknowledged")
+            rounds += 1
+            with done.get_lock():
+                done.value += 1
+    except BaseException:
+        errors.put(traceback.format_exc())
+        raise
+
+
+def test_schema_change_migrates_100k_documents_while_writers_and_readers_run(
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+) -> None:
+    ns = redis_stack_namespace
+    assert index_migrate(conf).ok
+    write_invocations(redis_client, ns, "app", BASE_DOCS, PARENTS)
+    stop, done, errors = SPAWN.Event(), SPAWN.Value("i", 0), SPAWN.Queue()
+    writer = SPAWN.Process(target=_writer, args=(redis_url, ns, "writer", stop))
+    querier = SPAWN.Process(target=_querier, args=(redis_url, ns, "app", "writer", stop, done, errors))
+    writer.start()
+    querier.start()
+    try:
+        # Both have used the v1 index (the querier's backend checked it) before anything changes.
+        poll(lambda: done.value >= 2 and int(redis_client.get(f"{ns}:test:written") or 0) > 0, "workers")
+        queries_before = done.value
+        progress = io.StringIO()
+        report = index_migrate(conf, specs=v2_specs(), progress=progress)
+        queries_during = done.value - queries_before
+        poll(lambda: done.value >= queries_before + queries_during + 3, "queries after the swap")
+    finally:
+        stop.set()
+        writer.join(WAIT)
+        querier.join(WAIT)
+    assert errors.empty(), errors.get()
+    assert (writer.exitcode, querier.exitcode) == (0, 0)
+    assert queries_during >= 5  # the readers really ran across the backfill and the swap
+
+    [result] = [r for r in report.results if r.plan.action is not Action.NONE]
+    assert (result.plan.action, result.error, result.warnings) == (Action.MIGRATE, None, [])
+    assert report.created == [f"{ns}:idx:invocations:v2"]
+    assert f"{ns}:idx:invocations:v2 [" in progress.getvalue() and "100%" in progress.getvalue()
+
+    written = int(redis_client.get(f"{ns}:test:written") or 0)
+    total = BASE_DOCS + written
+    info = index_info(redis_client, f"{ns}:invocations")
+    assert info is not None
+    assert (info["index_name"], int(info["num_docs"]), int(info["hash_indexing_failures"])) == (
+        f"{ns}:idx:invocations:v2",
+        total,
+        0,
+    )
+    assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())  # v1 is gone
+    assert count_keys(redis_client, f"{ns}:invocation:*") == total  # documents intact
+    assert run(redis_client, "JSON.GET", f"{ns}:invocation:app:inv-7") == invocation_json(
+        "app", "inv-7", "p7", "r3"
+    )
+    # The new field answers through the alias.
+    reply = run(
+        redis_client, "FT.SEARCH", f"{ns}:invocations", "@region:{r1}", "LIMIT", "0", "0", "DIALECT", "2"
+    )
+    assert reply[0] == BASE_DOCS // 4
+    assert [s.state for s in index_status(conf, specs=v2_specs())] == [IndexState.OK] * 7
+
+
+# -- interrupted and concurrent runs -------------------------------------------------------
+
+
+def _migrate_process(url: str, namespace: str, lock_ttl: float, start: Barrier | None, results: Any) -> None:
+    """Run ``index migrate`` to the v2 specs in a process of its own; report what it did."""
+    conf = load_config(url=url, namespace=namespace)
+    if start is not None:
+        start.wait()
+    report = index_migrate(conf, specs=v2_specs(), lock_ttl=lock_ttl, poll_interval=0.05)
+    results.put(
+        {
+            "created": report.created,
+            "nothing_to_do": report.nothing_to_do,
+            "ok": report.ok,
+            "waited": report.lock_wait,
+        }
+    )
+
+
+def test_killed_migration_resumes_and_leaves_nothing_behind(
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+) -> None:
+    ns = redis_stack_namespace
+    new = f"{ns}:idx:invocations:v2"
+    assert index_migrate(conf).ok
+    write_invocations(redis_client, ns, "app", 60_000, PARENTS)
+    results = SPAWN.Queue()
+    victim = SPAWN.Process(target=_migrate_process, args=(redis_url, ns, 1.0, None, results))
+    victim.start()
+    try:
+        poll(lambda: is_indexing(index_info(redis_client, new) or {}), f"{new} backfilling", interval=0.005)
+    finally:
+        victim.kill()  # SIGKILL: no cleanup runs, the lock is left to expire
+        victim.join(WAIT)
+    assert results.empty()
+    status = {s.spec.name: s for s in index_status(conf, specs=v2_specs())}["invocations"]
+    assert status.live_index == f"{ns}:idx:invocations:v1"  # readers still on the complete v1
+    assert new in status.versions  # the killed run's index is there, not aliased
+
+    calls = command_calls(redis_client, "FT.CREATE")
+    report = index_migrate(conf, specs=v2_specs(), lock_ttl=1.0, poll_interval=0.05)
+    [result] = [r for r in report.results if r.plan.action is not Action.NONE]
+    assert (result.plan.action, result.plan.reused, result.error) == (Action.MIGRATE, True, None)
+    assert report.created == [] and command_calls(redis_client, "FT.CREATE") == calls  # reused, not recreated
+    assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())
+    info = index_info(redis_client, f"{ns}:invocations")
+    assert info is not None and (info["index_name"], int(info["num_docs"])) == (new, 60_000)
+    assert index_migrate(conf, specs=v2_specs()).nothing_to_do
+
+
+def test_two_concurrent_migrations_create_the_new_index_once(
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+) -> None:
+    ns = redis_stack_namespace
+    assert index_migrate(conf).ok
+    write_invocations(redis_client, ns, "app", 40_000, PARENTS)
+    start, results = SPAWN.Barrier(2), SPAWN.Queue()
+    runs = [
+        SPAWN.Process(target=_migrate_process, args=(redis_url, ns, 30.0, start, results)) for _ in range(2)
+    ]
+    calls = command_calls(redis_client, "FT.CREATE", "FT.ALIASUPDATE")
+    for process in runs:
+        process.start()
+    for process in runs:
+        process.join(WAIT)
+    assert [process.exitcode for process in runs] == [0, 0]
+    reports = sorted((results.get(timeout=WAIT) for _ in runs), key=lambda r: len(r["created"]))
+    loser, winner = reports
+    assert winner["created"] == [f"{ns}:idx:invocations:v2"] and winner["ok"]
+    assert loser["created"] == [] and loser["nothing_to_do"] and loser["ok"]
+    assert loser["waited"] > 0  # it found the lock taken, waited, then had nothing left to do
+    after = command_calls(redis_client, "FT.CREATE", "FT.ALIASUPDATE")
+    assert {command: after[command] - calls[command] for command in calls} == {
+        "FT.CREATE": 1,
+        "FT.ALIASUPDATE": 1,
+    }
+    assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())
+
+
+# -- dry run --------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_exactly_what_migrate_sends(
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ns = redis_stack_namespace
+    namespace = Namespace(ns)
+    v1 = list(load_schemas().all())
+
+    # From nothing: create + alias every index.
+    assert main(["index", "migrate", "--dry-run", "--namespace", ns]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    expected: list[str] = []
+    for spec in v1:
+        expected += [
+            shlex.join(create_command(namespace, spec)),
+            f"# wait until FT.INFO {ns}:idx:{spec.name}:v1 shows indexing 0 and percent_indexed 1",
+            f"FT.ALIASADD {ns}:{spec.name} {ns}:idx:{spec.name}:v1",
+        ]
+    assert lines == expected
+    assert lines[0].startswith(
+        f"FT.CREATE {ns}:idx:invocations:v1 ON JSON PREFIX 1 {ns}:invocation: SCHEMA '$.app_id'"
+    )
+    assert "dry run: 14 commands printed, nothing changed" in captured.err
+    assert ours(redis_client, ns) == []
+    replay(redis_client, lines)
+    replayed = snapshot(redis_client, ns, v1)
+    for name in ours(redis_client, ns):
+        run(redis_client, "FT.DROPINDEX", name)
+    report = index_migrate(conf)
+    assert snapshot(redis_client, ns, v1) == replayed
+    assert [shlex.join(args) for args in report.sent] == [line for line in lines if not line.startswith("#")]
+
+    # v1 -> v2 over documents: build beside, swap, drop the old one.
+    write_invocations(redis_client, ns, "app", 2000, PARENTS)
+    out = io.StringIO()
+    plan = index_migrate(conf, specs=v2_specs(), dry_run=True, out=out)
+    lines = out.getvalue().splitlines()
+    v2 = v2_specs()[0]
+    assert lines == [
+        shlex.join(create_command(namespace, v2)),
+        f"# wait until FT.INFO {ns}:idx:invocations:v2 shows indexing 0 and percent_indexed 1",
+        f"FT.ALIASUPDATE {ns}:invocations {ns}:idx:invocations:v2",
+        f"# wait until FT.INFO {ns}:idx:invocations:v1 shows cursor_stats index_total 0",
+        f"FT.DROPINDEX {ns}:idx:invocations:v1",
+    ]
+    assert lines[0].endswith(
+        "'$.status_ts' AS status_ts NUMERIC SORTABLE '$.region' AS region TAG CASESENSITIVE"
+    )
+    assert plan.dry_run and plan.created == [f"{ns}:idx:invocations:v2"]
+    assert index_info(redis_client, f"{ns}:invocations")["index_name"] == f"{ns}:idx:invocations:v1"  # type: ignore[index]
+    replay(redis_client, lines)
+    replayed = snapshot(redis_client, ns, v2_specs())
+    # Back to v1 (a downgrade is a migration too), then the real v1 -> v2.
+    back = index_migrate(conf)
+    assert [r.plan.action for r in back.results if r.plan.action is not Action.NONE] == [Action.MIGRATE]
+    report = index_migrate(conf, specs=v2_specs())
+    assert snapshot(redis_client, ns, v2_specs()) == replayed
+    assert [shlex.join(args) for args in report.sent] == [line for line in lines if not line.startswith("#")]
+
+
+# -- drop -------------------------------------------------------------------------------------
+
+
+def test_drop_asks_first_keeps_documents_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ns = redis_stack_namespace
+    namespace = Namespace(ns)
+    invocations = load_schemas().invocations
+    assert index_migrate(conf).ok
+    # Another version of the same name, left over: drop removes it too.
+    run(redis_client, *create_command(namespace, invocations, f"{ns}:idx:invocations:v0"))
+    write_invocations(redis_client, ns, "app", 50, parents=5)
+    everything = ours(redis_client, ns)
+    assert len(everything) == 8
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert main(["index", "drop", "--namespace", ns]) == 1
+    err = capsys.readouterr().err
+    assert f"About to drop, in namespace {ns!r} (documents are kept):" in err
+    assert f"  {ns}:invocations: {ns}:idx:invocations:v0, {ns}:idx:invocations:v1" in err
+    assert "cancelled; nothing was dropped" in err
+    assert ours(redis_client, ns) == everything
+
+    assert main(["index", "drop", "--yes", "--namespace", ns, "invocations"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{ns}:invocations: dropped {ns}:idx:invocations:v0, {ns}:idx:invocations:v1 (documents kept)"
+    ]
+    assert ours(redis_client, ns) == sorted(
+        set(everything) - {f"{ns}:idx:invocations:v0", f"{ns}:idx:invocations:v1"}
+    )
+    assert index_info(redis_client, f"{ns}:invocations") is None  # the alias went with its index
+    assert count_keys(redis_client, f"{ns}:invocation:*") == 50
+
+    assert main(["index", "drop", "--yes", "--namespace", ns]) == 0
+    assert ours(redis_client, ns) == []
+    assert count_keys(redis_client, f"{ns}:invocation:*") == 50
+    assert main(["index", "drop", "--yes", "--namespace", ns]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "nothing to drop"
+
+    assert index_migrate(conf).ok  # rebuilt over the documents that were kept
+    assert index_info(redis_client, f"{ns}:invocations")["num_docs"] == 50  # type: ignore[index]
+    assert main(["index", "drop", "--yes", "--delete-documents", "--namespace", ns]) == 0
+    captured = capsys.readouterr()
+    assert "--delete-documents sends DD" in captured.err
+    assert f"{ns}:invocations: dropped {ns}:idx:invocations:v1 (documents deleted)" in captured.out
+    assert ours(redis_client, ns) == []
+    assert count_keys(redis_client, f"{ns}:invocation:*") == 0
