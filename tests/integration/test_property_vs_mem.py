@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from pynenc import PynencBuilder
 from pynenc.identifiers.call_id import CallId
@@ -85,12 +85,14 @@ class Harness:
         app_id = f"{data.draw(s.identifiers, label='app id text')}#{n}"
         neighbor_id = data.draw(st.sampled_from(s.variants(app_id)), label="neighbour app id")
         page_size = data.draw(st.sampled_from([1, 2, 3, 1000]), label="page size")
-        # Mem gets its own plain id: pynenc's Pynenc multiton and MemStateBackend's app-info
-        # registry are process-global.
-        self.mem = PynencBuilder().app_id(f"prop-mem-{n}").memory().build().state_backend
-        self.ours = _redis_stack_backend(app_id, redis_url, page_size)
-        self.neighbor = _redis_stack_backend(neighbor_id, redis_url, page_size)
-        assert isinstance(self.mem, MemStateBackend)
+        # Only our app goes through ``app.state_backend`` (which registers the app info, and
+        # costs ~0.1 s in pynenc's AppInfo.from_app); the others are constructed directly.
+        # Mem gets a plain id of its own: the Pynenc multiton is process-global.
+        mem_app = PynencBuilder().app_id(f"prop-mem-{n}").memory().build()
+        assert mem_app.conf.state_backend_cls == MemStateBackend.__name__
+        self.mem = MemStateBackend(mem_app)
+        self.ours = _redis_stack_backend(app_id, redis_url, page_size, register=True)
+        self.neighbor = _redis_stack_backend(neighbor_id, redis_url, page_size, register=False)
         assert self.ours.app.app_id == app_id
         assert self.ours.page_size == page_size
         assert self.ours.get_app_info().app_id == app_id
@@ -419,16 +421,24 @@ class Harness:
             self.check_time_range(times[len(times) // 2], times[-1], 2)
 
 
-def _redis_stack_backend(app_id: str, redis_url: str, page_size: int) -> RedisStackStateBackend:
-    backend = (
+def _redis_stack_backend(
+    app_id: str, redis_url: str, page_size: int, register: bool
+) -> RedisStackStateBackend:
+    """Our backend for a new app built with the ``redis_stack`` builder plugin.
+
+    :param register: Go through ``app.state_backend`` (which stores the app info) rather
+        than constructing the backend directly.
+    """
+    app = (
         PynencBuilder()
         .app_id(app_id)
         .memory()
         .redis_stack(url=redis_url)
         .custom_config(redis_stack_batch_size=page_size)
         .build()
-        .state_backend
     )
+    assert app.conf.state_backend_cls == RedisStackStateBackend.__name__
+    backend = app.state_backend if register else RedisStackStateBackend(app)
     assert isinstance(backend, RedisStackStateBackend)
     return backend
 
@@ -489,6 +499,8 @@ def _history_key(h: InvocationHistory) -> str:
 @pytest.mark.timeout(600)
 @settings(
     max_examples=80,
+    # no Phase.explain: re-running the shrunk case to explain it took minutes
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
@@ -515,8 +527,8 @@ def test_workflow_members_exclude_invocations_outside_workflows(
 ) -> None:
     """Minimal case found by the property test: with neither filter,
     ``get_invocation_ids_by_workflow()`` must list only invocations that belong to a workflow."""
-    mem = PynencBuilder().app_id(unique_app_id(request, "-mem")).memory().build().state_backend
-    ours = _redis_stack_backend(unique_app_id(request), redis_url, 1000)
+    mem = MemStateBackend(PynencBuilder().app_id(unique_app_id(request, "-mem")).memory().build())
+    ours = _redis_stack_backend(unique_app_id(request), redis_url, 1000, register=False)
     try:
         call = CallId(TaskId("m", "f"), "a")
         outside = InvocationDTO(InvocationId("outside"), call, workflow=None, parent_invocation_id=None)
