@@ -26,6 +26,7 @@ from pynenc_redis_stack.client import connection_url, get_client, run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
+from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import RECORD_HISTORY, Script
 from pynenc_redis_stack.search import fetch_all, iter_cursor, iter_seek
@@ -197,8 +198,10 @@ class RedisStackStateBackend(BaseStateBackend):
     def _upsert_invocations(self, entries: list[tuple[InvocationDTO, CallDTO]]) -> None:
         """Write a batch of invocations in one round trip (one MULTI/EXEC).
 
-        ``JSON.MERGE`` keeps the status the history writes own; the arguments are then
-        replaced whole, since a merge would keep stale argument names.
+        Per invocation: create an empty document if there is none (so the merge below never
+        stores ``null`` s, which ``exists()`` would count as values), ``JSON.MERGE`` the fields
+        (``null`` deletes; the status owned by history writes is kept), then replace the
+        arguments whole (a merge would keep stale argument names).
         """
         if not entries:
             return
@@ -207,14 +210,9 @@ class RedisStackStateBackend(BaseStateBackend):
         for inv_dto, call_dto in entries:
             document = docs.validated(spec, docs.invocation_document(self.app.app_id, inv_dto, call_dto))
             key = self.keys.invocation(inv_dto.invocation_id)
+            run(pipe, "JSON.SET", key, "$", "{}", "NX")
             run(pipe, "JSON.MERGE", key, "$", docs.dumps(document))
-            run(
-                pipe,
-                "JSON.SET",
-                key,
-                "$.serialized_arguments",
-                docs.dumps(dict(call_dto.serialized_arguments)),
-            )
+            run(pipe, "JSON.SET", key, "$.serialized_arguments", docs.dumps(dict(call_dto.serialized_arguments)))
         pipe.execute()
 
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
@@ -581,3 +579,29 @@ class RedisStackStateBackend(BaseStateBackend):
         steps = query.contains(spec, "runner_id", partial_id)
         for document in self._documents("runner_contexts", query.where(spec, self.app.app_id), *steps):
             yield docs.runner_context_from_document(document)
+
+    # -- retention -----------------------------------------------------------------------
+
+    def prune(self, older_than: datetime, dry_run: bool = False) -> PruneReport:
+        """Delete this app's invocations whose latest status is older than ``older_than``.
+
+        With each go its history, result, exception and the workflow links in which it is the
+        sub-invocation; a workflow's run and data go once no remaining invocation refers to
+        the workflow. Runner contexts are kept. Found through the indexes, batch by batch (see
+        :mod:`pynenc_redis_stack.prune`).
+
+        :param older_than: The cutoff; it must be in the past (naive datetimes are UTC).
+        :param dry_run: Count what would be deleted, delete nothing.
+        :return: The documents deleted (or deletable) per kind.
+        :raises PruneRefusedError: If the cutoff is not in the past (use
+            :func:`pynenc_redis_stack.prune.prune_invocations` with ``allow_all=True``).
+        """
+        return prune_invocations(
+            self.client,
+            self.namespace,
+            self.schemas,
+            self.app.app_id,
+            older_than,
+            dry_run=dry_run,
+            batch_size=min(self.page_size, MAX_PRUNE_BATCH),
+        )

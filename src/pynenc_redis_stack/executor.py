@@ -290,7 +290,7 @@ class LiveExecutor(Executor):
                 return
             if time.monotonic() >= deadline:
                 raise DrainTimeoutError(
-                    f"{open_cursors(info)} cursors are still open on {step.index} after "
+                    f"{open_cursors(info)} cursor(s) still open on {step.index} after "
                     f"{self.drain_timeout:g} s; it was kept so their readers do not fail. Run "
                     "migrate again to drop it (idle cursors expire after 300 s)."
                 )

@@ -634,6 +634,12 @@ class IndexResult:
         return self.plan.status.alias
 
     @property
+    def dropped(self) -> list[str]:
+        """Physical indexes dropped (or printed to be): the plan's drops minus any kept because
+        readers still had cursors on them."""
+        return [args[1] for args in self.sent if args[0] == "FT.DROPINDEX" and args[1] in self.plan.drops]
+
+    @property
     def ok(self) -> bool:
         """True when the index is now at its file version (or would be, in a dry run)."""
         return self.error is None and self.plan.action is not Action.SKIP

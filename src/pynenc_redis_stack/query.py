@@ -24,6 +24,7 @@ Traps avoided by construction (see docs/redisearch.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -141,6 +142,46 @@ class Filter:
         self.clauses.append(f"(@{first}:[({p} +inf] | (@{first}:[{p} {p}] @{second}:[({s} +inf]))")
         return self
 
+    def tag_in(self, name: str, values: Iterable[str]) -> Filter:
+        """Require ``@name`` to equal one of ``values`` exactly (``(@name:{$p0 | $p1 ...})``)."""
+        return self.any_tag_in((name,), values)
+
+    def any_tag_in(self, names: Sequence[str], values: Iterable[str]) -> Filter:
+        """Require at least one of the tag fields ``names`` to equal one of ``values``.
+
+        One set of parameters serves every field: ``(@a:{$p0 | $p1} | @b:{$p0 | $p1})``. Empty
+        values can never match and are dropped; with none left the filter matches nothing.
+        """
+        fields = [self._field(name, "tag") for name in names]
+        params = self._tag_params(values)
+        if not fields or not params:
+            self.matches_nothing = True
+            return self
+        union = " | ".join(params)
+        self.clauses.append("(" + " | ".join(f"@{f}:{{{union}}}" for f in fields) + ")")
+        return self
+
+    def before(self, name: str, bound: int) -> Filter:
+        """Require ``@name < bound`` (documents without the field do not match)."""
+        field_name = self._field(name, "numeric")
+        self.clauses.append(f"@{field_name}:[-inf ({self._param(str(bound))}]")
+        return self
+
+    def not_before(self, name: str, bound: int) -> Filter:
+        """Require ``@name >= bound`` or no value at all: the complement of :meth:`before`."""
+        field_name = self._field(name, "numeric")
+        self.clauses.append(f"-@{field_name}:[-inf ({self._param(str(bound))}]")
+        return self
+
+    def _tag_params(self, values: Iterable[str]) -> list[str]:
+        names = []
+        for value in dict.fromkeys(values):  # ordered and without repeats
+            if not isinstance(value, str):
+                raise QueryError(f"tag values must be strings, got {type(value).__name__}")
+            if value:
+                names.append(self._param(tag_param(value)))
+        return names
+
     def query_string(self) -> str:
         """Return the query string (``*`` when there is no clause)."""
         return " ".join(self.clauses) if self.clauses else "*"
@@ -209,6 +250,14 @@ def has_value(spec: IndexSpec, name: str) -> tuple[str, ...]:
     """
     spec.field(name)
     return (*load_fields(name), "FILTER", f"exists(@{name})")
+
+
+def count_rows(alias: str = "count") -> tuple[str, ...]:
+    """Return a ``GROUPBY 0 REDUCE COUNT`` step: one row holding the number of matches as ``alias``.
+
+    No match gives no row at all (read it as 0).
+    """
+    return ("GROUPBY", "0", "REDUCE", "COUNT", "0", "AS", alias)
 
 
 def group_by(*names: str) -> tuple[str, ...]:

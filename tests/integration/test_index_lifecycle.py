@@ -14,11 +14,15 @@ import io
 import json
 import multiprocessing
 import shlex
+import signal
+import subprocess
+import sys
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.synchronize import Barrier, Event
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,14 +35,14 @@ from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 
 from pynenc_redis_stack import documents
-from pynenc_redis_stack.cli.index_commands import index_migrate, index_status, load_config
+from pynenc_redis_stack.cli.index_commands import format_migration, index_migrate, index_status, load_config
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.executor import index_info, is_indexing, open_cursors, pairs
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import Action, IndexState, create_command, lock_key
-from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas
+from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas, schema_dir
 
 SPAWN = multiprocessing.get_context("spawn")
 TASK = TaskId("tests.lifecycle", "work")
@@ -423,6 +427,94 @@ def test_two_concurrent_migrations_create_the_new_index_once(
         "FT.CREATE": 1,
         "FT.ALIASUPDATE": 1,
     }
+    assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())
+
+
+# -- readers' cursors on the old index ------------------------------------------------------
+
+
+def _open_cursor(client: redis.Redis, alias: str) -> int:
+    """Start reading ``alias`` 10 rows at a time, as the backend's streamed lookups do."""
+    reply = run(
+        client, "FT.AGGREGATE", alias, "*", "LOAD", "1", "@invocation_id", "WITHCURSOR", "COUNT", "10"
+    )
+    return int(reply[1])
+
+
+def test_old_index_is_kept_while_a_reader_has_a_cursor_on_it(
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+) -> None:
+    ns = redis_stack_namespace
+    old, new = f"{ns}:idx:invocations:v1", f"{ns}:idx:invocations:v2"
+    assert index_migrate(conf).ok
+    write_invocations(redis_client, ns, "app", 500, PARENTS)
+    cursor = _open_cursor(redis_client, f"{ns}:invocations")
+
+    report = index_migrate(conf, specs=v2_specs(), drain_timeout=0.5, poll_interval=0.05)
+    [result] = [r for r in report.results if r.plan.action is not Action.NONE]
+    assert result.ok and result.warnings == [
+        f"1 cursor(s) still open on {old} after 0.5 s; it was kept so their readers do not fail. "
+        "Run migrate again to drop it (idle cursors expire after 300 s)."
+    ]
+    assert format_migration(report)[:2] == [
+        f"{ns}:invocations: migrated {old} -> {new}",
+        f"{ns}:invocations: warning: {result.warnings[0]}",
+    ]
+    # The reader started on v1 finishes on v1, although the alias now serves v2.
+    assert index_info(redis_client, f"{ns}:invocations")["index_name"] == new  # type: ignore[index]
+    rows = 10
+    while cursor:
+        reply, cursor = run(redis_client, "FT.CURSOR", "READ", f"{ns}:invocations", str(cursor))
+        rows += len(reply) - 1
+    assert rows == 500
+    status = {s.spec.name: s for s in index_status(conf, specs=v2_specs())}["invocations"]
+    assert (status.state, status.detail) == (IndexState.OK, f"leftover {old} (migrate drops it)")
+
+    again = index_migrate(conf, specs=v2_specs())
+    assert [(r.plan.action, r.plan.drops) for r in again.results if r.plan.action is not Action.NONE] == [
+        (Action.CLEANUP, (old,))
+    ]
+    assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())
+
+
+def test_sigterm_releases_the_lock_and_a_rerun_finishes(
+    tmp_path: Path,
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+) -> None:
+    ns = redis_stack_namespace
+    old, new = f"{ns}:idx:invocations:v1", f"{ns}:idx:invocations:v2"
+    for source in schema_dir().glob("*.yaml"):
+        text = source.read_text()
+        if source.name == "invocations.yaml":
+            text = text.replace("version: 1", "version: 2") + "  - {name: region, type: tag}\n"
+        (tmp_path / source.name).write_text(text)
+    assert index_migrate(conf).ok
+    write_invocations(redis_client, ns, "app", 500, PARENTS)
+    cursor = _open_cursor(redis_client, f"{ns}:invocations")  # holds the run in its drain wait
+    command = [sys.executable, "-m", "pynenc_redis_stack.cli.main", "index", "migrate"]
+    command += ["--url", redis_url, "--namespace", ns, "--schema-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        poll(
+            lambda: (index_info(redis_client, f"{ns}:invocations") or {}).get("index_name") == new,
+            "the alias switch",
+        )
+        assert redis_client.get(lock_key(Namespace(ns))) is not None
+        process.send_signal(signal.SIGTERM)
+        process.wait(WAIT)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    assert redis_client.exists(lock_key(Namespace(ns))) == 0  # released on the way out
+    assert ours(redis_client, ns) == sorted([*expected_indexes(ns, v2_specs()), old])  # v1 not dropped yet
+
+    run(redis_client, "FT.CURSOR", "DEL", f"{ns}:invocations", str(cursor))
+    assert main(["index", "migrate", "--namespace", ns, "--schema-dir", str(tmp_path)]) == 0
     assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())
 
 

@@ -155,7 +155,7 @@ def test_upsert_batch_is_one_transaction_in_one_round_trip(
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    assert commands == {"json.merge": 50, "json.set": 50, "multi": 1, "exec": 1}
+    assert commands == {"json.merge": 50, "json.set": 100, "multi": 1, "exec": 1}
     assert trips == 1
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == {
         str(i.invocation_id) for i in invocations

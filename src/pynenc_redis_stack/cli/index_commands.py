@@ -260,7 +260,7 @@ def format_migration(report: MigrationReport) -> list[str]:
     for result in report.results:
         plan, alias = result.plan, result.alias
         reused = " (reusing the index an interrupted run started)" if plan.reused else ""
-        dropped = f"; dropped {', '.join(plan.drops)}" if plan.drops and result.error is None else ""
+        dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
         if result.error is not None:
             line = f"{alias}: FAILED: {result.error}"
         elif plan.action is Action.NONE:
