@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import redis
 from pynenc.identifiers.invocation_id import InvocationId
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from pynenc.models.invocation_dto import InvocationDTO
     from pynenc.runner.runner_context import RunnerContext
     from pynenc.workflow import WorkflowIdentity
-
-T = TypeVar("T")
 
 MAX_PAGE = 10_000
 """Largest page a single aggregate may return (Redis Stack's ``MAXAGGREGATERESULTS``)."""
@@ -212,7 +210,13 @@ class RedisStackStateBackend(BaseStateBackend):
             key = self.keys.invocation(inv_dto.invocation_id)
             run(pipe, "JSON.SET", key, "$", "{}", "NX")
             run(pipe, "JSON.MERGE", key, "$", docs.dumps(document))
-            run(pipe, "JSON.SET", key, "$.serialized_arguments", docs.dumps(dict(call_dto.serialized_arguments)))
+            run(
+                pipe,
+                "JSON.SET",
+                key,
+                "$.serialized_arguments",
+                docs.dumps(dict(call_dto.serialized_arguments)),
+            )
         pipe.execute()
 
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
