@@ -14,11 +14,21 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pynenc_redis_stack.cli import EXIT_USAGE, Handler, SubParsers, index_commands, server_commands
+from pynenc_redis_stack.cli import (
+    EXIT_USAGE,
+    Handler,
+    SubParsers,
+    import_commands,
+    index_commands,
+    prune_commands,
+    server_commands,
+)
 
 GROUPS: tuple[Callable[[SubParsers], None], ...] = (
     server_commands.add_parser,
     index_commands.add_parser,
+    import_commands.add_parser,
+    prune_commands.add_parser,
 )
 
 

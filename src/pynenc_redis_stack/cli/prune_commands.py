@@ -1,0 +1,152 @@
+"""
+``pynenc-redis-stack prune``: delete invocations whose latest status is older than a duration.
+
+``--older-than 30d`` (units ``s m h d``, combinable: ``1d12h``) selects the invocations whose
+latest history entry is before now minus that duration; they are deleted with their history,
+result, exception and workflow links, and the runs and data of workflows nothing refers to any
+more (see :mod:`pynenc_redis_stack.prune`). ``--dry-run`` counts and deletes nothing. A
+duration of 0 (or ``--all`` alone) selects everything and is refused unless ``--all`` is given.
+The app and connection are resolved like ``import-redis``'s (``--app``/``--app-id``,
+``--url``, ``--config-file``, ``PYNENC__...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+
+from pynenc_redis_stack import documents as docs
+from pynenc_redis_stack.cli import EXIT_OK, EXIT_USAGE, SubParsers
+from pynenc_redis_stack.cli.import_commands import (
+    ProgressBar,
+    app_id_from_args,
+    config_from_args,
+    connection_options,
+    fail,
+    guarded,
+    positive_int,
+)
+from pynenc_redis_stack.client import get_client
+from pynenc_redis_stack.keys import Namespace
+from pynenc_redis_stack.lifecycle import ensure_indexes
+from pynenc_redis_stack.prune import (
+    DEFAULT_BATCH_SIZE,
+    PruneRefusedError,
+    PruneReport,
+    check_cutoff,
+    prune_invocations,
+)
+from pynenc_redis_stack.schema import load_schemas
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_DURATION = re.compile(r"(\d+)([smhd])")
+
+
+def parse_duration(value: str) -> timedelta:
+    """Parse ``30d``, ``12h``, ``90m``, ``45s`` or combinations (``1d12h``); ``0`` is zero.
+
+    :raises argparse.ArgumentTypeError: For anything else (a number needs a unit).
+    """
+    text = value.strip()
+    if text == "0":
+        return timedelta(0)
+    if not text or _DURATION.sub("", text):
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {value!r} (use a number and a unit s, m, h or d, e.g. 30d or 1d12h)"
+        )
+    return sum(
+        (timedelta(**{_UNITS[unit]: int(amount)}) for amount, unit in _DURATION.findall(text)),
+        timedelta(0),
+    )
+
+
+def format_prune(report: PruneReport) -> list[str]:
+    """Return the table ``prune`` prints: documents per kind, then what was kept."""
+    header = ("KIND", "WOULD DELETE" if report.dry_run else "DELETED")
+    rows = [header, *((kind, str(count)) for kind, count in report.counts().items())]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f"{row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}" for row in rows]
+    lines.append(f"workflow runs kept (still referenced by newer invocations): {report.workflows_kept}")
+    if report.skipped:
+        lines.append(f"invocations kept because they got a newer status meanwhile: {report.skipped}")
+    return lines
+
+
+@guarded
+def _prune(args: argparse.Namespace) -> int:
+    if args.older_than is None and not args.all:
+        return fail("give --older-than DURATION (e.g. 30d), or --all to delete every invocation", EXIT_USAGE)
+    conf = config_from_args(args)
+    app_id = app_id_from_args(args)
+    now = datetime.now(UTC)
+    if args.older_than is None:
+        cutoff = docs.from_micros(docs.MAX_MICROS)  # --all alone: every invocation with a status
+        selection = "every invocation"
+    else:
+        cutoff = now - args.older_than
+        selection = f"invocations whose latest status is before {cutoff.isoformat(timespec='seconds')}"
+    try:
+        # the same now: "--older-than 0" is a cutoff of now, refused; checked before connecting
+        check_cutoff(cutoff, allow_all=args.all, now=now)
+    except PruneRefusedError as exc:
+        return fail(f"refused: {exc}", EXIT_USAGE)
+    namespace = Namespace(str(conf.redis_stack_namespace))
+    schemas = load_schemas()
+    client = get_client(conf)
+    ensure_indexes(client, namespace, schemas.all(), create_missing=conf.redis_stack_create_indexes)
+    mode = "dry run, nothing deleted" if args.dry_run else "deleting"
+    print(f"prune: app {app_id!r} in namespace {namespace.namespace!r}: {selection} ({mode})")
+    bar = ProgressBar(sys.stderr, "prune")
+    try:
+        report = prune_invocations(
+            client,
+            namespace,
+            schemas,
+            app_id,
+            cutoff,
+            dry_run=args.dry_run,
+            allow_all=args.all,
+            batch_size=args.batch_size,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    print("\n".join(format_prune(report)))
+    return EXIT_OK
+
+
+def add_parser(subparsers: SubParsers) -> None:
+    """
+    Register the ``prune`` command.
+
+    :param subparsers: The top-level subparsers of the CLI.
+    """
+    command = subparsers.add_parser(
+        "prune",
+        parents=[connection_options()],
+        help="delete invocations whose latest status is older than a duration (retention)",
+        description="Delete the app's invocations whose latest status is older than --older-than, "
+        "with their history, result, exception and workflow links; workflow runs and data go "
+        "once no remaining invocation refers to the workflow. Runner contexts are kept.",
+    )
+    command.add_argument(
+        "--older-than",
+        type=parse_duration,
+        metavar="DURATION",
+        help="age of the latest status, e.g. 30d, 12h, 90m, 45s, 1d12h",
+    )
+    command.add_argument(
+        "--all",
+        action="store_true",
+        help="allow a duration of 0 (everything up to now); alone, delete every invocation",
+    )
+    command.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    command.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"invocations per batch (default {DEFAULT_BATCH_SIZE})",
+    )
+    command.set_defaults(handler=_prune)
