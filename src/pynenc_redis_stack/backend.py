@@ -28,7 +28,7 @@ from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, N
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
 from pynenc_redis_stack.schema import Schemas, load_schemas
-from pynenc_redis_stack.scripts import RECORD_HISTORY, Script
+from pynenc_redis_stack.scripts import HistoryBatch
 from pynenc_redis_stack.search import fetch_all, iter_cursor, iter_seek
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 MAX_PAGE = 10_000
 """Largest page a single aggregate may return (Redis Stack's ``MAXAGGREGATERESULTS``)."""
 
-_record_history = Script(RECORD_HISTORY)
 _prepared: set[tuple[str, str]] = set()
 _prepared_lock = threading.Lock()
 
@@ -300,28 +299,13 @@ class RedisStackStateBackend(BaseStateBackend):
 
     # -- history -------------------------------------------------------------------------
 
-    def _history_write(self, histories: list[InvocationHistory]) -> tuple[list[str], list[str]]:
-        keys = [self.namespace.history_seq()]
-        args: list[str] = []
+    def _history_batch(self, histories: list[InvocationHistory]) -> HistoryBatch:
+        batch = HistoryBatch(self.namespace.history_seq())
         for history in histories:
-            document = docs.validated(self.schemas.history, docs.history_document(self.app.app_id, history))
-            keys.append(self.keys.invocation(history.invocation_id))
-            keys.append(self.keys.history(history.invocation_id, uuid.uuid4().hex))
-            stub = {
-                "app_id": self.app.app_id,
-                "invocation_id": str(history.invocation_id),
-                "status": document["status"],
-                "status_ts": document["ts"],
-            }
-            args.extend(
-                (
-                    docs.dumps(document),
-                    str(document["ts"]),
-                    docs.dumps(document["status"]),
-                    docs.dumps(stub),
-                )
-            )
-        return keys, args
+            entry = docs.validated(self.schemas.history, docs.history_document(self.app.app_id, history))
+            entry_key = self.keys.history(history.invocation_id, uuid.uuid4().hex)
+            batch.add(self.keys.invocation(history.invocation_id), entry_key, entry)
+        return batch
 
     def _record(
         self,
@@ -350,8 +334,7 @@ class RedisStackStateBackend(BaseStateBackend):
                 "$",
                 docs.dumps(document),
             )
-        keys, args = self._history_write(histories)
-        _record_history.run_in(pipe, keys, args)
+        self._history_batch(histories).run_in(pipe)
         for context in new_contexts:
             self._runner_context_cache[context.runner_id] = context
 

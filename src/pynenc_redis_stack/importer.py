@@ -53,7 +53,7 @@ from pynenc_redis_stack.errors import RedisStackError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.schema import Schemas, load_schemas
-from pynenc_redis_stack.scripts import RECORD_HISTORY, Script
+from pynenc_redis_stack.scripts import HistoryBatch
 
 if TYPE_CHECKING:
     from pynenc_redis_stack.backend import RedisStackStateBackend
@@ -97,7 +97,6 @@ _DERIVED_PREFIXES = (
 )
 _DERIVED_KEYS = ("workflow:types", "history_by_timestamp")
 
-_record_history = Script(RECORD_HISTORY)
 
 type Progress = Callable[[int, int], None]
 """Called after each batch with ``(source keys done, source keys in total)``."""
@@ -608,29 +607,18 @@ def _write(target: _Target, writes: _Writes, report: ImportReport) -> None:
     pipe = client.pipeline(transaction=False)
     for command in writes.commands:
         run(pipe, *command)
-    script_keys = [target.namespace.history_seq()]
-    script_args: list[str] = []
+    batch = HistoryBatch(target.namespace.history_seq())
     for (invocation_id, entries), existing in zip(histories, present, strict=True):
         if existing == len(entries):
             report.unchanged += len(entries)
             continue
         # Some entry is missing (first import, or one interrupted): write the whole list again
         # so its entries get consecutive seq values, i.e. keep their source order on equal ts.
-        # Arguments as the backend's _history_write lays them out for RECORD_HISTORY.
         for key, document in entries:
-            stub = {
-                "app_id": target.keys.app_id,
-                "invocation_id": invocation_id,
-                "status": document["status"],
-                "status_ts": document["ts"],
-            }
-            script_keys.extend((target.keys.invocation(invocation_id), key))
-            script_args.extend(
-                (docs.dumps(document), str(document["ts"]), docs.dumps(document["status"]), docs.dumps(stub))
-            )
+            batch.add(target.keys.invocation(invocation_id), key, document)
         report.written[HISTORY] += len(entries)
-    if script_args:
-        _record_history.run_in(pipe, script_keys, script_args)
+    if len(batch):
+        batch.run_in(pipe)
     elif writes.commands:
         pipe.execute()
     report.written.update(writes.counts)

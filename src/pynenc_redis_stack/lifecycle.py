@@ -257,11 +257,25 @@ def definition_differences(info: dict[str, Any], namespace: Namespace, spec: Ind
         differences.append(f"key type {definition.get('key_type')} instead of JSON")
     if list(definition.get("prefixes", [])) != namespace.prefixes(spec):
         differences.append(f"prefixes {definition.get('prefixes')} instead of {namespace.prefixes(spec)}")
-    live = _live_attributes(info.get("attributes") or [])
-    expected = _expected_attributes(spec)
-    if sorted(live) != sorted(expected):
-        differences.append(f"fields {sorted(live)} instead of {sorted(expected)}")
+    live = {attribute[1]: attribute for attribute in _live_attributes(info.get("attributes") or [])}
+    expected = {attribute[1]: attribute for attribute in _expected_attributes(spec)}
+    missing = [name for name in expected if name not in live]
+    unexpected = [name for name in live if name not in expected]
+    if missing:
+        differences.append(f"missing fields {', '.join(missing)}")
+    if unexpected:
+        differences.append(f"unexpected fields {', '.join(unexpected)}")
+    for name in expected:
+        if name in live and live[name] != expected[name]:
+            differences.append(
+                f"field {name} is {_describe(live[name])} instead of {_describe(expected[name])}"
+            )
     return differences
+
+
+def _describe(attribute: _Attribute) -> str:
+    path, _name, kind, flags = attribute
+    return " ".join([path, kind, *sorted(flags)])
 
 
 def _matches(client: redis.Redis, namespace: Namespace, spec: IndexSpec, name: str) -> dict[str, Any] | None:
@@ -387,7 +401,7 @@ class IndexPlan:
         is reused instead of created.
     :param drops: Physical indexes dropped (without ``DD``) once the alias has moved.
     :param steps: What the executor runs, in order.
-    :param note: Why nothing is done (``skip``).
+    :param note: Why nothing is done (``skip``), or what was deliberately left alone.
     """
 
     status: IndexStatus

@@ -8,6 +8,7 @@ from typing import Any
 import redis
 
 from pynenc_redis_stack.client import run
+from pynenc_redis_stack.documents import Document, dumps
 
 RECORD_HISTORY = """
 -- KEYS[1]: the history sequence counter; then per entry: the invocation key, the entry key.
@@ -77,3 +78,31 @@ def _raise_first_error(replies: list[Any]) -> None:
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
+
+
+class HistoryBatch:
+    """The keys and arguments of one :data:`RECORD_HISTORY` call, entry by entry."""
+
+    script = Script(RECORD_HISTORY)
+
+    def __init__(self, seq_key: str) -> None:
+        self.keys = [seq_key]
+        self.args: list[str] = []
+
+    def add(self, invocation_key: str, entry_key: str, entry: Document) -> None:
+        """Queue one validated history entry document for the invocation at ``invocation_key``."""
+        stub = {
+            "app_id": entry["app_id"],
+            "invocation_id": entry["invocation_id"],
+            "status": entry["status"],
+            "status_ts": entry["ts"],
+        }
+        self.keys.extend((invocation_key, entry_key))
+        self.args.extend((dumps(entry), str(entry["ts"]), dumps(entry["status"]), dumps(stub)))
+
+    def __len__(self) -> int:
+        return (len(self.keys) - 1) // 2
+
+    def run_in(self, pipe: redis.client.Pipeline) -> list[Any]:
+        """Execute ``pipe`` with this batch's script call appended (see :meth:`Script.run_in`)."""
+        return self.script.run_in(pipe, self.keys, self.args)

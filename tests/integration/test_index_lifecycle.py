@@ -249,7 +249,7 @@ def _writer(url: str, namespace: str, app_id: str, stop: Event) -> None:
         written += 20
         run(pipe, "SET", f"{namespace}:test:written", str(written))
         pipe.execute()
-        stop.wait(0.005)  # a steady stream, not a flood that starves the backfill
+        stop.wait(0.01)  # a steady stream, not a flood that starves the backfill
 
 
 def _querier(
@@ -516,6 +516,41 @@ def test_sigterm_releases_the_lock_and_a_rerun_finishes(
     run(redis_client, "FT.CURSOR", "DEL", f"{ns}:invocations", str(cursor))
     assert main(["index", "migrate", "--namespace", ns, "--schema-dir", str(tmp_path)]) == 0
     assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())
+
+
+# -- drifted indexes -----------------------------------------------------------------------
+
+
+def test_drifted_index_is_left_alone_unless_rebuild_is_asked(
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ns = redis_stack_namespace
+    namespace = Namespace(ns)
+    spec = load_schemas().runner_contexts
+    drifted = dataclasses.replace(spec, fields=tuple(f for f in spec.fields if f.name != "hostname"))
+    run(redis_client, *create_command(namespace, drifted))
+    run(redis_client, "FT.ALIASADD", namespace.alias(spec), namespace.physical_index(spec))
+    old, rebuilt = f"{ns}:idx:runner-contexts:v1", f"{ns}:idx:runner-contexts:v1:r1"
+
+    assert main(["index", "migrate", "--namespace", ns]) == 1  # the others are created, it is not
+    out = capsys.readouterr().out
+    assert (
+        f"{ns}:runner-contexts: drifted (missing fields hostname); not touched: rerun with "
+        "--rebuild-drifted to rebuild it as a fresh index and swap it in"
+    ) in out.splitlines()
+    assert index_info(redis_client, namespace.alias(spec))["index_name"] == old  # type: ignore[index]
+
+    assert main(["index", "migrate", "--rebuild-drifted", "--namespace", ns]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == (
+        f"{ns}:runner-contexts: rebuilt drifted {old} as {rebuilt}; dropped {old}"
+    )
+    statuses = index_status(conf)
+    assert [s.state for s in statuses] == [IndexState.OK] * 7
+    assert {s.spec.name: s.live_index for s in statuses}["runner-contexts"] == rebuilt
+    assert index_migrate(conf).nothing_to_do
 
 
 # -- dry run --------------------------------------------------------------------------------
