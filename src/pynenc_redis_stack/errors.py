@@ -8,7 +8,13 @@ Hierarchy::
     ├── IndexDefinitionMismatchError  a live index differs from its schema file
     ├── InvalidDocumentError      a value would silently drop a document from an index
     ├── QueryError                a query could not be built or its answer would be incomplete
+    ├── LifecycleError            index migrate/drop could not complete
+    │   ├── BackfillError, DrainTimeoutError, LockTimeoutError, LockLostError
+    ├── PruneRefusedError         a retention cutoff would delete everything
+    ├── RedisImportError          import-redis cannot start
+    ├── AppImportError            --app does not name an importable pynenc app
     └── EmbeddedServerError       the embedded Redis Stack could not start or stop
+        └── ServerDependencyError the ``server`` extra is not installed
 """
 
 
@@ -38,3 +44,39 @@ class QueryError(RedisStackError, ValueError):
 
 class EmbeddedServerError(RedisStackError):
     """The embedded Redis Stack server could not be started, reached or stopped."""
+
+
+class LifecycleError(RedisStackError):
+    """An index lifecycle operation (migrate, drop) could not complete."""
+
+
+class BackfillError(LifecycleError):
+    """A new index did not finish indexing in time, vanished, or failed documents the old one took."""
+
+
+class DrainTimeoutError(LifecycleError):
+    """Cursors were still open on an index that is about to be dropped when the deadline passed."""
+
+
+class LockTimeoutError(LifecycleError):
+    """Another migrate or drop held the lifecycle lock for longer than the wait allowed."""
+
+
+class LockLostError(LifecycleError):
+    """The lifecycle lock expired or was taken over while this process held it."""
+
+
+class PruneRefusedError(RedisStackError, ValueError):
+    """The cutoff would select every invocation (now or in the future) and ``allow_all`` is off."""
+
+
+class RedisImportError(RedisStackError):
+    """The import cannot start (bad app id, unreachable server)."""
+
+
+class AppImportError(RedisStackError):
+    """``--app`` does not name an importable pynenc app."""
+
+
+class ServerDependencyError(EmbeddedServerError):
+    """Raised when the optional ``server`` extra (binary wheels) is not installed."""

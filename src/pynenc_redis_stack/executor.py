@@ -24,25 +24,13 @@ from typing import Any, Protocol, TextIO
 import redis
 
 from pynenc_redis_stack.client import run
-from pynenc_redis_stack.errors import RedisStackError
+from pynenc_redis_stack.errors import BackfillError, DrainTimeoutError
 
 _MISSING_INDEX_WORDINGS = ("unknown index name", "no such index", "not found")
 """Server wordings of 'no such index' across RediSearch 2.8, 2.10 and Redis 8."""
 
 DEFAULT_POLL_INTERVAL = 0.2
 """Seconds between two ``FT.INFO`` polls while waiting for the server."""
-
-
-class LifecycleError(RedisStackError):
-    """An index lifecycle operation (migrate, drop) could not complete."""
-
-
-class BackfillError(LifecycleError):
-    """A new index did not finish indexing in time, vanished, or failed documents the old one took."""
-
-
-class DrainTimeoutError(LifecycleError):
-    """Cursors were still open on an index that is about to be dropped when the deadline passed."""
 
 
 @dataclass(frozen=True)

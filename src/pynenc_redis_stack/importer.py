@@ -49,7 +49,7 @@ from pynenc.workflow import WorkflowIdentity
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack.client import get_client, run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import RedisStackError
+from pynenc_redis_stack.errors import RedisImportError, RedisStackError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.schema import Schemas, load_schemas
@@ -100,10 +100,6 @@ _DERIVED_KEYS = ("workflow:types", "history_by_timestamp")
 
 type Progress = Callable[[int, int], None]
 """Called after each batch with ``(source keys done, source keys in total)``."""
-
-
-class RedisImportError(RedisStackError):
-    """The import cannot start (bad app id, unreachable server)."""
 
 
 @dataclass

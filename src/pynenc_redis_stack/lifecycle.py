@@ -33,15 +33,18 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from pynenc_redis_stack.client import run
-from pynenc_redis_stack.errors import IndexDefinitionMismatchError
+from pynenc_redis_stack.errors import (
+    BackfillError,
+    DrainTimeoutError,
+    IndexDefinitionMismatchError,
+    LockLostError,
+    LockTimeoutError,
+)
 from pynenc_redis_stack.executor import (
     DEFAULT_POLL_INTERVAL,
     AwaitBackfill,
     AwaitDrain,
-    BackfillError,
-    DrainTimeoutError,
     Executor,
-    LifecycleError,
     LiveExecutor,
     Send,
     Step,
@@ -536,14 +539,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-class LockTimeoutError(LifecycleError):
-    """Another migrate or drop held the lifecycle lock for longer than the wait allowed."""
-
-
-class LockLostError(LifecycleError):
-    """The lifecycle lock expired or was taken over while this process held it."""
 
 
 def lock_key(namespace: Namespace) -> str:

@@ -29,7 +29,7 @@ import redis
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
-from pynenc_redis_stack.errors import RedisStackError
+from pynenc_redis_stack.errors import PruneRefusedError, RedisStackError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.schema import Schemas
 from pynenc_redis_stack.scripts import Script
@@ -81,10 +81,6 @@ _prune_invocations = Script(PRUNE_INVOCATIONS)
 
 type Progress = Callable[[int, int], None]
 """Called after each batch with ``(invocations done, invocations selected at the start)``."""
-
-
-class PruneRefusedError(RedisStackError, ValueError):
-    """The cutoff would select every invocation (now or in the future) and ``allow_all`` is off."""
 
 
 @dataclass

@@ -32,7 +32,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pynenc_redis_stack.errors import EmbeddedServerError
+from pynenc_redis_stack.errors import EmbeddedServerError, ServerDependencyError
 
 HOST = "127.0.0.1"
 # Same module arguments as Redis Stack's own launch script, so tests run against
@@ -60,10 +60,6 @@ _STATUS_TIMEOUT = 2.0
 _SHUTDOWN_TIMEOUT = 120.0
 _PORT_ATTEMPTS = 5
 _LOG_TAIL_LINES = 40
-
-
-class ServerDependencyError(EmbeddedServerError):
-    """Raised when the optional ``server`` extra (binary wheels) is not installed."""
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,10 @@ from pynenc.workflow import WorkflowIdentity
 from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.errors import RedisImportError
 from pynenc_redis_stack.importer import (
     KINDS,
     ImportReport,
-    RedisImportError,
     glob_escape,
     import_from_redis,
     source_app_info_key,

@@ -38,8 +38,9 @@ from pynenc_redis_stack import prune as prune_module
 from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.prune_commands import parse_duration
+from pynenc_redis_stack.errors import PruneRefusedError
 from pynenc_redis_stack.keys import encode_segment
-from pynenc_redis_stack.prune import PruneRefusedError, PruneReport, prune_invocations
+from pynenc_redis_stack.prune import PruneReport, prune_invocations
 from tests.conftest import unique_app_id
 
 S = InvocationStatus

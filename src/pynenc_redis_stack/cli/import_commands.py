@@ -21,9 +21,9 @@ from typing import TextIO
 import redis
 
 from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers
-from pynenc_redis_stack.cli.index_commands import AppImportError, import_app, load_config
+from pynenc_redis_stack.cli.index_commands import import_app, load_config
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import RedisStackError
+from pynenc_redis_stack.errors import AppImportError, RedisStackError
 from pynenc_redis_stack.importer import DEFAULT_BATCH_SIZE, KINDS, ImportReport, import_from_redis
 
 MAX_LISTED = 20

@@ -31,7 +31,7 @@ import redis
 from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, usage_handler
 from pynenc_redis_stack.client import get_client
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import RedisStackError
+from pynenc_redis_stack.errors import AppImportError, RedisStackError
 from pynenc_redis_stack.executor import DEFAULT_POLL_INTERVAL, Executor, LiveExecutor, PrintingExecutor
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import (
@@ -47,10 +47,6 @@ from pynenc_redis_stack.lifecycle import (
 from pynenc_redis_stack.schema import IndexSpec, load_schemas
 
 # -- configuration -------------------------------------------------------------------------
-
-
-class AppImportError(RedisStackError):
-    """``--app`` does not name an importable pynenc app."""
 
 
 def import_app(spec: str) -> Any:

@@ -29,11 +29,11 @@ from pynenc_redis_stack.cli.import_commands import (
     positive_int,
 )
 from pynenc_redis_stack.client import get_client
+from pynenc_redis_stack.errors import PruneRefusedError
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import (
     DEFAULT_BATCH_SIZE,
-    PruneRefusedError,
     PruneReport,
     check_cutoff,
     prune_invocations,
