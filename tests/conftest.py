@@ -71,8 +71,24 @@ def pytest_configure(config: pytest.Config) -> None:
     _server_pids.add(_server.status().pid or -1)
 
 
+def _kill_descendants() -> None:
+    """Kill every process the tests started, except the Redis server."""
+    leftovers = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in _server_pids and p.name() != "redis-server"
+    ]
+    for process in leftovers:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(leftovers, timeout=10)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     global _server, _data_dir
+    _kill_descendants()  # before the server goes, so no orphaned runner logs connection errors
     if _server is not None:
         _server.stop()
         _server = None
@@ -86,19 +102,8 @@ def _no_leftover_processes(request: pytest.FixtureRequest) -> Iterator[None]:
     """Kill runner processes a conformance test leaves behind (pynenc's SIGKILL tests orphan
     workers, which would keep polling and load the CPU for the tests after them)."""
     yield
-    if request.node.path.parent.name not in ("conformance", "pynenc03"):
-        return
-    leftovers = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.pid not in _server_pids and p.name() != "redis-server"
-    ]
-    for process in leftovers:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(leftovers, timeout=10)
+    if request.node.path.parent.name in ("conformance", "pynenc03"):
+        _kill_descendants()
 
 
 @pytest.fixture(scope="session")
