@@ -14,7 +14,6 @@ wait is over would, for example, point the alias at a half-built index.
 
 from __future__ import annotations
 
-import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -25,6 +24,7 @@ import redis
 
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.errors import BackfillError, DrainTimeoutError
+from pynenc_redis_stack.query import redis_cli_line
 
 _MISSING_INDEX_WORDINGS = ("unknown index name", "no such index", "not found")
 """Server wordings of 'no such index' across RediSearch 2.8, 2.10 and Redis 8."""
@@ -74,11 +74,12 @@ type Step = Send | AwaitBackfill | AwaitDrain
 def render(step: Step) -> str:
     """Return the line a dry run prints for ``step``.
 
-    Commands are shell-quoted (``shlex.join``): ``redis-cli`` accepts the quoting, and
-    ``shlex.split`` gives back the exact arguments. Waits are ``#`` comments.
+    Commands are quoted for ``redis-cli`` (:func:`~pynenc_redis_stack.query.redis_cli_line`);
+    :func:`~pynenc_redis_stack.query.split_redis_cli_line` gives back the exact arguments.
+    Waits are ``#`` comments.
     """
     if isinstance(step, Send):
-        return shlex.join(step.args)
+        return redis_cli_line(step.args)
     if isinstance(step, AwaitBackfill):
         return f"# wait until FT.INFO {step.index} shows indexing 0 and percent_indexed 1"
     return f"# wait until FT.INFO {step.index} shows cursor_stats index_total 0"

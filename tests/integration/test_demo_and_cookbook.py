@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import redis
 from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack.documents import to_micros
+from pynenc_redis_stack.query import split_redis_cli_line
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -81,8 +81,8 @@ def test_cookbook_command_answers(
 ) -> None:
     filled = re.sub(r"<([a-z-]+)>", lambda m: demo_state[m.group(1)], command)
     client = redis.Redis.from_url(redis_url, protocol=2, decode_responses=True)
-    # redis-cli splits arguments like a POSIX shell for these commands
-    reply = client.execute_command(*shlex.split(filled))
+    # split exactly as redis-cli splits an input line
+    reply = client.execute_command(*split_redis_cli_line(filled))
     flat = str(reply)
     assert reply, f"{title}: empty reply"
     if "children" in title:

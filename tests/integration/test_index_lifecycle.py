@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import multiprocessing
-import shlex
 import signal
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.executor import index_info, is_indexing, open_cursors, pairs
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import Action, IndexState, create_command, lock_key
+from pynenc_redis_stack.query import redis_cli_line, split_redis_cli_line
 from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas, schema_dir
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -157,7 +157,7 @@ def replay(client: redis.Redis, lines: list[str]) -> None:
     is honoured by polling FT.INFO."""
     for line in lines:
         if not line.startswith("#"):
-            run(client, *shlex.split(line))
+            run(client, *split_redis_cli_line(line))
             continue
         index = line.split()[4]
         if "cursor_stats" in line:
@@ -573,13 +573,13 @@ def test_dry_run_prints_exactly_what_migrate_sends(
     expected: list[str] = []
     for spec in v1:
         expected += [
-            shlex.join(create_command(namespace, spec)),
+            redis_cli_line(create_command(namespace, spec)),
             f"# wait until FT.INFO {ns}:idx:{spec.name}:v1 shows indexing 0 and percent_indexed 1",
             f"FT.ALIASADD {ns}:{spec.name} {ns}:idx:{spec.name}:v1",
         ]
     assert lines == expected
     assert lines[0].startswith(
-        f"FT.CREATE {ns}:idx:invocations:v1 ON JSON PREFIX 1 {ns}:invocation: SCHEMA '$.app_id'"
+        f"FT.CREATE {ns}:idx:invocations:v1 ON JSON PREFIX 1 {ns}:invocation: SCHEMA $.app_id AS app_id TAG CASESENSITIVE"
     )
     assert "dry run: 14 commands printed, nothing changed" in captured.err
     assert ours(redis_client, ns) == []
@@ -589,7 +589,9 @@ def test_dry_run_prints_exactly_what_migrate_sends(
         run(redis_client, "FT.DROPINDEX", name)
     report = index_migrate(conf)
     assert snapshot(redis_client, ns, v1) == replayed
-    assert [shlex.join(args) for args in report.sent] == [line for line in lines if not line.startswith("#")]
+    assert [redis_cli_line(args) for args in report.sent] == [
+        line for line in lines if not line.startswith("#")
+    ]
 
     # v1 -> v2 over documents: build beside, swap, drop the old one.
     write_invocations(redis_client, ns, "app", 2000, PARENTS)
@@ -598,15 +600,13 @@ def test_dry_run_prints_exactly_what_migrate_sends(
     lines = out.getvalue().splitlines()
     v2 = v2_specs()[0]
     assert lines == [
-        shlex.join(create_command(namespace, v2)),
+        redis_cli_line(create_command(namespace, v2)),
         f"# wait until FT.INFO {ns}:idx:invocations:v2 shows indexing 0 and percent_indexed 1",
         f"FT.ALIASUPDATE {ns}:invocations {ns}:idx:invocations:v2",
         f"# wait until FT.INFO {ns}:idx:invocations:v1 shows cursor_stats index_total 0",
         f"FT.DROPINDEX {ns}:idx:invocations:v1",
     ]
-    assert lines[0].endswith(
-        "'$.status_ts' AS status_ts NUMERIC SORTABLE '$.region' AS region TAG CASESENSITIVE"
-    )
+    assert lines[0].endswith("$.status_ts AS status_ts NUMERIC SORTABLE $.region AS region TAG CASESENSITIVE")
     assert plan.dry_run and plan.created == [f"{ns}:idx:invocations:v2"]
     assert index_info(redis_client, f"{ns}:invocations")["index_name"] == f"{ns}:idx:invocations:v1"  # type: ignore[index]
     replay(redis_client, lines)
@@ -616,7 +616,9 @@ def test_dry_run_prints_exactly_what_migrate_sends(
     assert [r.plan.action for r in back.results if r.plan.action is not Action.NONE] == [Action.MIGRATE]
     report = index_migrate(conf, specs=v2_specs())
     assert snapshot(redis_client, ns, v2_specs()) == replayed
-    assert [shlex.join(args) for args in report.sent] == [line for line in lines if not line.startswith("#")]
+    assert [redis_cli_line(args) for args in report.sent] == [
+        line for line in lines if not line.startswith("#")
+    ]
 
 
 # -- drop -------------------------------------------------------------------------------------

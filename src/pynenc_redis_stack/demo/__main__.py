@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pynenc.invocation.status import InvocationStatus
 
+from pynenc_redis_stack import query
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
 
@@ -100,11 +101,13 @@ def _run(children: int) -> int:
     for invocation_id, _status, status_time in failed:
         print(f"  {invocation_id}  failed at {status_time.isoformat()}")
 
-    print("\n# The same answers from redis-cli (see README 'redis-cli cookbook'), e.g.:")
-    print(
-        f'  FT.AGGREGATE pynenc:invocations "@app_id:{{$app}} @parent_invocation_id:{{$p}}" '
-        f"LOAD 1 @invocation_id PARAMS 4 app {app.app_id} p {parent.invocation_id} DIALECT 2"
+    print("\n# The children again, from redis-cli (more in the README's 'redis-cli cookbook'):")
+    children_request = query.Aggregate(
+        backend.namespace.alias(backend.schemas.invocations),
+        query.where(backend.schemas.invocations, app.app_id, parent_invocation_id=parent.invocation_id),
+        query.load_fields("invocation_id"),
     )
+    print(f"  {children_request.redis_cli()}")
     if not _uses_external_server():
         print("\nThe embedded Redis Stack keeps running: `./dev server stop` stops it.")
     ok = total == sum(i * i for i in range(children)) and len(child_ids) == children and entries
