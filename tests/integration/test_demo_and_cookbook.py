@@ -12,6 +12,7 @@ from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack.documents import to_micros
 from pynenc_redis_stack.query import split_redis_cli_line
+from tests.conftest import RedisCli
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -68,6 +69,12 @@ def demo_state(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict
         monkeypatch.undo()
 
 
+def _leaves(reply: object) -> list[str]:
+    if isinstance(reply, list):
+        return [leaf for item in reply for leaf in _leaves(item)]
+    return [str(reply)]
+
+
 def test_cookbook_lists_the_operator_questions() -> None:
     titles = [title for title, _ in cookbook_commands()]
     assert len(titles) >= 8
@@ -77,12 +84,16 @@ def test_cookbook_lists_the_operator_questions() -> None:
 
 @pytest.mark.parametrize(("title", "command"), cookbook_commands(), ids=[t for t, _ in cookbook_commands()])
 def test_cookbook_command_answers(
-    title: str, command: str, demo_state: dict[str, str], redis_url: str
+    title: str, command: str, demo_state: dict[str, str], redis_url: str, redis_cli: RedisCli
 ) -> None:
     filled = re.sub(r"<([a-z-]+)>", lambda m: demo_state[m.group(1)], command)
+    # As pasted into the real redis-cli...
+    pasted = redis_cli(filled)
+    # ...and the same arguments through redis-py, for structured checks.
     client = redis.Redis.from_url(redis_url, protocol=2, decode_responses=True)
-    # split exactly as redis-cli splits an input line
     reply = client.execute_command(*split_redis_cli_line(filled))
+    for leaf in _leaves(reply):
+        assert leaf in pasted, f"{title}: redis-cli answered differently ({leaf!r} missing)"
     flat = str(reply)
     assert reply, f"{title}: empty reply"
     if "children" in title:

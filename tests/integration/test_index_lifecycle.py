@@ -41,8 +41,9 @@ from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.executor import index_info, is_indexing, open_cursors, pairs
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import Action, IndexState, create_command, lock_key
-from pynenc_redis_stack.query import redis_cli_line, split_redis_cli_line
+from pynenc_redis_stack.query import redis_cli_line
 from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas, schema_dir
+from tests.conftest import RedisCli
 
 SPAWN = multiprocessing.get_context("spawn")
 TASK = TaskId("tests.lifecycle", "work")
@@ -152,12 +153,12 @@ def snapshot(client: redis.Redis, namespace: str, specs: Sequence[IndexSpec]) ->
 
 
 def replay(client: redis.Redis, lines: list[str]) -> None:
-    """Execute ``--dry-run`` output as an operator would paste it into redis-cli: each command
-    line is sent (shlex.split, since no redis-cli binary runs here), each ``# wait until`` line
-    is honoured by polling FT.INFO."""
+    """Execute ``--dry-run`` output as an operator pastes it: each command line through the
+    real redis-cli binary, each ``# wait until`` line honoured by polling FT.INFO."""
+    cli = RedisCli(_url_of(client))
     for line in lines:
         if not line.startswith("#"):
-            run(client, *split_redis_cli_line(line))
+            cli(line)
             continue
         index = line.split()[4]
         if "cursor_stats" in line:
@@ -166,6 +167,11 @@ def replay(client: redis.Redis, lines: list[str]) -> None:
             )
         else:
             poll(lambda index=index: not is_indexing(index_info(client, index) or {}), f"backfill of {index}")
+
+
+def _url_of(client: redis.Redis) -> str:
+    kwargs = client.get_connection_kwargs()
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 
 # -- status, migrate, idempotence ----------------------------------------------------------

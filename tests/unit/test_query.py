@@ -145,7 +145,20 @@ def test_load_paths_and_has_value() -> None:
     "args",
     [
         ["FT.INFO", "pynenc:invocations"],
-        ["X", "a b", 'q"uote', "it's", "back\\slash", "new\nline", "tab\tx", "\x00\x7f", "", "日本 ü", "$.a", "@f:{$p}"],
+        [
+            "X",
+            "a b",
+            'q"uote',
+            "it's",
+            "back\\slash",
+            "new\nline",
+            "tab\tx",
+            "\x00\x7f",
+            "",
+            "日本 ü",
+            "$.a",
+            "@f:{$p}",
+        ],
     ],
 )
 def test_redis_cli_lines_round_trip(args: list[str]) -> None:
