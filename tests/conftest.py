@@ -74,16 +74,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _kill_descendants() -> None:
     """Kill every process the tests started, except the Redis server."""
-    leftovers = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.pid not in _server_pids and p.name() != "redis-server"
-    ]
-    for process in leftovers:
+    leftovers = []
+    for process in psutil.Process().children(recursive=True):
         try:
+            if process.pid in _server_pids or process.name() == "redis-server":
+                continue
             process.kill()
+            leftovers.append(process)
         except psutil.NoSuchProcess:
-            pass
+            pass  # it ended on its own meanwhile
     psutil.wait_procs(leftovers, timeout=10)
 
 
