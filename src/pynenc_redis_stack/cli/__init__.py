@@ -1,8 +1,8 @@
 """
 Command line interface of pynenc-redis-stack (console script ``pynenc-redis-stack``).
 
-Shared pieces for the verb group modules: exit codes, the subparsers type and
-the handler of a group invoked without a verb.
+Shared pieces for the verb group modules: exit codes, the subparsers type, the handler of a
+group invoked without a verb, and the one place that turns errors into exit codes.
 """
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+
+import redis
+
+from pynenc_redis_stack.errors import AppImportError, RedisStackError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,5 +34,26 @@ def usage_handler(parser: argparse.ArgumentParser) -> Handler:
     def handler(_args: argparse.Namespace) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+
+    return handler
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> int:
+    """Print ``message`` on stderr; return ``code``."""
+    print(f"pynenc-redis-stack: {message}", file=sys.stderr)
+    return code
+
+
+def guarded(body: Handler) -> Handler:
+    """Report configuration, connection and server errors as one line and exit code 1
+    (2 for a bad ``--app``)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return body(args)
+        except AppImportError as exc:
+            return fail(str(exc), EXIT_USAGE)
+        except (RedisStackError, redis.RedisError, ValueError, OSError) as exc:
+            return fail(str(exc))
 
     return handler

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TextIO
 
 import redis
 
-from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers
+from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, fail, guarded
 from pynenc_redis_stack.cli.index_commands import import_app, load_config
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import AppImportError, RedisStackError
 from pynenc_redis_stack.importer import DEFAULT_BATCH_SIZE, KINDS, ImportReport, import_from_redis
 
 MAX_LISTED = 20
@@ -113,27 +112,6 @@ def app_id_from_args(args: argparse.Namespace) -> str:
     from pynenc.conf.config_pynenc import ConfigPynenc
 
     return str(ConfigPynenc(config_filepath=args.config_file).app_id)
-
-
-def fail(message: str, code: int = EXIT_FAILURE) -> int:
-    """Print ``message`` on stderr; return ``code``."""
-    print(f"pynenc-redis-stack: {message}", file=sys.stderr)
-    return code
-
-
-def guarded(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report configuration, connection and server errors as one line and exit code 1
-    (2 for a bad ``--app`` or a refused request)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return body(args)
-        except AppImportError as exc:
-            return fail(str(exc), EXIT_USAGE)
-        except (RedisStackError, redis.RedisError, ValueError, OSError) as exc:
-            return fail(str(exc))
-
-    return handler
 
 
 def source_client(conf: ConfigStateBackendRedisStack, source_url: str | None) -> tuple[redis.Redis, str]:

@@ -28,10 +28,10 @@ from typing import Any, TextIO
 
 import redis
 
-from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, usage_handler
+from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, fail, guarded, usage_handler
 from pynenc_redis_stack.client import get_client
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import AppImportError, RedisStackError
+from pynenc_redis_stack.errors import AppImportError
 from pynenc_redis_stack.executor import DEFAULT_POLL_INTERVAL, Executor, LiveExecutor, PrintingExecutor
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import (
@@ -413,11 +413,6 @@ def add_parser(subparsers: SubParsers) -> None:
     drop_parser.set_defaults(handler=_drop)
 
 
-def _fail(message: str, code: int = EXIT_FAILURE) -> int:
-    print(f"pynenc-redis-stack: {message}", file=sys.stderr)
-    return code
-
-
 def _conf(args: argparse.Namespace) -> ConfigStateBackendRedisStack:
     return load_config(url=args.url, app=args.app, config_file=args.config_file, namespace=args.namespace)
 
@@ -445,22 +440,7 @@ def _terminate_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _guarded(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report configuration, connection and lifecycle errors as one line and exit code 1
-    (2 for a bad ``--app``)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return body(args)
-        except AppImportError as exc:
-            return _fail(str(exc), EXIT_USAGE)
-        except (RedisStackError, redis.RedisError, ValueError, OSError) as exc:
-            return _fail(str(exc))
-
-    return handler
-
-
-@_guarded
+@guarded
 def _status(args: argparse.Namespace) -> int:
     statuses = index_status(_conf(args), specs=_args_specs(args))
     if args.json:
@@ -474,7 +454,7 @@ def _notice(message: str) -> None:
     print(f"pynenc-redis-stack: {message}", file=sys.stderr, flush=True)
 
 
-@_guarded
+@guarded
 def _migrate(args: argparse.Namespace) -> int:
     with _terminate_as_exit():
         report = index_migrate(
@@ -513,7 +493,7 @@ def _ask(delete_documents: bool, namespace: str) -> Callable[[dict[str, list[str
     return confirm
 
 
-@_guarded
+@guarded
 def _drop(args: argparse.Namespace) -> int:
     conf = _conf(args)
     namespace = str(conf.redis_stack_namespace)
@@ -535,7 +515,7 @@ def _drop(args: argparse.Namespace) -> int:
             out=sys.stdout,
         )
     if report.cancelled:
-        return _fail("cancelled; nothing was dropped")
+        return fail("cancelled; nothing was dropped")
     if not report.dropped:
         print("nothing to drop")
         return EXIT_OK

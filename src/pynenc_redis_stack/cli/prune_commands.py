@@ -18,14 +18,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack.cli import EXIT_OK, EXIT_USAGE, SubParsers
+from pynenc_redis_stack.cli import EXIT_OK, EXIT_USAGE, SubParsers, fail, guarded
 from pynenc_redis_stack.cli.import_commands import (
     ProgressBar,
     app_id_from_args,
     config_from_args,
     connection_options,
-    fail,
-    guarded,
     positive_int,
 )
 from pynenc_redis_stack.client import get_client

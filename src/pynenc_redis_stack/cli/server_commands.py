@@ -9,13 +9,13 @@ user cache dir).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pynenc_redis_stack.cli import (
     EXIT_FAILURE,
     EXIT_OK,
     SubParsers,
+    fail,
     usage_handler,
 )
 from pynenc_redis_stack.errors import EmbeddedServerError
@@ -85,21 +85,12 @@ def _stack(args: argparse.Namespace, persistent: bool = True) -> EmbeddedRedisSt
     return EmbeddedRedisStack(args.data_dir, persistent=persistent)
 
 
-def _fail(message: str) -> int:
-    """
-    :param message: Error to report on stderr.
-    :return: The runtime failure exit code.
-    """
-    print(f"pynenc-redis-stack: {message}", file=sys.stderr)
-    return EXIT_FAILURE
-
-
 def _start(args: argparse.Namespace) -> int:
     """Start the server; print its URL."""
     try:
         url = _stack(args, persistent=args.persist).start(port=args.port)
     except EmbeddedServerError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(url)
     return EXIT_OK
 
@@ -109,7 +100,7 @@ def _stop(args: argparse.Namespace) -> int:
     try:
         stopped = _stack(args).stop()
     except EmbeddedServerError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print("stopped" if stopped else "not running")
     return EXIT_OK
 
@@ -145,6 +136,6 @@ def _url(args: argparse.Namespace) -> int:
     """Print just the URL; exit 1 when the server is not running."""
     url = _stack(args).url()
     if url is None:
-        return _fail("server not running (start it with: pynenc-redis-stack server start)")
+        return fail("server not running (start it with: pynenc-redis-stack server start)")
     print(url)
     return EXIT_OK
