@@ -92,8 +92,11 @@ def test_cookbook_command_answers(
     # ...and the same arguments through redis-py, for structured checks.
     client = redis.Redis.from_url(redis_url, protocol=2, decode_responses=True)
     reply = client.execute_command(*split_redis_cli_line(filled))
-    for leaf in _leaves(reply):
-        assert leaf in pasted, f"{title}: redis-cli answered differently ({leaf!r} missing)"
+    if not command.startswith("FT.INFO"):  # FT.INFO counters move with every query
+        for leaf in _leaves(reply):
+            assert leaf in pasted, f"{title}: redis-cli answered differently ({leaf!r} missing)"
+    else:
+        assert "num_docs" in pasted and "hash_indexing_failures" in pasted
     flat = str(reply)
     assert reply, f"{title}: empty reply"
     if "children" in title:
