@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from hypothesis import settings
 
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
@@ -26,6 +27,12 @@ pytest_plugins = [
     "pynenc_tests.integration.combinations.conftest",
     "pynenc_tests.integration.orchestrator.conftest",
 ]
+
+# Property tests replay the same examples on every run, so CI is deterministic; explore new
+# ones with --hypothesis-profile=explore.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=500)
+settings.load_profile("repeatable")
 
 # pynenc 0.3.x runs only its conformance suites (tests/pynenc03, the distributed line with
 # pynenc-redis); pynenc 0.4.x runs everything else.
