@@ -7,9 +7,10 @@ filter on the client: the indexes declared in ``schemas/`` answer them.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
-from pynenc_redis_stack.search import fetch_all, iter_cursor, iter_seek
+from pynenc_redis_stack.search import fetch_all, iter_cursor, iter_seek, search_all
 
 if TYPE_CHECKING:
     from pynenc.app import AppInfo, Pynenc
@@ -41,7 +42,8 @@ if TYPE_CHECKING:
     from pynenc.workflow import WorkflowIdentity
 
 MAX_PAGE = 10_000
-"""Largest page a single aggregate may return (Redis Stack's ``MAXAGGREGATERESULTS``)."""
+"""Largest page a single query may return (Redis Stack's ``MAXSEARCHRESULTS`` and
+``MAXAGGREGATERESULTS``; a server with lower caps is detected and followed)."""
 
 _prepared: set[tuple[str, str]] = set()
 _prepared_lock = threading.Lock()
@@ -68,18 +70,6 @@ def _prepare(
             create_missing=conf.redis_stack_create_indexes,
         )
         _prepared.add(marker)
-
-
-def _rebatch[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Yield ``items`` in lists of ``size`` (the last may be shorter)."""
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -145,6 +135,24 @@ class RedisStackStateBackend(BaseStateBackend):
         )
         for row in fetch_all(self.client, request, self.page_size):
             yield InvocationId(row[id_field])
+
+    def _invocation_ids(self, **tags: str) -> Iterator[InvocationId]:
+        """Stream the ids of this app's invocations with exact ``tags`` (unordered).
+
+        One ``FT.SEARCH NOCONTENT`` whose keys carry the ids when the answer fits one reply
+        (no document is read); a cursor over the index otherwise.
+        """
+        spec = self.schemas.invocations
+        request = query.Search(
+            self._alias("invocations"),
+            query.where(spec, self.app.app_id, **tags),
+            limit=MAX_PAGE,
+            keys_only=True,
+        )
+        keys = search_all(self.client, request)
+        if keys is None:
+            return self._ids("invocations", "invocation_id", **tags)
+        return iter([InvocationId(invocation_id) for invocation_id in self.keys.invocation_ids_of(keys)])
 
     def _documents(
         self, spec_name: str, request_filter: query.Filter, *steps: str
@@ -229,15 +237,11 @@ class RedisStackStateBackend(BaseStateBackend):
 
     def get_child_invocations(self, parent_invocation_id: InvocationId) -> Iterator[InvocationId]:
         """Stream the ids of invocations whose parent is ``parent_invocation_id`` (unordered)."""
-        return self._ids(
-            "invocations",
-            "invocation_id",
-            parent_invocation_id=str(parent_invocation_id),
-        )
+        return self._invocation_ids(parent_invocation_id=str(parent_invocation_id))
 
     def get_invocations_by_parent_event(self, parent_event_id: str) -> Iterator[InvocationId]:
         """Stream the ids of invocations triggered by ``parent_event_id`` (unordered)."""
-        return self._ids("invocations", "invocation_id", parent_event_id=str(parent_event_id))
+        return self._invocation_ids(parent_event_id=str(parent_event_id))
 
     def get_invocation_ids_by_workflow(
         self, workflow_id: str | None = None, workflow_type_key: str | None = None
@@ -252,7 +256,7 @@ class RedisStackStateBackend(BaseStateBackend):
         if workflow_type_key:
             tags["workflow_type_key"] = str(workflow_type_key)
         if tags:
-            return self._ids("invocations", "invocation_id", **tags)
+            return self._invocation_ids(**tags)
         return self._workflow_members()
 
     def find_invocations(
@@ -388,27 +392,43 @@ class RedisStackStateBackend(BaseStateBackend):
         self._record(histories)
 
     def _history_pages(
-        self, request_filter: query.Filter, page_size: int
+        self, request_filter: query.Filter, bounds: tuple[int, int], page_size: int
     ) -> Iterator[list[InvocationHistory]]:
         request = query.Aggregate(self._alias("history"), request_filter)
-        for rows in iter_seek(self.client, request, ("ts", "seq"), page_size, tuple(query.LOAD_DOCUMENT)):
-            yield [docs.history_from_document(docs.loads(row["doc"])) for row in rows]
+        for page in iter_seek(self.client, request, ("ts", "seq"), bounds, page_size):
+            yield [docs.history_from_document(entry) for entry in page]
 
     def _get_history(self, invocation_id: InvocationId) -> list[InvocationHistory]:
-        """Return the history in timestamp order (arrival order on equal timestamps)."""
+        """Return the history in timestamp order (arrival order on equal timestamps).
+
+        One ``FT.SEARCH`` for the entries, sorted here; seek pages if there are more entries
+        than one reply holds.
+        """
         request_filter = query.where(self.schemas.history, self.app.app_id, invocation_id=str(invocation_id))
-        return [entry for page in self._history_pages(request_filter, self.page_size) for entry in page]
+        matches = search_all(
+            self.client, query.Search(self._alias("history"), request_filter, self.page_size)
+        )
+        if matches is None:
+            pages = self._history_pages(request_filter, (docs.MIN_MICROS, docs.MAX_MICROS), self.page_size)
+            return [entry for page in pages for entry in page]
+        matches.sort(key=lambda entry: (entry["ts"], entry["seq"]))
+        return [docs.history_from_document(entry) for entry in matches]
 
     def iter_history_in_timerange(
         self, start_time: datetime, end_time: datetime, batch_size: int = 100
     ) -> Iterator[list[InvocationHistory]]:
-        """Stream every entry with ``start_time <= timestamp <= end_time`` in timestamp order."""
+        """Stream every entry with ``start_time <= timestamp <= end_time`` in timestamp order.
+
+        Pages of ``max(batch_size, redis_stack_batch_size)`` entries are cut into batches of
+        ``batch_size``.
+        """
         _check_batch_size(batch_size)
-        request_filter = query.where(self.schemas.history, self.app.app_id).between(
-            "ts", docs.to_micros(start_time), docs.to_micros(end_time)
-        )
-        pages = self._history_pages(request_filter, min(batch_size, MAX_PAGE))
-        yield from _rebatch((entry for page in pages for entry in page), batch_size)
+        bounds = (docs.to_micros(start_time), docs.to_micros(end_time))
+        request_filter = query.where(self.schemas.history, self.app.app_id)
+        page_size = min(max(batch_size, self.page_size), MAX_PAGE)
+        pages = self._history_pages(request_filter, bounds, page_size)
+        for batch in itertools.batched((entry for page in pages for entry in page), batch_size):
+            yield list(batch)
 
     def iter_invocations_in_timerange(
         self, start_time: datetime, end_time: datetime, batch_size: int = 100
@@ -420,7 +440,8 @@ class RedisStackStateBackend(BaseStateBackend):
         )
         request = query.Aggregate(self._alias("history"), request_filter, query.group_by("invocation_id"))
         rows = fetch_all(self.client, request, min(batch_size, MAX_PAGE))
-        yield from _rebatch((InvocationId(row["invocation_id"]) for row in rows), batch_size)
+        for batch in itertools.batched((InvocationId(row["invocation_id"]) for row in rows), batch_size):
+            yield list(batch)
 
     # -- results and exceptions ----------------------------------------------------------
 

@@ -37,6 +37,13 @@ def encode_segment(value: str) -> str:
     return value.replace("%", "%25").replace(":", "%3A")
 
 
+def decode_segment(segment: str) -> str:
+    """Invert :func:`encode_segment` (every ``%`` in a segment starts one of its two escapes)."""
+    if "%" not in segment:
+        return segment
+    return segment.replace("%3A", ":").replace("%25", "%")
+
+
 class Namespace:
     """Names shared by every app of one deployment: index names, aliases, prefixes."""
 
@@ -78,6 +85,7 @@ class AppKeys:
         self.namespace = namespace
         self.app_id = app_id
         self._app_segment = encode_segment(app_id)
+        self._invocation_prefix = self._key(INVOCATION, "")
 
     def _key(self, entity: str, *ids: str) -> str:
         segments = [self.namespace.namespace, entity, self._app_segment]
@@ -86,6 +94,18 @@ class AppKeys:
 
     def invocation(self, invocation_id: str) -> str:
         return self._key(INVOCATION, invocation_id)
+
+    def invocation_ids_of(self, keys: list[str]) -> list[str]:
+        """Return the invocation ids of invocation document keys of this app.
+
+        :raises ValueError: If a key is not one.
+        """
+        prefix = self._invocation_prefix
+        start = len(prefix)
+        if not all(key.startswith(prefix) for key in keys):
+            stranger = next(key for key in keys if not key.startswith(prefix))
+            raise ValueError(f"{stranger!r} is not an invocation key of app {self.app_id!r}")
+        return [decode_segment(key[start:]) for key in keys]
 
     def history(self, invocation_id: str, entry_id: str) -> str:
         return self._key(HISTORY, invocation_id, entry_id)

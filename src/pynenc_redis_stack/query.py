@@ -260,6 +260,10 @@ class Filter:
                 names.append(self._param(tag_param(value)))
         return names
 
+    def copy(self) -> Filter:
+        """Return an independent copy (further clauses leave this filter unchanged)."""
+        return Filter(self.spec, list(self.clauses), dict(self.params), self.matches_nothing)
+
     def query_string(self) -> str:
         """Return the query string (``*`` when there is no clause)."""
         return " ".join(self.clauses) if self.clauses else "*"
@@ -297,9 +301,95 @@ class Aggregate:
         args.extend(("DIALECT", DIALECT))
         return args
 
+    def parametrized(self) -> Parametrized:
+        """Return the command split into fixed arguments and parameter values."""
+        return Parametrized.of(self.args(), self.filter)
+
     def redis_cli(self) -> str:
         """Return the command as a line to paste into ``redis-cli``."""
         return redis_cli_line(self.args())
+
+
+@dataclass(frozen=True)
+class Search:
+    """A complete ``FT.SEARCH`` request: the first ``limit`` matches and the total count.
+
+    Used where an answer usually fits one reply: ``FT.SEARCH`` reports the exact total
+    (``DIALECT 2``), so the caller knows whether the reply is the whole answer, and with
+    ``NOCONTENT`` it returns document keys without reading any document (``FT.AGGREGATE
+    LOAD`` reads each JSON document, which costs most of a lookup's server time).
+
+    :param index: The alias queried.
+    :param filter: The query clauses and their parameters.
+    :param limit: Matches returned at most (``LIMIT 0 <limit>``); above ``MAXSEARCHRESULTS``
+        the server refuses the request (it never truncates silently).
+    :param keys_only: ``NOCONTENT``: return keys, not documents.
+    """
+
+    index: str
+    filter: Filter
+    limit: int
+    keys_only: bool = False
+
+    def args(self) -> list[str]:
+        """Return the full command."""
+        args = ["FT.SEARCH", self.index, self.filter.query_string()]
+        if self.keys_only:
+            args.append("NOCONTENT")
+        args.extend(("LIMIT", "0", str(self.limit), "TIMEOUT", "0"))
+        args.extend(self.filter.params_args())
+        args.extend(("DIALECT", DIALECT))
+        return args
+
+    def parametrized(self) -> Parametrized:
+        """Return the command split into fixed arguments and parameter values (the limit is one)."""
+        return Parametrized.of(self.args(), self.filter, variable_limit=True)
+
+
+@dataclass(frozen=True)
+class Parametrized:
+    """A command split into what is fixed for a query's shape and what varies per call.
+
+    ``template`` holds the fixed arguments, with an ``int`` k where the k-th of ``values`` goes
+    (the ``PARAMS`` values, and optionally the ``LIMIT`` count). Requests of the same shape
+    share a template, which :func:`lua_call` turns into a server-side script once; each call
+    then sends only its values (see :mod:`pynenc_redis_stack.search`).
+    """
+
+    template: tuple[str | int, ...]
+    values: tuple[str, ...]
+
+    @classmethod
+    def of(cls, args: list[str], request_filter: Filter, variable_limit: bool = False) -> Parametrized:
+        template: list[str | int] = list(args)
+        values: list[str] = []
+        if variable_limit:
+            position = args.index("LIMIT") + 2
+            template[position] = len(values)
+            values.append(args[position])
+        if request_filter.params:
+            first = args.index("PARAMS") + 3  # PARAMS <count> <name> <value> <name> <value> ...
+            for position in range(first, first + 2 * len(request_filter.params), 2):
+                template[position] = len(values)
+                values.append(args[position])
+        return cls(tuple(template), tuple(values))
+
+
+def lua_literal(value: str) -> str:
+    """Return ``value`` as a Lua string literal: ASCII letters and digits as they are, every
+    other byte of its UTF-8 form as a three-digit decimal escape (exact for any input)."""
+    return (
+        '"' + "".join(chr(b) if chr(b).isalnum() and b < 128 else f"\\{b:03d}" for b in value.encode()) + '"'
+    )
+
+
+def lua_call(template: Sequence[str | int]) -> str:
+    """Return a Lua ``redis.call(...)`` expression of a :class:`Parametrized` template."""
+    return (
+        "redis.call("
+        + ", ".join(f"ARGV[{part + 1}]" if isinstance(part, int) else lua_literal(part) for part in template)
+        + ")"
+    )
 
 
 def where(spec: IndexSpec, app_id: str, **tags: str) -> Filter:
@@ -348,17 +438,13 @@ def group_by(*names: str) -> tuple[str, ...]:
 
 
 def sorted_top(primary: str, secondary: str, count: int) -> tuple[str, ...]:
-    """Return a ``SORTBY`` step ascending on two sortable fields, keeping the first ``count``."""
-    return (
-        "SORTBY",
-        "4",
-        f"@{primary}",
-        "ASC",
-        f"@{secondary}",
-        "ASC",
-        "MAX",
-        str(count),
-    )
+    """Return ``SORTBY`` + ``LIMIT`` steps ascending on two sortable fields, keeping the first ``count``.
+
+    ``LIMIT``, not ``SORTBY ... MAX``: the server silently lowers ``MAX`` to
+    ``MAXAGGREGATERESULTS``, which would end a page early unnoticed, while a ``LIMIT`` above
+    it is refused with an error naming the maximum (see :mod:`pynenc_redis_stack.search`).
+    """
+    return ("SORTBY", "4", f"@{primary}", "ASC", f"@{secondary}", "ASC", "LIMIT", "0", str(count))
 
 
 def contains(spec: IndexSpec, name: str, substring: str) -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -36,6 +36,42 @@ for i = 0, entries - 1 do
   end
 end
 return entries
+"""
+
+
+def prepared_read(call: str, reply: Literal["keys", "documents"]) -> str:
+    """Return the source of a read-only script running one query and replying with one JSON text.
+
+    Why: redis-py packs every argument and, without ``hiredis``, parses every reply element
+    in Python, and for lookups of a few ids those two costs exceed the query's own. A
+    prepared query (``call``, rendered by :func:`pynenc_redis_stack.query.lua_call`) is sent
+    once; each call sends only its values, and the reply is one string ``orjson`` parses in
+    C. Read only (``no-writes``), so it also runs on replicas; it adds no round trip. Never
+    used for cursors: Lua numbers are doubles and could round a cursor id.
+
+    :param reply: ``keys``: the query's reply as it is (``[total, key, ...]`` for
+        ``FT.SEARCH ... NOCONTENT``); ``documents``: ``[total, rows, document, ...]`` with each
+        row's last field (``$`` of ``FT.SEARCH``, ``LOAD $ AS doc`` of ``FT.AGGREGATE``)
+        embedded as JSON; ``rows`` counts rows, including any whose document vanished meanwhile.
+    """
+    if reply == "keys":
+        return f"#!lua flags=no-writes\nreturn cjson.encode({call})\n"
+    return f"""#!lua flags=no-writes
+local reply = {call}
+local out = {{tostring(reply[1]), '0'}}
+local rows = 0
+for i = 2, #reply do
+  local fields = reply[i]
+  if type(fields) == 'table' then
+    rows = rows + 1
+    local n = #fields
+    if n >= 2 and (fields[n - 1] == '$' or fields[n - 1] == 'doc') then
+      out[#out + 1] = fields[n]
+    end
+  end
+end
+out[2] = tostring(rows)
+return '[' .. table.concat(out, ',') .. ']'
 """
 
 

@@ -1,29 +1,88 @@
 """Runs :mod:`pynenc_redis_stack.query` requests and streams their rows.
 
-Two ways to get complete answers past ``MAXSEARCHRESULTS`` / ``MAXAGGREGATERESULTS``, both
-batch by batch without holding the whole answer:
+Answers are complete past ``MAXSEARCHRESULTS`` / ``MAXAGGREGATERESULTS``:
 
-- :func:`iter_cursor` for unordered answers: ``WITHCURSOR`` + ``FT.CURSOR READ`` (cursor reads
-  are not capped); the cursor is deleted if the caller stops early;
-- :func:`iter_seek` for answers ordered by ``(ts, seq)``: each page asks for the rows strictly
-  after the last row seen, so no offset ever grows.
+- :func:`search_all` answers in one ``FT.SEARCH`` when the reported total fits one reply
+  (the common case: children, workflows, one invocation's history), and otherwise returns
+  None so the caller streams instead;
+- :func:`iter_cursor` streams unordered answers: ``WITHCURSOR`` + ``FT.CURSOR READ`` (cursor
+  reads are not capped); the cursor is deleted if the caller stops early;
+- :func:`iter_seek` streams answers ordered by ``(ts, seq)``: each page asks for the rows
+  strictly after the last row seen, within a time window sized from the previous page, so
+  no offset ever grows and no page sorts more than about two pages of rows.
+
+Single-reply queries run as prepared server-side scripts (:func:`scripts.prepared_read`):
+the fixed part of a query is sent once, each call sends only its values and gets one JSON
+string back.
+A page larger than the server's result cap is refused by the server with the cap in the
+message; the cap is then remembered for the connection pool and the page retried at it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 import redis
+from redis.commands.core import Script
 
 from pynenc_redis_stack.client import run
-from pynenc_redis_stack.query import Aggregate, sorted_top
+from pynenc_redis_stack.documents import Document
+from pynenc_redis_stack.query import LOAD_DOCUMENT, Aggregate, Search, lua_call, sorted_top
+from pynenc_redis_stack.scripts import prepared_read
 
 if TYPE_CHECKING:
     from redis import Redis
 
 Row = dict[str, str]
+
+_PREPARED: dict[tuple[tuple[str | int, ...], str], Script] = {}
+_RESULT_CAPS: weakref.WeakKeyDictionary[redis.ConnectionPool, int] = weakref.WeakKeyDictionary()
+_CAP_MESSAGE = re.compile(r"LIMIT exceeds maximum of (\d+)")
+
+
+def run_prepared(client: Redis, request: Search | Aggregate, reply: Literal["keys", "documents"]) -> Any:
+    """Run ``request`` as a prepared script (see :func:`scripts.prepared_read`); return its reply."""
+    parametrized = request.parametrized()
+    script = _PREPARED.get((parametrized.template, reply))
+    if script is None:
+        source = prepared_read(lua_call(parametrized.template), reply)
+        script = _PREPARED[(parametrized.template, reply)] = client.register_script(source)
+    return orjson.loads(script(args=parametrized.values, client=client))
+
+
+def _capped[T](client: Redis, wanted: int, attempt: Callable[[int], T]) -> T:
+    """Run ``attempt(limit)``; if the server refuses the limit, learn its cap and retry once."""
+    limit = min(wanted, _RESULT_CAPS.get(client.connection_pool, wanted))
+    try:
+        return attempt(limit)
+    except redis.ResponseError as exc:
+        match = _CAP_MESSAGE.search(str(exc))
+        if match is None or not 0 < int(match.group(1)) < limit:
+            raise
+        _RESULT_CAPS[client.connection_pool] = int(match.group(1))
+        return attempt(int(match.group(1)))
+
+
+def search_all(client: Redis, request: Search) -> list[Any] | None:
+    """Return every match of ``request`` (keys, or documents), or None if there are more than
+    ``request.limit`` (or than the server's cap): stream them instead.
+    """
+    if request.filter.matches_nothing:
+        return []
+
+    def attempt(limit: int) -> list[Any] | None:
+        if request.keys_only:
+            total, *keys = run_prepared(client, replace(request, limit=limit), "keys")
+            return keys if len(keys) >= total else None
+        total, rows, *documents = run_prepared(client, replace(request, limit=limit), "documents")
+        return documents if rows >= total else None
+
+    return _capped(client, request.limit, attempt)
 
 
 def _rows(reply: list[Any]) -> list[Row]:
@@ -71,35 +130,51 @@ def iter_seek(
     client: Redis,
     request: Aggregate,
     order: tuple[str, str],
+    bounds: tuple[int, int],
     batch_size: int,
-    load: tuple[str, ...],
-) -> Iterator[list[Row]]:
-    """Yield every row of ``request`` ascending on the two sortable fields in ``order``.
+) -> Iterator[list[Document]]:
+    """Yield every document of ``request`` ascending on two integer sortable fields in ``order``.
 
-    :param order: ``(primary, secondary)``; together they must be unique per document.
-    :param load: ``LOAD`` step applied after sorting, so only returned rows are loaded.
+    Each page is the first ``batch_size`` rows after the last row seen and inside a window of
+    the primary field. The first window is all of ``bounds``; after a full page the next
+    window spans twice the primary range that page covered, so while the density holds a page
+    sorts about two pages of rows rather than everything left in ``bounds``. A window that
+    yields less than a page is exhausted, and the next page looks at all the rest.
+
+    :param order: ``(primary, secondary)``; together they must be unique per row.
+    :param bounds: Inclusive range of the primary field that ``request`` already selects.
     """
-    if request.filter.matches_nothing:
+    if request.filter.matches_nothing or bounds[0] > bounds[1]:
         return
     primary, secondary = order
+    low, high = bounds
+    window = (low, high)
     position: tuple[int, int] | None = None
     while True:
-        page_filter = replace(
-            request.filter,
-            clauses=list(request.filter.clauses),
-            params=dict(request.filter.params),
-        )
+        page_filter = request.filter.copy().between(primary, *window)
         if position is not None:
             page_filter.after(primary, secondary, position)
-        page = replace(
-            request,
-            filter=page_filter,
-            steps=(*request.steps, *sorted_top(primary, secondary, batch_size), *load),
-        )
-        rows = _rows(run(client, *page.args()))
-        if rows:
-            yield rows
-        if len(rows) < batch_size:
+
+        def attempt(limit: int, page_filter: Any = page_filter) -> tuple[int, int, list[Document]]:
+            page = replace(
+                request,
+                filter=page_filter,
+                steps=(*request.steps, *sorted_top(primary, secondary, limit), *LOAD_DOCUMENT),
+            )
+            _total, rows, *documents = run_prepared(client, page, "documents")
+            return limit, rows, documents
+
+        page_size, rows, documents = _capped(client, batch_size, attempt)
+        if documents:
+            yield documents
+        if rows >= page_size:
+            first, last = int(documents[0][primary]), int(documents[-1][primary])
+            position = (last, int(documents[-1][secondary]))
+            window = (last, min(high, last + 2 * max(1, last - first)))
+            continue
+        if window[1] >= high:
             return
-        last = rows[-1]
-        position = (int(last[primary]), int(last[secondary]))
+        # The window is exhausted; nothing is known of what lies beyond it, so the next page
+        # looks at all the rest, as the first one did.
+        position = None
+        window = (window[1] + 1, high)

@@ -288,8 +288,9 @@ def test_get_history_pages_across_equal_timestamps(
 
     assert [h.runner_context_id for h in history] == [f"rc-{n:02d}" for n in range(30)]
     assert {h.timestamp for h in history} == {moment}
-    # 7 + 7 + 7 + 7 + 2: five seek pages, so paging (not one big page) produced the answer.
-    assert after - before == 5
+    # 7 + 7 + 7 + 7 + 2: five seek pages, so paging (not one big page) produced the answer,
+    # then one empty page past the last window confirms nothing follows.
+    assert after - before == 6
 
 
 def test_get_history_seek_paging_with_mixed_timestamps(
