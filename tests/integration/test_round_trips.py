@@ -26,6 +26,7 @@ from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.runner.runner_context import RunnerContext
 
 from tests.conftest import unique_app_id
+from tests.integration.conftest import RoundTrips, commandstats, delta
 
 if TYPE_CHECKING:
     from pynenc_redis_stack.backend import RedisStackStateBackend
@@ -34,53 +35,6 @@ if TYPE_CHECKING:
 def add(x: int, y: int) -> int:
     """A task body; registered on each test's app."""
     return x + y
-
-
-def commandstats(client: redis.Redis) -> dict[str, int]:
-    """Return ``{command: calls}`` (lower-case names, ``info`` itself left out)."""
-    stats = client.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_").lower(): int(values["calls"])
-        for name, values in stats.items()
-        if name != "cmdstat_info"
-    }
-
-
-def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {
-        name: calls - before.get(name, 0) for name, calls in after.items() if calls != before.get(name, 0)
-    }
-
-
-class RoundTrips:
-    """Counts requests written by any redis-py connection while :meth:`counting` is active."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.active = False
-
-    @contextmanager
-    def counting(self) -> Iterator[None]:
-        self.count = 0
-        self.active = True
-        try:
-            yield
-        finally:
-            self.active = False
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
-    counter = RoundTrips()
-    original: Callable[..., None] = redis.connection.AbstractConnection.send_packed_command
-
-    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
-        if counter.active:
-            counter.count += 1
-        original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send_packed_command)
-    return counter
 
 
 class Measure:

@@ -1,0 +1,58 @@
+"""Fixtures shared by the integration tests: command and round-trip counting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+import redis.connection
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    """Return ``{command: calls}`` (lower-case names, ``info`` itself left out)."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_").lower(): int(values["calls"])
+        for name, values in stats.items()
+        if name != "cmdstat_info"
+    }
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {
+        name: calls - before.get(name, 0) for name, calls in after.items() if calls != before.get(name, 0)
+    }
+
+
+class RoundTrips:
+    """Counts requests written by any redis-py connection while :meth:`counting` is active."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.active = False
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        self.count = 0
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    counter = RoundTrips()
+    original: Callable[..., None] = redis.connection.AbstractConnection.send_packed_command
+
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        if counter.active:
+            counter.count += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send_packed_command)
+    return counter
