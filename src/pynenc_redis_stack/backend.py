@@ -30,7 +30,7 @@ from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
-from pynenc_redis_stack.search import fetch_all, iter_cursor, iter_seek, search_all
+from pynenc_redis_stack.search import PreparedSearch, fetch_all, iter_cursor, iter_seek
 
 if TYPE_CHECKING:
     from pynenc.app import AppInfo, Pynenc
@@ -88,6 +88,7 @@ class RedisStackStateBackend(BaseStateBackend):
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
         self._client: redis.Redis | None = None
+        self._prepared_searches: dict[tuple[str, ...], PreparedSearch] = {}
 
     @cached_property
     def conf(self) -> ConfigStateBackendRedisStack:
@@ -117,6 +118,12 @@ class RedisStackStateBackend(BaseStateBackend):
             self._client = client
         return self._client
 
+    @cached_property
+    def _history_search(self) -> PreparedSearch:
+        """An invocation's history entries, when they fit one page."""
+        request_filter = query.where(self.schemas.history, self.app.app_id, invocation_id="?")
+        return PreparedSearch(query.Search(self._alias("history"), request_filter, self.page_size))
+
     @property
     def page_size(self) -> int:
         return max(1, min(int(self.conf.redis_stack_batch_size), MAX_PAGE))
@@ -142,14 +149,14 @@ class RedisStackStateBackend(BaseStateBackend):
         One ``FT.SEARCH NOCONTENT`` whose keys carry the ids when the answer fits one reply
         (no document is read); a cursor over the index otherwise.
         """
-        spec = self.schemas.invocations
-        request = query.Search(
-            self._alias("invocations"),
-            query.where(spec, self.app.app_id, **tags),
-            limit=MAX_PAGE,
-            keys_only=True,
-        )
-        keys = search_all(self.client, request)
+        names = tuple(tags)
+        search = self._prepared_searches.get(names)
+        if search is None:
+            placeholders = dict.fromkeys(names, "?")
+            request_filter = query.where(self.schemas.invocations, self.app.app_id, **placeholders)
+            request = query.Search(self._alias("invocations"), request_filter, limit=MAX_PAGE, keys_only=True)
+            search = self._prepared_searches[names] = PreparedSearch(request)
+        keys = search(self.client, *tags.values())
         if keys is None:
             return self._ids("invocations", "invocation_id", **tags)
         return iter([InvocationId(invocation_id) for invocation_id in self.keys.invocation_ids_of(keys)])
@@ -404,11 +411,11 @@ class RedisStackStateBackend(BaseStateBackend):
         One ``FT.SEARCH`` for the entries, sorted here; seek pages if there are more entries
         than one reply holds.
         """
-        request_filter = query.where(self.schemas.history, self.app.app_id, invocation_id=str(invocation_id))
-        matches = search_all(
-            self.client, query.Search(self._alias("history"), request_filter, self.page_size)
-        )
+        matches = self._history_search(self.client, str(invocation_id))
         if matches is None:
+            request_filter = query.where(
+                self.schemas.history, self.app.app_id, invocation_id=str(invocation_id)
+            )
             pages = self._history_pages(request_filter, (docs.MIN_MICROS, docs.MAX_MICROS), self.page_size)
             return [entry for page in pages for entry in page]
         matches.sort(key=lambda entry: (entry["ts"], entry["seq"]))

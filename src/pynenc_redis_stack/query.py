@@ -178,6 +178,9 @@ class Filter:
     clauses: list[str] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     matches_nothing: bool = False
+    shape_params: frozenset[str] = frozenset()
+    """Parameters that belong to the query's shape (the app id), not to one call's values:
+    a prepared query keeps them (see :class:`Parametrized`)."""
 
     def _param(self, value: str) -> str:
         name = f"p{len(self.params)}"
@@ -262,7 +265,7 @@ class Filter:
 
     def copy(self) -> Filter:
         """Return an independent copy (further clauses leave this filter unchanged)."""
-        return Filter(self.spec, list(self.clauses), dict(self.params), self.matches_nothing)
+        return Filter(self.spec, list(self.clauses), dict(self.params), self.matches_nothing, self.shape_params)
 
     def query_string(self) -> str:
         """Return the query string (``*`` when there is no clause)."""
@@ -342,8 +345,8 @@ class Search:
         return args
 
     def parametrized(self) -> Parametrized:
-        """Return the command split into fixed arguments and parameter values (the limit is one)."""
-        return Parametrized.of(self.args(), self.filter, variable_limit=True)
+        """Return the command split into fixed arguments and parameter values."""
+        return Parametrized.of(self.args(), self.filter)
 
 
 @dataclass(frozen=True)
@@ -351,7 +354,7 @@ class Parametrized:
     """A command split into what is fixed for a query's shape and what varies per call.
 
     ``template`` holds the fixed arguments, with an ``int`` k where the k-th of ``values`` goes
-    (the ``PARAMS`` values, and optionally the ``LIMIT`` count). Requests of the same shape
+    (the ``PARAMS`` values, except the filter's ``shape_params``). Requests of the same shape
     share a template, which :func:`lua_call` turns into a server-side script once; each call
     then sends only its values (see :mod:`pynenc_redis_stack.search`).
     """
@@ -360,18 +363,15 @@ class Parametrized:
     values: tuple[str, ...]
 
     @classmethod
-    def of(cls, args: list[str], request_filter: Filter, variable_limit: bool = False) -> Parametrized:
+    def of(cls, args: list[str], request_filter: Filter) -> Parametrized:
         template: list[str | int] = list(args)
         values: list[str] = []
-        if variable_limit:
-            position = args.index("LIMIT") + 2
-            template[position] = len(values)
-            values.append(args[position])
         if request_filter.params:
-            first = args.index("PARAMS") + 3  # PARAMS <count> <name> <value> <name> <value> ...
+            first = args.index("PARAMS") + 2  # PARAMS <count> <name> <value> <name> <value> ...
             for position in range(first, first + 2 * len(request_filter.params), 2):
-                template[position] = len(values)
-                values.append(args[position])
+                if args[position] not in request_filter.shape_params:
+                    template[position + 1] = len(values)
+                    values.append(args[position + 1])
         return cls(tuple(template), tuple(values))
 
 
@@ -395,6 +395,7 @@ def lua_call(template: Sequence[str | int]) -> str:
 def where(spec: IndexSpec, app_id: str, **tags: str) -> Filter:
     """Start a filter scoped to one app, with exact tag matches on ``tags``."""
     result = Filter(spec).tag("app_id", app_id)
+    result.shape_params = frozenset(result.params)
     for name, value in tags.items():
         result.tag(name, value)
     return result

@@ -2,9 +2,9 @@
 
 Answers are complete past ``MAXSEARCHRESULTS`` / ``MAXAGGREGATERESULTS``:
 
-- :func:`search_all` answers in one ``FT.SEARCH`` when the reported total fits one reply
-  (the common case: children, workflows, one invocation's history), and otherwise returns
-  None so the caller streams instead;
+- :class:`PreparedSearch` answers in one ``FT.SEARCH`` when the reported total fits one
+  reply (the common case: children, workflows, one invocation's history), and otherwise
+  returns None so the caller streams instead;
 - :func:`iter_cursor` streams unordered answers: ``WITHCURSOR`` + ``FT.CURSOR READ`` (cursor
   reads are not capped); the cursor is deleted if the caller stops early;
 - :func:`iter_seek` streams answers ordered by ``(ts, seq)``: each page asks for the rows
@@ -32,7 +32,7 @@ from redis.commands.core import Script
 
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.documents import Document
-from pynenc_redis_stack.query import LOAD_DOCUMENT, Aggregate, Search, lua_call, sorted_top
+from pynenc_redis_stack.query import LOAD_DOCUMENT, Aggregate, Search, lua_call, sorted_top, tag_param
 from pynenc_redis_stack.scripts import prepared_read
 
 if TYPE_CHECKING:
@@ -45,14 +45,55 @@ _RESULT_CAPS: weakref.WeakKeyDictionary[redis.ConnectionPool, int] = weakref.Wea
 _CAP_MESSAGE = re.compile(r"LIMIT exceeds maximum of (\d+)")
 
 
+def _script(client: Redis, template: tuple[str | int, ...], reply: Literal["keys", "documents"]) -> Script:
+    script = _PREPARED.get((template, reply))
+    if script is None:
+        source = prepared_read(lua_call(template), reply)
+        script = _PREPARED[(template, reply)] = client.register_script(source)
+    return script
+
+
 def run_prepared(client: Redis, request: Search | Aggregate, reply: Literal["keys", "documents"]) -> Any:
     """Run ``request`` as a prepared script (see :func:`scripts.prepared_read`); return its reply."""
     parametrized = request.parametrized()
-    script = _PREPARED.get((parametrized.template, reply))
-    if script is None:
-        source = prepared_read(lua_call(parametrized.template), reply)
-        script = _PREPARED[(parametrized.template, reply)] = client.register_script(source)
-    return orjson.loads(script(args=parametrized.values, client=client))
+    return orjson.loads(
+        _script(client, parametrized.template, reply)(args=parametrized.values, client=client)
+    )
+
+
+class PreparedSearch:
+    """One ``FT.SEARCH`` shape whose only per-call values are tag values, ready to run.
+
+    Built once per backend and shape (rendering a request costs more than the round trip
+    that runs it); each call sends the tag values alone.
+
+    :param request: The request, its varying tag values given as any non-empty strings.
+    """
+
+    def __init__(self, request: Search) -> None:
+        self.request = request
+        self.reply: Literal["keys", "documents"] = "keys" if request.keys_only else "documents"
+        self.template = request.parametrized().template
+
+    def __call__(self, client: Redis, *tag_values: str) -> list[Any] | None:
+        """Return every match for ``tag_values`` (keys or documents), or None if they do not
+        fit one reply (stream them instead)."""
+        if "" in tag_values:
+            return []  # empty strings are never indexed: nothing can match
+        values = [tag_param(value) for value in tag_values]
+        try:
+            reply = orjson.loads(_script(client, self.template, self.reply)(args=values, client=client))
+        except redis.ResponseError as exc:
+            match = _CAP_MESSAGE.search(str(exc))
+            if match is None:
+                raise
+            # The server's MAXSEARCHRESULTS is below our limit: ask for that many from now on.
+            self.request = replace(self.request, limit=int(match.group(1)))
+            self.template = self.request.parametrized().template
+            return None
+        if self.reply == "keys":
+            return reply[1:] if len(reply) - 1 >= reply[0] else None
+        return reply[2:] if reply[1] >= reply[0] else None
 
 
 def _capped[T](client: Redis, wanted: int, attempt: Callable[[int], T]) -> T:
@@ -66,23 +107,6 @@ def _capped[T](client: Redis, wanted: int, attempt: Callable[[int], T]) -> T:
             raise
         _RESULT_CAPS[client.connection_pool] = int(match.group(1))
         return attempt(int(match.group(1)))
-
-
-def search_all(client: Redis, request: Search) -> list[Any] | None:
-    """Return every match of ``request`` (keys, or documents), or None if there are more than
-    ``request.limit`` (or than the server's cap): stream them instead.
-    """
-    if request.filter.matches_nothing:
-        return []
-
-    def attempt(limit: int) -> list[Any] | None:
-        if request.keys_only:
-            total, *keys = run_prepared(client, replace(request, limit=limit), "keys")
-            return keys if len(keys) >= total else None
-        total, rows, *documents = run_prepared(client, replace(request, limit=limit), "documents")
-        return documents if rows >= total else None
-
-    return _capped(client, request.limit, attempt)
 
 
 def _rows(reply: list[Any]) -> list[Row]:
