@@ -6,14 +6,14 @@ so a value RediSearch would refuse is rejected before it is written) or back.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from pynenc.identifiers.call_id import CallId
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.identifiers.task_id import TaskId
-from pynenc.invocation.status import InvocationStatusRecord
+from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.runner.runner_context import RunnerContext
@@ -143,24 +143,54 @@ def _inv_id(value: str | None) -> InvocationId | None:
 
 
 def history_document(app_id: str, history: InvocationHistory) -> Document:
-    """Return a history entry document; ``seq`` is added by the server-side write."""
+    """Return a history entry document; ``seq`` is added by the server-side write.
+
+    Flat, and without the values it would repeat (the record's status is ``status``) or that
+    are absent (no ``null`` fields): every history query loads whole entries, and RedisJSON
+    serialises a flat document of scalars in half the time of the nested form, in 30 % less
+    memory (docs/performance.md). ``record_ts`` is the status record's own time, which may
+    differ from the entry's ``ts``; ``record_utc_offset`` (microseconds) keeps its time zone
+    when that is not UTC.
+    """
     record = history.status_record
-    return {
+    document: Document = {
         "app_id": app_id,
         "invocation_id": history.invocation_id,
         "ts": to_micros(history.timestamp),
         "status": record.status.value,
         "runner_context_id": history.runner_context_id,
-        "registered_by_inv_id": history.registered_by_inv_id,
-        "status_record": record.to_json(),
+        "record_ts": to_micros(record.timestamp),
     }
+    offset = record.timestamp.utcoffset()
+    if offset:
+        document["record_utc_offset"] = offset // _MICROSECOND
+    if record.runner_id is not None:
+        document["runner_id"] = record.runner_id
+    if history.registered_by_inv_id is not None:
+        document["registered_by_inv_id"] = history.registered_by_inv_id
+    return document
 
 
 def history_from_document(doc: Document) -> InvocationHistory:
-    """Rebuild an :class:`InvocationHistory` with its exact timestamp."""
+    """Rebuild an :class:`InvocationHistory` with its exact timestamps.
+
+    Reads the flat layout of :func:`history_document` and the nested ``status_record`` one
+    that versions before 0.2 wrote.
+    """
+    if "status_record" in doc:
+        record = InvocationStatusRecord.from_json(doc["status_record"])
+    else:
+        record_time = from_micros(doc["record_ts"])
+        if "record_utc_offset" in doc:
+            record_time = record_time.astimezone(timezone(doc["record_utc_offset"] * _MICROSECOND))
+        record = InvocationStatusRecord(
+            status=InvocationStatus(doc["status"]),
+            runner_id=doc.get("runner_id"),
+            timestamp=record_time,
+        )
     history = InvocationHistory(
         invocation_id=InvocationId(doc["invocation_id"]),
-        status_record=InvocationStatusRecord.from_json(doc["status_record"]),
+        status_record=record,
         runner_context_id=doc["runner_context_id"],
         registered_by_inv_id=doc.get("registered_by_inv_id"),
     )
