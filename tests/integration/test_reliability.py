@@ -47,10 +47,10 @@ from tests.conftest import unique_app_id
 
 pytestmark = pytest.mark.faults
 
-STALL_SECONDS = 0.8
+STALL_SECONDS = 1.0
 SOCKET_TIMEOUT = 0.5
-"""A stalled command times out (0.5 s) while the server sleeps (0.8 s); a retry sent then
-finds the server awake before its own timeout."""
+"""A command sent to the stalled server times out (0.5 s) while the server sleeps (1 s); a
+retry sent right then gets its answer before its own timeout (the server wakes first)."""
 
 ROWS = 300
 BATCH = 100
@@ -96,9 +96,11 @@ def faults() -> Iterator[FaultServer]:
 def stall(faults: FaultServer, seconds: float = STALL_SECONDS) -> threading.Thread:
     """Block the server for ``seconds`` (``DEBUG SLEEP`` on its own connection); return once it
     is blocked, i.e. once a PING on a third connection gets no answer within 50 ms."""
-    sleeper = threading.Thread(
-        target=lambda: faults.admin().execute_command("DEBUG", "SLEEP", str(seconds)), daemon=True
-    )
+    def sleep() -> None:
+        with faults.admin() as client:
+            client.execute_command("DEBUG", "SLEEP", str(seconds))
+
+    sleeper = threading.Thread(target=sleep, daemon=True)
     sleeper.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
