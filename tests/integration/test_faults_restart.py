@@ -130,6 +130,16 @@ def _kill_and_restart(server: EmbeddedRedisStack, url: str) -> None:
     assert server.start(port=_port(url)) == url
 
 
+def _write(writer: Writer, count: int = 5) -> Writer:
+    """Run ``writer`` until it has ``count`` acknowledged writes."""
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acknowledged) >= count, f"{count} acknowledged writes")
+    finally:
+        writer.stop()
+    return writer
+
+
 def _children(backend: RedisStackStateBackend) -> set[str]:
     return {str(i) for i in backend.get_child_invocations(PARENT)}
 
@@ -167,10 +177,7 @@ def test_restart_without_persistence_recreates_the_indexes_and_reports_the_loss(
     server = EmbeddedRedisStack(data_dir, persistent=False)
     url = _start(server, request)
     backend = _backend(url, request)
-    writer = Writer(backend)
-    writer.start()
-    wait_for(lambda: len(writer.acknowledged) >= 5, "writes before the kill")
-    writer.stop()
+    _write(Writer(backend))
     _kill_and_restart(server, url)
 
     with caplog.at_level(logging.WARNING, logger="pynenc_redis_stack"):
@@ -179,9 +186,6 @@ def test_restart_without_persistence_recreates_the_indexes_and_reports_the_loss(
     assert children == set()  # everything was lost with the server's memory ...
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "were missing" in warnings[0] and "may be lost" in warnings[0]
-    writer = Writer(backend)  # ... and the backend works again, with its indexes
-    writer.start()
-    wait_for(lambda: len(writer.acknowledged) >= 5, "writes after the restart")
-    writer.stop()
+    writer = _write(Writer(backend))  # ... and the backend works again, with its indexes
     assert _children(backend) >= set(writer.acknowledged)
 

@@ -374,7 +374,7 @@ def test_a_unix_socket_url_works(request: pytest.FixtureRequest, faults: FaultSe
     ids = _store(backend, 5)
 
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == ids
-    assert type(backend.client.connection_pool.get_connection()).__name__ == "UnixDomainSocketConnection"
+    assert backend.client.connection_pool.connection_class is redis.UnixDomainSocketConnection
 
 
 def test_max_connection_attempts_bounds_the_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
