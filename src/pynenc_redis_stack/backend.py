@@ -8,6 +8,7 @@ filter on the client: the indexes declared in ``schemas/`` answer them.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import redis
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.identifiers.task_id import TaskId
 from pynenc.invocation.status import InvocationStatus
@@ -23,14 +23,14 @@ from pynenc.state_backend.base_state_backend import BaseStateBackend, Invocation
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
-from pynenc_redis_stack.client import connection_url, get_client, run
+from pynenc_redis_stack.client import Client, connection_url, get_client, run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
-from pynenc_redis_stack.search import PreparedSearch, fetch_all, iter_cursor, iter_seek
+from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_cursor, iter_seek
 
 if TYPE_CHECKING:
     from pynenc.app import AppInfo, Pynenc
@@ -45,17 +45,25 @@ MAX_PAGE = 10_000
 """Largest page a single query may return (Redis Stack's ``MAXSEARCHRESULTS`` and
 ``MAXAGGREGATERESULTS``; a server with lower caps is detected and followed)."""
 
+logger = logging.getLogger(__name__)
+
 _prepared: set[tuple[str, str]] = set()
 _prepared_lock = threading.Lock()
 
 
 def _prepare(
-    client: redis.Redis,
+    client: Client,
     conf: ConfigStateBackendRedisStack,
     namespace: Namespace,
     schemas: Schemas,
 ) -> None:
-    """Check the indexes once per process and server."""
+    """Check the indexes once per process and server; later, heal them if they vanish.
+
+    Checking on every call would cost a round trip each; instead a query that finds its index
+    missing (``FLUSHALL``/``FLUSHDB``, a server restarted without persistence, a manual drop)
+    has :func:`_heal_indexes` recreate them, then is sent again once.
+    """
+    client.on_missing_index = lambda: _heal_indexes(client, conf, namespace, schemas)
     marker = (
         f"{connection_url(conf)}|{conf.redis_host}|{conf.redis_port}",
         namespace.namespace,
@@ -70,6 +78,34 @@ def _prepare(
             create_missing=conf.redis_stack_create_indexes,
         )
         _prepared.add(marker)
+
+
+def _heal_indexes(
+    client: Client,
+    conf: ConfigStateBackendRedisStack,
+    namespace: Namespace,
+    schemas: Schemas,
+) -> None:
+    """Recreate missing indexes from ``schemas/`` (a query just found one missing).
+
+    :raises IndexDefinitionMismatchError: If ``redis_stack_create_indexes`` is false (the
+        message names ``pynenc-redis-stack index migrate``), or an index differs from its file.
+    """
+    with _prepared_lock:  # one healer per process; others wait, then find the indexes there
+        created = ensure_indexes(
+            client,
+            namespace,
+            schemas.all(),
+            create_missing=conf.redis_stack_create_indexes,
+        )
+    if created:
+        logger.warning(
+            "RediSearch indexes %s were missing on %s and were recreated from schemas/. The "
+            "database was flushed, the server restarted without persistence, or the indexes were "
+            "dropped: state written before that may be lost.",
+            ", ".join(created),
+            namespace.namespace,
+        )
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -87,7 +123,7 @@ class RedisStackStateBackend(BaseStateBackend):
 
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
-        self._client: redis.Redis | None = None
+        self._client: Client | None = None
         self._prepared_searches: dict[tuple[str, ...], PreparedSearch] = {}
 
     @cached_property
@@ -110,7 +146,7 @@ class RedisStackStateBackend(BaseStateBackend):
         return load_schemas()
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Client:
         """The Redis client; the first access checks the server and the indexes."""
         if self._client is None:
             client = get_client(self.conf)
@@ -558,7 +594,7 @@ class RedisStackStateBackend(BaseStateBackend):
             tuple(query.LOAD_DOCUMENT),
         )
         infos = {}
-        for row in fetch_all(client, request):
+        for row in fetch_complete(client, request):
             info = docs.app_info_from_document(docs.loads(row["doc"]))
             infos[info.app_id] = info
         return infos

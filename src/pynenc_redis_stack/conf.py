@@ -34,13 +34,16 @@ class ConfigRedisStack(ConfigPynencBase):
     :cvar ConfigField[float] socket_connect_timeout:
         Seconds to wait for a connection before failing.
     :cvar ConfigField[int] health_check_interval:
-        Seconds between health checks of an idle connection.
+        Seconds a pooled connection may idle before it is PINGed on its next use (with
+        ``redis_pool_health_check_interval``, the shorter positive one applies; 0 turns it off).
     :cvar ConfigField[int] max_connection_attempts:
-        Connection retries before an error is raised.
+        Attempts in all (with exponential backoff, 0.1 s doubling up to 2 s) for a command
+        that is safe to send again after a timeout or a lost connection. Cursor reads are never
+        sent again (see :mod:`pynenc_redis_stack.client`).
     :cvar ConfigField[int] redis_pool_max_connections:
         Maximum connections in the pool. Defaults to 100.
     :cvar ConfigField[float] redis_pool_health_check_interval:
-        Seconds between health checks of pooled connections.
+        Same as ``health_check_interval`` (pynenc-redis's name for its pool); the shorter wins.
     """
 
     redis_url = ConfigField("")

@@ -8,6 +8,8 @@ Hierarchy::
     ├── IndexDefinitionMismatchError  a live index differs from its schema file
     ├── InvalidDocumentError      a value would silently drop a document from an index
     ├── QueryError                a query could not be built or its answer would be incomplete
+    ├── CursorReadError           a streamed answer was cut by a connection failure
+    ├── ServerOutOfMemoryError    the server refused a write: maxmemory reached (noeviction)
     ├── LifecycleError            index migrate/drop could not complete
     │   ├── BackfillError, DrainTimeoutError, LockTimeoutError, LockLostError
     ├── PruneRefusedError         a retention cutoff would delete everything
@@ -40,6 +42,18 @@ class InvalidDocumentError(RedisStackError, ValueError):
 
 class QueryError(RedisStackError, ValueError):
     """A query was given an unknown field or a value it cannot express."""
+
+
+class CursorReadError(RedisStackError):
+    """A connection failure interrupted a streamed answer after some rows were returned.
+
+    The cursor read is not retried: the server may have consumed that batch already, and a
+    retry would return the next one, silently skipping rows.
+    """
+
+
+class ServerOutOfMemoryError(RedisStackError):
+    """The server refused a write because it reached ``maxmemory`` (policy ``noeviction``)."""
 
 
 class EmbeddedServerError(RedisStackError):

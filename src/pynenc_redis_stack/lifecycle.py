@@ -872,7 +872,7 @@ def ensure_indexes(
     create_missing: bool,
     *,
     backfill_timeout: float = 300.0,
-) -> None:
+) -> list[str]:
     """Make sure every index exists and matches its spec (the backend calls this on first use).
 
     A missing index is created with the same plan and executor as ``index migrate`` (no lock,
@@ -881,6 +881,7 @@ def ensure_indexes(
 
     :param create_missing: Create missing indexes; when False a missing one is an error.
     :param backfill_timeout: Seconds to wait for a backfill.
+    :return: The physical indexes this call created (empty when all were there).
     :raises IndexDefinitionMismatchError: If an index is missing (and may not be created),
         outdated, drifted or still backfilling at the deadline; the backend never queries
         such an index as if it were right.
@@ -910,3 +911,4 @@ def ensure_indexes(
             "index migrate` to create or migrate them (zero downtime; documents are kept). "
             "Missing indexes are also created on first use when redis_stack_create_indexes is true."
         )
+    return executor.created

@@ -33,7 +33,7 @@ from pynenc_redis_stack.errors import PruneRefusedError, RedisStackError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.schema import Schemas
 from pynenc_redis_stack.scripts import Script
-from pynenc_redis_stack.search import Row, fetch_all, iter_cursor
+from pynenc_redis_stack.search import Row, fetch_complete, iter_cursor
 
 DEFAULT_BATCH_SIZE = 500
 """Invocations per batch (each id is one query parameter of the dependents' lookups)."""
@@ -196,10 +196,11 @@ class _Pruner:
 
     # -- queries --------------------------------------------------------------------------
 
-    def _rows(self, spec_name: str, request_filter: query.Filter, *steps: str) -> Iterator[Row]:
+    def _rows(self, spec_name: str, request_filter: query.Filter, *steps: str) -> list[Row]:
+        """Every row of the lookup: prune only ever acts on whole answers."""
         spec = getattr(self.schemas, spec_name)
         request = query.Aggregate(self.namespace.alias(spec), request_filter, steps)
-        return fetch_all(self.client, request, self.batch_size)
+        return fetch_complete(self.client, request, self.batch_size)
 
     def _old_filter(self) -> query.Filter:
         return query.where(self.schemas.invocations, self.app_id).before("status_ts", self.cutoff_us)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import redis
 
-from pynenc_redis_stack.client import run
+from pynenc_redis_stack.client import raise_server_error, register_repeatable_script, run
 from pynenc_redis_stack.documents import Document, dumps
 
 RECORD_HISTORY = """
@@ -15,7 +15,20 @@ RECORD_HISTORY = """
 -- ARGV per entry: entry document, ts (epoch us, decimal string), status as JSON, stub document.
 -- Each entry gets the next seq (ties on ts are ordered by arrival). The invocation's status
 -- moves only forward in time: the latest ts wins however writers race or arrive late.
+-- A batch whose entry keys all exist already ran (this is a re-send after a lost reply; the
+-- backend's entry keys are new random ids): it changes nothing, so no entry gets a second seq.
+-- (The importer rewrites existing entries on purpose, but only in batches where one is missing.)
 local entries = (#KEYS - 1) / 2
+local applied = entries > 0
+for i = 0, entries - 1 do
+  if redis.call('EXISTS', KEYS[3 + 2 * i]) == 0 then
+    applied = false
+    break
+  end
+end
+if applied then
+  return 0
+end
 for i = 0, entries - 1 do
   local invocation_key = KEYS[2 + 2 * i]
   local entry_key = KEYS[3 + 2 * i]
@@ -79,11 +92,16 @@ class Script:
     """A Lua script sent with ``EVALSHA``, loaded on demand.
 
     Unlike redis-py's ``Script`` on a pipeline, this adds no ``SCRIPT EXISTS`` round trip.
+
+    :param repeatable: Running it twice with the same keys and arguments changes nothing, so
+        the client may send it again when the reply was lost (see :mod:`pynenc_redis_stack.client`).
     """
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, repeatable: bool = False) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        if repeatable:
+            register_repeatable_script(self.sha)
 
     def command(self, keys: list[str], args: list[str]) -> list[Any]:
         """Return the ``EVALSHA`` command for ``keys`` and ``args``."""
@@ -112,6 +130,8 @@ class Script:
 
 def _raise_first_error(replies: list[Any]) -> None:
     for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise_server_error(reply)
         if isinstance(reply, Exception):
             raise reply
 
@@ -119,7 +139,7 @@ def _raise_first_error(replies: list[Any]) -> None:
 class HistoryBatch:
     """The keys and arguments of one :data:`RECORD_HISTORY` call, entry by entry."""
 
-    script = Script(RECORD_HISTORY)
+    script = Script(RECORD_HISTORY, repeatable=True)
 
     def __init__(self, seq_key: str) -> None:
         self.keys = [seq_key]

@@ -6,7 +6,9 @@ Answers are complete past ``MAXSEARCHRESULTS`` / ``MAXAGGREGATERESULTS``:
   reply (the common case: children, workflows, one invocation's history), and otherwise
   returns None so the caller streams instead;
 - :func:`iter_cursor` streams unordered answers: ``WITHCURSOR`` + ``FT.CURSOR READ`` (cursor
-  reads are not capped); the cursor is deleted if the caller stops early;
+  reads are not capped); the cursor is deleted if the caller stops early; a cursor read is
+  never retried (a retried read skips a batch): it fails loudly, and :func:`fetch_complete`
+  restarts the whole query for callers that need a whole answer;
 - :func:`iter_seek` streams answers ordered by ``(ts, seq)``: each page asks for the rows
   strictly after the last row seen, within a time window sized from the previous page, so
   no offset ever grows and no page sorts more than about two pages of rows.
@@ -20,6 +22,7 @@ message; the cap is then remembered for the connection pool and the page retried
 
 from __future__ import annotations
 
+import copy
 import re
 import weakref
 from collections.abc import Callable, Iterator
@@ -30,8 +33,9 @@ import orjson
 import redis
 from redis.commands.core import Script
 
-from pynenc_redis_stack.client import run
+from pynenc_redis_stack.client import command_retry, no_cleanup, register_query_script, run
 from pynenc_redis_stack.documents import Document
+from pynenc_redis_stack.errors import CursorReadError
 from pynenc_redis_stack.query import LOAD_DOCUMENT, Aggregate, Search, lua_call, sorted_top, tag_param
 from pynenc_redis_stack.scripts import prepared_read
 
@@ -50,6 +54,7 @@ def _script(client: Redis, template: tuple[str | int, ...], reply: Literal["keys
     if script is None:
         source = prepared_read(lua_call(template), reply)
         script = _PREPARED[(template, reply)] = client.register_script(source)
+        register_query_script(script.sha)
     return script
 
 
@@ -115,10 +120,22 @@ def _rows(reply: list[Any]) -> list[Row]:
 
 
 def iter_cursor(client: Redis, request: Aggregate, batch_size: int) -> Iterator[list[Row]]:
-    """Yield every row of ``request`` in batches of at most ``batch_size``."""
+    """Yield every row of ``request`` in batches of at most ``batch_size``.
+
+    A cursor read is never sent twice: after a timeout the server may have consumed that
+    batch already, and the next read would return the one after it. The first request (no
+    row handed out yet) is sent again with the client's backoff, up to
+    ``max_connection_attempts`` in all; a failed cursor read ends the stream with an error.
+
+    :raises CursorReadError: If the connection fails while reading a later batch.
+    """
     if request.filter.matches_nothing:
         return
-    reply, cursor_id = run(client, *request.args(cursor_count=batch_size))
+    # Restarting before the first batch is safe; an abandoned cursor the server may have
+    # opened expires after its idle time.
+    reply, cursor_id = command_retry(client).call_with_retry(
+        lambda: run(client, *request.args(cursor_count=batch_size)), no_cleanup
+    )
     try:
         while True:
             rows = _rows(reply)
@@ -126,18 +143,27 @@ def iter_cursor(client: Redis, request: Aggregate, batch_size: int) -> Iterator[
                 yield rows
             if not cursor_id:
                 return
-            reply, cursor_id = run(
-                client,
-                "FT.CURSOR",
-                "READ",
-                request.index,
-                cursor_id,
-                "COUNT",
-                str(batch_size),
-            )
+            try:
+                reply, cursor_id = run(
+                    client,
+                    "FT.CURSOR",
+                    "READ",
+                    request.index,
+                    cursor_id,
+                    "COUNT",
+                    str(batch_size),
+                )
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                raise CursorReadError(
+                    f"the connection failed while streaming FT.AGGREGATE on {request.index} ({error}); "
+                    "the rows returned so far are not the whole answer. The batch was not read again "
+                    "because the server may have consumed it already (a retry would silently skip "
+                    "rows). Run the lookup again."
+                ) from error
     finally:
         if cursor_id:
-            # The caller stopped early: free the server-side cursor (128 per index at most).
+            # The caller stopped early or a read failed: free the server-side cursor (128 per
+            # index at most).
             try:
                 run(client, "FT.CURSOR", "DEL", request.index, cursor_id)
             except redis.RedisError:
@@ -145,9 +171,26 @@ def iter_cursor(client: Redis, request: Aggregate, batch_size: int) -> Iterator[
 
 
 def fetch_all(client: Redis, request: Aggregate, batch_size: int = 1000) -> Iterator[Row]:
-    """Yield every row of ``request`` one at a time."""
+    """Yield every row of ``request`` one at a time (see :func:`iter_cursor` on failures)."""
     for batch in iter_cursor(client, request, batch_size):
         yield from batch
+
+
+def fetch_complete(client: Redis, request: Aggregate, batch_size: int = 1000) -> list[Row]:
+    """Return every row of ``request``, for callers that act only on a whole answer.
+
+    Nothing is handed out before the last batch arrived, so when a cursor read fails the
+    whole query starts again (with the client's backoff, up to ``max_connection_attempts``
+    in all) instead of failing.
+
+    :raises CursorReadError: If every attempt was interrupted.
+    """
+    restart = copy.deepcopy(command_retry(client))
+    restart.update_supported_errors([CursorReadError])
+    return restart.call_with_retry(
+        lambda: [row for batch in iter_cursor(client, request, batch_size) for row in batch],
+        no_cleanup,
+    )
 
 
 def iter_seek(

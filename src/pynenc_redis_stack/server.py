@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +254,8 @@ class EmbeddedRedisStack:
     :param persistent: Keep data across restarts (append-only file); when False
         nothing is written to disk and SHUTDOWN discards the data.
     :param startup_timeout: Seconds to wait for the server to become ready.
+    :param server_args: More ``redis-server`` options, appended as given (tests use them, e.g.
+        ``("--appendfsync", "always")`` or ``("--unixsocket", path)``).
     """
 
     def __init__(
@@ -262,10 +264,12 @@ class EmbeddedRedisStack:
         *,
         persistent: bool = True,
         startup_timeout: float = 20.0,
+        server_args: Sequence[str] = (),
     ) -> None:
         self.data_dir = (data_dir or default_data_dir()).expanduser().resolve()
         self.persistent = persistent
         self.startup_timeout = startup_timeout
+        self.server_args = tuple(server_args)
 
     @property
     def state_file(self) -> Path:
@@ -543,6 +547,7 @@ class EmbeddedRedisStack:
             *persistence,
             "--loadmodule", str(binaries.search_module), *SEARCH_MODULE_ARGS,
             "--loadmodule", str(binaries.json_module),
+            *self.server_args,
         ]  # fmt: skip
 
     def _launch(self, binaries: ServerBinaries, port: int, *, retry_on_port_taken: bool) -> str | None:

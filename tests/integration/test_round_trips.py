@@ -129,12 +129,13 @@ def test_add_histories_with_cached_context_is_one_evalsha(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
-    # Per entry inside the script: INCR (seq), JSON.SET entry + JSON.SET seq, EXISTS, JSON.GET
-    # status_ts, then JSON.SET status + JSON.SET status_ts (the entry is the newest).
+    # Inside the script: one EXISTS on the first entry key (absent: not a re-send), then per
+    # entry INCR (seq), JSON.SET entry + JSON.SET seq, EXISTS, JSON.GET status_ts, then
+    # JSON.SET status + JSON.SET status_ts (the entry is the newest).
     assert commands == {
         "evalsha": 1,
         "incr": 50,
-        "exists": 50,
+        "exists": 1 + 50,
         "json.get": 50,
         "json.set": 200,
     }
@@ -161,9 +162,9 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
         )
     )
 
-    # Two runner context documents (context and parent) + per entry: INCR, JSON.SET entry,
-    # JSON.SET seq, EXISTS, JSON.SET stub (no invocation document yet).
-    assert commands == {"json.set": 2 + 150, "evalsha": 1, "incr": 50, "exists": 50}
+    # Two runner context documents (context and parent) + the re-send check (one EXISTS) + per
+    # entry: INCR, JSON.SET entry, JSON.SET seq, EXISTS, JSON.SET stub (no invocation document yet).
+    assert commands == {"json.set": 2 + 150, "evalsha": 1, "incr": 50, "exists": 1 + 50}
     assert trips == 1
     assert sorted(
         c.runner_id for c in backend.get_matching_runner_contexts("-runner") if c.runner_id != "loader-runner"
@@ -180,7 +181,7 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     assert commands == {
         "evalsha": 1,
         "incr": 50,
-        "exists": 50,
+        "exists": 1 + 50,
         "json.get": 50,
         "json.set": 200,
     }
@@ -208,7 +209,7 @@ def test_add_history_single_is_one_round_trip(
     assert commands == {
         "evalsha": 1,
         "incr": 1,
-        "exists": 1,
+        "exists": 1 + 1,
         "json.get": 1,
         "json.set": 4,
     }
@@ -290,7 +291,7 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         "evalsha": 2,
         "script|load": 1,
         "incr": 10,
-        "exists": 10,
+        "exists": 1 + 10,
         "json.get": 1,
         "json.set": 20 + 2 + 9,
     }
@@ -310,7 +311,7 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     assert commands == {
         "evalsha": 1,
         "incr": 10,
-        "exists": 10,
+        "exists": 1 + 10,
         "json.get": 10,
         "json.set": 40,
     }
