@@ -258,7 +258,7 @@ class RedisStackStateBackend(BaseStateBackend):
         for inv_dto, call_dto in entries:
             document = docs.validated(spec, docs.invocation_document(self.app.app_id, inv_dto, call_dto))
             key = self.keys.invocation(inv_dto.invocation_id)
-            run(pipe, "JSON.SET", key, "$", "{}", "NX")
+            run(pipe, "JSON.SET", key, "$", docs.EMPTY_INVOCATION, "NX")
             run(pipe, "JSON.MERGE", key, "$", docs.dumps(document))
             run(
                 pipe,
@@ -444,9 +444,15 @@ class RedisStackStateBackend(BaseStateBackend):
     def _get_history(self, invocation_id: InvocationId) -> list[InvocationHistory]:
         """Return the history in timestamp order (arrival order on equal timestamps).
 
-        One ``FT.SEARCH`` for the entries, sorted here; seek pages if there are more entries
-        than one reply holds.
+        One ``JSON.GET`` of the invocation's ``history`` array. Invocations stored before 0.2
+        have none (nor does a missing invocation document): their entries are found through
+        the history index (one ``FT.SEARCH``, or seek pages if more than one reply holds).
         """
+        raw = run(self.client, "JSON.GET", self.keys.invocation(invocation_id), "$.history")
+        arrays = [] if raw is None else docs.loads(raw)
+        if arrays:
+            entries = sorted(arrays[0], key=lambda entry: (entry["ts"], entry["seq"]))
+            return [docs.history_from_document(entry, invocation_id) for entry in entries]
         matches = self._history_search(self.client, str(invocation_id))
         if matches is None:
             request_filter = query.where(

@@ -171,11 +171,27 @@ def history_document(app_id: str, history: InvocationHistory) -> Document:
     return document
 
 
-def history_from_document(doc: Document) -> InvocationHistory:
+EMPTY_INVOCATION = '{"history":[]}'
+"""The document an invocation's upsert starts from when there is none: the history writes
+append each entry to its ``history`` array (see :mod:`pynenc_redis_stack.scripts`)."""
+
+_ENTRY_IDENTITY = ("app_id", "invocation_id")
+
+
+def embedded_entry(entry: Document) -> Document:
+    """Return a history entry as kept in its invocation's ``history`` array (without what the
+    invocation document already says: app and invocation id)."""
+    return {name: value for name, value in entry.items() if name not in _ENTRY_IDENTITY}
+
+
+def history_from_document(doc: Document, invocation_id: str | None = None) -> InvocationHistory:
     """Rebuild an :class:`InvocationHistory` with its exact timestamps.
 
     Reads the flat layout of :func:`history_document` and the nested ``status_record`` one
     that versions before 0.2 wrote.
+
+    :param invocation_id: The invocation, for entries embedded in its document (which do
+        not repeat it).
     """
     if "status_record" in doc:
         record = InvocationStatusRecord.from_json(doc["status_record"])
@@ -189,7 +205,7 @@ def history_from_document(doc: Document) -> InvocationHistory:
             timestamp=record_time,
         )
     history = InvocationHistory(
-        invocation_id=InvocationId(doc["invocation_id"]),
+        invocation_id=InvocationId(doc["invocation_id"] if invocation_id is None else invocation_id),
         status_record=record,
         runner_context_id=doc["runner_context_id"],
         registered_by_inv_id=doc.get("registered_by_inv_id"),

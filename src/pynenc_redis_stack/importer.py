@@ -528,7 +528,7 @@ def _convert(
         # As the backend's upsert: an empty document first (a MERGE creating the key would
         # store its nulls, which exists() counts as values); MERGE keeps the status the history
         # writes own (they may come in an earlier batch); the arguments are replaced whole.
-        writes.commands.append(("JSON.SET", key, "$", "{}", "NX"))
+        writes.commands.append(("JSON.SET", key, "$", docs.EMPTY_INVOCATION, "NX"))
         writes.commands.append(("JSON.MERGE", key, "$", docs.dumps(document)))
         writes.commands.append(
             ("JSON.SET", key, "$.serialized_arguments", docs.dumps(dict(call.serialized_arguments)))

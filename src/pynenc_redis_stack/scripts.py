@@ -8,47 +8,45 @@ from typing import Any, Literal
 import redis
 
 from pynenc_redis_stack.client import raise_server_error, register_repeatable_script, run
-from pynenc_redis_stack.documents import Document, dumps
+from pynenc_redis_stack.documents import Document, dumps, embedded_entry
 
 RECORD_HISTORY = """
 -- KEYS[1]: the history sequence counter; then per entry: the invocation key, the entry key.
--- ARGV per entry: entry document, ts (epoch us, decimal string), status as JSON, stub document.
--- Each entry gets the next seq (ties on ts are ordered by arrival). The invocation's status
--- moves only forward in time: the latest ts wins however writers race or arrive late.
--- A batch whose entry keys all exist already ran (this is a re-send after a lost reply; the
--- backend's entry keys are new random ids): it changes nothing, so no entry gets a second seq.
--- (The importer rewrites existing entries on purpose, but only in batches where one is missing.)
-local entries = (#KEYS - 1) / 2
-local applied = entries > 0
-for i = 0, entries - 1 do
-  if redis.call('EXISTS', KEYS[3 + 2 * i]) == 0 then
-    applied = false
-    break
-  end
-end
-if applied then
-  return 0
-end
-for i = 0, entries - 1 do
+-- ARGV per entry: entry document, embedded entry, ts (epoch us, decimal string), status as
+-- JSON, invocation stub. The two JSON objects come without seq, which is spliced in here.
+-- Each entry gets the next seq (ties on ts are ordered by arrival) and is stored twice: as its
+-- own document (for the history index) and appended to the invocation's "history" array (so
+-- get_history is one JSON.GET). The invocation's status moves only forward in time: the latest
+-- ts wins however writers race or arrive late. An entry whose key exists is skipped: a re-send
+-- after a lost reply (the backend's entry keys are new random ids) or a re-import changes
+-- nothing, and no entry gets a second seq or a second place in the array.
+local written = 0
+for i = 0, (#KEYS - 1) / 2 - 1 do
   local invocation_key = KEYS[2 + 2 * i]
   local entry_key = KEYS[3 + 2 * i]
-  local ts_text = ARGV[2 + 4 * i]
-  local ts = tonumber(ts_text)
-  local seq = string.format('%d', redis.call('INCR', KEYS[1]))
-  redis.call('JSON.SET', entry_key, '$', ARGV[1 + 4 * i])
-  redis.call('JSON.SET', entry_key, '$.seq', seq)
-  if redis.call('EXISTS', invocation_key) == 0 then
-    -- history can precede the invocation's upsert; the upsert merges into this stub
-    redis.call('JSON.SET', invocation_key, '$', ARGV[4 + 4 * i])
-  else
-    local current = tonumber(string.match(redis.call('JSON.GET', invocation_key, '$.status_ts'), '%-?%d+') or '')
-    if current == nil or ts >= current then
-      redis.call('JSON.SET', invocation_key, '$.status', ARGV[3 + 4 * i])
-      redis.call('JSON.SET', invocation_key, '$.status_ts', ts_text)
+  if redis.call('EXISTS', entry_key) == 0 then
+    local ts_text = ARGV[3 + 5 * i]
+    local seq = string.format('%d', redis.call('INCR', KEYS[1]))
+    local with_seq = ',"seq":' .. seq .. '}'
+    redis.call('JSON.SET', entry_key, '$', string.sub(ARGV[1 + 5 * i], 1, -2) .. with_seq)
+    local embedded = string.sub(ARGV[2 + 5 * i], 1, -2) .. with_seq
+    if redis.call('EXISTS', invocation_key) == 0 then
+      -- history can precede the invocation's upsert; the upsert merges into this stub
+      local stub = string.sub(ARGV[5 + 5 * i], 1, -2) .. ',"history":[' .. embedded .. ']}'
+      redis.call('JSON.SET', invocation_key, '$', stub)
+    else
+      -- documents written before 0.2 have no array: their history is read through the index
+      redis.call('JSON.ARRAPPEND', invocation_key, '$.history', embedded)
+      local current = tonumber(string.match(redis.call('JSON.GET', invocation_key, '$.status_ts'), '%-?%d+') or '')
+      if current == nil or tonumber(ts_text) >= current then
+        redis.call('JSON.SET', invocation_key, '$.status', ARGV[4 + 5 * i])
+        redis.call('JSON.SET', invocation_key, '$.status_ts', ts_text)
+      end
     end
+    written = written + 1
   end
 end
-return entries
+return written
 """
 
 
@@ -154,7 +152,15 @@ class HistoryBatch:
             "status_ts": entry["ts"],
         }
         self.keys.extend((invocation_key, entry_key))
-        self.args.extend((dumps(entry), str(entry["ts"]), dumps(entry["status"]), dumps(stub)))
+        self.args.extend(
+            (
+                dumps(entry),
+                dumps(embedded_entry(entry)),
+                str(entry["ts"]),
+                dumps(entry["status"]),
+                dumps(stub),
+            )
+        )
 
     def __len__(self) -> int:
         return (len(self.keys) - 1) // 2

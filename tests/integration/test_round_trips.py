@@ -129,15 +129,16 @@ def test_add_histories_with_cached_context_is_one_evalsha(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
-    # Inside the script: one EXISTS on the first entry key (absent: not a re-send), then per
-    # entry INCR (seq), JSON.SET entry + JSON.SET seq, EXISTS, JSON.GET status_ts, then
+    # Inside the script, per entry: EXISTS entry (absent: not a re-send), INCR (seq), JSON.SET
+    # entry, EXISTS invocation, JSON.ARRAPPEND to its history, JSON.GET status_ts, then
     # JSON.SET status + JSON.SET status_ts (the entry is the newest).
     assert commands == {
         "evalsha": 1,
         "incr": 50,
-        "exists": 1 + 50,
+        "exists": 50 + 50,
+        "json.arrappend": 50,
         "json.get": 50,
-        "json.set": 200,
+        "json.set": 150,
     }
     assert trips == 1
     for invocation in invocations:
@@ -162,9 +163,9 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
         )
     )
 
-    # Two runner context documents (context and parent) + the re-send check (one EXISTS) + per
-    # entry: INCR, JSON.SET entry, JSON.SET seq, EXISTS, JSON.SET stub (no invocation document yet).
-    assert commands == {"json.set": 2 + 150, "evalsha": 1, "incr": 50, "exists": 1 + 50}
+    # Two runner context documents (context and parent) + per entry: EXISTS entry, INCR,
+    # JSON.SET entry, EXISTS invocation, JSON.SET stub (no invocation document yet).
+    assert commands == {"json.set": 2 + 100, "evalsha": 1, "incr": 50, "exists": 50 + 50}
     assert trips == 1
     assert sorted(
         c.runner_id for c in backend.get_matching_runner_contexts("-runner") if c.runner_id != "loader-runner"
@@ -181,9 +182,10 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     assert commands == {
         "evalsha": 1,
         "incr": 50,
-        "exists": 1 + 50,
+        "exists": 50 + 50,
+        "json.arrappend": 50,
         "json.get": 50,
-        "json.set": 200,
+        "json.set": 150,
     }
     assert trips == 1
 
@@ -209,9 +211,10 @@ def test_add_history_single_is_one_round_trip(
     assert commands == {
         "evalsha": 1,
         "incr": 1,
-        "exists": 1 + 1,
+        "exists": 2,
+        "json.arrappend": 1,
         "json.get": 1,
-        "json.set": 4,
+        "json.set": 3,
     }
     assert trips == 1
 
@@ -230,7 +233,7 @@ def test_get_invocation_is_one_json_get(
     assert fetched.parent_invocation_id == "the-parent"
 
 
-def test_get_history_of_a_small_history_is_one_search(
+def test_get_history_is_one_json_get(
     app: Pynenc, backend: RedisStackStateBackend, measure: Measure
 ) -> None:
     context = _context("history-runner")
@@ -243,8 +246,8 @@ def test_get_history_of_a_small_history_is_one_search(
 
     commands, trips, history = measure(lambda: backend.get_history(InvocationId("short")))
 
-    # One FT.SEARCH (inside the read-only script that returns its reply as one JSON string).
-    assert commands == {"evalsha": 1, "ft.search": 1}
+    # The invocation document's history array.
+    assert commands == {"json.get": 1}
     assert trips == 1
     assert [h.status_record.status for h in history] == [
         InvocationStatus.REGISTERED,
@@ -291,9 +294,10 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         "evalsha": 2,
         "script|load": 1,
         "incr": 10,
-        "exists": 1 + 10,
+        "exists": 10 + 10,
+        "json.arrappend": 1,
         "json.get": 1,
-        "json.set": 20 + 2 + 9,
+        "json.set": 10 + 2 + 9,
     }
     assert redis_client.info("commandstats")["cmdstat_evalsha"]["failed_calls"] == before + 1
     assert trips == 3
@@ -311,8 +315,9 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     assert commands == {
         "evalsha": 1,
         "incr": 10,
-        "exists": 1 + 10,
+        "exists": 10 + 10,
+        "json.arrappend": 10,
         "json.get": 10,
-        "json.set": 40,
+        "json.set": 30,
     }
     assert trips == 1
