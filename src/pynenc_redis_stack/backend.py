@@ -188,6 +188,7 @@ class RedisStackStateBackend(BaseStateBackend):
             )
             for rows in iter_cursor(self.client, request, self.page_size):
                 self.client.unlink(*(row["__key"] for row in rows))
+        self.client.unlink(self.keys.prune_pending_workflows())
         self._runner_context_cache.clear()
 
     # -- invocations ---------------------------------------------------------------------

@@ -6,6 +6,8 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:idx:<index>:v<version>           a physical RediSearch index
     <ns>:<index>                          the alias every query goes through
     <ns>:history-seq                      the counter ordering history entries with equal timestamps
+    <ns>:prune-pending-workflows:<app>    a set: workflows whose invocations prune deleted, until
+                                          prune has collected (or kept) their run and data
 
 The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
 app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
@@ -30,6 +32,7 @@ APP_INFO = "app-info"
 RESULT = "result"
 EXCEPTION = "exception"
 WORKFLOW_DATA = "workflow-data"
+PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
 
 
 def encode_segment(value: str) -> str:
@@ -110,3 +113,7 @@ class AppKeys:
 
     def workflow_data(self, workflow_id: str, data_key: str) -> str:
         return self._key(WORKFLOW_DATA, workflow_id, data_key)
+
+    def prune_pending_workflows(self) -> str:
+        """Return the set of workflows whose collection a prune run still owes (see prune.py)."""
+        return self._key(PRUNE_PENDING_WORKFLOWS)

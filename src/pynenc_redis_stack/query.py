@@ -24,7 +24,7 @@ Traps avoided by construction (see docs/redisearch.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -245,10 +245,20 @@ class Filter:
         self.clauses.append(f"@{field_name}:[-inf ({self._param(str(bound))}]")
         return self
 
-    def not_before(self, name: str, bound: int) -> Filter:
-        """Require ``@name >= bound`` or no value at all: the complement of :meth:`before`."""
-        field_name = self._field(name, "numeric")
-        self.clauses.append(f"-@{field_name}:[-inf ({self._param(str(bound))}]")
+    def excluding(self, build: Callable[[Filter], Filter]) -> Filter:
+        """Require that the clauses ``build`` adds do not all hold: ``-(clause clause ...)``.
+
+        Example: ``f.excluding(lambda g: g.before("status_ts", t).tag_in("status", finals))``
+        keeps what is not (old and final), documents without those fields included.
+        """
+        inner = Filter(self.spec, params=self.params)  # shares the $p numbering
+        build(inner)
+        if inner.matches_nothing:
+            return self  # excluding nothing
+        if not inner.clauses:
+            self.matches_nothing = True  # excluding everything
+            return self
+        self.clauses.append("-(" + " ".join(inner.clauses) + ")")
         return self
 
     def _tag_params(self, values: Iterable[str]) -> list[str]:
