@@ -10,6 +10,7 @@ Hierarchy::
     ├── QueryError                a query could not be built or its answer would be incomplete
     ├── LifecycleError            index migrate/drop could not complete
     │   ├── BackfillError, DrainTimeoutError, LockTimeoutError, LockLostError
+    │   └── ForeignIndexError     index drop refused: an alias points to an index not ours
     ├── PruneRefusedError         a retention cutoff would delete everything
     ├── RedisImportError          import-redis cannot start
     ├── AppImportError            --app does not name an importable pynenc app
@@ -64,6 +65,10 @@ class LockTimeoutError(LifecycleError):
 
 class LockLostError(LifecycleError):
     """The lifecycle lock expired or was taken over while this process held it."""
+
+
+class ForeignIndexError(LifecycleError):
+    """``index drop`` was asked to drop an index this package did not create (nothing dropped)."""
 
 
 class PruneRefusedError(RedisStackError, ValueError):
