@@ -24,6 +24,7 @@ from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
 from pynenc_redis_stack.client import connection_url, get_client, run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.errors import InvalidDocumentError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
@@ -449,7 +450,14 @@ class RedisStackStateBackend(BaseStateBackend):
 
     def set_workflow_data(self, workflow_identity: WorkflowIdentity, key: str, value: Any) -> None:
         workflow_id = workflow_identity.workflow_id
-        serialized = self.app.serializer.serialize(value)
+        try:
+            serialized = self.app.serializer.serialize(value)
+        except RecursionError as exc:
+            raise InvalidDocumentError(
+                f"workflow data {key!r} of workflow {workflow_id!r} is nested too deeply for "
+                f"{type(self.app.serializer).__name__} (Python's recursion limit); nothing was "
+                "stored. Store it flatter (e.g. a list of records instead of nested levels)."
+            ) from exc
         document = docs.payload_document(self.app.app_id, WORKFLOW_DATA, workflow_id, serialized, name=key)
         self._set_document(self.keys.workflow_data(workflow_id, key), "payloads", document)
 

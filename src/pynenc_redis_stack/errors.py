@@ -85,3 +85,26 @@ class AppImportError(RedisStackError):
 
 class ServerDependencyError(EmbeddedServerError):
     """Raised when the optional ``server`` extra (binary wheels) is not installed."""
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Return the position of the first lone surrogate in ``text``, or None if there is none.
+
+    Lone surrogates (``'\\udcff'``, what ``errors='surrogateescape'`` makes of undecodable
+    bytes) are not valid Unicode: UTF-8, and so Redis, cannot carry them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def lone_surrogate_message(what: str, text: str, position: int) -> str:
+    """Describe a lone surrogate in ``text`` and how to avoid it."""
+    shown = text if len(text) <= 80 else text[:80] + "..."
+    return (
+        f"{what} {shown!r} contains a lone surrogate ({text[position]!r} at position {position}), "
+        "which is not valid Unicode: UTF-8, and so Redis, cannot carry it. Decode bytes with "
+        "errors='replace' or 'backslashreplace' (or keep binary data base64-encoded) first."
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from pynenc_redis_stack.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
 from pynenc_redis_stack.schema import IndexSpec
 
 _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -36,7 +37,14 @@ PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
 
 
 def encode_segment(value: str) -> str:
-    """Escape one key segment so that ``:`` only ever separates segments."""
+    """Escape one key segment so that ``:`` only ever separates segments.
+
+    :raises InvalidDocumentError: If ``value`` holds a lone surrogate (no key can carry it:
+        nothing can be stored under it, and a lookup is refused the same way).
+    """
+    position = lone_surrogate(value)
+    if position is not None:
+        raise InvalidDocumentError(lone_surrogate_message("identifier", value, position))
     return value.replace("%", "%25").replace(":", "%3A")
 
 

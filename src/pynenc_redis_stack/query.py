@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pynenc_redis_stack.errors import QueryError
+from pynenc_redis_stack.errors import QueryError, lone_surrogate, lone_surrogate_message
 from pynenc_redis_stack.schema import IndexSpec
 
 DIALECT = "2"
@@ -122,8 +122,17 @@ def tag_param(value: str) -> str:
 
     The server unescapes backslashes in tag parameters (``a\\\\b`` would match ``a\\b``),
     so each backslash is doubled; every other character is taken literally.
+
+    :raises QueryError: If ``value`` holds a lone surrogate (it cannot be sent, nor stored).
     """
+    _require_unicode("lookup value", value)
     return value.replace("\\", "\\\\")
+
+
+def _require_unicode(what: str, value: str) -> None:
+    position = lone_surrogate(value)
+    if position is not None:
+        raise QueryError(lone_surrogate_message(what, value, position))
 
 
 # The expression language's string literals cannot carry a newline (syntax error) or two
@@ -382,6 +391,7 @@ def contains(spec: IndexSpec, name: str, substring: str) -> tuple[str, ...]:
         raise QueryError(f"contains() needs a tag field, {name!r} is not one")
     if substring == "":
         return ()  # every string contains the empty string
+    _require_unicode("substring", substring)
     column = f"{name}_search"
     needle = string_literal(search_form(substring))
     return (
