@@ -199,6 +199,12 @@ class Filter:
             raise QueryError(
                 f"field {name!r} of index {self.spec.name!r} is {spec_field.type}, not {expected}"
             )
+        if not spec_field.lookup:
+            raise QueryError(
+                f"field {name!r} of index {self.spec.name!r} is declared 'lookup: false': it may "
+                "hold empty strings, which no query can find; remove that attribute from the "
+                "schema file (empty values are then refused at write time) to query it"
+            )
         return name
 
     def tag(self, name: str, value: str) -> Filter:
