@@ -579,11 +579,13 @@ class RedisStackStateBackend(BaseStateBackend):
     # -- retention -----------------------------------------------------------------------
 
     def prune(self, older_than: datetime, dry_run: bool = False) -> PruneReport:
-        """Delete this app's invocations whose latest status is older than ``older_than``.
+        """Delete this app's finished invocations whose latest status is older than ``older_than``.
 
-        With each go its history, result, exception and the workflow links in which it is the
-        sub-invocation; a workflow's run and data go once no remaining invocation refers to
-        the workflow. Runner contexts are kept. Found through the indexes, batch by batch (see
+        Only invocations in a final status (success, failed, concurrency-controlled final) are
+        deleted; unfinished ones are kept however old. With each go its history, result,
+        exception and the workflow links in which it is the sub-invocation; a workflow's run
+        and data go once no remaining invocation refers to the workflow. Runner contexts are
+        kept. Found through the indexes, batch by batch (see
         :mod:`pynenc_redis_stack.prune`).
 
         :param older_than: The cutoff; it must be in the past (naive datetimes are UTC).

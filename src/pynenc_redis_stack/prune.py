@@ -175,7 +175,7 @@ class PruneReport:
 def check_cutoff(cutoff: datetime, allow_all: bool = False, now: datetime | None = None) -> None:
     """Refuse a cutoff that selects everything, unless ``allow_all``.
 
-    A cutoff at or after now selects every invocation with a status, which is what a wrong
+    A cutoff at or after now selects every finished invocation, which is what a wrong
     unit or a ``0`` would do by accident (RedisVL refuses match-all deletes the same way).
 
     :raises PruneRefusedError: If ``cutoff`` is not in the past and ``allow_all`` is False.
@@ -184,8 +184,8 @@ def check_cutoff(cutoff: datetime, allow_all: bool = False, now: datetime | None
     moment = cutoff if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
     if moment >= now and not allow_all:
         raise PruneRefusedError(
-            f"cutoff {moment.isoformat()} is not in the past: it would delete every invocation "
-            "of the app. Pass allow_all=True (--all on the command line) to do that on purpose."
+            f"cutoff {moment.isoformat()} is not in the past: it would delete every finished "
+            "invocation of the app. Pass allow_all=True (--all on the command line) to do that on purpose."
         )
 
 
