@@ -3,23 +3,22 @@
 An invocation is prunable when its current status is final (pynenc's
 ``InvocationStatus.get_final_statuses()``: success, failed, concurrency-controlled final)
 and its ``status_ts`` (the time of its latest history entry, kept on the invocation document
-by every history write) is before the cutoff; registered, pending, running, paused, retrying
-or killed invocations are never deleted, however old. With it go its history
-entries, its result and exception, and the workflow-sub-invocation links in which it is the
-sub-invocation. A workflow's run and data values go too once no remaining invocation refers
-to the workflow (as member, as child workflow, or through a sub-invocation link); a
-workflow run still referenced by newer invocations is kept. Runner contexts are shared by
-every invocation a runner touched and are kept. Invocations that never had a status (no
-history) are never old.
+by every history write) is before the cutoff; an invocation in any other status (registered,
+pending, running, paused, retry, killed, rerouted...) is never deleted, however old. With it
+go its history entries, its result and exception, and the workflow-sub-invocation links in
+which it is the sub-invocation. A workflow's run and data values go too once no remaining
+invocation refers to the workflow (as member, as child workflow, or through a sub-invocation
+link); a workflow run still referenced by newer or unfinished invocations is kept. Runner
+contexts are shared by every invocation a runner touched and are kept. Invocations that
+never had a status (no history) are never old.
 
 Everything is found through the indexes (no keyspace scan), batch by batch: the first batch
 of old invocations is queried, its dependents looked up (three queries), and all of it
 deleted by one script that first checks, per invocation, that its status is still final and
 older than the cutoff, so an invocation that got a new status meanwhile is left whole. Then
-the next
-batch is queried afresh (a long cursor over an index that is being deleted from is not
-relied upon). A dry run walks the same queries and deletes nothing; its counts are those a
-run would delete on data that does not change in between.
+the next batch is queried afresh (a long cursor over an index that is being deleted from is
+not relied upon). A dry run walks the same queries and deletes nothing; its counts are those
+a run would delete on data that does not change in between.
 
 Workflows are collected after the invocations. The script that deletes an invocation adds
 its workflows to the app's pending-workflows set in the same atomic step, and every run
