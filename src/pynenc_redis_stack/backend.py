@@ -25,6 +25,7 @@ from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
 from pynenc_redis_stack.client import Client, connection_url, get_client, run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.errors import InvalidDocumentError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
@@ -239,6 +240,7 @@ class RedisStackStateBackend(BaseStateBackend):
             )
             for rows in iter_cursor(self.client, request, self.page_size):
                 self.client.unlink(*(row["__key"] for row in rows))
+        self.client.unlink(self.keys.prune_pending_workflows())
         self._runner_context_cache.clear()
 
     # -- invocations ---------------------------------------------------------------------
@@ -518,7 +520,14 @@ class RedisStackStateBackend(BaseStateBackend):
 
     def set_workflow_data(self, workflow_identity: WorkflowIdentity, key: str, value: Any) -> None:
         workflow_id = workflow_identity.workflow_id
-        serialized = self.app.serializer.serialize(value)
+        try:
+            serialized = self.app.serializer.serialize(value)
+        except RecursionError as exc:
+            raise InvalidDocumentError(
+                f"workflow data {key!r} of workflow {workflow_id!r} is nested too deeply for "
+                f"{type(self.app.serializer).__name__} (Python's recursion limit); nothing was "
+                "stored. Store it flatter (e.g. a list of records instead of nested levels)."
+            ) from exc
         document = docs.payload_document(self.app.app_id, WORKFLOW_DATA, workflow_id, serialized, name=key)
         self._set_document(self.keys.workflow_data(workflow_id, key), "payloads", document)
 
@@ -640,11 +649,13 @@ class RedisStackStateBackend(BaseStateBackend):
     # -- retention -----------------------------------------------------------------------
 
     def prune(self, older_than: datetime, dry_run: bool = False) -> PruneReport:
-        """Delete this app's invocations whose latest status is older than ``older_than``.
+        """Delete this app's finished invocations whose latest status is older than ``older_than``.
 
-        With each go its history, result, exception and the workflow links in which it is the
-        sub-invocation; a workflow's run and data go once no remaining invocation refers to
-        the workflow. Runner contexts are kept. Found through the indexes, batch by batch (see
+        Only invocations in a final status (success, failed, concurrency-controlled final) are
+        deleted; unfinished ones are kept however old. With each go its history, result,
+        exception and the workflow links in which it is the sub-invocation; a workflow's run
+        and data go once no remaining invocation refers to the workflow. Runner contexts are
+        kept. Found through the indexes, batch by batch (see
         :mod:`pynenc_redis_stack.prune`).
 
         :param older_than: The cutoff; it must be in the past (naive datetimes are UTC).

@@ -20,7 +20,7 @@ from pynenc.runner.runner_context import RunnerContext
 from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.errors import InvalidDocumentError
+from pynenc_redis_stack.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
 from pynenc_redis_stack.query import search_form
 
 if TYPE_CHECKING:
@@ -70,11 +70,40 @@ def validated(spec: IndexSpec, document: Document) -> Document:
 
 
 def dumps(document: Document) -> str:
-    """Serialise a document for ``JSON.SET``."""
+    """Serialise a document for ``JSON.SET``.
+
+    :raises InvalidDocumentError: If a value cannot be JSON, naming the field (e.g. a string
+        with a lone surrogate, which UTF-8 cannot carry).
+    """
     try:
         return orjson.dumps(document).decode()
-    except TypeError as exc:  # e.g. lone surrogates, which UTF-8 cannot carry
-        raise InvalidDocumentError(f"document cannot be stored as JSON: {exc}") from exc
+    except TypeError as exc:
+        found = _surrogate_in(document, "")
+        if found is None:
+            raise InvalidDocumentError(f"document cannot be stored as JSON: {exc}") from exc
+        path, text, position = found
+        raise InvalidDocumentError(
+            "document cannot be stored: " + lone_surrogate_message(f"field {path}", text, position)
+        ) from exc
+
+
+def _surrogate_in(value: Any, path: str) -> tuple[str, str, int] | None:
+    """Return ``(path, text, position)`` of the first string (or key) with a lone surrogate."""
+    if isinstance(value, str):
+        position = lone_surrogate(value)
+        return None if position is None else (path or "$", value, position)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            found = _surrogate_in(str(key), f"{child} (a key)") or _surrogate_in(item, child)
+            if found is not None:
+                return found
+    if isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            found = _surrogate_in(item, f"{path}[{n}]")
+            if found is not None:
+                return found
+    return None
 
 
 def loads(raw: str) -> Any:

@@ -12,6 +12,7 @@ Hierarchy::
     ├── ServerOutOfMemoryError    the server refused a write: maxmemory reached (noeviction)
     ├── LifecycleError            index migrate/drop could not complete
     │   ├── BackfillError, DrainTimeoutError, LockTimeoutError, LockLostError
+    │   └── ForeignIndexError     index drop refused: an alias points to an index not ours
     ├── PruneRefusedError         a retention cutoff would delete everything
     ├── RedisImportError          import-redis cannot start
     ├── AppImportError            --app does not name an importable pynenc app
@@ -80,6 +81,10 @@ class LockLostError(LifecycleError):
     """The lifecycle lock expired or was taken over while this process held it."""
 
 
+class ForeignIndexError(LifecycleError):
+    """``index drop`` was asked to drop an index this package did not create (nothing dropped)."""
+
+
 class PruneRefusedError(RedisStackError, ValueError):
     """The cutoff would select every invocation (now or in the future) and ``allow_all`` is off."""
 
@@ -94,3 +99,26 @@ class AppImportError(RedisStackError):
 
 class ServerDependencyError(EmbeddedServerError):
     """Raised when the optional ``server`` extra (binary wheels) is not installed."""
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Return the position of the first lone surrogate in ``text``, or None if there is none.
+
+    Lone surrogates (``'\\udcff'``, what ``errors='surrogateescape'`` makes of undecodable
+    bytes) are not valid Unicode: UTF-8, and so Redis, cannot carry them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def lone_surrogate_message(what: str, text: str, position: int) -> str:
+    """Describe a lone surrogate in ``text`` and how to avoid it."""
+    shown = text if len(text) <= 80 else text[:80] + "..."
+    return (
+        f"{what} {shown!r} contains a lone surrogate ({text[position]!r} at position {position}), "
+        "which is not valid Unicode: UTF-8, and so Redis, cannot carry it. Decode bytes with "
+        "errors='replace' or 'backslashreplace' (or keep binary data base64-encoded) first."
+    )

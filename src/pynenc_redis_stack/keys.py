@@ -6,6 +6,8 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:idx:<index>:v<version>           a physical RediSearch index
     <ns>:<index>                          the alias every query goes through
     <ns>:history-seq                      the counter ordering history entries with equal timestamps
+    <ns>:prune-pending-workflows:<app>    a set: workflows whose invocations prune deleted, until
+                                          prune has collected (or kept) their run and data
 
 The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
 app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from pynenc_redis_stack.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
 from pynenc_redis_stack.schema import IndexSpec
 
 _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -30,10 +33,18 @@ APP_INFO = "app-info"
 RESULT = "result"
 EXCEPTION = "exception"
 WORKFLOW_DATA = "workflow-data"
+PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
 
 
 def encode_segment(value: str) -> str:
-    """Escape one key segment so that ``:`` only ever separates segments."""
+    """Escape one key segment so that ``:`` only ever separates segments.
+
+    :raises InvalidDocumentError: If ``value`` holds a lone surrogate (no key can carry it:
+        nothing can be stored under it, and a lookup is refused the same way).
+    """
+    position = lone_surrogate(value)
+    if position is not None:
+        raise InvalidDocumentError(lone_surrogate_message("identifier", value, position))
     return value.replace("%", "%25").replace(":", "%3A")
 
 
@@ -124,3 +135,7 @@ class AppKeys:
 
     def workflow_data(self, workflow_id: str, data_key: str) -> str:
         return self._key(WORKFLOW_DATA, workflow_id, data_key)
+
+    def prune_pending_workflows(self) -> str:
+        """Return the set of workflows whose collection a prune run still owes (see prune.py)."""
+        return self._key(PRUNE_PENDING_WORKFLOWS)

@@ -36,6 +36,7 @@ from pynenc_redis_stack.client import run
 from pynenc_redis_stack.errors import (
     BackfillError,
     DrainTimeoutError,
+    ForeignIndexError,
     IndexDefinitionMismatchError,
     LockLostError,
     LockTimeoutError,
@@ -792,17 +793,35 @@ class DropReport:
 def drop_targets(
     client: redis.Redis, namespace: Namespace, specs: Sequence[IndexSpec]
 ) -> dict[str, list[str]]:
-    """Return, per alias, the physical indexes a drop removes: the alias's own and every other
-    version of that name. Reads only; aliases with nothing to drop are left out."""
+    """Return, per alias, the physical indexes a drop removes: every version of that name
+    (``<ns>:idx:<name>:v<N>``, the only names this package creates). Reads only; aliases with
+    nothing to drop are left out.
+
+    :raises ForeignIndexError: If an alias points to an index of another name: something else
+        created it, and dropping it could destroy data this package does not own.
+    """
     listed = list_indexes(client)
     targets: dict[str, list[str]] = {}
+    foreign = []
     for spec in specs:
         names = list(physical_indexes(namespace, spec, listed))
-        info = index_info(client, namespace.alias(spec))
-        if info is not None and str(info["index_name"]) not in names:
-            names.append(str(info["index_name"]))
+        alias = namespace.alias(spec)
+        info = index_info(client, alias)
+        if info is not None and parse_physical(namespace, spec, str(info["index_name"])) is None:
+            foreign.append((alias, str(info["index_name"]), namespace.physical_index(spec)))
         if names:
-            targets[namespace.alias(spec)] = names
+            targets[alias] = names
+    if foreign:
+        raise ForeignIndexError(
+            "refusing to drop: "
+            + "; ".join(
+                f"alias {alias} points to index {index!r}, which pynenc-redis-stack did not create "
+                f"(its indexes are named like {example})"
+                for alias, index, example in foreign
+            )
+            + ". Nothing was dropped. Detach the alias with FT.ALIASDEL (or drop that index "
+            "yourself with FT.DROPINDEX if it is yours to drop), then run `index drop` again."
+        )
     return targets
 
 

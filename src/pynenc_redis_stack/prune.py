@@ -1,21 +1,32 @@
-"""Retention: delete the invocations whose latest status is older than a cutoff.
+"""Retention: delete the finished invocations whose latest status is older than a cutoff.
 
-An invocation is old when its ``status_ts`` (the time of its latest history entry, kept on
-the invocation document by every history write) is before the cutoff. With it go its history
-entries, its result and exception, and the workflow-sub-invocation links in which it is the
-sub-invocation. A workflow's run and data values go too once no remaining invocation refers
-to the workflow (as member, as child workflow, or through a sub-invocation link); a
-workflow run still referenced by newer invocations is kept. Runner contexts are shared by
-every invocation a runner touched and are kept. Invocations that never had a status (no
-history) are never old.
+An invocation is prunable when its current status is final (pynenc's
+``InvocationStatus.get_final_statuses()``: success, failed, concurrency-controlled final)
+and its ``status_ts`` (the time of its latest history entry, kept on the invocation document
+by every history write) is before the cutoff; an invocation in any other status (registered,
+pending, running, paused, retry, killed, rerouted...) is never deleted, however old. With it
+go its history entries, its result and exception, and the workflow-sub-invocation links in
+which it is the sub-invocation. A workflow's run and data values go too once no remaining
+invocation refers to the workflow (as member, as child workflow, or through a sub-invocation
+link); a workflow run still referenced by newer or unfinished invocations is kept. Runner
+contexts are shared by every invocation a runner touched and are kept. Invocations that
+never had a status (no history) are never old.
 
 Everything is found through the indexes (no keyspace scan), batch by batch: the first batch
 of old invocations is queried, its dependents looked up (three queries), and all of it
-deleted by one script that first checks, per invocation, that its status is still older than
-the cutoff, so an invocation that got a new status meanwhile is left whole. Then the next
-batch is queried afresh (a long cursor over an index that is being deleted from is not
-relied upon). A dry run walks the same queries and deletes nothing; its counts are those a
-run would delete on data that does not change in between.
+deleted by one script that first checks, per invocation, that its status is still final and
+older than the cutoff, so an invocation that got a new status meanwhile is left whole. Then
+the next batch is queried afresh (a long cursor over an index that is being deleted from is
+not relied upon). A dry run walks the same queries and deletes nothing; its counts are those
+a run would delete on data that does not change in between.
+
+Workflows are collected after the invocations. The script that deletes an invocation adds
+its workflows to the app's pending-workflows set in the same atomic step, and every run
+starts by taking over that set, so a run that stopped (crash, kill, lost connection) between
+deleting invocations and collecting their workflows leaves the collection to the next run
+instead of leaking the runs and data forever. (A sweep for unreferenced workflow runs would
+also find runs whose invocation documents are not written yet; the set only ever names
+workflows whose invocations prune deleted.)
 """
 
 from __future__ import annotations
@@ -25,7 +36,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, cast
 
+import orjson
 import redis
+from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
@@ -46,23 +59,34 @@ UNLINK_CHUNK = 1000
 """Keys per ``UNLINK`` call inside the script (Lua's ``unpack`` has a stack limit)."""
 
 PRUNE_INVOCATIONS = """
--- ARGV[1]: the cutoff (epoch us, decimal string); then per invocation, the number of keys
--- that belong to it. KEYS: per invocation, its invocation key, then those keys.
--- An invocation whose status_ts is no longer before the cutoff (a new status arrived after
--- it was selected) is left whole. Returns 1 (deleted) or 0 (kept) per invocation.
+-- KEYS[1]: the app's pending-workflows set; then per invocation, its invocation key, then the
+-- keys that belong to it. ARGV[1]: the cutoff (epoch us, decimal string); ARGV[2]: the final
+-- statuses as a JSON array; then per invocation, the number of keys that belong to it and
+-- the workflows it refers to as a JSON array.
+-- An invocation is deleted only if its status is still final and older than the cutoff: one
+-- that got a new status after it was selected (re-queued, retried, rerouted...) is left
+-- whole. The workflows of each deleted invocation join the pending set in the same atomic
+-- step, so a run that stops before collecting them leaves them to the next run.
+-- Returns 1 (deleted) or 0 (kept) per invocation.
 local cutoff = tonumber(ARGV[1])
+local final = {}
+for _, status in ipairs(cjson.decode(ARGV[2])) do
+  final[status] = true
+end
 local deleted = {}
-local k = 1
-for i = 2, #ARGV do
+local k = 2
+for i = 3, #ARGV, 2 do
   local count = tonumber(ARGV[i])
   local invocation_key = KEYS[k]
-  local old = true
-  local raw = redis.call('JSON.GET', invocation_key, '$.status_ts')
+  local prunable = true  -- an invocation deleted meanwhile: its leftovers go
+  local raw = redis.call('JSON.GET', invocation_key, '$.status', '$.status_ts')
   if raw then
-    local ts = tonumber(string.match(raw, '%-?%d+') or '')
-    old = ts ~= nil and ts < cutoff
+    local current = cjson.decode(raw)
+    local status = current['$.status'][1]
+    local ts = current['$.status_ts'][1]
+    prunable = type(ts) == 'number' and ts < cutoff and final[status] == true
   end
-  if old then
+  if prunable then
     local first = k
     local last = k + count
     while first <= last do
@@ -70,14 +94,24 @@ for i = 2, #ARGV do
       redis.call('UNLINK', unpack(KEYS, first, upto))
       first = upto + 1
     end
+    local workflows = cjson.decode(ARGV[i + 1])
+    if #workflows > 0 then
+      redis.call('SADD', KEYS[1], unpack(workflows))
+    end
   end
-  deleted[#deleted + 1] = old and 1 or 0
+  deleted[#deleted + 1] = prunable and 1 or 0
   k = k + count + 1
 end
 return deleted
 """
 
 _prune_invocations = Script(PRUNE_INVOCATIONS)
+
+FINAL_STATUSES: tuple[str, ...] = tuple(
+    sorted(status.value for status in InvocationStatus.get_final_statuses())
+)
+"""The statuses after which pynenc never changes an invocation again (the same on pynenc 0.3
+and 0.4): the only ones prune deletes."""
 
 type Progress = Callable[[int, int], None]
 """Called after each batch with ``(invocations done, invocations selected at the start)``."""
@@ -88,7 +122,7 @@ class PruneReport:
     """What :func:`prune_invocations` deleted (or, on a dry run, would delete).
 
     :ivar app_id: The app pruned.
-    :ivar cutoff: Invocations whose latest status is strictly before this were selected.
+    :ivar cutoff: Invocations whose latest status is final and strictly before this were selected.
     :ivar dry_run: True when nothing was deleted.
     :ivar invocations: Invocation documents.
     :ivar history: History entries.
@@ -99,7 +133,7 @@ class PruneReport:
     :ivar workflow_data: Data values of those workflows.
     :ivar workflows_kept: Workflows some deleted invocation belonged to that are still
         referenced by remaining invocations (their run and data are kept).
-    :ivar skipped: Selected invocations that got a newer status before their batch was
+    :ivar skipped: Selected invocations that got a new status before their batch was
         deleted, and were kept whole.
     """
 
@@ -140,7 +174,7 @@ class PruneReport:
 def check_cutoff(cutoff: datetime, allow_all: bool = False, now: datetime | None = None) -> None:
     """Refuse a cutoff that selects everything, unless ``allow_all``.
 
-    A cutoff at or after now selects every invocation with a status, which is what a wrong
+    A cutoff at or after now selects every finished invocation, which is what a wrong
     unit or a ``0`` would do by accident (RedisVL refuses match-all deletes the same way).
 
     :raises PruneRefusedError: If ``cutoff`` is not in the past and ``allow_all`` is False.
@@ -149,8 +183,8 @@ def check_cutoff(cutoff: datetime, allow_all: bool = False, now: datetime | None
     moment = cutoff if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
     if moment >= now and not allow_all:
         raise PruneRefusedError(
-            f"cutoff {moment.isoformat()} is not in the past: it would delete every invocation "
-            "of the app. Pass allow_all=True (--all on the command line) to do that on purpose."
+            f"cutoff {moment.isoformat()} is not in the past: it would delete every finished "
+            "invocation of the app. Pass allow_all=True (--all on the command line) to do that on purpose."
         )
 
 
@@ -163,6 +197,13 @@ class _Dependents:
     """Per invocation: ``(key, kind)`` of its result and exception."""
     links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     """Per sub-invocation: ``(key, workflow id)`` of its links."""
+
+    def workflows_of(self, row: Row) -> list[str]:
+        """Return the workflows an invocation refers to: its own, the parent workflow it keeps
+        referenced as a child workflow, and those it is linked into."""
+        names = (row.get(name) for name in ("workflow_id", "parent_workflow_id"))
+        linked = (workflow_id for _key, workflow_id in self.links.get(row["invocation_id"], ()))
+        return sorted({workflow_id for workflow_id in (*names, *linked) if workflow_id})
 
     def keys_of(self, invocation_id: str) -> list[str]:
         return [
@@ -191,8 +232,10 @@ class _Pruner:
         self.cutoff_us = docs.to_micros(cutoff)
         self.batch_size = batch_size
         self.report = PruneReport(app_id, cutoff, dry_run)
+        self.pending_key = self.keys.prune_pending_workflows()
         self.workflows: set[str] = set()
-        """Workflows a deleted invocation belonged to, or was linked into."""
+        """Workflows a deleted invocation belonged to, or was linked into, by this run or by
+        an earlier one that stopped before collecting them."""
 
     # -- queries --------------------------------------------------------------------------
 
@@ -202,8 +245,15 @@ class _Pruner:
         request = query.Aggregate(self.namespace.alias(spec), request_filter, steps)
         return fetch_complete(self.client, request, self.batch_size)
 
+    def _prunable(self, request_filter: query.Filter) -> query.Filter:
+        return request_filter.before("status_ts", self.cutoff_us).tag_in("status", FINAL_STATUSES)
+
     def _old_filter(self) -> query.Filter:
-        return query.where(self.schemas.invocations, self.app_id).before("status_ts", self.cutoff_us)
+        return self._prunable(query.where(self.schemas.invocations, self.app_id))
+
+    def take_over_pending(self) -> None:
+        """Add the workflows an earlier run deleted invocations of but did not collect."""
+        self.workflows.update(self.client.sscan_iter(self.pending_key, count=self.batch_size))
 
     def count_old(self) -> int:
         """Return how many invocations the cutoff selects now."""
@@ -266,13 +316,13 @@ class _Pruner:
         if self.report.dry_run:
             deleted = [True] * len(rows)
         else:
-            script_keys: list[str] = []
-            script_args = [str(self.cutoff_us)]
-            for invocation_id in invocation_ids:
-                owned = found.keys_of(invocation_id)
-                script_keys.append(self.keys.invocation(invocation_id))
+            script_keys = [self.pending_key]
+            script_args = [str(self.cutoff_us), orjson.dumps(FINAL_STATUSES).decode()]
+            for row in rows:
+                owned = found.keys_of(row["invocation_id"])
+                script_keys.append(self.keys.invocation(row["invocation_id"]))
                 script_keys.extend(owned)
-                script_args.append(str(len(owned)))
+                script_args.extend((str(len(owned)), orjson.dumps(found.workflows_of(row)).decode()))
             pipe = self.client.pipeline(transaction=False)
             replies = _prune_invocations.run_in(pipe, script_keys, script_args)
             deleted = [bool(flag) for flag in replies[-1]]
@@ -289,13 +339,8 @@ class _Pruner:
                     report.results += 1
                 else:
                     report.exceptions += 1
-            links = found.links.get(invocation_id, ())
-            report.workflow_sub_invocations += len(links)
-            self.workflows.update(workflow_id for _key, workflow_id in links)
-            # its workflow, and the parent workflow it keeps referenced as a child workflow
-            self.workflows.update(
-                row[name] for name in ("workflow_id", "parent_workflow_id") if row.get(name)
-            )
+            report.workflow_sub_invocations += len(found.links.get(invocation_id, ()))
+            self.workflows.update(found.workflows_of(row))
         return len(rows)
 
     # -- phase 2: workflows ---------------------------------------------------------------
@@ -303,14 +348,14 @@ class _Pruner:
     def referenced(self, workflow_ids: Sequence[str]) -> set[str]:
         """Return the workflows of ``workflow_ids`` that remaining invocations refer to.
 
-        Remaining means not selected by the cutoff, so the answer is the same before the
-        deletion (dry run) and after it.
+        Remaining means not selected (not both final and before the cutoff), so the answer is
+        the same before the deletion (dry run) and after it.
         """
         referenced: set[str] = set()
         members = (
             query.where(self.schemas.invocations, self.app_id)
             .any_tag_in(("workflow_id", "parent_workflow_id"), workflow_ids)
-            .not_before("status_ts", self.cutoff_us)
+            .excluding(self._prunable)
         )
         for row in self._rows("invocations", members, *query.group_by("workflow_id", "parent_workflow_id")):
             referenced.update(value for value in row.values() if value)
@@ -358,6 +403,8 @@ class _Pruner:
             if not self.report.dry_run:
                 for keys in _chunks([*run_keys, *data_keys], UNLINK_CHUNK):
                     self.client.unlink(*keys)
+                # Only now: a run that stops before this point leaves them to the next one.
+                self.client.srem(self.pending_key, *chunk)
 
 
 def _chunks[T](items: Sequence[T], size: int) -> Iterable[list[T]]:
@@ -377,9 +424,10 @@ def prune_invocations(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
 ) -> PruneReport:
-    """Delete ``app_id``'s invocations whose latest status is before ``older_than``, with their
-    history, result, exception and sub-invocation links, then the runs and data of workflows
-    no remaining invocation refers to.
+    """Delete ``app_id``'s invocations whose status is final and older than ``older_than``, with
+    their history, result, exception and sub-invocation links, then the runs and data of
+    workflows no remaining invocation refers to (including those of an earlier run that
+    stopped before collecting them).
 
     :param older_than: The cutoff (naive datetimes are UTC).
     :param dry_run: Count what would be deleted; delete nothing.
@@ -393,6 +441,7 @@ def prune_invocations(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     check_cutoff(older_than, allow_all)
     pruner = _Pruner(client, namespace, schemas, app_id, older_than, dry_run, batch_size)
+    pruner.take_over_pending()
     total = pruner.count_old()
     done = 0
     if progress is not None:

@@ -24,11 +24,11 @@ Traps avoided by construction (see docs/redisearch.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pynenc_redis_stack.errors import QueryError
+from pynenc_redis_stack.errors import QueryError, lone_surrogate, lone_surrogate_message
 from pynenc_redis_stack.schema import IndexSpec
 
 DIALECT = "2"
@@ -122,8 +122,17 @@ def tag_param(value: str) -> str:
 
     The server unescapes backslashes in tag parameters (``a\\\\b`` would match ``a\\b``),
     so each backslash is doubled; every other character is taken literally.
+
+    :raises QueryError: If ``value`` holds a lone surrogate (it cannot be sent, nor stored).
     """
+    _require_unicode("lookup value", value)
     return value.replace("\\", "\\\\")
+
+
+def _require_unicode(what: str, value: str) -> None:
+    position = lone_surrogate(value)
+    if position is not None:
+        raise QueryError(lone_surrogate_message(what, value, position))
 
 
 # The expression language's string literals cannot carry a newline (syntax error) or two
@@ -193,6 +202,12 @@ class Filter:
             raise QueryError(
                 f"field {name!r} of index {self.spec.name!r} is {spec_field.type}, not {expected}"
             )
+        if not spec_field.lookup:
+            raise QueryError(
+                f"field {name!r} of index {self.spec.name!r} is declared 'lookup: false': it may "
+                "hold empty strings, which no query can find; remove that attribute from the "
+                "schema file (empty values are then refused at write time) to query it"
+            )
         return name
 
     def tag(self, name: str, value: str) -> Filter:
@@ -248,10 +263,20 @@ class Filter:
         self.clauses.append(f"@{field_name}:[-inf ({self._param(str(bound))}]")
         return self
 
-    def not_before(self, name: str, bound: int) -> Filter:
-        """Require ``@name >= bound`` or no value at all: the complement of :meth:`before`."""
-        field_name = self._field(name, "numeric")
-        self.clauses.append(f"-@{field_name}:[-inf ({self._param(str(bound))}]")
+    def excluding(self, build: Callable[[Filter], Filter]) -> Filter:
+        """Require that the clauses ``build`` adds do not all hold: ``-(clause clause ...)``.
+
+        Example: ``f.excluding(lambda g: g.before("status_ts", t).tag_in("status", finals))``
+        keeps what is not (old and final), documents without those fields included.
+        """
+        inner = Filter(self.spec, params=self.params)  # shares the $p numbering
+        build(inner)
+        if inner.matches_nothing:
+            return self  # excluding nothing
+        if not inner.clauses:
+            self.matches_nothing = True  # excluding everything
+            return self
+        self.clauses.append("-(" + " ".join(inner.clauses) + ")")
         return self
 
     def _tag_params(self, values: Iterable[str]) -> list[str]:
@@ -459,6 +484,7 @@ def contains(spec: IndexSpec, name: str, substring: str) -> tuple[str, ...]:
         raise QueryError(f"contains() needs a tag field, {name!r} is not one")
     if substring == "":
         return ()  # every string contains the empty string
+    _require_unicode("substring", substring)
     column = f"{name}_search"
     needle = string_literal(search_form(substring))
     return (

@@ -19,7 +19,7 @@ from pynenc_redis_stack.errors import SchemaError
 
 FieldType = Literal["tag", "numeric"]
 _FIELD_TYPES: tuple[FieldType, ...] = ("tag", "numeric")
-_KNOWN_ATTRS = {"sortable", "case_sensitive"}
+_KNOWN_ATTRS = {"sortable", "case_sensitive", "lookup"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class FieldSpec:
     :param sortable: Keep a sort vector (needed for SORTBY and seek paging).
     :param case_sensitive: Tags match case-sensitively. Defaults to True because ids
         differing only in case are different ids.
+    :param lookup: The backend queries this tag by value (the default). Without
+        ``INDEXEMPTY`` (RediSearch 2.10 only) the empty string cannot be queried, so a lookup
+        field refuses ``""``: a document holding it could never be found by it. A field the
+        backend never queries (``lookup: false``) stores ``""`` like any value: the server
+        indexes the document, only the empty value is not searchable, which no query needs.
     """
 
     name: str
@@ -39,6 +44,7 @@ class FieldSpec:
     path: str
     sortable: bool = False
     case_sensitive: bool = True
+    lookup: bool = True
 
     def create_args(self) -> list[str]:
         """Return this field's ``FT.CREATE ... SCHEMA`` fragment.
@@ -58,8 +64,8 @@ class FieldSpec:
         if value is None:
             return True
         if self.type == "tag":
-            # RediSearch cuts tag values at NUL and cannot query the empty string (2.8).
-            return isinstance(value, str) and value != "" and "\x00" not in value
+            # RediSearch cuts tag values at NUL; the empty string cannot be queried (see lookup).
+            return isinstance(value, str) and (value != "" or not self.lookup) and "\x00" not in value
         return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -104,7 +110,12 @@ class IndexSpec:
         for field in self.fields:
             value = document.get(field.name)
             if not field.accepts(value):
-                expected = "a non-empty string without NUL" if field.type == "tag" else "a number"
+                if field.type == "numeric":
+                    expected = "a number"
+                elif field.lookup:
+                    expected = "a non-empty string without NUL (looked up by value; '' cannot be)"
+                else:
+                    expected = "a string without NUL"
                 problems.append(f"{field.name}={value!r} (expected {expected} or None)")
         return problems
 
@@ -148,6 +159,7 @@ class IndexSpec:
                     path=raw.get("path", f"$.{field_name}"),
                     sortable=bool(attrs.get("sortable", False)),
                     case_sensitive=bool(attrs.get("case_sensitive", True)),
+                    lookup=bool(attrs.get("lookup", True)),
                 )
             )
         if not any(f.name == "app_id" and f.type == "tag" for f in fields):

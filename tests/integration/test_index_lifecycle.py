@@ -679,3 +679,50 @@ def test_drop_asks_first_keeps_documents_unless_told(
     assert f"{ns}:invocations: dropped {ns}:idx:invocations:v1 (documents deleted)" in captured.out
     assert ours(redis_client, ns) == []
     assert count_keys(redis_client, f"{ns}:invocation:*") == 0
+
+
+def test_drop_refuses_an_index_the_alias_points_to_that_is_not_ours(
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Someone pointed our alias at an index of their own: drop changes nothing and says why;
+    once the alias is detached, drop removes only our indexes and leaves theirs."""
+    ns = redis_stack_namespace
+    assert index_migrate(conf).ok
+    foreign = f"{ns}:their-invocations"
+    run(
+        redis_client,
+        "FT.CREATE",
+        foreign,
+        "ON",
+        "JSON",
+        "PREFIX",
+        "1",
+        f"{ns}:theirs:",
+        "SCHEMA",
+        "$.a",
+        "AS",
+        "a",
+        "TAG",
+    )
+    run(redis_client, "FT.ALIASUPDATE", f"{ns}:invocations", foreign)
+    before = ours(redis_client, ns)
+
+    for extra in (["--dry-run"], ["--yes"]):
+        assert main(["index", "drop", "--namespace", ns, *extra]) == 1
+        err = capsys.readouterr().err
+        assert (
+            f"alias {ns}:invocations points to index {foreign!r}, which pynenc-redis-stack did not create"
+            in err
+        )
+        assert f"named like {ns}:idx:invocations:v1" in err and "Nothing was dropped" in err
+        assert ours(redis_client, ns) == before
+        assert index_info(redis_client, f"{ns}:invocations")["index_name"] == foreign  # type: ignore[index]
+
+    run(redis_client, "FT.ALIASDEL", f"{ns}:invocations")
+    assert main(["index", "drop", "--yes", "--namespace", ns]) == 0
+    out = capsys.readouterr().out
+    assert f"{ns}:invocations: dropped {ns}:idx:invocations:v1 (documents kept)" in out
+    assert ours(redis_client, ns) == [foreign]  # theirs is still there

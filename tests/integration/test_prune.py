@@ -421,6 +421,106 @@ def test_an_invocation_that_gets_a_new_status_meanwhile_is_kept(
     assert ours._get_result(InvocationId("p-old-1")) == '"r1"'
 
 
+def test_a_finished_invocation_requeued_meanwhile_is_kept(
+    loaded: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: between selection and delete, a selected SUCCESS invocation is retried
+    (a RETRY entry whose time is still before the cutoff). It is no longer final: kept whole."""
+    ours = loaded.ours
+    retry = _history("p-old-2", S.RETRY, OLD + timedelta(hours=2))
+    original = prune_module._Pruner.dependents
+
+    def racing_dependents(self: Any, invocation_ids: list[str]) -> Any:
+        found = original(self, invocation_ids)
+        if "p-old-2" in invocation_ids:
+            ours._add_histories([InvocationId("p-old-2")], retry)
+        return found
+
+    monkeypatch.setattr(prune_module._Pruner, "dependents", racing_dependents)
+    report = ours.prune(CUTOFF)
+    assert report.skipped == 1 and report.invocations == len(OLD_IDS) - 1
+    assert [h.status_record.status for h in ours.get_history(InvocationId("p-old-2"))] == [S.SUCCESS, S.RETRY]
+    assert ours._get_result(InvocationId("p-old-2")) == ""
+    assert Counter(ours.get_workflow_sub_invocations(InvocationId("wf-sub"))) == Counter(["s-new", "p-old-2"])
+
+
+UNFINISHED = [status for status in S if not status.is_final()]
+FINAL = sorted(S.get_final_statuses())
+
+
+def test_unfinished_invocations_are_never_pruned(request: pytest.FixtureRequest, redis_url: str) -> None:
+    """One old invocation per status: only those in a final status go. A workflow whose old
+    members are all finished but one is kept, with its data."""
+    backend = _ours(unique_app_id(request), redis_url)
+    flow = WorkflowIdentity(InvocationId("wf-unfinished"), FLOW, None)
+    ids: dict[InvocationStatus, str] = {}
+    try:
+        for n, status in enumerate(S):
+            invocation_id = f"inv-{status.value}"
+            ids[status] = invocation_id
+            call = CallId(TASK, f"args-{n}")
+            workflow = flow if status in (S.PENDING, S.SUCCESS) else None
+            backend._upsert_invocations(
+                [(InvocationDTO(InvocationId(invocation_id), call, workflow, None, None), CallDTO(call, {}))]
+            )
+            for k, entry_status in enumerate((S.REGISTERED, status)):
+                backend._add_histories(
+                    [InvocationId(invocation_id)],
+                    _history(invocation_id, entry_status, OLD + timedelta(seconds=k)),
+                )
+            backend._set_result(InvocationId(invocation_id), '"r"')
+        backend.store_workflow_run(flow)
+        backend.set_workflow_data(flow, "k", 1)
+        assert len(UNFINISHED) >= 9 and set(FINAL) == {S.SUCCESS, S.FAILED, S.CONCURRENCY_CONTROLLED_FINAL}
+
+        dry = backend.prune(CUTOFF, dry_run=True)
+        report = backend.prune(CUTOFF)
+        assert dry.counts() == report.counts()
+        assert (report.invocations, report.history, report.results) == (
+            len(FINAL),
+            2 * len(FINAL),
+            len(FINAL),
+        )
+        assert (report.workflow_runs, report.workflow_data, report.workflows_kept) == (0, 0, 1)
+        for status, invocation_id in ids.items():
+            kept = backend._get_invocation(InvocationId(invocation_id)) is not None
+            assert kept == (status not in FINAL), status
+            assert len(backend.get_history(InvocationId(invocation_id))) == (0 if status in FINAL else 2)
+        assert [w.workflow_id for w in backend.get_all_workflow_runs()] == ["wf-unfinished"]
+        assert backend.get_workflow_data(flow, "k") == 1
+        assert {i for i, _s, _t in backend.find_invocations()} == {ids[s] for s in UNFINISHED}
+    finally:
+        backend.purge()
+
+
+def test_workflows_left_by_a_crashed_run_are_collected_by_the_next(
+    loaded: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the run dies after deleting the invocations, before collecting their
+    workflows. The next run (which selects no invocation) collects them."""
+    client, ours = loaded.client, loaded.ours
+    expected_deleted = _expected_deleted(ours, _app_keys(client, ours))
+    collect = prune_module._Pruner.prune_workflows
+
+    def crash(self: Any) -> None:
+        raise ConnectionError("simulated crash before the workflows are collected")
+
+    monkeypatch.setattr(prune_module._Pruner, "prune_workflows", crash)
+    with pytest.raises(ConnectionError):
+        ours.prune(CUTOFF)
+    assert client.exists(ours.keys.workflow_run("wf-old"))  # not collected yet
+    monkeypatch.setattr(prune_module._Pruner, "prune_workflows", collect)
+
+    dry = ours.prune(CUTOFF, dry_run=True)
+    report = ours.prune(CUTOFF)
+    assert report.invocations == dry.invocations == 0
+    assert (report.workflow_runs, report.workflow_data, report.workflows_kept) == (1, 2, 3)
+    assert dry.counts() == report.counts()
+    assert expected_deleted.isdisjoint(_app_keys(client, ours))
+    assert not client.exists(ours.keys.prune_pending_workflows())  # nothing owed any more
+    assert ours.prune(CUTOFF).deleted_documents == 0
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
@@ -470,7 +570,9 @@ def test_command_line(loaded: Loaded, redis_url: str, capsys: pytest.CaptureFixt
     assert expected["invocations"] == len(OLD_IDS) + 1
     assert main([*base, "--older-than", "30d", "--dry-run"]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines()[0].startswith(f"prune: app {app_id!r} in namespace 'pynenc': invocations whose")
+    assert out.splitlines()[0].startswith(
+        f"prune: app {app_id!r} in namespace 'pynenc': finished invocations"
+    )
     assert out.splitlines()[1].split() == ["KIND", "WOULD", "DELETE"]
     assert _table(out) == expected
     assert "workflow runs kept (still referenced by newer invocations): 3" in out

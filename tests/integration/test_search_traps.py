@@ -833,6 +833,28 @@ def test_empty_strings_are_stored_values(request: pytest.FixtureRequest, redis_u
         backend._get_exception(InvocationId("missing"))
 
 
+def test_empty_values_of_fields_never_looked_up_are_stored_and_indexed(
+    request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Without INDEXEMPTY the server indexes a document holding '' in a tag (only the empty
+    value is not searchable): runner contexts with an empty hostname and runner class are
+    stored and found. A field that is looked up by value refuses '', since the server
+    cannot query it."""
+    backend = _backend(_app(unique_app_id(request), redis_url))
+    index = backend.namespace.alias(backend.schemas.runner_contexts)
+    failures = int(_ft_info(redis_client, index)["hash_indexing_failures"])
+    backend._store_runner_context(_context("empty-host", runner_cls="", hostname=""))
+    assert [
+        (c.runner_id, c.runner_cls, c.hostname) for c in backend.get_matching_runner_contexts("empty")
+    ] == [("empty-host", "", "")]
+    assert backend._get_runner_context("empty-host") == _context("empty-host", runner_cls="", hostname="")
+    assert int(_ft_info(redis_client, index)["hash_indexing_failures"]) == failures
+    with pytest.raises(redis.ResponseError, match="INDEXEMPTY"):
+        run(redis_client, "FT.SEARCH", index, "@hostname:{$p}", "PARAMS", "2", "p", "", "DIALECT", "2")
+    with pytest.raises(InvalidDocumentError, match="parent_event_id=''"):
+        _upsert(backend, "child", event="")
+
+
 def test_workflow_filter_is_an_intersection(request: pytest.FixtureRequest, redis_url: str) -> None:
     backend = _backend(_app(unique_app_id(request), redis_url))
     flow, other_flow = TaskId("tests.flows", "flow"), TaskId("tests.flows", "other")

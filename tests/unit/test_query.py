@@ -172,3 +172,22 @@ def test_redis_cli_quoting_matches_redis_cli_examples() -> None:
     assert query.split_redis_cli_line("SET k 'it\\'s' \"x\\x41\\n\"") == ["SET", "k", "it's", "xA\n"]
     with pytest.raises(QueryError, match="unbalanced"):
         query.split_redis_cli_line('GET "abc')
+
+
+def test_a_field_declared_without_lookup_cannot_be_queried() -> None:
+    """It may hold '' (stored, never indexed as a value): a query on it would miss those."""
+    with pytest.raises(QueryError, match="'hostname' of index 'runner-contexts' is declared 'lookup: false'"):
+        query.where(load_schemas().runner_contexts, "app", hostname="h")
+
+
+def test_excluding_negates_a_conjunction_with_shared_parameters() -> None:
+    spec = load_schemas().invocations
+    f = query.where(spec, "a").excluding(
+        lambda g: g.before("status_ts", 5).tag_in("status", ["success", "failed"])
+    )
+    assert f.query_string() == "@app_id:{$p0} -(@status_ts:[-inf ($p1] (@status:{$p2 | $p3}))"
+    assert f.params == {"p0": "a", "p1": "5", "p2": "success", "p3": "failed"}
+    assert (
+        query.where(spec, "a").excluding(lambda g: g.tag_in("status", [])).query_string() == "@app_id:{$p0}"
+    )
+    assert query.where(spec, "a").excluding(lambda g: g).matches_nothing

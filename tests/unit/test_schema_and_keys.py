@@ -123,10 +123,35 @@ def test_invalid_fields_names_wrong_types() -> None:
         {"app_id": "a", "invocation_id": 3, "status_ts": "soon", "parent_event_id": ""}
     )
     assert problems == [
-        "invocation_id=3 (expected a non-empty string without NUL or None)",
-        "parent_event_id='' (expected a non-empty string without NUL or None)",
+        "invocation_id=3 (expected a non-empty string without NUL (looked up by value; '' cannot be) or None)",
+        "parent_event_id='' (expected a non-empty string without NUL (looked up by value; '' cannot be) or None)",
         "status_ts='soon' (expected a number or None)",
     ]
+
+
+def test_empty_strings_are_refused_only_in_fields_looked_up_by_value() -> None:
+    """'' cannot be queried without INDEXEMPTY (RediSearch 2.10 only): refused where the backend
+    looks a value up, stored where it never does."""
+    schemas = load_schemas()
+    contexts = schemas.runner_contexts
+    document = {"app_id": "a", "runner_id": "r", "parent_runner_id": "", "runner_cls": "", "hostname": ""}
+    assert contexts.invalid_fields(document) == []
+    assert contexts.invalid_fields({**document, "hostname": "h\x00"}) == [
+        "hostname='h\\x00' (expected a string without NUL or None)"
+    ]
+    assert contexts.invalid_fields({**document, "runner_id": ""}) != []
+    not_looked_up = {
+        (spec.name, field.name) for spec in schemas.all() for field in spec.fields if not field.lookup
+    }
+    assert not_looked_up == {
+        ("invocations", "call_id_key"),
+        ("history", "status"),
+        ("history", "runner_context_id"),
+        ("runner-contexts", "parent_runner_id"),
+        ("runner-contexts", "runner_cls"),
+        ("runner-contexts", "hostname"),
+        ("workflow-runs", "parent_workflow_id"),
+    }
 
 
 @pytest.mark.parametrize("app_id", ["app", "app1", "a:b", "a%3Ab", "a*", "a?c", "a\\c", "日本", "a b"])

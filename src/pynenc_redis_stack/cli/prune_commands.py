@@ -1,8 +1,10 @@
 """
-``pynenc-redis-stack prune``: delete invocations whose latest status is older than a duration.
+``pynenc-redis-stack prune``: delete finished invocations whose latest status is older than a
+duration.
 
-``--older-than 30d`` (units ``s m h d``, combinable: ``1d12h``) selects the invocations whose
-latest history entry is before now minus that duration; they are deleted with their history,
+``--older-than 30d`` (units ``s m h d``, combinable: ``1d12h``) selects the invocations in a
+final status (success, failed, concurrency-controlled final) whose latest history entry is
+before now minus that duration; unfinished ones are never deleted. They go with their history,
 result, exception and workflow links, and the runs and data of workflows nothing refers to any
 more (see :mod:`pynenc_redis_stack.prune`). ``--dry-run`` counts and deletes nothing. A
 duration of 0 (or ``--all`` alone) selects everything and is refused unless ``--all`` is given.
@@ -32,6 +34,7 @@ from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import (
     DEFAULT_BATCH_SIZE,
+    FINAL_STATUSES,
     PruneReport,
     check_cutoff,
     prune_invocations,
@@ -60,6 +63,9 @@ def parse_duration(value: str) -> timedelta:
     )
 
 
+FINISHED = ", ".join(FINAL_STATUSES)
+
+
 def format_prune(report: PruneReport) -> list[str]:
     """Return the table ``prune`` prints: documents per kind, then what was kept."""
     header = ("KIND", "WOULD DELETE" if report.dry_run else "DELETED")
@@ -81,10 +87,13 @@ def _prune(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.older_than is None:
         cutoff = docs.from_micros(docs.MAX_MICROS)  # --all alone: every invocation with a status
-        selection = "every invocation"
+        selection = f"every finished invocation (status {FINISHED})"
     else:
         cutoff = now - args.older_than
-        selection = f"invocations whose latest status is before {cutoff.isoformat(timespec='seconds')}"
+        selection = (
+            f"finished invocations (status {FINISHED}) whose latest status is before "
+            f"{cutoff.isoformat(timespec='seconds')}"
+        )
     try:
         # the same now: "--older-than 0" is a cutoff of now, refused; checked before connecting
         check_cutoff(cutoff, allow_all=args.all, now=now)
@@ -124,9 +133,9 @@ def add_parser(subparsers: SubParsers) -> None:
     command = subparsers.add_parser(
         "prune",
         parents=[connection_options()],
-        help="delete invocations whose latest status is older than a duration (retention)",
-        description="Delete the app's invocations whose latest status is older than --older-than, "
-        "with their history, result, exception and workflow links; workflow runs and data go "
+        help="delete finished invocations whose latest status is older than a duration (retention)",
+        description="Delete the app's finished invocations (final status: "
+        f"{FINISHED}) whose latest status is older than --older-than, with their history, result, exception and workflow links; workflow runs and data go "
         "once no remaining invocation refers to the workflow. Runner contexts are kept.",
     )
     command.add_argument(
@@ -138,7 +147,7 @@ def add_parser(subparsers: SubParsers) -> None:
     command.add_argument(
         "--all",
         action="store_true",
-        help="allow a duration of 0 (everything up to now); alone, delete every invocation",
+        help="allow a duration of 0 (everything up to now); alone, delete every finished invocation",
     )
     command.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
     command.add_argument(
