@@ -4,17 +4,107 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from pynenc_redis_stack.conf import ConfigRedisStack
-from pynenc_redis_stack.errors import ServerNotSupportedError
+from pynenc_redis_stack.conf import ConfigRedisStack, ConfigStateBackendRedisStack
+from pynenc_redis_stack.errors import MissingPermissionError, ServerNotSupportedError
 
 _POOLS: dict[tuple[object, ...], redis.ConnectionPool] = {}
 _CHECKED: set[tuple[object, ...]] = set()
 _LOCK = threading.Lock()
 
 SUPPORTED_SERVERS = "Redis Stack >= 7.2 (RediSearch >= 2.8, RedisJSON >= 2.6) or Redis 8.x"
+
+MASK = "***"
+
+# Every command this package sends, with the arguments the ACL check needs (key positions
+# hold a key of the namespace). Redis Stack 7.x modules register no ACL category and Redis 8
+# files them under @read/@write with everything else, so the least-privilege rule names them.
+REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("FT._LIST",),
+    ("FT.INFO", "{key}"),
+    ("FT.CREATE", "{key}"),
+    ("FT.DROPINDEX", "{key}"),
+    ("FT.ALIASADD", "{key}", "{key}"),
+    ("FT.ALIASUPDATE", "{key}", "{key}"),
+    ("FT.AGGREGATE", "{key}", "*"),
+    ("FT.CURSOR", "READ", "{key}", "0"),
+    ("FT.CURSOR", "DEL", "{key}", "0"),
+    ("JSON.SET", "{key}", "$", "1"),
+    ("JSON.GET", "{key}"),
+    ("JSON.MGET", "{key}", "$"),
+    ("JSON.MERGE", "{key}", "$", "1"),
+    ("JSON.TYPE", "{key}"),
+    ("EVAL", "return 1", "0"),
+    ("EVALSHA", "0", "0"),
+    ("SCRIPT", "LOAD", "return 1"),
+    ("GET", "{key}"),
+    ("SET", "{key}", "1"),
+    ("DEL", "{key}"),
+    ("UNLINK", "{key}"),
+    ("EXISTS", "{key}"),
+    ("INCR", "{key}"),
+    ("PEXPIRE", "{key}", "1"),
+    ("MULTI",),
+    ("EXEC",),
+    ("DISCARD",),
+    ("PING",),
+)
+
+# One round trip checks every command above as the connected user, without running any:
+# redis.acl_check_cmd (Redis >= 7.0) answers false for a refused command or key.
+_ACL_PROBE = """
+local denied = {}
+local i = 1
+while i <= #ARGV do
+  local count = tonumber(ARGV[i])
+  local command = {unpack(ARGV, i + 1, i + count)}
+  if not redis.acl_check_cmd(unpack(command)) then
+    local named = (command[1] == 'FT.CURSOR' or command[1] == 'SCRIPT') and 2 or 1
+    table.insert(denied, table.concat(command, ' ', 1, named))
+  end
+  i = i + count + 1
+end
+return denied
+"""
+
+
+def _acl_command_name(command: tuple[str, ...]) -> str:
+    """``FT.CURSOR`` and ``SCRIPT LOAD`` are granted per subcommand (``SCRIPT|LOAD``)."""
+    if command[0] == "SCRIPT":
+        return f"{command[0]}|{command[1]}".lower()
+    return command[0].lower()
+
+
+def acl_rule(namespace: str) -> str:
+    """Return the least-privilege ACL rule for a user of ``namespace`` (keys, index names and
+    aliases all start with ``<namespace>:``), for ``ACL SETUSER <user> on >password <rule>``."""
+    commands = dict.fromkeys(_acl_command_name(command) for command in REQUIRED_COMMANDS)
+    # CLIENT SETINFO: redis-py names itself on connect (refusal is ignored, but logged by ACL LOG).
+    granted = " ".join(f"+{name}" for name in [*commands, "client|setinfo"])
+    return f"resetkeys ~{namespace}:* resetchannels -@all {granted}"
+
+
+def redacted_url(url: str) -> str:
+    """Return ``url`` with its password masked (the user info's and any ``password=`` query
+    parameter), for messages, logs and errors. The user name and everything else stay."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK  # unparseable: show nothing of it rather than a secret
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name.lower() == "password" for name, _ in pairs):
+            masked = [(name, MASK if name.lower() == "password" else value) for name, value in pairs]
+            query = urlencode(masked, safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def run(target: redis.Redis | redis.client.Pipeline, *args: str | int) -> Any:
@@ -64,29 +154,35 @@ def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
     )
 
 
-def get_client(conf: ConfigRedisStack) -> redis.Redis:
+def get_client(conf: ConfigStateBackendRedisStack) -> redis.Redis:
     """Return a client on the pool for ``conf``, checking the server on first use.
 
     :raises ServerNotSupportedError: If the database is not 0 or the server lacks the
         search or JSON module.
+    :raises MissingPermissionError: If the connected ACL user may not run a command this
+        package needs, or not on the namespace's keys.
     """
-    key = _pool_key(conf)
+    namespace = str(conf.redis_stack_namespace)
+    key = (*_pool_key(conf), namespace)
     with _LOCK:
         pool = _POOLS.get(key)
         if pool is None:
             pool = _POOLS[key] = _new_pool(conf)
     client = redis.Redis(connection_pool=pool)
     if key not in _CHECKED:
-        check_server(client)
+        check_server(client, namespace)
         with _LOCK:
             _CHECKED.add(key)
     return client
 
 
-def check_server(client: redis.Redis) -> None:
+def check_server(client: redis.Redis, namespace: str) -> None:
     """Refuse a server this backend cannot use, naming what is missing and the fix.
 
+    :param namespace: The ``redis_stack_namespace``: the probes touch only its keys, so a
+        user limited to ``~<namespace>:*`` passes.
     :raises ServerNotSupportedError: If the database is not 0 or a module is missing.
+    :raises MissingPermissionError: If the ACL user lacks a command or key pattern it needs.
     """
     db = int(client.connection_pool.connection_kwargs.get("db") or 0)
     if db != 0:
@@ -97,7 +193,7 @@ def check_server(client: redis.Redis) -> None:
         )
     pipe = client.pipeline(transaction=False)
     run(pipe, "FT._LIST")
-    run(pipe, "JSON.TYPE", "pynenc-redis-stack:module-probe")
+    run(pipe, "JSON.TYPE", f"{namespace}:module-probe")
     search_reply, json_reply = pipe.execute(raise_on_error=False)
     missing = [
         name
@@ -107,12 +203,40 @@ def check_server(client: redis.Redis) -> None:
         )
         if isinstance(reply, redis.ResponseError) and "unknown command" in str(reply).lower()
     ]
-    for reply in (search_reply, json_reply):
-        if isinstance(reply, Exception) and not missing:
-            raise ServerNotSupportedError(f"could not check the server's modules: {reply}")
     if missing:
         raise ServerNotSupportedError(
             f"the Redis server lacks the {' and '.join(missing)} module; "
             f"this backend needs {SUPPORTED_SERVERS}. For development run "
             "`pynenc-redis-stack server start`."
         )
+    probes = (("FT._LIST", search_reply), (f"JSON.TYPE {namespace}:module-probe", json_reply))
+    for probe, reply in probes:
+        if isinstance(reply, redis.exceptions.NoPermissionError):
+            raise _missing_permission(namespace, f"{probe}: {reply}")
+        if isinstance(reply, Exception):
+            raise ServerNotSupportedError(f"could not check the server's modules: {reply}")
+    _check_permissions(client, namespace)
+
+
+def _check_permissions(client: redis.Redis, namespace: str) -> None:
+    """Check every command of :data:`REQUIRED_COMMANDS` on a namespace key as this user."""
+    probe_key = f"{namespace}:acl-probe"
+    args: list[str] = []
+    for command in REQUIRED_COMMANDS:
+        args += [str(len(command)), *(probe_key if part == "{key}" else part for part in command)]
+    try:
+        denied = run(client, "EVAL", _ACL_PROBE, 0, *args)
+    except redis.exceptions.NoPermissionError as exc:
+        raise _missing_permission(namespace, str(exc)) from exc
+    if denied:
+        raise _missing_permission(
+            namespace, f"refused {', '.join(denied)} on keys like {probe_key!r}"
+        )
+
+
+def _missing_permission(namespace: str, refusal: str) -> MissingPermissionError:
+    return MissingPermissionError(
+        f"the Redis ACL user may not run what this backend needs ({refusal}). Grant it the "
+        f"least-privilege rule for namespace {namespace!r}: "
+        f"ACL SETUSER <user> on ><password> {acl_rule(namespace)}"
+    )
