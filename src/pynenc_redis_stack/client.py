@@ -126,7 +126,46 @@ def _pool_key(conf: ConfigRedisStack) -> tuple[object, ...]:
         conf.redis_db,
         conf.redis_username,
         conf.redis_password,
+        *_tls_options(conf).items(),
     )
+
+
+CERT_REQS = ("required", "optional", "none")
+
+
+def _tls_options(conf: ConfigRedisStack) -> dict[str, object]:
+    """The redis-py TLS options the ``redis_ssl*`` settings ask for (none when TLS is off).
+
+    :raises ValueError: If a TLS file or setting is given while TLS is off, or
+        ``redis_ssl_cert_reqs`` is not one of :data:`CERT_REQS`.
+    """
+    url = connection_url(conf)
+    tls = bool(conf.redis_ssl) or urlsplit(url).scheme == "rediss"
+    files = {
+        "ssl_ca_certs": str(conf.redis_ssl_ca_certs or ""),
+        "ssl_certfile": str(conf.redis_ssl_certfile or ""),
+        "ssl_keyfile": str(conf.redis_ssl_keyfile or ""),
+    }
+    given = [f"redis_{name}" for name, path in files.items() if path]
+    if not tls:
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} set but TLS is off: set redis_ssl to true or use a "
+                "rediss:// URL"
+            )
+        return {}
+    cert_reqs = str(conf.redis_ssl_cert_reqs).lower()
+    if cert_reqs not in CERT_REQS:
+        raise ValueError(
+            f"redis_ssl_cert_reqs is {conf.redis_ssl_cert_reqs!r}; expected one of {', '.join(CERT_REQS)}"
+        )
+    return {
+        "connection_class": redis.SSLConnection,
+        **{name: path for name, path in files.items() if path},
+        "ssl_cert_reqs": cert_reqs,
+        # Python's ssl refuses hostname checks without certificate verification.
+        "ssl_check_hostname": bool(conf.redis_ssl_check_hostname) and cert_reqs != "none",
+    }
 
 
 def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
@@ -140,6 +179,7 @@ def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
         "socket_keepalive": True,
         "health_check_interval": conf.redis_pool_health_check_interval,
         "retry_on_timeout": True,
+        **_tls_options(conf),
     }
     url = connection_url(conf)
     if url:

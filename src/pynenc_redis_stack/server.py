@@ -345,7 +345,7 @@ class EmbeddedRedisStack:
         Start the server, or return the URL of the one already running here.
 
         :param port: TCP port on 127.0.0.1; a free port is picked when None.
-        :return: The Redis URL, ``redis://:<password>@127.0.0.1:<port>/0``.
+        :return: The Redis URL, ``redis://default:<password>@127.0.0.1:<port>/0``.
         :raises ValueError: If the port is out of range.
         :raises EmbeddedServerError: If the server does not become ready, or is
             already running on a different port than the one requested.
@@ -636,7 +636,8 @@ class EmbeddedRedisStack:
         """
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         _write_private(self.data_dir / CONFIG_FILE, f"requirepass {password}\n")
-        url = f"redis://:{password}@{HOST}:{port}/0"
+        # The user is named: redis-cli (6.2) sends AUTH with an empty user name for ":<password>@".
+        url = f"redis://default:{password}@{HOST}:{port}/0"
         # posix_spawn has no umask setting, so the server inherits ours for the
         # call: owner-only files (append-only, dump, pid) whatever the caller's umask.
         previous_umask = os.umask(0o077)
