@@ -150,8 +150,7 @@ def _tls_options(conf: ConfigRedisStack) -> dict[str, object]:
     if not tls:
         if given:
             raise ValueError(
-                f"{', '.join(given)} set but TLS is off: set redis_ssl to true or use a "
-                "rediss:// URL"
+                f"{', '.join(given)} set but TLS is off: set redis_ssl to true or use a rediss:// URL"
             )
         return {}
     cert_reqs = str(conf.redis_ssl_cert_reqs).lower()
@@ -269,9 +268,7 @@ def _check_permissions(client: redis.Redis, namespace: str) -> None:
     except redis.exceptions.NoPermissionError as exc:
         raise _missing_permission(namespace, str(exc)) from exc
     if denied:
-        raise _missing_permission(
-            namespace, f"refused {', '.join(denied)} on keys like {probe_key!r}"
-        )
+        raise _missing_permission(namespace, f"refused {', '.join(denied)} on keys like {probe_key!r}")
 
 
 def _missing_permission(namespace: str, refusal: str) -> MissingPermissionError:
