@@ -72,7 +72,8 @@ return denied
 
 
 def _acl_command_name(command: tuple[str, ...]) -> str:
-    """``FT.CURSOR`` and ``SCRIPT LOAD`` are granted per subcommand (``SCRIPT|LOAD``)."""
+    """``SCRIPT LOAD`` is granted as a subcommand (``script|load``, not all of ``SCRIPT``);
+    ``FT.CURSOR`` as a whole (the search module declares no subcommands)."""
     if command[0] == "SCRIPT":
         return f"{command[0]}|{command[1]}".lower()
     return command[0].lower()
@@ -201,17 +202,19 @@ def get_client(conf: ConfigStateBackendRedisStack) -> redis.Redis:
     :raises MissingPermissionError: If the connected ACL user may not run a command this
         package needs, or not on the namespace's keys.
     """
+    key = _pool_key(conf)
     namespace = str(conf.redis_stack_namespace)
-    key = (*_pool_key(conf), namespace)
     with _LOCK:
         pool = _POOLS.get(key)
         if pool is None:
             pool = _POOLS[key] = _new_pool(conf)
     client = redis.Redis(connection_pool=pool)
-    if key not in _CHECKED:
+    # Checked per namespace too: ACL key patterns may allow one namespace and not another.
+    checked = (*key, namespace)
+    if checked not in _CHECKED:
         check_server(client, namespace)
         with _LOCK:
-            _CHECKED.add(key)
+            _CHECKED.add(checked)
     return client
 
 

@@ -531,8 +531,8 @@ class EmbeddedRedisStack:
         except FileNotFoundError:
             password = ""
         if not password:
-            # URL-safe characters only, so the password needs no quoting in a URL or redis.conf.
-            password = secrets.token_urlsafe(32)
+            # Hex: no quoting in a URL or redis.conf, and never a leading '-' on a command line.
+            password = secrets.token_hex(32)
             _write_private(self.password_file, password + "\n")
         return password
 
