@@ -19,8 +19,9 @@ SUPPORTED_SERVERS = "Redis Stack >= 7.2 (RediSearch >= 2.8, RedisJSON >= 2.6) or
 
 MASK = "***"
 
-# Every command this package sends, with the arguments the ACL check needs (key positions
-# hold a key of the namespace). Redis Stack 7.x modules register no ACL category and Redis 8
+# Every command this package sends (main's prepared FT.SEARCH scripts, history arrays and
+# prune's pending-workflow set included), with the arguments the ACL check needs (key
+# positions hold a key of the namespace). Redis Stack 7.x modules register no ACL category and Redis 8
 # files them under @read/@write with everything else, so the least-privilege rule names them.
 REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("FT._LIST",),
@@ -30,6 +31,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("FT.ALIASADD", "{key}", "{key}"),
     ("FT.ALIASUPDATE", "{key}", "{key}"),
     ("FT.AGGREGATE", "{key}", "*"),
+    ("FT.SEARCH", "{key}", "*"),
     ("FT.CURSOR", "READ", "{key}", "0"),
     ("FT.CURSOR", "DEL", "{key}", "0"),
     ("JSON.SET", "{key}", "$", "1"),
@@ -37,6 +39,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("JSON.MGET", "{key}", "$"),
     ("JSON.MERGE", "{key}", "$", "1"),
     ("JSON.TYPE", "{key}"),
+    ("JSON.ARRAPPEND", "{key}", "$", "1"),
     ("EVAL", "return 1", "0"),
     ("EVALSHA", "0", "0"),
     ("SCRIPT", "LOAD", "return 1"),
@@ -46,6 +49,9 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("UNLINK", "{key}"),
     ("EXISTS", "{key}"),
     ("INCR", "{key}"),
+    ("SADD", "{key}", "1"),
+    ("SSCAN", "{key}", "0"),
+    ("SREM", "{key}", "1"),
     ("PEXPIRE", "{key}", "1"),
     ("MULTI",),
     ("EXEC",),

@@ -74,3 +74,10 @@ def test_tls_settings_without_tls_or_with_a_bad_value_are_refused(monkeypatch: p
         _tls_options(_conf(redis_ssl_certfile="/c.pem", redis_ssl_keyfile="/c.key"))
     with pytest.raises(ValueError, match="redis_ssl_cert_reqs is 'always'; expected one of"):
         _tls_options(_conf(redis_ssl=True, redis_ssl_cert_reqs="always"))
+
+
+def test_the_documented_acl_rule_is_the_one_the_code_checks() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert f"ACL SETUSER pynenc-app on >CHANGE-ME {acl_rule('pynenc')}\n" in docs
