@@ -61,10 +61,12 @@ def redis_stack(
 def _check_url(url: str) -> None:
     import redis
 
+    from pynenc_redis_stack.client import redacted_url
+
     db = redis.ConnectionPool.from_url(url).connection_kwargs.get("db", 0)
     if db not in (None, 0):
         raise ValueError(
-            f"redis_stack url {url!r} selects database {db}; RediSearch indexes exist only in "
+            f"redis_stack url {redacted_url(url)!r} selects database {db}; RediSearch indexes exist only in "
             "database 0. Use /0 (or no database) and a distinct namespace to share a server."
         )
 

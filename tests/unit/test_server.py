@@ -52,7 +52,8 @@ def test_server_listens_on_loopback_with_a_non_default_port(
     status = stack.status()
     assert status.running
     assert status.port is not None and status.port != 6379
-    assert status.url == f"redis://127.0.0.1:{status.port}/0"
+    password = stack.password_file.read_text().strip()
+    assert status.url == f"redis://default:{password}@127.0.0.1:{status.port}/0"
     assert client.ping() is True
     assert client.config_get("bind") == {"bind": "127.0.0.1"}
     assert status.version is not None and status.version.startswith("8.")
@@ -112,7 +113,7 @@ def test_cli_url_and_status(stack: EmbeddedRedisStack, capsys: pytest.CaptureFix
 def test_stop_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     server = EmbeddedRedisStack(tmp_path / "data", persistent=False)
     url = server.start()
-    assert url.startswith("redis://127.0.0.1:")
+    assert url.startswith("redis://default:") and "@127.0.0.1:" in url
     pid = server.status().pid
     assert pid is not None
 

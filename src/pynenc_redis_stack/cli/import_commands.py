@@ -22,6 +22,7 @@ import redis
 
 from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, fail, guarded
 from pynenc_redis_stack.cli.index_commands import import_app, load_config
+from pynenc_redis_stack.client import redacted_url
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.importer import DEFAULT_BATCH_SIZE, KINDS, ImportReport, import_from_redis
 
@@ -115,14 +116,15 @@ def app_id_from_args(args: argparse.Namespace) -> str:
 
 
 def source_client(conf: ConfigStateBackendRedisStack, source_url: str | None) -> tuple[redis.Redis, str]:
-    """Return a client on the pynenc-redis server and a printable description of it.
+    """Return a client on the pynenc-redis server and a printable description of it (its URL
+    with the password masked).
 
     Without ``source_url``: where pynenc-redis reads with this configuration (its
     ``redis_url``, else host, port and db); ``redis_stack_url`` is ours only.
     """
     url = source_url or str(conf.redis_url or "")
     if url:
-        return redis.Redis.from_url(url, protocol=2, decode_responses=True), url
+        return redis.Redis.from_url(url, protocol=2, decode_responses=True), redacted_url(url)
     client = redis.Redis(
         host=conf.redis_host,
         port=conf.redis_port,

@@ -18,6 +18,7 @@ from pathlib import Path
 from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack import query
+from pynenc_redis_stack.client import redacted_url
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
 
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.url:
         os.environ["PYNENC_REDIS_STACK_DEMO_EXTERNAL"] = "1"
     url = options.url or EmbeddedRedisStack().start()
-    print(f"Redis Stack: {url}")
+    # The embedded server's URL carries its generated local password, printed on purpose (as
+    # `server url` does) so redis-cli can follow along; a given --url is the user's secret.
+    print(f"Redis Stack: {redacted_url(url) if options.url else url}")
     with tempfile.TemporaryDirectory(prefix="pynenc-demo-") as workdir:
         os.environ["PYNENC__REDIS_STACK_URL"] = url
         os.environ["PYNENC__SQLITE_DB_PATH"] = str(Path(workdir) / "pynenc.db")

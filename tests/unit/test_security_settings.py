@@ -1,0 +1,83 @@
+"""Password masking, the ACL rule and the TLS settings, without a server."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from pynenc_redis_stack.client import _tls_options, acl_rule, redacted_url
+from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://admin:secret@db.example:6379/0", "redis://admin:***@db.example:6379/0"),
+        ("rediss://:secret@db.example/0", "rediss://:***@db.example/0"),
+        ("redis://default:p%40ss:w0rd@h:1/0", "redis://default:***@h:1/0"),
+        ("redis://admin@db.example:6379/0?password=secret", "redis://admin@db.example:6379/0?password=***"),
+        (
+            "redis://h:1/0?socket_timeout=2&PASSWORD=secret&password=again",
+            "redis://h:1/0?socket_timeout=2&PASSWORD=***&password=***",
+        ),
+        ("unix://:secret@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
+        ("redis://admin@db.example:6379/0", "redis://admin@db.example:6379/0"),
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("", ""),
+        ("redis://[::1:6379/0", "***"),  # unparseable: nothing of it is shown
+    ],
+)
+def test_redacted_url(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown
+    assert "secret" not in redacted_url(url)
+
+
+def test_acl_rule_names_every_command_and_only_the_namespace_keys() -> None:
+    rule = acl_rule("orders")
+    assert rule.startswith("resetkeys ~orders:* resetchannels -@all ")
+    granted = rule.split()[4:]
+    assert all(part.startswith("+") and "@" not in part for part in granted)
+    assert {"+ft.aggregate", "+ft.cursor", "+json.set", "+eval", "+evalsha", "+script|load"} <= set(granted)
+
+
+def _conf(**values: object) -> ConfigStateBackendRedisStack:
+    return ConfigStateBackendRedisStack(config_values=values)
+
+
+def test_tls_is_off_by_default_and_on_for_rediss_or_redis_ssl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYNENC__REDIS_URL", raising=False)
+    assert _tls_options(_conf()) == {}
+    assert _tls_options(_conf(redis_url="redis://h:1/0")) == {}
+    for conf in (_conf(redis_stack_url="rediss://h:1/0"), _conf(redis_ssl=True)):
+        assert _tls_options(conf) == {
+            "connection_class": redis.SSLConnection,
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+        }
+    options = _tls_options(
+        _conf(
+            redis_ssl=True,
+            redis_ssl_ca_certs="/ca.pem",
+            redis_ssl_certfile="/c.pem",
+            redis_ssl_keyfile="/c.key",
+            redis_ssl_cert_reqs="NONE",
+        )
+    )
+    assert options["ssl_ca_certs"] == "/ca.pem" and options["ssl_certfile"] == "/c.pem"
+    assert options["ssl_keyfile"] == "/c.key"
+    assert options["ssl_cert_reqs"] == "none" and options["ssl_check_hostname"] is False
+
+
+def test_tls_settings_without_tls_or_with_a_bad_value_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYNENC__REDIS_URL", raising=False)
+    with pytest.raises(ValueError, match="redis_ssl_certfile, redis_ssl_keyfile set but TLS is off"):
+        _tls_options(_conf(redis_ssl_certfile="/c.pem", redis_ssl_keyfile="/c.key"))
+    with pytest.raises(ValueError, match="redis_ssl_cert_reqs is 'always'; expected one of"):
+        _tls_options(_conf(redis_ssl=True, redis_ssl_cert_reqs="always"))
+
+
+def test_the_documented_acl_rule_is_the_one_the_code_checks() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert f"ACL SETUSER pynenc-app on >CHANGE-ME {acl_rule('pynenc')}\n" in docs
