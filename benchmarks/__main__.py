@@ -22,7 +22,7 @@ import redis
 from tqdm import tqdm
 
 from benchmarks import dataset, pynmon_pages
-from benchmarks.backends import OURS, PYNENC_REDIS, Subject, build_subjects, load
+from benchmarks.backends import Subject, build_subjects, load
 from benchmarks.calls import CallSpec, calls
 from benchmarks.measure import RoundTripCounter, command_counts, commands_between, summarise
 from benchmarks.report import CallResult, SizeResult, machine, markdown, plot, write_json
@@ -35,7 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000], help="dataset sizes n")
     parser.add_argument("--million", action="store_true", help="also run n = 1 000 000")
     parser.add_argument(
-        "--repeat", type=int, default=100, help="repetitions of a cheap call per backend (slow calls do fewer)"
+        "--repeat",
+        type=int,
+        default=100,
+        help="repetitions of a cheap call per backend (slow calls do fewer)",
     )
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output directory")
@@ -51,7 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def count(
-    spec: CallSpec, subject: Subject, data: dataset.Dataset, arguments: list[Any], client: redis.Redis,
+    spec: CallSpec,
+    subject: Subject,
+    data: dataset.Dataset,
+    arguments: list[Any],
+    client: redis.Redis,
     round_trips: RoundTripCounter,
 ) -> CallResult:
     """Commands and round trips per call over the first arguments (not timed), answers checked."""
@@ -74,8 +81,13 @@ def count(
 
 
 def measure_call(
-    spec: CallSpec, subjects: list[Subject], data: dataset.Dataset, repeat: int, seed: int,
-    client: redis.Redis, round_trips: RoundTripCounter,
+    spec: CallSpec,
+    subjects: list[Subject],
+    data: dataset.Dataset,
+    repeat: int,
+    seed: int,
+    client: redis.Redis,
+    round_trips: RoundTripCounter,
 ) -> dict[str, CallResult]:
     rng = random.Random(seed * 1_000_003 + zlib.crc32(spec.name.encode()))
     arguments = [spec.draw(data, rng) for _ in range(spec.repeats(repeat))]
@@ -99,15 +111,16 @@ def measure_pages(
     subjects: list[Subject], data: dataset.Dataset, repeat: int, seed: int
 ) -> dict[str, dict[str, CallResult]]:
     pages = pynmon_pages.pages(data, random.Random(seed))
-    redis_subjects = [s for s in subjects if s.on_redis] + [s for s in subjects if not s.on_redis]
     out: dict[str, dict[str, CallResult]] = {}
     reps = max(3, repeat // 10)
-    with pynmon_pages.monitor(redis_subjects) as (pynmon_app, client):
+    with pynmon_pages.monitor(subjects) as (pynmon_app, client):
         for page in pages:
+            for subject in subjects:
+                pynmon_pages.register(subject, data, page)
             samples: dict[str, list[int]] = {s.name: [] for s in subjects}
             results = {s.name: CallResult(summary=summarise([0])) for s in subjects}
             for _ in tqdm(range(reps), desc=f"{page.name} n={data.n}", unit="rep", leave=False):
-                for subject in redis_subjects:
+                for subject in subjects:
                     elapsed, problem = pynmon_pages.request(pynmon_app, client, subject, page)
                     samples[subject.name].append(elapsed)
                     if problem and problem not in results[subject.name].mismatches:
@@ -119,7 +132,12 @@ def measure_pages(
 
 
 def run_size(
-    n: int, args: argparse.Namespace, url: str, client: redis.Redis, round_trips: RoundTripCounter, workdir: Path
+    n: int,
+    args: argparse.Namespace,
+    url: str,
+    client: redis.Redis,
+    round_trips: RoundTripCounter,
+    workdir: Path,
 ) -> SizeResult:
     started = time.perf_counter()
     data = dataset.build(n, args.seed)
@@ -135,10 +153,14 @@ def run_size(
     reads = [spec for spec in specs if not spec.name.startswith(("upsert", "add_histories"))]
     writes = [spec for spec in specs if spec not in reads]
     for spec in reads:
-        size.calls[spec.name] = measure_call(spec, subjects, data, args.repeat, args.seed, client, round_trips)
+        size.calls[spec.name] = measure_call(
+            spec, subjects, data, args.repeat, args.seed, client, round_trips
+        )
     size.calls.update(measure_pages(subjects, data, args.repeat, args.seed))
     for spec in writes:  # last: they add history the reads' truth does not have
-        size.calls[spec.name] = measure_call(spec, subjects, data, args.repeat, args.seed, client, round_trips)
+        size.calls[spec.name] = measure_call(
+            spec, subjects, data, args.repeat, args.seed, client, round_trips
+        )
     for subject in subjects:
         subject.backend.purge()
     print(f"n={n} done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -189,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     facts["total_seconds"] = round(time.perf_counter() - started, 1)
     write_json(args.out / "results.json", sizes, facts)
     plot(args.out / "bench.png", sizes)
-    print(f"wrote {args.out}/results-n*.md, results.json, bench.png in {facts['total_seconds']:.0f} s", file=sys.stderr)
+    print(
+        f"wrote {args.out}/results-n*.md, results.json, bench.png in {facts['total_seconds']:.0f} s",
+        file=sys.stderr,
+    )
     mismatches = [problem for size in sizes for problem in size.mismatches]
     for problem in mismatches:
         print(f"MISMATCH {problem}", file=sys.stderr)

@@ -54,7 +54,7 @@ class Subject:
 
     @property
     def backend(self) -> BaseStateBackend:
-        return self.app.state_backend  # type: ignore[no-any-return]
+        return self.app.state_backend
 
 
 def build_subjects(redis_url: str, app_id: str, workdir: Path) -> list[Subject]:
@@ -67,12 +67,18 @@ def build_subjects(redis_url: str, app_id: str, workdir: Path) -> list[Subject]:
         Subject(OURS, builder(OURS).redis_stack(url=redis_url).build(), on_redis=True),
         Subject(
             PYNENC_REDIS,
-            builder(PYNENC_REDIS).custom_config(state_backend_cls="RedisStateBackend", redis_url=redis_url).build(),
+            builder(PYNENC_REDIS)
+            .custom_config(state_backend_cls="RedisStateBackend", redis_url=redis_url)
+            .build(),
             on_redis=True,
         ),
         Subject(SQLITE, builder(SQLITE).build(), on_redis=False),
     ]
-    expected = {OURS: "RedisStackStateBackend", PYNENC_REDIS: "RedisStateBackend", SQLITE: "SQLiteStateBackend"}
+    expected = {
+        OURS: "RedisStackStateBackend",
+        PYNENC_REDIS: "RedisStateBackend",
+        SQLITE: "SQLiteStateBackend",
+    }
     for subject in subjects:
         actual = type(subject.backend).__name__
         if actual != expected[subject.name]:
@@ -108,11 +114,11 @@ def dataset_clock() -> Iterator[type[_DatasetClock]]:
     (nothing else changes: every backend still receives pynenc's own call).
     """
     original = base_state_backend.datetime
-    base_state_backend.datetime = _DatasetClock  # type: ignore[misc]
+    base_state_backend.datetime = _DatasetClock
     try:
         yield _DatasetClock
     finally:
-        base_state_backend.datetime = original  # type: ignore[misc]
+        base_state_backend.datetime = original
 
 
 def load(subject: Subject, data: Dataset, client: redis.Redis) -> None:
@@ -122,7 +128,9 @@ def load(subject: Subject, data: Dataset, client: redis.Redis) -> None:
         backend.client  # noqa: B018  first use checks the server and creates the indexes
     before = used_memory(client)
     invocations = [invocation(subject.app, pair) for pair in data.pairs]
-    steps = len(data.runner_contexts) + len(invocations) // LOAD_BATCH + len(data.workflows) + len(data.changes)
+    steps = (
+        len(data.runner_contexts) + len(invocations) // LOAD_BATCH + len(data.workflows) + len(data.changes)
+    )
     started = time.perf_counter()
     with tqdm(total=steps, desc=f"load {subject.name} n={data.n}", unit="call", leave=False) as progress:
         for context in data.runner_contexts:
@@ -137,7 +145,9 @@ def load(subject: Subject, data: Dataset, client: redis.Redis) -> None:
         with dataset_clock() as clock:
             for change in data.changes:
                 clock.current = change.timestamp
-                record = InvocationStatusRecord(change.status, change.runner_context.runner_id, change.timestamp)
+                record = InvocationStatusRecord(
+                    change.status, change.runner_context.runner_id, change.timestamp
+                )
                 backend.add_histories([invocations[i] for i in change.indexes], record, change.runner_context)
                 progress.update()
     subject.load_seconds = time.perf_counter() - started

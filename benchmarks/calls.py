@@ -50,14 +50,21 @@ def _expect_set(truth: set[str], answer: list[Any]) -> str | None:
 
 def _entry(history: InvocationHistory) -> tuple[str, str, datetime, str]:
     timestamp = history.timestamp.astimezone(UTC)
-    return (str(history.invocation_id), str(history.status_record.status), timestamp, history.runner_context_id)
+    return (
+        str(history.invocation_id),
+        str(history.status_record.status),
+        timestamp,
+        history.runner_context_id,
+    )
 
 
 def _truth(entry: HistoryEntry) -> tuple[str, str, datetime, str]:
     return (entry.invocation_id, str(entry.status), entry.timestamp, entry.runner_context_id)
 
 
-def _expect_ordered_history(truth: list[HistoryEntry], batches: list[list[InvocationHistory]], batch_size: int) -> str | None:
+def _expect_ordered_history(
+    truth: list[HistoryEntry], batches: list[list[InvocationHistory]], batch_size: int
+) -> str | None:
     """Same entries, in timestamp order; ties (one status-change batch) in any order."""
     if any(len(batch) > batch_size for batch in batches):
         return f"a batch longer than batch_size={batch_size}"
@@ -73,18 +80,13 @@ def _expect_ordered_history(truth: list[HistoryEntry], batches: list[list[Invoca
     return None
 
 
-def _window(data: Dataset, rng: random.Random, share: float) -> tuple[datetime, datetime]:
-    span = data.end - data.start
-    width = span * share
-    start = data.start + (span - width) * rng.random()
-    return start, start + width
-
-
 def _random_invocation(data: Dataset, rng: random.Random) -> str:
-    return data.invocation_ids[rng.randrange(data.n)]
+    return str(data.invocation_ids[rng.randrange(data.n)])
 
 
-def _check_history(subject: Subject, data: Dataset, invocation_id: str, answer: list[InvocationHistory]) -> str | None:
+def _check_history(
+    subject: Subject, data: Dataset, invocation_id: str, answer: list[InvocationHistory]
+) -> str | None:
     expected = [_truth(entry) for entry in data.history[invocation_id]]
     return None if [_entry(h) for h in answer] == expected else "history differs from the dataset"
 
@@ -114,7 +116,9 @@ def _check_invocation(subject: Subject, data: Dataset, index: int, answer: Any) 
 
 def _check_upsert(subject: Subject, data: Dataset, indexes: list[int], answer: Any) -> str | None:
     for index in indexes[:1]:  # rewritten identically: reading it back must give the dataset's row
-        problem = _check_invocation(subject, data, index, subject.backend.get_invocation(data.invocation_ids[index]))
+        problem = _check_invocation(
+            subject, data, index, subject.backend.get_invocation(data.invocation_ids[index])
+        )
         if problem:
             return problem
     return None
@@ -137,13 +141,13 @@ def _check_add_histories(subject: Subject, data: Dataset, indexes: list[int], an
 
 
 def _partial_runner_id(data: Dataset, rng: random.Random) -> str:
-    runner_id = data.runner_contexts[rng.randrange(len(data.runner_contexts))].runner_id.replace("-", "")
+    runner_id = str(data.runner_contexts[rng.randrange(len(data.runner_contexts))].runner_id).replace("-", "")
     start = rng.randrange(len(runner_id) - 8)
     return runner_id[start : start + 8]
 
 
 def _history_window(share: float) -> Callable[[Dataset, random.Random], tuple[datetime, datetime]]:
-    return lambda data, rng: _window(data, rng, share)
+    return lambda data, rng: data.window(rng, share)
 
 
 def calls() -> list[CallSpec]:
@@ -231,7 +235,9 @@ def calls() -> list[CallSpec]:
         CallSpec(
             "iter_invocations_in_timerange(1%)",
             _history_window(0.01),
-            lambda s, _d, w: [inv for batch in s.backend.iter_invocations_in_timerange(w[0], w[1]) for inv in batch],
+            lambda s, _d, w: [
+                inv for batch in s.backend.iter_invocations_in_timerange(w[0], w[1]) for inv in batch
+            ],
             lambda s, d, w, answer: _expect_set({e.invocation_id for e in d.history_between(*w)}, answer),
             repeat_share=0.2,
         ),

@@ -99,7 +99,9 @@ class Dataset:
             for index in change.indexes:
                 invocation_id = self.invocation_ids[index]
                 entries[invocation_id].append(
-                    HistoryEntry(invocation_id, change.status, change.timestamp, change.runner_context.runner_id)
+                    HistoryEntry(
+                        invocation_id, change.status, change.timestamp, change.runner_context.runner_id
+                    )
                 )
         for history in entries.values():
             history.sort(key=lambda entry: entry.timestamp)
@@ -133,6 +135,12 @@ class Dataset:
     def runner_ids_containing(self, partial: str) -> set[str]:
         return {context.runner_id for context in self.runner_contexts if partial in context.runner_id}
 
+    def window(self, rng: random.Random, share: float) -> tuple[datetime, datetime]:
+        """A time window of ``share`` of the whole range, starting at a random status change (so
+        it is never empty)."""
+        start = self.changes[rng.randrange(len(self.changes))].timestamp
+        return start, start + (self.end - self.start) * share
+
     def history_between(self, start: datetime, end: datetime) -> list[HistoryEntry]:
         return [entry for entry in self.all_history if start <= entry.timestamp <= end]
 
@@ -157,7 +165,9 @@ def build(n: int, seed: int) -> Dataset:
     data = Dataset(n=n, seed=seed)
     data.invocation_ids = [InvocationId(_uuid(rng)) for _ in range(n)]
     data.runner_contexts = [
-        RunnerContext(runner_cls="ThreadRunner", runner_id=_uuid(rng), pid=1000 + k, hostname="bench-host", thread_id=k)
+        RunnerContext(
+            runner_cls="ThreadRunner", runner_id=_uuid(rng), pid=1000 + k, hostname="bench-host", thread_id=k
+        )
         for k in range(n // 10)
     ]
     for w in range(n // CHUNK):

@@ -23,6 +23,8 @@ from typing import Any
 import redis
 from redis.connection import AbstractConnection
 
+from pynenc_redis_stack.client import run
+
 
 class RoundTripCounter:
     """Counts redis-py socket writes to one server port while :meth:`counting` is active."""
@@ -37,11 +39,13 @@ class RoundTripCounter:
     def install(self) -> None:
         # Hand-written wrapper: redis-py has no hook that sees pipelines and single commands
         # alike (its event dispatcher does not report plain commands).
-        original = AbstractConnection.send_packed_command
+        original: Callable[..., Any] = AbstractConnection.send_packed_command
         self._original = original
         counter = self
 
-        def send_packed_command(connection: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        def send_packed_command(
+            connection: AbstractConnection, command: Any, check_health: bool = True
+        ) -> None:
             if counter._active and getattr(connection, "port", None) == counter.port:
                 with counter._lock:
                     counter.count += 1
@@ -82,7 +86,7 @@ def used_memory(client: redis.Redis) -> int:
 
 def index_memory_mb(client: redis.Redis, index: str) -> dict[str, float]:
     """The memory-size fields of ``FT.INFO`` (MB), as RediSearch reports them."""
-    reply = client.execute_command("FT.INFO", index)
+    reply = run(client, "FT.INFO", index)
     info = dict(zip(reply[::2], reply[1::2], strict=True))
     sizes: dict[str, float] = {}
     for key, value in info.items():

