@@ -17,7 +17,7 @@ from typing import Any
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
-from benchmarks.backends import Subject, invocation
+from benchmarks.backends import PYNENC_REDIS, SQLITE, Subject, invocation
 from benchmarks.dataset import Dataset, HistoryEntry
 
 Check = Callable[[Subject, Dataset, Any, Any], str | None]
@@ -34,17 +34,31 @@ class CallSpec:
     repeat_share: float = 1.0  # fraction of --repeat (slow calls repeat less)
     min_repeat: int = 3
     in_issue_table: bool = False  # a row of issue 6's "required" table
+    sqlite_max_n: int | None = None  # larger sizes do not run it on SQLite (see not_run_reason)
+    not_run_reason: str | None = None
+    # (backend, problem text, explanation): a reference backend's documented behaviour that
+    # the check reports but that is not a failure of the benchmark
+    known: tuple[str, str, str] | None = None
+
+    def known_deviation(self, backend: str, problem: str | None) -> str | None:
+        if problem is None or self.known is None:
+            return None
+        known_backend, text, explanation = self.known
+        return explanation if backend == known_backend and text in problem else None
 
     def repeats(self, repeat: int) -> int:
         return max(self.min_repeat, round(repeat * self.repeat_share))
 
+    def runs_on(self, backend: str, n: int) -> bool:
+        return backend != SQLITE or self.sqlite_max_n is None or n <= self.sqlite_max_n
+
 
 def _expect_set(truth: set[str], answer: list[Any]) -> str | None:
     got = [str(item) for item in answer]
-    if len(got) != len(set(got)):
-        return f"{len(got) - len(set(got))} duplicate ids"
     if set(got) != truth:
         return f"missing {len(truth - set(got))}, unexpected {len(set(got) - truth)} of {len(truth)}"
+    if len(got) != len(set(got)):
+        return f"{len(got) - len(set(got))} duplicate ids"
     return None
 
 
@@ -206,6 +220,11 @@ def calls() -> list[CallSpec]:
             repeat_share=0.0,
             min_repeat=3,
             in_issue_table=True,
+            # pynenc's SQLite backend pages with LIMIT/OFFSET over a timestamp it does not
+            # index: every page sorts the whole table (about 2 minutes at n = 20 000, growing
+            # with the square of n), so larger sizes would take hours.
+            sqlite_max_n=20_000,
+            not_run_reason="not run above n = 20 000 (SQLite OFFSET paging sorts the table per page)",
         ),
         CallSpec(
             "get_invocation",
@@ -240,6 +259,12 @@ def calls() -> list[CallSpec]:
             ],
             lambda s, d, w, answer: _expect_set({e.invocation_id for e in d.history_between(*w)}, answer),
             repeat_share=0.2,
+            known=(
+                PYNENC_REDIS,
+                "duplicate ids",
+                "pynenc-redis dedups only within a batch, so an id comes again in each batch "
+                "holding one of its entries (the README lists it)",
+            ),
         ),
     ]
     writes = [

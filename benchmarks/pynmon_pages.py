@@ -69,7 +69,7 @@ def monitor(subjects: list[Subject]) -> Iterator[tuple[Any, Any]]:
     from fastapi.testclient import TestClient
     from pynmon import app as pynmon_app
 
-    if not any(route.path == "/invocations/timeline" for route in pynmon_app.app.routes):
+    if not any(getattr(route, "path", None) == "/invocations/timeline" for route in pynmon_app.app.routes):
         pynmon_app.setup_routes()
     pynmon_app.all_pynenc_instances = {subject.app.app_id: subject.app for subject in subjects[:1]}
     with TestClient(pynmon_app.app) as client:
