@@ -159,7 +159,7 @@ def markdown(size: SizeResult, facts: dict[str, Any]) -> str:
             f"| {label} | {ours.summary.samples} | {' | '.join(cells)} | {ratio:.2f} | "
             f"{_num(ours.commands_per_call)} / {_num(theirs.commands_per_call)} | "
             f"{_num(ours.round_trips_per_call)} / {_num(theirs.round_trips_per_call)} | "
-            f"{'MISMATCH ' if wrong else 'ok '}{' / '.join(verdicts)} |"
+            f"{'MISMATCH' if wrong else 'ok'}{': ' + ' / '.join(verdicts) if verdicts else ''} |"
         )
     ours_mem = size.load[OURS]["bytes_per_invocation"]
     theirs_mem = size.load[PYNENC_REDIS]["bytes_per_invocation"]
