@@ -187,6 +187,7 @@ def plot(path: Path, sizes: list[SizeResult]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     calls = list(sizes[0].calls) if sizes else []
     columns = 4
@@ -202,6 +203,9 @@ def plot(path: Path, sizes: list[SizeResult]) -> None:
             axis.plot([n for n, _ in points], [ms for _, ms in points], marker="o", label=backend)
         axis.set_xscale("log")
         axis.set_yscale("log")
+        sizes_n = [size.n for size in sizes]
+        axis.set_xticks(sizes_n, [f"{n:,}" for n in sizes_n])
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         axis.set_title(call, fontsize=9)
         axis.set_xlabel("n invocations", fontsize=8)
         axis.set_ylabel("median ms per call", fontsize=8)
