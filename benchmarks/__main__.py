@@ -1,0 +1,216 @@
+"""``./dev bench``: this backend, pynenc-redis 0.3.0's and pynenc's SQLite one, side by side.
+
+Starts an embedded Redis Stack (free port, nothing on disk), loads the same seeded dataset
+into the three backends of one process, checks every answer against the dataset, times each
+call alternating the backends (A, B, C, A, B, C, ...), and writes the markdown table, a JSON
+file with every number and the log-log plot. Exits 1 if any answer was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import redis
+from tqdm import tqdm
+
+from benchmarks import dataset, pynmon_pages
+from benchmarks.backends import Subject, build_subjects, load
+from benchmarks.calls import CallSpec, calls
+from benchmarks.measure import RoundTripCounter, command_counts, commands_between, summarise
+from benchmarks.report import CallResult, SizeResult, machine, markdown, plot, write_json
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000], help="dataset sizes n")
+    parser.add_argument("--million", action="store_true", help="also run n = 1 000 000")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=100,
+        help="repetitions of a cheap call per backend (slow calls do fewer)",
+    )
+    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output directory")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.million and 1_000_000 not in args.sizes:
+        args.sizes.append(1_000_000)
+    for n in args.sizes:
+        if n < dataset.CHUNK or n % dataset.CHUNK:
+            parser.error(f"--sizes: {n} is not a positive multiple of {dataset.CHUNK}")
+    return args
+
+
+def measure_call(
+    spec: CallSpec,
+    subjects: list[Subject],
+    data: dataset.Dataset,
+    repeat: int,
+    seed: int,
+    client: redis.Redis,
+    round_trips: RoundTripCounter,
+) -> dict[str, CallResult]:
+    """Time every repetition, alternating the backends; count and check every call."""
+    rng = random.Random(seed * 1_000_003 + zlib.crc32(spec.name.encode()))
+    arguments = [spec.draw(data, rng) for _ in range(spec.repeats(repeat))]
+    runs = [s for s in subjects if spec.runs_on(s.name, data.n)]
+    samples: dict[str, list[int]] = {s.name: [] for s in runs}
+    trips: dict[str, int] = {s.name: 0 for s in runs}
+    commands: dict[str, Counter[str]] = {s.name: Counter() for s in runs}
+    checks: dict[str, CallResult] = {s.name: CallResult(summary=None) for s in runs}
+    for argument in tqdm(arguments, desc=f"{spec.name} n={data.n}", unit="rep", leave=False):
+        for subject in runs:  # alternating, so drift and noise spread over all of them
+            # INFO commandstats around each call, outside the timed region (the INFO itself is
+            # left out of the delta); the round-trip counter is active for every backend.
+            before = command_counts(client) if subject.on_redis else {}
+            with round_trips.counting():
+                started = time.perf_counter_ns()
+                answer = spec.invoke(subject, data, argument)
+                samples[subject.name].append(time.perf_counter_ns() - started)
+            trips[subject.name] += round_trips.count
+            if subject.on_redis:
+                commands[subject.name].update(commands_between(before, command_counts(client)))
+            problem = spec.check(subject, data, argument, answer)
+            checks[subject.name].record(problem, spec.known_deviation(subject.name, problem))
+    results: dict[str, CallResult] = {}
+    for subject in subjects:
+        if subject not in runs:
+            results[subject.name] = CallResult(summary=None, not_run=spec.not_run_reason)
+            continue
+        calls_made = len(samples[subject.name])
+        result = checks[subject.name]
+        result.summary = summarise(samples[subject.name])
+        if subject.on_redis:
+            result.commands_per_call = sum(commands[subject.name].values()) / calls_made
+            result.round_trips_per_call = trips[subject.name] / calls_made
+            result.commands = {
+                name: total / calls_made for name, total in sorted(commands[subject.name].items())
+            }
+        results[subject.name] = result
+    return results
+
+
+def measure_pages(
+    subjects: list[Subject], data: dataset.Dataset, repeat: int, seed: int
+) -> dict[str, dict[str, CallResult]]:
+    pages = pynmon_pages.pages(data, random.Random(seed))
+    out: dict[str, dict[str, CallResult]] = {}
+    reps = max(3, repeat // 10)
+    with pynmon_pages.monitor(subjects) as (pynmon_app, client):
+        for page in pages:
+            for subject in subjects:
+                pynmon_pages.register(subject, data, page)
+            samples: dict[str, list[int]] = {s.name: [] for s in subjects}
+            results = {s.name: CallResult(summary=None) for s in subjects}
+            for _ in tqdm(range(reps), desc=f"{page.name} n={data.n}", unit="rep", leave=False):
+                for subject in subjects:
+                    elapsed, problem = pynmon_pages.request(pynmon_app, client, subject, page)
+                    samples[subject.name].append(elapsed)
+                    results[subject.name].record(problem, known=None)
+            for name, result in results.items():
+                result.summary = summarise(samples[name])
+            out[page.name] = results
+    return out
+
+
+def run_size(
+    n: int,
+    args: argparse.Namespace,
+    url: str,
+    client: redis.Redis,
+    round_trips: RoundTripCounter,
+    workdir: Path,
+) -> SizeResult:
+    started = time.perf_counter()
+    data = dataset.build(n, args.seed)
+    subjects = build_subjects(url, f"bench-n{n}", workdir / f"n{n}")
+    (workdir / f"n{n}").mkdir(parents=True, exist_ok=True)
+    size = SizeResult(n=n)
+    for subject in subjects:
+        load(subject, data, client)
+        size.record_load(subject)
+        print(f"loaded {subject.name} n={n} in {subject.load_seconds:.1f} s", file=sys.stderr)
+    specs = calls()
+    size.issue_rows = [spec.name for spec in specs if spec.in_issue_table]
+    reads = [spec for spec in specs if not spec.name.startswith(("upsert", "add_histories"))]
+    writes = [spec for spec in specs if spec not in reads]
+    for spec in reads:
+        size.calls[spec.name] = measure_call(
+            spec, subjects, data, args.repeat, args.seed, client, round_trips
+        )
+    size.calls.update(measure_pages(subjects, data, args.repeat, args.seed))
+    for spec in writes:  # last: they add history the reads' truth does not have
+        size.calls[spec.name] = measure_call(
+            spec, subjects, data, args.repeat, args.seed, client, round_trips
+        )
+    for subject in subjects:
+        subject.backend.purge()
+    print(f"n={n} done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return size
+
+
+def server_facts(client: redis.Redis) -> dict[str, str]:
+    info = client.info("server")
+    # MODULE LIST reports versions as one integer: major * 10000 + minor * 100 + patch.
+    modules = {
+        str(m["name"]): f"{int(m['ver']) // 10000}.{int(m['ver']) // 100 % 100}.{int(m['ver']) % 100}"
+        for m in client.module_list()
+    }
+    return {
+        "redis_server": str(info.get("redis_version")),
+        "search_module": modules.get("search", "?"),
+        "json_module": modules.get("ReJSON", "?"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.getLogger("pynenc").setLevel(logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    from pynenc_redis_stack.server import EmbeddedRedisStack
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pynenc-redis-stack-bench-") as tmp:
+        workdir = Path(tmp)
+        server = EmbeddedRedisStack(workdir / "redis", persistent=False)
+        url = server.start()
+        round_trips = RoundTripCounter(int(url.rsplit(":", 1)[1].split("/")[0]))
+        round_trips.install()
+        client = redis.Redis.from_url(url, protocol=2, decode_responses=True)
+        try:
+            facts = {**machine(), **server_facts(client)}
+            sizes: list[SizeResult] = []
+            for n in sorted(args.sizes):
+                size = run_size(n, args, url, client, round_trips, workdir)
+                sizes.append(size)
+                table = markdown(size, facts)
+                print(table)
+                (args.out / f"results-n{n}.md").write_text(table)
+        finally:
+            round_trips.uninstall()
+            client.close()
+            server.stop()
+    facts["total_seconds"] = round(time.perf_counter() - started, 1)
+    write_json(args.out / "results.json", sizes, facts)
+    plot(args.out / "bench.png", sizes)
+    print(
+        f"wrote {args.out}/results-n*.md, results.json, bench.png in {facts['total_seconds']:.0f} s",
+        file=sys.stderr,
+    )
+    for problem in (problem for size in sizes for problem in size.mismatches):
+        print(f"MISMATCH {problem}", file=sys.stderr)
+    return 1 if any(size.wrong_answers for size in sizes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

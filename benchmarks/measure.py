@@ -1,0 +1,115 @@
+"""What the benchmark measures besides wall time: Redis commands, round trips, memory.
+
+- Commands per call: the delta of ``INFO commandstats`` (``calls`` per command, ``info``
+  itself left out) over a few calls, divided by their number.
+- Round trips per call: every request redis-py writes to a socket goes through
+  ``AbstractConnection.send_packed_command`` exactly once (a pipeline or ``MULTI``/``EXEC``
+  block is packed into one write), and each write is followed by reading its replies before
+  the next one, so counting those writes on the server's port counts round trips. Both
+  backends run on the same redis-py in this process, so the counter sees both the same way.
+- Memory: ``INFO memory`` ``used_memory`` before and after one backend's load (only that
+  backend writes meanwhile), divided by the number of invocations.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.connection import AbstractConnection
+
+from pynenc_redis_stack.client import run
+
+
+class RoundTripCounter:
+    """Counts redis-py socket writes to one server port while :meth:`counting` is active."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.count = 0
+        self._active = False
+        self._lock = threading.Lock()
+        self._original: Callable[..., Any] | None = None
+
+    def install(self) -> None:
+        # Hand-written wrapper: redis-py has no hook that sees pipelines and single commands
+        # alike (its event dispatcher does not report plain commands).
+        original: Callable[..., Any] = AbstractConnection.send_packed_command
+        self._original = original
+        counter = self
+
+        def send_packed_command(
+            connection: AbstractConnection, command: Any, check_health: bool = True
+        ) -> None:
+            if counter._active and getattr(connection, "port", None) == counter.port:
+                with counter._lock:
+                    counter.count += 1
+            original(connection, command, check_health)
+
+        AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        self.count = 0
+        self._active = True
+        try:
+            yield
+        finally:
+            self._active = False
+
+
+def command_counts(client: redis.Redis) -> dict[str, int]:
+    """``calls`` per command from ``INFO commandstats``."""
+    stats: dict[str, Any] = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+def commands_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Commands sent between two snapshots, without the ``INFO`` of the snapshots."""
+    delta = {name: after[name] - before.get(name, 0) for name in after if name != "info"}
+    return {name: count for name, count in sorted(delta.items()) if count}
+
+
+def used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def index_memory_mb(client: redis.Redis, index: str) -> dict[str, float]:
+    """The memory-size fields of ``FT.INFO`` (MB), as RediSearch reports them."""
+    reply = run(client, "FT.INFO", index)
+    info = dict(zip(reply[::2], reply[1::2], strict=True))
+    sizes: dict[str, float] = {}
+    for key, value in info.items():
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if name.endswith(("_sz_mb", "_size_mb")):
+            try:
+                sizes[name] = float(value)
+            except (TypeError, ValueError):
+                continue  # 'nan' strings on an empty index read as nan already; others skip
+    return sizes
+
+
+@dataclass(frozen=True)
+class Summary:
+    median_ms: float
+    p99_ms: float
+    samples: int
+
+
+def summarise(samples_ns: list[int]) -> Summary:
+    """Median and nearest-rank 99th percentile of the samples, in milliseconds."""
+    ordered = sorted(samples_ns)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    p99 = ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+    return Summary(median / 1e6, p99 / 1e6, len(ordered))
