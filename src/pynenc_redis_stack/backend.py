@@ -109,6 +109,10 @@ def _heal_indexes(
         )
 
 
+def _order(listed: tuple[tuple[int, int], InvocationHistory]) -> tuple[int, int]:
+    return listed[0]
+
+
 def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -239,7 +243,10 @@ class RedisStackStateBackend(BaseStateBackend):
                 tuple(query.LOAD_KEY),
             )
             for rows in iter_cursor(self.client, request, self.page_size):
-                self.client.unlink(*(row["__key"] for row in rows))
+                keys = [row["__key"] for row in rows]
+                if spec is self.schemas.invocations:
+                    keys += self.keys.history_lists_of(keys)
+                self.client.unlink(*keys)
         self.client.unlink(self.keys.prune_pending_workflows())
         self._runner_context_cache.clear()
 
@@ -353,7 +360,10 @@ class RedisStackStateBackend(BaseStateBackend):
         for history in histories:
             entry = docs.validated(self.schemas.history, docs.history_document(self.app.app_id, history))
             entry_key = self.keys.history(history.invocation_id, uuid.uuid4().hex)
-            batch.add(self.keys.invocation(history.invocation_id), entry_key, entry)
+            invocation_id = history.invocation_id
+            batch.add(
+                self.keys.invocation(invocation_id), entry_key, self.keys.history_list(invocation_id), entry
+            )
         return batch
 
     def _record(
@@ -446,15 +456,14 @@ class RedisStackStateBackend(BaseStateBackend):
     def _get_history(self, invocation_id: InvocationId) -> list[InvocationHistory]:
         """Return the history in timestamp order (arrival order on equal timestamps).
 
-        One ``JSON.GET`` of the invocation's ``history`` array. Invocations stored before 0.2
-        have none (nor does a missing invocation document): their entries are found through
-        the history index (one ``FT.SEARCH``, or seek pages if more than one reply holds).
+        One ``LRANGE`` of the invocation's history list. Invocations stored before 0.2 have
+        none (nor does one without any entry yet): their entries are found through the history
+        index (one ``FT.SEARCH``, or seek pages if more than one reply holds).
         """
-        raw = run(self.client, "JSON.GET", self.keys.invocation(invocation_id), "$.history")
-        arrays = [] if raw is None else docs.loads(raw)
-        if arrays:
-            entries = sorted(arrays[0], key=lambda entry: (entry["ts"], entry["seq"]))
-            return [docs.history_from_document(entry, invocation_id) for entry in entries]
+        listed = run(self.client, "LRANGE", self.keys.history_list(invocation_id), "0", "-1")
+        if listed:
+            entries = sorted((docs.history_from_listed(text, invocation_id) for text in listed), key=_order)
+            return [entry for _order_key, entry in entries]
         matches = self._history_search(self.client, str(invocation_id))
         if matches is None:
             request_filter = query.where(

@@ -200,27 +200,39 @@ def history_document(app_id: str, history: InvocationHistory) -> Document:
     return document
 
 
-EMPTY_INVOCATION = '{"history":[]}'
-"""The document an invocation's upsert starts from when there is none: the history writes
-append each entry to its ``history`` array (see :mod:`pynenc_redis_stack.scripts`)."""
+EMPTY_INVOCATION = '{"history_list":true}'
+"""The document an invocation's upsert starts from when there is none. ``history_list`` says
+its history entries are all in its history list (see :mod:`pynenc_redis_stack.scripts`);
+invocations stored before 0.2 lack it, and their history is read through the index."""
 
-_ENTRY_IDENTITY = ("app_id", "invocation_id")
-
-
-def embedded_entry(entry: Document) -> Document:
-    """Return a history entry as kept in its invocation's ``history`` array (without what the
-    invocation document already says: app and invocation id)."""
-    return {name: value for name, value in entry.items() if name not in _ENTRY_IDENTITY}
+_LISTED_FIELDS = ("ts", "status", "runner_context_id", "record_ts", "runner_id", "registered_by_inv_id")
+_LISTED_OPTIONAL = ("record_utc_offset",)
 
 
-def history_from_document(doc: Document, invocation_id: str | None = None) -> InvocationHistory:
+def listed_entry(entry: Document) -> str:
+    """Return a history entry as its invocation's history list holds it, without ``seq``
+    (which the script puts first): a JSON array of the entry's values in a fixed order,
+    trailing absent ones left out. An array, not an object, because the list is read whole
+    and its memory counts: it is about half the size."""
+    values = [entry.get(name) for name in (*_LISTED_FIELDS, *_LISTED_OPTIONAL)]
+    while values[-1] is None:
+        values.pop()
+    return orjson.dumps(values).decode()
+
+
+def history_from_listed(text: str, invocation_id: str) -> tuple[tuple[int, int], InvocationHistory]:
+    """Rebuild a history entry of an invocation's history list: ``((ts, seq), entry)``."""
+    seq, *values = loads(text)
+    entry: Document = dict(zip((*_LISTED_FIELDS, *_LISTED_OPTIONAL), values, strict=False))
+    entry["invocation_id"] = invocation_id
+    return (entry["ts"], seq), history_from_document({k: v for k, v in entry.items() if v is not None})
+
+
+def history_from_document(doc: Document) -> InvocationHistory:
     """Rebuild an :class:`InvocationHistory` with its exact timestamps.
 
     Reads the flat layout of :func:`history_document` and the nested ``status_record`` one
     that versions before 0.2 wrote.
-
-    :param invocation_id: The invocation, for entries embedded in its document (which do
-        not repeat it).
     """
     if "status_record" in doc:
         record = InvocationStatusRecord.from_json(doc["status_record"])
@@ -234,7 +246,7 @@ def history_from_document(doc: Document, invocation_id: str | None = None) -> In
             timestamp=record_time,
         )
     history = InvocationHistory(
-        invocation_id=InvocationId(doc["invocation_id"] if invocation_id is None else invocation_id),
+        invocation_id=InvocationId(doc["invocation_id"]),
         status_record=record,
         runner_context_id=doc["runner_context_id"],
         registered_by_inv_id=doc.get("registered_by_inv_id"),

@@ -611,7 +611,9 @@ def _write(target: _Target, writes: _Writes, report: ImportReport) -> None:
         # Some entry is missing (first import, or one interrupted): write the whole list again
         # so its entries get consecutive seq values, i.e. keep their source order on equal ts.
         for key, document in entries:
-            batch.add(target.keys.invocation(invocation_id), key, document)
+            batch.add(
+                target.keys.invocation(invocation_id), key, target.keys.history_list(invocation_id), document
+            )
         report.written[HISTORY] += len(entries)
     if len(batch):
         batch.run_in(pipe)

@@ -6,6 +6,7 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:idx:<index>:v<version>           a physical RediSearch index
     <ns>:<index>                          the alias every query goes through
     <ns>:history-seq                      the counter ordering history entries with equal timestamps
+    <ns>:history-list:<app>:<id>          a list: one invocation's history entries (get_history)
     <ns>:prune-pending-workflows:<app>    a set: workflows whose invocations prune deleted, until
                                           prune has collected (or kept) their run and data
 
@@ -26,6 +27,7 @@ _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 INVOCATION = "invocation"
 HISTORY = "history"
+HISTORY_LIST = "history-list"
 RUNNER_CONTEXT = "runner-context"
 WORKFLOW_RUN = "workflow-run"
 WORKFLOW_SUB_INVOCATION = "workflow-sub-invocation"
@@ -111,6 +113,16 @@ class AppKeys:
         invocations index returns them for a query filtered on this app)."""
         start = len(self._invocation_prefix)
         return [decode_segment(key[start:]) for key in keys]
+
+    def history_list(self, invocation_id: str) -> str:
+        """The list of an invocation's history entries, in arrival order (``get_history``)."""
+        return self._key(HISTORY_LIST, invocation_id)
+
+    def history_lists_of(self, invocation_keys: list[str]) -> list[str]:
+        """Return the history lists of this app's invocation document keys."""
+        start = len(self._invocation_prefix)
+        prefix = self._key(HISTORY_LIST, "")
+        return [prefix + key[start:] for key in invocation_keys]
 
     def history(self, invocation_id: str, entry_id: str) -> str:
         return self._key(HISTORY, invocation_id, entry_id)

@@ -319,7 +319,7 @@ class _Pruner:
             script_keys = [self.pending_key]
             script_args = [str(self.cutoff_us), orjson.dumps(FINAL_STATUSES).decode()]
             for row in rows:
-                owned = found.keys_of(row["invocation_id"])
+                owned = [*found.keys_of(row["invocation_id"]), self.keys.history_list(row["invocation_id"])]
                 script_keys.append(self.keys.invocation(row["invocation_id"]))
                 script_keys.extend(owned)
                 script_args.extend((str(len(owned)), orjson.dumps(found.workflows_of(row)).decode()))

@@ -8,35 +8,40 @@ from typing import Any, Literal
 import redis
 
 from pynenc_redis_stack.client import raise_server_error, register_repeatable_script, run
-from pynenc_redis_stack.documents import Document, dumps, embedded_entry
+from pynenc_redis_stack.documents import Document, dumps, listed_entry
 
 RECORD_HISTORY = """
--- KEYS[1]: the history sequence counter; then per entry: the invocation key, the entry key.
--- ARGV per entry: entry document, embedded entry, ts (epoch us, decimal string), status as
--- JSON, invocation stub. The two JSON objects come without seq, which is spliced in here.
+-- KEYS[1]: the history sequence counter; then per entry: the invocation key, the entry key,
+-- the invocation's history list. ARGV per entry: entry document (JSON object), listed entry
+-- (JSON array), ts (epoch us, decimal string), status as JSON, invocation stub; seq is spliced
+-- into the two JSON texts here (last field of the object, first value of the array).
 -- Each entry gets the next seq (ties on ts are ordered by arrival) and is stored twice: as its
--- own document (for the history index) and appended to the invocation's "history" array (so
--- get_history is one JSON.GET). The invocation's status moves only forward in time: the latest
--- ts wins however writers race or arrive late. An entry whose key exists is skipped: a re-send
--- after a lost reply (the backend's entry keys are new random ids) or a re-import changes
--- nothing, and no entry gets a second seq or a second place in the array.
+-- own document (for the history index) and at the end of its invocation's history list (so
+-- get_history is one LRANGE). Invocations stored before 0.2 have no list and no
+-- "history_list" mark: their history is read through the index, so nothing is listed for them.
+-- The invocation's status moves only forward in time: the latest ts wins however writers race
+-- or arrive late. An entry whose key exists is skipped: a re-send after a lost reply (the
+-- backend's entry keys are new random ids) or a re-import changes nothing, and no entry gets
+-- a second seq or a second place in the list.
 local written = 0
-for i = 0, (#KEYS - 1) / 2 - 1 do
-  local invocation_key = KEYS[2 + 2 * i]
-  local entry_key = KEYS[3 + 2 * i]
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local invocation_key = KEYS[2 + 3 * i]
+  local entry_key = KEYS[3 + 3 * i]
+  local list_key = KEYS[4 + 3 * i]
   if redis.call('EXISTS', entry_key) == 0 then
     local ts_text = ARGV[3 + 5 * i]
     local seq = string.format('%d', redis.call('INCR', KEYS[1]))
-    local with_seq = ',"seq":' .. seq .. '}'
-    redis.call('JSON.SET', entry_key, '$', string.sub(ARGV[1 + 5 * i], 1, -2) .. with_seq)
-    local embedded = string.sub(ARGV[2 + 5 * i], 1, -2) .. with_seq
+    redis.call('JSON.SET', entry_key, '$', string.sub(ARGV[1 + 5 * i], 1, -2) .. ',"seq":' .. seq .. '}')
+    local listed = '[' .. seq .. ',' .. string.sub(ARGV[2 + 5 * i], 2)
     if redis.call('EXISTS', invocation_key) == 0 then
       -- history can precede the invocation's upsert; the upsert merges into this stub
-      local stub = string.sub(ARGV[5 + 5 * i], 1, -2) .. ',"history":[' .. embedded .. ']}'
-      redis.call('JSON.SET', invocation_key, '$', stub)
+      redis.call('JSON.SET', invocation_key, '$', ARGV[5 + 5 * i])
+      redis.call('RPUSH', list_key, listed)
     else
-      -- documents written before 0.2 have no array: their history is read through the index
-      redis.call('JSON.ARRAPPEND', invocation_key, '$.history', embedded)
+      if redis.call('EXISTS', list_key) == 1
+        or redis.call('JSON.GET', invocation_key, '$.history_list') == '[true]' then
+        redis.call('RPUSH', list_key, listed)
+      end
       local current = tonumber(string.match(redis.call('JSON.GET', invocation_key, '$.status_ts'), '%-?%d+') or '')
       if current == nil or tonumber(ts_text) >= current then
         redis.call('JSON.SET', invocation_key, '$.status', ARGV[4 + 5 * i])
@@ -143,27 +148,23 @@ class HistoryBatch:
         self.keys = [seq_key]
         self.args: list[str] = []
 
-    def add(self, invocation_key: str, entry_key: str, entry: Document) -> None:
-        """Queue one validated history entry document for the invocation at ``invocation_key``."""
+    def add(self, invocation_key: str, entry_key: str, list_key: str, entry: Document) -> None:
+        """Queue one validated history entry document for the invocation at ``invocation_key``
+        whose history list is ``list_key``."""
         stub = {
             "app_id": entry["app_id"],
             "invocation_id": entry["invocation_id"],
             "status": entry["status"],
             "status_ts": entry["ts"],
+            "history_list": True,
         }
-        self.keys.extend((invocation_key, entry_key))
+        self.keys.extend((invocation_key, entry_key, list_key))
         self.args.extend(
-            (
-                dumps(entry),
-                dumps(embedded_entry(entry)),
-                str(entry["ts"]),
-                dumps(entry["status"]),
-                dumps(stub),
-            )
+            (dumps(entry), listed_entry(entry), str(entry["ts"]), dumps(entry["status"]), dumps(stub))
         )
 
     def __len__(self) -> int:
-        return (len(self.keys) - 1) // 2
+        return (len(self.keys) - 1) // 3
 
     def run_in(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Execute ``pipe`` with this batch's script call appended (see :meth:`Script.run_in`)."""

@@ -261,11 +261,14 @@ def _drop_target(client: redis.Redis, namespace: str) -> None:
 
 
 def _documents(client: redis.Redis, keys: list[str]) -> dict[str, Any]:
-    """Every document (parsed), and the history counter's value."""
+    """Every document (parsed), history list, and the history counter's value."""
     values: dict[str, Any] = {}
     for key in keys:
-        if client.type(key) == "string":
+        key_type = client.type(key)
+        if key_type == "string":
             values[key] = client.get(key)
+        elif key_type == "list":  # an invocation's history list
+            values[key] = client.lrange(key, 0, -1)
         else:
             values[key] = json.loads(client.execute_command("JSON.GET", key))
     return values

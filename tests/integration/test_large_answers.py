@@ -281,9 +281,9 @@ def test_get_history_pages_across_equal_timestamps(
             _history(str(invocation_id), moment, runner_context_id=f"rc-{n:02d}"),
         )
     backend.get_history(InvocationId("warm-up"))  # indexes prepared before counting
-    embedded = backend.get_history(invocation_id)  # from the invocation's history array
-    # As an invocation stored before 0.2 (no history array): read through the index.
-    redis_client.execute_command("JSON.DEL", backend.keys.invocation(invocation_id), "$.history")
+    listed = backend.get_history(invocation_id)  # from the invocation's history list
+    # As an invocation stored before 0.2 (no history list): read through the index.
+    redis_client.unlink(backend.keys.history_list(invocation_id))
 
     before = _aggregate_calls(redis_client)
     history = backend.get_history(invocation_id)
@@ -291,7 +291,7 @@ def test_get_history_pages_across_equal_timestamps(
 
     assert [h.runner_context_id for h in history] == [f"rc-{n:02d}" for n in range(30)]
     assert {h.timestamp for h in history} == {moment}
-    assert [(h.runner_context_id, h.timestamp) for h in embedded] == [
+    assert [(h.runner_context_id, h.timestamp) for h in listed] == [
         (h.runner_context_id, h.timestamp) for h in history
     ]
     # 7 + 7 + 7 + 7 + 2: five seek pages, so paging (not one big page) produced the answer,

@@ -218,17 +218,23 @@ def _ours(app_id: str, redis_url: str, batch_size: int = 3) -> RedisStackStateBa
 
 
 def _app_keys(client: redis.Redis, backend: RedisStackStateBackend) -> set[str]:
-    """Every document key of the app (a test may scan; the code under test never does)."""
+    """Every document key of the app (a test may scan; the code under test never does);
+    history lists, which are not documents, are checked on their own."""
     segment = encode_segment(backend.app.app_id).replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
     segment = segment.replace("[", "\\[").replace("]", "\\]")
     ns = backend.namespace.namespace
-    return set(client.scan_iter(match=f"{ns}:*:{segment}:*", count=1000)) | set(
+    keys = set(client.scan_iter(match=f"{ns}:*:{segment}:*", count=1000)) | set(
         client.scan_iter(match=f"{ns}:app-info:{segment}", count=1000)
     )
+    return {key for key in keys if not key.startswith(backend.keys.history_list(""))}
 
 
-def _documents(client: redis.Redis, keys: set[str]) -> dict[str, str]:
-    return {key: client.execute_command("JSON.GET", key) for key in sorted(keys)}
+def _documents(client: redis.Redis, keys: set[str]) -> dict[str, object]:
+    """Every JSON document, and every history list, of ``keys``."""
+    return {
+        key: client.lrange(key, 0, -1) if client.type(key) == "list" else client.execute_command("JSON.GET", key)
+        for key in sorted(keys)
+    }
 
 
 def _expected_deleted(backend: RedisStackStateBackend, before: set[str]) -> set[str]:
@@ -294,6 +300,10 @@ def test_prune_deletes_exactly_the_old_invocations(loaded: Loaded) -> None:
     report = ours.prune(CUTOFF)
     assert report == _expected_report(False, ours.app.app_id)
     assert report.counts() == dry.counts() and report.deleted_documents == len(expected_deleted)
+    # Each deleted invocation's history list goes with its document; the others stay.
+    with_history = [i for i, (_workflow, times) in INVOCATIONS.items() if times]
+    lists = {loaded.ours.keys.history_list(i): i in OLD_IDS for i in with_history}
+    assert {key: not loaded.client.exists(key) for key in lists} == lists
     after = _app_keys(client, ours)
     assert before - after == expected_deleted
     assert after <= before  # nothing written either

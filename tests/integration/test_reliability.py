@@ -310,12 +310,15 @@ def test_a_resent_history_batch_changes_nothing(request: pytest.FixtureRequest, 
     )
     client = backend.client
     batch.run_in(client.pipeline(transaction=False))
-    entries = {key: client.execute_command("JSON.GET", key) for key in batch.keys[2::2]}
+    entry_keys = batch.keys[2::3]  # KEYS: the seq counter, then (invocation, entry, history list)
+    entries = {key: client.execute_command("JSON.GET", key) for key in entry_keys}
+    listed = client.lrange(backend.keys.history_list(invocation.invocation_id), 0, -1)
 
     batch.run_in(client.pipeline(transaction=False))  # what a re-send after a lost reply does
 
-    assert {key: client.execute_command("JSON.GET", key) for key in batch.keys[2::2]} == entries
-    assert len(backend.get_history(invocation.invocation_id)) == 2
+    assert {key: client.execute_command("JSON.GET", key) for key in entry_keys} == entries
+    assert client.lrange(backend.keys.history_list(invocation.invocation_id), 0, -1) == listed
+    assert len(listed) == len(backend.get_history(invocation.invocation_id)) == 2
 
 
 def _history(invocation_id: InvocationId, status: InvocationStatus) -> InvocationHistory:

@@ -130,14 +130,15 @@ def test_add_histories_with_cached_context_is_one_evalsha(
     )
 
     # Inside the script, per entry: EXISTS entry (absent: not a re-send), INCR (seq), JSON.SET
-    # entry, EXISTS invocation, JSON.ARRAPPEND to its history, JSON.GET status_ts, then
-    # JSON.SET status + JSON.SET status_ts (the entry is the newest).
+    # entry, EXISTS invocation, EXISTS history list (49 have none yet: JSON.GET of the
+    # invocation's history_list mark), RPUSH, JSON.GET status_ts, then JSON.SET status +
+    # JSON.SET status_ts (the entry is the newest).
     assert commands == {
         "evalsha": 1,
         "incr": 50,
-        "exists": 50 + 50,
-        "json.arrappend": 50,
-        "json.get": 50,
+        "exists": 50 + 50 + 50,
+        "rpush": 50,
+        "json.get": 49 + 50,
         "json.set": 150,
     }
     assert trips == 1
@@ -164,8 +165,8 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     )
 
     # Two runner context documents (context and parent) + per entry: EXISTS entry, INCR,
-    # JSON.SET entry, EXISTS invocation, JSON.SET stub (no invocation document yet).
-    assert commands == {"json.set": 2 + 100, "evalsha": 1, "incr": 50, "exists": 50 + 50}
+    # JSON.SET entry, EXISTS invocation, JSON.SET stub (no invocation document yet), RPUSH.
+    assert commands == {"json.set": 2 + 100, "evalsha": 1, "incr": 50, "exists": 50 + 50, "rpush": 50}
     assert trips == 1
     assert sorted(
         c.runner_id for c in backend.get_matching_runner_contexts("-runner") if c.runner_id != "loader-runner"
@@ -182,8 +183,8 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     assert commands == {
         "evalsha": 1,
         "incr": 50,
-        "exists": 50 + 50,
-        "json.arrappend": 50,
+        "exists": 50 + 50 + 50,
+        "rpush": 50,
         "json.get": 50,
         "json.set": 150,
     }
@@ -211,8 +212,8 @@ def test_add_history_single_is_one_round_trip(
     assert commands == {
         "evalsha": 1,
         "incr": 1,
-        "exists": 2,
-        "json.arrappend": 1,
+        "exists": 3,
+        "rpush": 1,
         "json.get": 1,
         "json.set": 3,
     }
@@ -233,7 +234,7 @@ def test_get_invocation_is_one_json_get(
     assert fetched.parent_invocation_id == "the-parent"
 
 
-def test_get_history_is_one_json_get(
+def test_get_history_is_one_lrange(
     app: Pynenc, backend: RedisStackStateBackend, measure: Measure
 ) -> None:
     context = _context("history-runner")
@@ -246,8 +247,8 @@ def test_get_history_is_one_json_get(
 
     commands, trips, history = measure(lambda: backend.get_history(InvocationId("short")))
 
-    # The invocation document's history array.
-    assert commands == {"json.get": 1}
+    # The invocation's history list.
+    assert commands == {"lrange": 1}
     assert trips == 1
     assert [h.status_record.status for h in history] == [
         InvocationStatus.REGISTERED,
@@ -294,8 +295,8 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         "evalsha": 2,
         "script|load": 1,
         "incr": 10,
-        "exists": 10 + 10,
-        "json.arrappend": 1,
+        "exists": 10 + 10 + 1,
+        "rpush": 10,
         "json.get": 1,
         "json.set": 10 + 2 + 9,
     }
@@ -315,8 +316,8 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     assert commands == {
         "evalsha": 1,
         "incr": 10,
-        "exists": 10 + 10,
-        "json.arrappend": 10,
+        "exists": 10 + 10 + 10,
+        "rpush": 10,
         "json.get": 10,
         "json.set": 30,
     }

@@ -798,7 +798,8 @@ def test_purge_of_many_documents_across_cursor_pages(
             backend._store_runner_context(_context(f"runner-{n}"))
             backend._set_result(ids[n], "r")
     kept_keys = sorted(_keys_of(redis_client, kept.app_id))
-    assert len(_keys_of(redis_client, doomed.app_id)) == len(kept_keys) == 120 + 240 + 30 + 30  # + app info
+    # 120 invocations and their 120 history lists, 240 entries, 30 contexts, 30 results
+    assert len(_keys_of(redis_client, doomed.app_id)) == len(kept_keys) == 120 + 120 + 240 + 30 + 30
 
     doomed.state_backend.purge()
 
