@@ -174,26 +174,30 @@ def _inv_id(value: str | None) -> InvocationId | None:
 def history_document(app_id: str, history: InvocationHistory) -> Document:
     """Return a history entry document; ``seq`` is added by the server-side write.
 
-    Flat, and without the values it would repeat (the record's status is ``status``) or that
-    are absent (no ``null`` fields): every history query loads whole entries, and RedisJSON
-    serialises a flat document of scalars in half the time of the nested form, in 30 % less
-    memory (docs/performance.md). ``record_ts`` is the status record's own time, which may
-    differ from the entry's ``ts``; ``record_utc_offset`` (microseconds) keeps its time zone
-    when that is not UTC.
+    Flat, and without the values it would repeat: every history query loads whole entries,
+    and RedisJSON serialises a flat document of scalars in half the time of the nested form,
+    and memory per invocation is budgeted (docs/performance.md). So the status record's
+    status is ``status``; its time ``record_ts`` is stored only when it differs from the
+    entry's ``ts`` (``record_utc_offset``, in microseconds, keeps a time zone other than
+    UTC); its runner ``runner_id`` only when it is not the entry's runner context (``null``
+    when there is none).
     """
     record = history.status_record
+    ts = to_micros(history.timestamp)
     document: Document = {
         "app_id": app_id,
         "invocation_id": history.invocation_id,
-        "ts": to_micros(history.timestamp),
+        "ts": ts,
         "status": record.status.value,
         "runner_context_id": history.runner_context_id,
-        "record_ts": to_micros(record.timestamp),
     }
+    record_ts = to_micros(record.timestamp)
+    if record_ts != ts:
+        document["record_ts"] = record_ts
     offset = record.timestamp.utcoffset()
     if offset:
         document["record_utc_offset"] = offset // _MICROSECOND
-    if record.runner_id is not None:
+    if record.runner_id != history.runner_context_id:
         document["runner_id"] = record.runner_id
     if history.registered_by_inv_id is not None:
         document["registered_by_inv_id"] = history.registered_by_inv_id
@@ -205,27 +209,30 @@ EMPTY_INVOCATION = '{"history_list":true}'
 its history entries are all in its history list (see :mod:`pynenc_redis_stack.scripts`);
 invocations stored before 0.2 lack it, and their history is read through the index."""
 
-_LISTED_FIELDS = ("ts", "status", "runner_context_id", "record_ts", "runner_id", "registered_by_inv_id")
-_LISTED_OPTIONAL = ("record_utc_offset",)
+_LISTED = ("ts", "status", "runner_context_id")
+_NOT_LISTED = ("app_id", "invocation_id", *_LISTED)
 
 
 def listed_entry(entry: Document) -> str:
     """Return a history entry as its invocation's history list holds it, without ``seq``
-    (which the script puts first): a JSON array of the entry's values in a fixed order,
-    trailing absent ones left out. An array, not an object, because the list is read whole
-    and its memory counts: it is about half the size."""
-    values = [entry.get(name) for name in (*_LISTED_FIELDS, *_LISTED_OPTIONAL)]
-    while values[-1] is None:
-        values.pop()
+    (which the script puts first): ``[ts, status, runner context]``, plus an object of the
+    entry document's other fields when it has any. An array, because the list is read whole
+    and its memory counts: half the size of the entry as an object."""
+    values: list[Any] = [entry[name] for name in _LISTED]
+    rest = {name: value for name, value in entry.items() if name not in _NOT_LISTED}
+    if rest:
+        values.append(rest)
     return orjson.dumps(values).decode()
 
 
 def history_from_listed(text: str, invocation_id: str) -> tuple[tuple[int, int], InvocationHistory]:
     """Rebuild a history entry of an invocation's history list: ``((ts, seq), entry)``."""
-    seq, *values = loads(text)
-    entry: Document = dict(zip((*_LISTED_FIELDS, *_LISTED_OPTIONAL), values, strict=False))
-    entry["invocation_id"] = invocation_id
-    return (entry["ts"], seq), history_from_document({k: v for k, v in entry.items() if v is not None})
+    seq, ts, status, runner_context_id, *rest = loads(text)
+    entry: Document = {"invocation_id": invocation_id, "ts": ts, "status": status}
+    entry["runner_context_id"] = runner_context_id
+    if rest:
+        entry.update(rest[0])
+    return (ts, seq), history_from_document(entry)
 
 
 def history_from_document(doc: Document) -> InvocationHistory:
@@ -237,12 +244,12 @@ def history_from_document(doc: Document) -> InvocationHistory:
     if "status_record" in doc:
         record = InvocationStatusRecord.from_json(doc["status_record"])
     else:
-        record_time = from_micros(doc["record_ts"])
+        record_time = from_micros(int(doc["record_ts"] if "record_ts" in doc else doc["ts"]))
         if "record_utc_offset" in doc:
             record_time = record_time.astimezone(timezone(doc["record_utc_offset"] * _MICROSECOND))
         record = InvocationStatusRecord(
             status=InvocationStatus(doc["status"]),
-            runner_id=doc.get("runner_id"),
+            runner_id=doc.get("runner_id", doc["runner_context_id"]),
             timestamp=record_time,
         )
     history = InvocationHistory(

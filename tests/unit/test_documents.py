@@ -18,7 +18,9 @@ MOMENT = datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC)
 def _history(record_time: datetime, runner_id: str | None, registered_by: str | None) -> InvocationHistory:
     history = InvocationHistory(
         invocation_id=InvocationId("inv"),
-        status_record=InvocationStatusRecord(InvocationStatus.RUNNING, runner_id=runner_id, timestamp=record_time),
+        status_record=InvocationStatusRecord(
+            InvocationStatus.RUNNING, runner_id=runner_id, timestamp=record_time
+        ),
         runner_context_id="ctx",
         registered_by_inv_id=registered_by,
     )
@@ -30,6 +32,7 @@ def _history(record_time: datetime, runner_id: str | None, registered_by: str | 
     ("record_time", "runner_id", "registered_by"),
     [
         (MOMENT, None, None),
+        (MOMENT, "ctx", None),
         (MOMENT - timedelta(seconds=3), "runner", "parent"),
         (MOMENT.astimezone(timezone(timedelta(hours=5, minutes=30))), "r", None),
         (MOMENT.astimezone(timezone(timedelta(hours=-3, microseconds=7))), None, "p"),
@@ -41,9 +44,13 @@ def test_flat_layout_round_trips_exactly(
     history = _history(record_time, runner_id, registered_by)
     document = docs.history_document("app", history)
 
-    assert "status_record" not in document and None not in document.values()
+    assert "status_record" not in document
+    assert ("runner_id" in document) is (runner_id != "ctx") and ("record_ts" in document) is (
+        record_time != MOMENT
+    )
     back = docs.history_from_document(docs.loads(docs.dumps(document)))
-    assert back.status_record.to_json() == history.status_record.to_json()
+    _order, listed = docs.history_from_listed("[7," + docs.listed_entry(document)[1:], "inv")
+    assert back.status_record.to_json() == listed.status_record.to_json() == history.status_record.to_json()
     assert (back.timestamp, back.runner_context_id, back.registered_by_inv_id) == (
         MOMENT,
         "ctx",
@@ -59,7 +66,11 @@ def test_nested_layout_of_earlier_versions_is_read() -> None:
         "status": "running",
         "runner_context_id": "ctx",
         "registered_by_inv_id": None,
-        "status_record": {"status": "running", "runner_id": "r", "timestamp": "2024-03-01T05:29:59.999999+05:30"},
+        "status_record": {
+            "status": "running",
+            "runner_id": "r",
+            "timestamp": "2024-03-01T05:29:59.999999+05:30",
+        },
         "seq": 7,
     }
 
