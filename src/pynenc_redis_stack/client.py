@@ -83,7 +83,7 @@ def is_repeatable(args: Sequence[object]) -> bool:
 
 MASK = "***"
 
-# Every command this package sends (main's prepared FT.SEARCH scripts, history arrays and
+# Every command this package sends (prepared FT.SEARCH scripts, history lists and
 # prune's pending-workflow set included), with the arguments the ACL check needs (key
 # positions hold a key of the namespace). Redis Stack 7.x modules register no ACL category and Redis 8
 # files them under @read/@write with everything else, so the least-privilege rule names them.

@@ -36,7 +36,7 @@ from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips
 from tests.integration.strategies import identifiers
-from tests.integration.test_large_answers import _build
+from tests.integration.test_large_answers import _build, _history
 from tests.integration.test_round_trips import Measure
 
 BASE = datetime(2025, 7, 1, 9, 0, 0, tzinfo=UTC)
@@ -53,16 +53,6 @@ def _invocation_dto(
     )
 
 
-def _entry(invocation_id: str, moment: datetime, runner: str) -> InvocationHistory:
-    history = InvocationHistory(
-        invocation_id=InvocationId(invocation_id),
-        status_record=InvocationStatusRecord(InvocationStatus.RUNNING, runner_id="r", timestamp=moment),
-        runner_context_id=runner,
-    )
-    history._timestamp = moment
-    return history
-
-
 def _write(app: Pynenc, entries: list[tuple[str, int]]) -> list[tuple[datetime, str]]:
     """Write one history entry per (invocation id, microsecond offset); return the expected
     order as (timestamp, runner context id), arrival order on equal timestamps."""
@@ -70,7 +60,7 @@ def _write(app: Pynenc, entries: list[tuple[str, int]]) -> list[tuple[datetime, 
     expected = []
     for n, (invocation_id, offset) in enumerate(entries):
         moment = BASE + timedelta(microseconds=offset)
-        backend._add_histories([InvocationId(invocation_id)], _entry(invocation_id, moment, f"rc-{n}"))
+        backend._add_histories([InvocationId(invocation_id)], _history(invocation_id, moment, f"rc-{n}"))
         expected.append((moment, f"rc-{n}", n))
     expected.sort(key=lambda item: (item[0], item[2]))
     return [(moment, runner) for moment, runner, _ in expected]
