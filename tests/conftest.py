@@ -104,12 +104,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _data_dir = None
 
 
+CONFORMANCE_DIRECTORIES = ("conformance", "pynenc03")
+"""Where pynenc's own suites run with this backend."""
+
+
 @pytest.fixture(autouse=True)
-def _no_leftover_processes(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Kill runner processes a conformance test leaves behind (pynenc's SIGKILL tests orphan
-    workers, which would keep polling and load the CPU for the tests after them)."""
+def _conformance_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Around each test of pynenc's suites: a ``FLUSHALL`` before (an empty server without
+    indexes, as users' own test suites leave it: the backend must recreate its indexes by
+    itself), and the runner processes it leaves behind killed after (pynenc's SIGKILL tests
+    orphan workers, which would keep polling and load the CPU for the tests after them)."""
+    conformance = request.node.path.parent.name in CONFORMANCE_DIRECTORIES
+    if conformance:
+        client = redis.Redis.from_url(os.environ["PYNENC__REDIS_URL"])
+        client.flushall()
+        client.close()
     yield
-    if request.node.path.parent.name in ("conformance", "pynenc03"):
+    if conformance:
         _kill_descendants()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import redis
 from pynenc import Pynenc, PynencBuilder
 from pynenc_tests import util
 from pynenc_tests.integration.combinations.conftest import (
@@ -13,15 +12,6 @@ from pynenc_tests.integration.combinations.conftest import (
 )
 
 from tests.conftest import unique_app_id
-
-
-@pytest.fixture(autouse=True)
-def _flushall_before_each_test(redis_url: str) -> None:
-    """Each test starts on an empty server without indexes (``FLUSHALL``), as users' own test
-    suites do: the backend must recreate its indexes by itself (self-healing)."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
-    client.close()
 
 
 @pytest.fixture

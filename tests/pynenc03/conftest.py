@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-import redis
 from pynenc import Pynenc, PynencBuilder
 from pynenc.serializer import BaseSerializer
 from pynenc.util.subclasses import get_all_subclasses
@@ -23,15 +22,6 @@ from tests.conftest import unique_app_id
 
 def _distributed(builder: PynencBuilder, redis_url: str) -> PynencBuilder:
     return builder.redis(url=redis_url).redis_stack(url=redis_url)
-
-
-@pytest.fixture(autouse=True)
-def _flushall_before_each_test(redis_url: str) -> None:
-    """Each test starts on an empty server without indexes (``FLUSHALL``), as users' own test
-    suites do: the backend must recreate its indexes by itself (self-healing)."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
-    client.close()
 
 
 @pytest.fixture
