@@ -22,15 +22,15 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack import query
+from pynenc_redis_stack import query, relations
 from pynenc_redis_stack.client import Client, connection_url, get_client, run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError
-from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
+from pynenc_redis_stack.keys import EXCEPTION, RELATIONS, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
 from pynenc_redis_stack.schema import Schemas, load_schemas
-from pynenc_redis_stack.scripts import HistoryBatch
+from pynenc_redis_stack.scripts import HistoryBatch, InvocationBatch
 from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_cursor, iter_seek
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class RedisStackStateBackend(BaseStateBackend):
         super().__init__(app)
         self._client: Client | None = None
         self._prepared_searches: dict[tuple[str, ...], PreparedSearch] = {}
+        self._relation_sets = False  # set at first use (see relations.sets_complete)
 
     @cached_property
     def conf(self) -> ConfigStateBackendRedisStack:
@@ -156,6 +157,7 @@ class RedisStackStateBackend(BaseStateBackend):
         if self._client is None:
             client = get_client(self.conf)
             _prepare(client, self.conf, self.namespace, self.schemas)
+            self._relation_sets = relations.sets_complete(client, self.keys, self.schemas, self.namespace)
             self._client = client
         return self._client
 
@@ -237,46 +239,41 @@ class RedisStackStateBackend(BaseStateBackend):
         for spec in self.schemas.all():
             if spec is self.schemas.app_infos:
                 continue
-            request = query.Aggregate(
-                self.namespace.alias(spec),
-                query.where(spec, self.app.app_id),
-                tuple(query.LOAD_KEY),
-            )
+            steps = tuple(query.LOAD_KEY)
+            if spec is self.schemas.invocations:
+                steps += query.load_fields(*RELATIONS)
+            request = query.Aggregate(self.namespace.alias(spec), query.where(spec, self.app.app_id), steps)
             for rows in iter_cursor(self.client, request, self.page_size):
                 keys = [row["__key"] for row in rows]
                 if spec is self.schemas.invocations:
                     keys += self.keys.history_lists_of(keys)
+                    keys += {
+                        self.keys.relation_set(name, row[name])
+                        for row in rows
+                        for name in RELATIONS
+                        if row.get(name)
+                    }
                 self.client.unlink(*keys)
-        self.client.unlink(self.keys.prune_pending_workflows())
+        # Its relation sets went with its invocations: the (now empty) app needs no marker,
+        # and a process starting later finds it empty and writes the marker again.
+        self.client.unlink(self.keys.prune_pending_workflows(), self.keys.relation_sets_complete())
         self._runner_context_cache.clear()
 
     # -- invocations ---------------------------------------------------------------------
 
     def _upsert_invocations(self, entries: list[tuple[InvocationDTO, CallDTO]]) -> None:
-        """Write a batch of invocations in one round trip (one MULTI/EXEC).
-
-        Per invocation: create an empty document if there is none (so the merge below never
-        stores ``null`` s, which ``exists()`` would count as values), ``JSON.MERGE`` the fields
-        (``null`` deletes; the status owned by history writes is kept), then replace the
-        arguments whole (a merge would keep stale argument names).
-        """
+        """Write a batch of invocations in one round trip (one script call, see
+        :data:`~pynenc_redis_stack.scripts.UPSERT_INVOCATIONS`): documents and relation sets."""
         if not entries:
             return
         spec = self.schemas.invocations
-        pipe = self.client.pipeline(transaction=True)
+        batch = InvocationBatch(self.keys.relation_prefixes())
         for inv_dto, call_dto in entries:
             document = docs.validated(spec, docs.invocation_document(self.app.app_id, inv_dto, call_dto))
-            key = self.keys.invocation(inv_dto.invocation_id)
-            run(pipe, "JSON.SET", key, "$", docs.EMPTY_INVOCATION, "NX")
-            run(pipe, "JSON.MERGE", key, "$", docs.dumps(document))
-            run(
-                pipe,
-                "JSON.SET",
-                key,
-                "$.serialized_arguments",
-                docs.dumps(dict(call_dto.serialized_arguments)),
+            batch.add(
+                self.keys.invocation(inv_dto.invocation_id), document, dict(call_dto.serialized_arguments)
             )
-        pipe.execute()
+        batch.run_in(self.client.pipeline(transaction=False))
 
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
         raw = run(self.client, "JSON.GET", self.keys.invocation(invocation_id))
@@ -287,13 +284,27 @@ class RedisStackStateBackend(BaseStateBackend):
             return None  # only a status written before the upsert
         return docs.invocation_from_document(document)
 
+    def _related(self, **relations: str) -> Iterator[InvocationId]:
+        """Stream the ids of this app's invocations with every relation (field of
+        :data:`~pynenc_redis_stack.keys.RELATIONS`) given (unordered): one ``SMEMBERS`` (or
+        ``SINTER``) of the relation sets, or a query while they are incomplete (see
+        :mod:`pynenc_redis_stack.relations`)."""
+        client = self.client
+        if not self._relation_sets:
+            return self._invocation_ids(**relations)
+        if "" in relations.values():
+            return iter(())  # never stored: empty identifiers are refused
+        keys = [self.keys.relation_set(name, value) for name, value in relations.items()]
+        members = run(client, "SMEMBERS", keys[0]) if len(keys) == 1 else run(client, "SINTER", *keys)
+        return iter([InvocationId(member) for member in members])
+
     def get_child_invocations(self, parent_invocation_id: InvocationId) -> Iterator[InvocationId]:
         """Stream the ids of invocations whose parent is ``parent_invocation_id`` (unordered)."""
-        return self._invocation_ids(parent_invocation_id=str(parent_invocation_id))
+        return self._related(parent_invocation_id=str(parent_invocation_id))
 
     def get_invocations_by_parent_event(self, parent_event_id: str) -> Iterator[InvocationId]:
         """Stream the ids of invocations triggered by ``parent_event_id`` (unordered)."""
-        return self._invocation_ids(parent_event_id=str(parent_event_id))
+        return self._related(parent_event_id=str(parent_event_id))
 
     def get_invocation_ids_by_workflow(
         self, workflow_id: str | None = None, workflow_type_key: str | None = None
@@ -308,7 +319,7 @@ class RedisStackStateBackend(BaseStateBackend):
         if workflow_type_key:
             tags["workflow_type_key"] = str(workflow_type_key)
         if tags:
-            return self._invocation_ids(**tags)
+            return self._related(**tags)
         return self._workflow_members()
 
     def find_invocations(

@@ -38,7 +38,7 @@ REPEATABLE_COMMANDS = frozenset(
     {
         # reads
         "EXISTS", "FT.INFO", "FT.SEARCH", "FT._LIST", "GET", "INFO", "JSON.GET", "JSON.MGET",
-        "JSON.TYPE", "PING", "SCRIPT",
+        "JSON.TYPE", "LRANGE", "PING", "SCRIPT", "SINTER", "SMEMBERS",
         # writes of a value computed by the client (never derived from the stored one), and
         # deletions: a second send leaves the same state
         "DEL", "JSON.MERGE", "JSON.SET", "UNLINK",
@@ -83,8 +83,8 @@ def is_repeatable(args: Sequence[object]) -> bool:
 
 MASK = "***"
 
-# Every command this package sends (prepared FT.SEARCH scripts, history lists and
-# prune's pending-workflow set included), with the arguments the ACL check needs (key
+# Every command this package sends (prepared FT.SEARCH scripts, history lists, relation
+# sets and prune's pending-workflow set included), with the arguments the ACL check needs (key
 # positions hold a key of the namespace). Redis Stack 7.x modules register no ACL category and Redis 8
 # files them under @read/@write with everything else, so the least-privilege rule names them.
 REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
@@ -115,6 +115,8 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("RPUSH", "{key}", "1"),
     ("LRANGE", "{key}", "0", "-1"),
     ("SADD", "{key}", "1"),
+    ("SMEMBERS", "{key}"),
+    ("SINTER", "{key}", "{key}"),
     ("SSCAN", "{key}", "0"),
     ("SREM", "{key}", "1"),
     ("PEXPIRE", "{key}", "1"),

@@ -53,7 +53,7 @@ from pynenc_redis_stack.errors import RedisImportError, RedisStackError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.schema import Schemas, load_schemas
-from pynenc_redis_stack.scripts import HistoryBatch
+from pynenc_redis_stack.scripts import HistoryBatch, InvocationBatch
 
 if TYPE_CHECKING:
     from pynenc_redis_stack.backend import RedisStackStateBackend
@@ -471,6 +471,8 @@ class _Writes:
     histories: list[tuple[str, list[tuple[str, docs.Document]]]] = field(default_factory=list)
     """Per invocation: its id and its ``(entry key, document)`` list, in source order."""
 
+    invocations: InvocationBatch | None = None
+
     def set(self, kind: str, key: str, document: docs.Document) -> None:
         self.commands.append(("JSON.SET", key, "$", docs.dumps(document)))
         self.counts[kind] += 1
@@ -524,15 +526,10 @@ def _convert(
     if kind == INVOCATIONS:
         inv, call = _invocation(value)
         document = docs.validated(schemas.invocations, docs.invocation_document(app_id, inv, call))
-        key = keys.invocation(inv.invocation_id)
-        # As the backend's upsert: an empty document first (a MERGE creating the key would
-        # store its nulls, which exists() counts as values); MERGE keeps the status the history
-        # writes own (they may come in an earlier batch); the arguments are replaced whole.
-        writes.commands.append(("JSON.SET", key, "$", docs.EMPTY_INVOCATION, "NX"))
-        writes.commands.append(("JSON.MERGE", key, "$", docs.dumps(document)))
-        writes.commands.append(
-            ("JSON.SET", key, "$.serialized_arguments", docs.dumps(dict(call.serialized_arguments)))
-        )
+        # the backend's upsert script: documents and relation sets
+        if writes.invocations is None:
+            writes.invocations = InvocationBatch(keys.relation_prefixes())
+        writes.invocations.add(keys.invocation(inv.invocation_id), document, dict(call.serialized_arguments))
         writes.counts[INVOCATIONS] += 1
     elif kind == HISTORY:
         invocation_id = ids[0]
@@ -593,6 +590,8 @@ def _write(target: _Target, writes: _Writes, report: ImportReport) -> None:
     """Send one batch: existence of the history entries (one round trip), then every document
     and the history script (one round trip, two the first time the script meets the server)."""
     client = target.client
+    if writes.invocations is not None:
+        writes.invocations.run_in(client.pipeline(transaction=False))
     histories = writes.histories
     present: list[int] = []
     if histories:

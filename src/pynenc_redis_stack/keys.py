@@ -9,6 +9,10 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:history-list:<app>:<id>          a list: one invocation's history entries (get_history)
     <ns>:prune-pending-workflows:<app>    a set: workflows whose invocations prune deleted, until
                                           prune has collected (or kept) their run and data
+    <ns>:<relation>:<app>:<value>         a set: the ids of the invocations whose ``relation``
+                                          (children, by-event, by-workflow, by-workflow-type)
+                                          is ``value`` (see relations.py)
+    <ns>:relation-sets:<app>              present once the app's relation sets are complete
 
 The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
 app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
@@ -36,6 +40,15 @@ RESULT = "result"
 EXCEPTION = "exception"
 WORKFLOW_DATA = "workflow-data"
 PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
+RELATION_SETS = "relation-sets"
+
+RELATIONS = {
+    "parent_invocation_id": "children",
+    "parent_event_id": "by-event",
+    "workflow_id": "by-workflow",
+    "workflow_type_key": "by-workflow-type",
+}
+"""The invocation fields whose values key a relation set, and the entity naming those sets."""
 
 
 def encode_segment(value: str) -> str:
@@ -147,6 +160,20 @@ class AppKeys:
 
     def workflow_data(self, workflow_id: str, data_key: str) -> str:
         return self._key(WORKFLOW_DATA, workflow_id, data_key)
+
+    def relation_set(self, field: str, value: str) -> str:
+        """The set of the ids of this app's invocations whose ``field`` (a key of
+        :data:`RELATIONS`) is ``value``."""
+        return self._key(RELATIONS[field], value)
+
+    def relation_prefixes(self) -> list[str]:
+        """The key prefix of each relation's sets, in :data:`RELATIONS` order (the scripts
+        append :func:`encode_segment` of a value)."""
+        return [self._key(entity, "") for entity in RELATIONS.values()]
+
+    def relation_sets_complete(self) -> str:
+        """The key whose presence says every invocation of this app is in its relation sets."""
+        return self._key(RELATION_SETS)
 
     def prune_pending_workflows(self) -> str:
         """Return the set of workflows whose collection a prune run still owes (see prune.py)."""

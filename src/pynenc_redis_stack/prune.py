@@ -45,7 +45,7 @@ from pynenc_redis_stack import query
 from pynenc_redis_stack.errors import PruneRefusedError, RedisStackError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
 from pynenc_redis_stack.schema import Schemas
-from pynenc_redis_stack.scripts import Script
+from pynenc_redis_stack.scripts import RELATION_FUNCTIONS, Script
 from pynenc_redis_stack.search import Row, fetch_complete, iter_cursor
 
 DEFAULT_BATCH_SIZE = 500
@@ -58,24 +58,27 @@ one parameter per id."""
 UNLINK_CHUNK = 1000
 """Keys per ``UNLINK`` call inside the script (Lua's ``unpack`` has a stack limit)."""
 
-PRUNE_INVOCATIONS = """
+PRUNE_INVOCATIONS = (
+    RELATION_FUNCTIONS
+    + """
 -- KEYS[1]: the app's pending-workflows set; then per invocation, its invocation key, then the
--- keys that belong to it. ARGV[1]: the cutoff (epoch us, decimal string); ARGV[2]: the final
--- statuses as a JSON array; then per invocation, the number of keys that belong to it and
--- the workflows it refers to as a JSON array.
+-- keys that belong to it. ARGV[1]: the app's relation-set prefixes; ARGV[2]: the cutoff (epoch
+-- us, decimal string); ARGV[3]: the final statuses as a JSON array; then per invocation, the
+-- number of keys that belong to it, the workflows it refers to as a JSON array, and its id.
 -- An invocation is deleted only if its status is still final and older than the cutoff: one
 -- that got a new status after it was selected (re-queued, retried, rerouted...) is left
 -- whole. The workflows of each deleted invocation join the pending set in the same atomic
--- step, so a run that stops before collecting them leaves them to the next run.
+-- step, so a run that stops before collecting them leaves them to the next run; its id leaves
+-- its relation sets.
 -- Returns 1 (deleted) or 0 (kept) per invocation.
-local cutoff = tonumber(ARGV[1])
+local cutoff = tonumber(ARGV[2])
 local final = {}
-for _, status in ipairs(cjson.decode(ARGV[2])) do
+for _, status in ipairs(cjson.decode(ARGV[3])) do
   final[status] = true
 end
 local deleted = {}
 local k = 2
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 3 do
   local count = tonumber(ARGV[i])
   local invocation_key = KEYS[k]
   local prunable = true  -- an invocation deleted meanwhile: its leftovers go
@@ -87,6 +90,9 @@ for i = 3, #ARGV, 2 do
     prunable = type(ts) == 'number' and ts < cutoff and final[status] == true
   end
   if prunable then
+    for f, value in pairs(relation_values(invocation_key)) do
+      redis.call('SREM', relation_set(f, value), ARGV[i + 2])
+    end
     local first = k
     local last = k + count
     while first <= last do
@@ -104,6 +110,7 @@ for i = 3, #ARGV, 2 do
 end
 return deleted
 """
+)
 
 _prune_invocations = Script(PRUNE_INVOCATIONS)
 
@@ -317,12 +324,18 @@ class _Pruner:
             deleted = [True] * len(rows)
         else:
             script_keys = [self.pending_key]
-            script_args = [str(self.cutoff_us), orjson.dumps(FINAL_STATUSES).decode()]
+            script_args = [
+                orjson.dumps(self.keys.relation_prefixes()).decode(),
+                str(self.cutoff_us),
+                orjson.dumps(FINAL_STATUSES).decode(),
+            ]
             for row in rows:
                 owned = [*found.keys_of(row["invocation_id"]), self.keys.history_list(row["invocation_id"])]
                 script_keys.append(self.keys.invocation(row["invocation_id"]))
                 script_keys.extend(owned)
-                script_args.extend((str(len(owned)), orjson.dumps(found.workflows_of(row)).decode()))
+                script_args.extend(
+                    (str(len(owned)), orjson.dumps(found.workflows_of(row)).decode(), row["invocation_id"])
+                )
             pipe = self.client.pipeline(transaction=False)
             replies = _prune_invocations.run_in(pipe, script_keys, script_args)
             deleted = [bool(flag) for flag in replies[-1]]

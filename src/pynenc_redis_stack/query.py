@@ -290,7 +290,9 @@ class Filter:
 
     def copy(self) -> Filter:
         """Return an independent copy (further clauses leave this filter unchanged)."""
-        return Filter(self.spec, list(self.clauses), dict(self.params), self.matches_nothing, self.shape_params)
+        return Filter(
+            self.spec, list(self.clauses), dict(self.params), self.matches_nothing, self.shape_params
+        )
 
     def query_string(self) -> str:
         """Return the query string (``*`` when there is no clause)."""

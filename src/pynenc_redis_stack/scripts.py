@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
+import orjson
 import redis
 
 from pynenc_redis_stack.client import raise_server_error, register_repeatable_script, run
-from pynenc_redis_stack.documents import Document, dumps, listed_entry
+from pynenc_redis_stack.documents import EMPTY_INVOCATION, Document, dumps, listed_entry
+from pynenc_redis_stack.keys import RELATIONS
 
 RECORD_HISTORY = """
 -- KEYS[1]: the history sequence counter; then per entry: the invocation key, the entry key,
@@ -53,6 +55,88 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
 end
 return written
 """
+
+
+RELATION_FUNCTIONS = """
+-- Relation sets (keys.RELATIONS, relations.py): ARGV[1] is the JSON array of the app's
+-- relation-set key prefixes; a set's key is its prefix plus the value's key segment.
+local relation_fields = {RELATION_FIELDS}
+local relation_paths = {}
+for f, name in ipairs(relation_fields) do relation_paths[f] = '$.' .. name end
+local relation_prefixes = cjson.decode(ARGV[1])
+local function relation_set(f, value)
+  -- keys.encode_segment: '%' and ':' escaped, so ':' only separates segments
+  return relation_prefixes[f] .. string.gsub(string.gsub(value, '%%', '%%25'), ':', '%%3A')
+end
+-- The relation values of an invocation document, and whether there is one.
+local function relation_values(invocation_key)
+  local values = {}
+  local raw = redis.call('JSON.GET', invocation_key, unpack(relation_paths))
+  if not raw then return values, false end
+  local found = cjson.decode(raw)
+  for f, path in ipairs(relation_paths) do
+    local value = found[path][1]
+    if type(value) == 'string' then values[f] = value end
+  end
+  return values, true
+end
+""".replace("RELATION_FIELDS", ", ".join(f"'{name}'" for name in RELATIONS))
+"""Lua shared by the scripts that keep the relation sets."""
+
+UPSERT_INVOCATIONS = (
+    RELATION_FUNCTIONS
+    + """
+-- KEYS: per invocation, its document key. ARGV[1]: relation-set prefixes (above); then per
+-- invocation: its id, the document fields (JSON object, nulls delete), the serialized
+-- arguments (JSON object), its relation values (JSON array in keys.RELATIONS order, null
+-- for none).
+-- Per invocation: create the document if there is none (so the merge never stores nulls,
+-- which exists() would count as values), merge the fields (the status owned by history
+-- writes is kept), replace the arguments whole (a merge would keep stale argument names),
+-- and move the id between relation sets where a relation changed. Running it twice changes
+-- nothing.
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local invocation_id = ARGV[4 * i - 2]
+  local before, exists = relation_values(key)
+  if not exists then
+    redis.call('JSON.SET', key, '$', '"""
+    + EMPTY_INVOCATION
+    + """')
+  end
+  redis.call('JSON.MERGE', key, '$', ARGV[4 * i - 1])
+  redis.call('JSON.SET', key, '$.serialized_arguments', ARGV[4 * i])
+  local after = cjson.decode(ARGV[4 * i + 1])
+  for f = 1, #relation_fields do
+    local new = after[f]
+    if new == cjson.null then new = nil end
+    if before[f] ~= new then
+      if before[f] then redis.call('SREM', relation_set(f, before[f]), invocation_id) end
+      if new then redis.call('SADD', relation_set(f, new), invocation_id) end
+    end
+  end
+end
+return #KEYS
+"""
+)
+
+BACKFILL_RELATIONS = (
+    RELATION_FUNCTIONS
+    + """
+-- KEYS: invocation document keys (one app's). ARGV[1]: relation-set prefixes; ARGV[2..]: the
+-- invocations' ids. Adds each to the sets of the relations its document holds now (an upsert
+-- running alongside moves it under the same atomicity). Returns how many were documents.
+local found = 0
+for i = 1, #KEYS do
+  local values, exists = relation_values(KEYS[i])
+  if exists then found = found + 1 end
+  for f, value in pairs(values) do
+    redis.call('SADD', relation_set(f, value), ARGV[i + 1])
+  end
+end
+return found
+"""
+)
 
 
 def prepared_read(call: str, reply: Literal["keys", "documents"]) -> str:
@@ -137,6 +221,33 @@ def _raise_first_error(replies: list[Any]) -> None:
             raise_server_error(reply)
         if isinstance(reply, Exception):
             raise reply
+
+
+class InvocationBatch:
+    """The keys and arguments of one :data:`UPSERT_INVOCATIONS` call."""
+
+    script = Script(UPSERT_INVOCATIONS, repeatable=True)
+
+    def __init__(self, relation_prefixes: list[str]) -> None:
+        self.keys: list[str] = []
+        self.args = [orjson.dumps(relation_prefixes).decode()]
+
+    def add(self, invocation_key: str, document: Document, serialized_arguments: dict[str, str]) -> None:
+        """Queue one validated invocation document (without ``serialized_arguments``)."""
+        self.keys.append(invocation_key)
+        relations = [document[name] for name in RELATIONS]
+        self.args.extend(
+            (
+                document["invocation_id"],
+                dumps(document),
+                dumps(serialized_arguments),
+                orjson.dumps(relations).decode(),
+            )
+        )
+
+    def run_in(self, pipe: redis.client.Pipeline) -> list[Any]:
+        """Execute ``pipe`` with this batch's script call appended (see :meth:`Script.run_in`)."""
+        return self.script.run_in(pipe, self.keys, self.args)
 
 
 class HistoryBatch:

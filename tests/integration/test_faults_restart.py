@@ -141,7 +141,10 @@ def _write(writer: Writer, count: int = 5) -> Writer:
 
 
 def _children(backend: RedisStackStateBackend) -> set[str]:
-    return {str(i) for i in backend.get_child_invocations(PARENT)}
+    """The children from their relation set and, the same, from the index."""
+    from_set = {str(i) for i in backend.get_child_invocations(PARENT)}
+    assert {str(i) for i in backend._invocation_ids(parent_invocation_id=str(PARENT))} == from_set
+    return from_set
 
 
 def test_kill_9_with_appendfsync_always_keeps_every_acknowledged_write(
@@ -188,4 +191,3 @@ def test_restart_without_persistence_recreates_the_indexes_and_reports_the_loss(
     assert len(warnings) == 1 and "were missing" in warnings[0] and "may be lost" in warnings[0]
     writer = _write(Writer(backend))  # ... and the backend works again, with its indexes
     assert _children(backend) >= set(writer.acknowledged)
-

@@ -226,13 +226,31 @@ def _app_keys(client: redis.Redis, backend: RedisStackStateBackend) -> set[str]:
     keys = set(client.scan_iter(match=f"{ns}:*:{segment}:*", count=1000)) | set(
         client.scan_iter(match=f"{ns}:app-info:{segment}", count=1000)
     )
-    return {key for key in keys if not key.startswith(backend.keys.history_list(""))}
+    not_documents = (backend.keys.history_list(""), *backend.keys.relation_prefixes())
+    return {
+        key
+        for key in keys
+        if not key.startswith(not_documents) and key != backend.keys.relation_sets_complete()
+    }
+
+
+def _relation_members(client: redis.Redis, backend: RedisStackStateBackend) -> set[str]:
+    """Every id in one of the app's relation sets (checked on their own, like history lists)."""
+    members: set[str] = set()
+    for prefix in backend.keys.relation_prefixes():
+        pattern = prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+        pattern = pattern.replace("[", "\\[").replace("]", "\\]")
+        for key in client.scan_iter(match=pattern + "*", count=1000):
+            members |= client.smembers(key)
+    return members
 
 
 def _documents(client: redis.Redis, keys: set[str]) -> dict[str, object]:
     """Every JSON document, and every history list, of ``keys``."""
     return {
-        key: client.lrange(key, 0, -1) if client.type(key) == "list" else client.execute_command("JSON.GET", key)
+        key: client.lrange(key, 0, -1)
+        if client.type(key) == "list"
+        else client.execute_command("JSON.GET", key)
         for key in sorted(keys)
     }
 
@@ -306,6 +324,10 @@ def test_prune_deletes_exactly_the_old_invocations(loaded: Loaded) -> None:
     assert {key: not loaded.client.exists(key) for key in lists} == lists
     after = _app_keys(client, ours)
     assert before - after == expected_deleted
+    # Deleted invocations left their relation sets; the others are still found there.
+    members = _relation_members(client, ours)
+    assert members and not members & set(OLD_IDS)
+    assert members == {i for i in members if ours.keys.invocation(i) in after}
     assert after <= before  # nothing written either
     # a second prune finds nothing; the neighbour app was never touched
     again = ours.prune(CUTOFF)

@@ -1,7 +1,8 @@
 """The read paths' mechanics: prepared queries, windowed seek pages, servers with low caps.
 
-- Lookups that fit one reply are one ``EVALSHA`` running one ``FT.SEARCH`` (a prepared
-  query: only the values travel), answers past the reply fall back to a cursor.
+- Relation lookups (children, parent event, workflow) are one ``SMEMBERS``; on a store written
+  before the relation sets existed they are one ``EVALSHA`` running one ``FT.SEARCH`` (a
+  prepared query: only the values travel; past one reply, a cursor) until ``backfill``.
 - ``iter_history_in_timerange`` pages through time windows sized from the previous page; a
   hypothesis test throws clustered timestamps with gaps, ties and odd batch sizes at it and
   compares with the sorted truth.
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
+from pynenc_redis_stack import relations
+from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.query import lua_literal
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
@@ -101,26 +104,84 @@ def test_timerange_pages_are_complete_and_ordered(
     app.state_backend.purge()
 
 
-def test_lookups_that_fit_one_reply_are_one_prepared_search(
+def _forget_relation_sets(
+    client: redis.Redis, backend: RedisStackStateBackend, parents: list[str], workflow_type: TaskId
+) -> None:
+    """Leave the store as versions before 0.3 wrote it: the same documents, no relation sets."""
+    keys = backend.keys
+    doomed = [keys.relation_set("parent_invocation_id", parent) for parent in parents]
+    doomed += [keys.relation_set("workflow_id", f"wf-{parent}") for parent in parents]
+    doomed += [
+        keys.relation_set("workflow_type_key", workflow_type.key),
+        keys.relation_sets_complete(),
+    ]
+    assert client.unlink(*doomed) == len(doomed)
+
+
+def test_a_store_without_relation_sets_is_read_through_the_index_until_backfilled(
     request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis, round_trips: RoundTrips
 ) -> None:
-    app = _build(request, redis_url, "")
-    backend = app.state_backend
+    app_id = unique_app_id(request)
+    writer = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
     workflow_type = TaskId("flows", "nightly")
-    dtos = [_invocation_dto(f"child-{n}", "the-parent", workflow_type=workflow_type) for n in range(30)]
-    backend._upsert_invocations(dtos)
-    measure = Measure(backend, redis_client, round_trips)
-    lookups = {
-        "children": lambda: backend.get_child_invocations(InvocationId("the-parent")),
-        "workflow": lambda: backend.get_invocation_ids_by_workflow(workflow_id="wf-the-parent"),
-        "type": lambda: backend.get_invocation_ids_by_workflow(workflow_type_key=workflow_type.key),
-    }
-    for name, lookup in lookups.items():
+    writer._upsert_invocations(
+        [_invocation_dto(f"child-{n}", "the-parent", workflow_type=workflow_type) for n in range(30)]
+    )
+    _forget_relation_sets(redis_client, writer, ["the-parent"], workflow_type)
+
+    def lookups(backend: RedisStackStateBackend) -> dict[str, Callable[[], Iterator[InvocationId]]]:
+        return {
+            "children": lambda: backend.get_child_invocations(InvocationId("the-parent")),
+            "workflow": lambda: backend.get_invocation_ids_by_workflow(workflow_id="wf-the-parent"),
+            "type": lambda: backend.get_invocation_ids_by_workflow(workflow_type_key=workflow_type.key),
+        }
+
+    expected = sorted(f"child-{n}" for n in range(30))
+    legacy = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
+    measure = Measure(legacy, redis_client, round_trips)
+    for name, lookup in lookups(legacy).items():
         list(lookup())  # the prepared script is loaded on first use
         commands, trips, ids = measure(lambda lookup=lookup: list(lookup()))
-        assert commands == {"evalsha": 1, "ft.search": 1}, name
+        assert commands == {"evalsha": 1, "ft.search": 1}, name  # one prepared query
         assert trips == 1, name
-        assert sorted(ids) == sorted(f"child-{n}" for n in range(30)), name
+        assert sorted(ids) == expected, name
+
+    report = relations.backfill(legacy.client, legacy.namespace, legacy.schemas)
+    assert report.invocations == {app_id: 30}
+    assert relations.backfill(legacy.client, legacy.namespace, legacy.schemas).invocations == {}  # done once
+
+    filled = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
+    measure = Measure(filled, redis_client, round_trips)
+    for name, lookup in lookups(filled).items():
+        commands, trips, ids = measure(lambda lookup=lookup: list(lookup()))
+        assert commands == {"smembers": 1}, name
+        assert sorted(ids) == expected, name
+    for name, lookup in lookups(legacy).items():  # a process started before keeps reading the index
+        assert sorted(lookup()) == expected, name
+
+
+def test_a_changed_relation_moves_the_id_between_sets(request: pytest.FixtureRequest, redis_url: str) -> None:
+    backend = (
+        PynencBuilder()
+        .app_id(unique_app_id(request))
+        .memory()
+        .redis_stack(url=redis_url)
+        .build()
+        .state_backend
+    )
+    backend._upsert_invocations([_invocation_dto("moved", "first:parent%")])
+    backend._upsert_invocations([_invocation_dto("moved", "second:parent%")])
+    assert list(backend.get_child_invocations(InvocationId("first:parent%"))) == []
+    assert list(backend.get_child_invocations(InvocationId("second:parent%"))) == ["moved"]
+    assert list(backend.get_invocation_ids_by_workflow(workflow_id="wf-first:parent%")) == []
+    assert list(backend.get_invocation_ids_by_workflow(workflow_id="wf-second:parent%")) == ["moved"]
+    call_id = CallId(TASK, "args-moved")
+    backend._upsert_invocations(
+        [(InvocationDTO(InvocationId("moved"), call_id, None, None), CallDTO(call_id, {}))]
+    )
+    assert list(backend.get_child_invocations(InvocationId("second:parent%"))) == []
+    assert list(backend.get_invocation_ids_by_workflow(workflow_type_key=TASK.key)) == []
+    assert backend._get_invocation(InvocationId("moved")) is not None
 
 
 @pytest.mark.parametrize("value", ["plain", "", "a\"b'c\\d", "\n\r\t\x00\x7f", "é日😀", "]]--[[", "%s %d"])
@@ -163,5 +224,11 @@ def test_answers_stay_complete_on_a_server_with_low_result_caps(
     assert [(h.timestamp, h.runner_context_id) for h in history] == expected
     assert [(h.timestamp, h.runner_context_id) for h in in_range] == expected
     assert sorted(backend.get_child_invocations(InvocationId("parent"))) == sorted(
+        f"kid-{n}" for n in range(60)
+    )
+    # the same lookup through the index (a store without relation sets): past the cap too
+    _forget_relation_sets(redis.Redis.from_url(low_cap_url, decode_responses=True), backend, ["parent"], TASK)
+    legacy = PynencBuilder().app_id(app.app_id).memory().redis_stack(url=low_cap_url).build().state_backend
+    assert sorted(legacy.get_child_invocations(InvocationId("parent"))) == sorted(
         f"kid-{n}" for n in range(60)
     )

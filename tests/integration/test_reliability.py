@@ -97,6 +97,7 @@ def faults() -> Iterator[FaultServer]:
 def stall(faults: FaultServer, seconds: float = STALL_SECONDS) -> threading.Thread:
     """Block the server for ``seconds`` (``DEBUG SLEEP`` on its own connection); return once it
     is blocked, i.e. once a PING on a third connection gets no answer within 50 ms."""
+
     def sleep() -> None:
         with faults.admin() as client:
             client.execute_command("DEBUG", "SLEEP", str(seconds))
@@ -127,7 +128,9 @@ def _backend(url: str, app_id: str, **config: Any) -> RedisStackStateBackend:
     return backend
 
 
-def _invocations(app: Pynenc, count: int, parent: str = "the-parent") -> list[DistributedInvocation[Any, Any]]:
+def _invocations(
+    app: Pynenc, count: int, parent: str = "the-parent"
+) -> list[DistributedInvocation[Any, Any]]:
     task = app.task(add)
     return [
         TaskInvocation(
@@ -148,7 +151,9 @@ def _store(backend: RedisStackStateBackend, count: int) -> set[str]:
 
 
 def _context() -> RunnerContext:
-    return RunnerContext(runner_cls="TestRunner", runner_id="r-1", parent_ctx=None, pid=1, hostname="h", thread_id=1)
+    return RunnerContext(
+        runner_cls="TestRunner", runner_id="r-1", parent_ctx=None, pid=1, hostname="h", thread_id=1
+    )
 
 
 def _calls(client: redis.Redis, command: str) -> int:
@@ -230,21 +235,33 @@ def test_a_stalled_first_cursor_query_restarts_and_returns_every_row_once(
     assert _calls(admin, "FT.AGGREGATE") - aggregates >= 2  # the stalled one, then the restart
 
 
-def test_a_stalled_prepared_search_is_sent_again_and_answers_whole(
-    loaded: tuple[RedisStackStateBackend, set[str]], faults: FaultServer
+@pytest.mark.parametrize(
+    ("lookup", "command"),
+    [
+        (lambda b: b.get_child_invocations(InvocationId("the-parent")), "smembers"),
+        # a store without relation sets: one prepared FT.SEARCH
+        (lambda b: b._invocation_ids(parent_invocation_id="the-parent"), "evalsha"),
+    ],
+    ids=["relation-set", "prepared-search"],
+)
+def test_a_stalled_children_lookup_is_sent_again_and_answers_whole(
+    loaded: tuple[RedisStackStateBackend, set[str]],
+    faults: FaultServer,
+    lookup: Callable[[RedisStackStateBackend], Iterator[InvocationId]],
+    command: str,
 ) -> None:
-    """Children that fit one reply come from one prepared FT.SEARCH: a read, sent again."""
+    """Children come from one read (a set, or a prepared query when they fit one reply): sent again."""
     backend, ids = loaded
-    list(backend.get_child_invocations(InvocationId("the-parent")))  # script loaded
+    list(lookup(backend))  # script loaded
     admin = faults.admin()
-    searches = _calls(admin, "evalsha")
+    reads = _calls(admin, command)
     sleeper = stall(faults)
 
-    children = [str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))]
+    children = [str(i) for i in lookup(backend)]
 
     sleeper.join()
     assert sorted(children) == sorted(ids)
-    assert _calls(admin, "evalsha") - searches >= 2  # the stalled one, then the re-send
+    assert _calls(admin, command) - reads >= 2  # the stalled one, then the re-send
 
 
 def test_a_whole_answer_restarts_after_a_stalled_cursor_read(
@@ -355,9 +372,11 @@ def test_after_a_flush_the_indexes_are_recreated_and_the_loss_reported(
     written_after_flush = _store(backend, 2)  # documents without an index: backfilled on creation
 
     with caplog.at_level(logging.WARNING, logger="pynenc_redis_stack.backend"):
-        children = {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))}
+        # an index query (children as a store without relation sets reads them)
+        from_index = {str(i) for i in backend._invocation_ids(parent_invocation_id="the-parent")}
 
-    assert children == written_after_flush
+    assert from_index == written_after_flush
+    assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == written_after_flush
     assert len(admin.execute_command("FT._LIST")) == len(load_schemas().all())
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -374,7 +393,7 @@ def test_after_a_flush_without_index_creation_the_error_names_migrate(
     backend.conf.redis_stack_create_indexes = False
 
     with pytest.raises(IndexDefinitionMismatchError, match="pynenc-redis-stack index migrate"):
-        list(backend.get_child_invocations(InvocationId("the-parent")))
+        list(backend._invocation_ids(parent_invocation_id="the-parent"))
 
     assert faults.admin().execute_command("FT._LIST") == []
 
@@ -382,11 +401,11 @@ def test_after_a_flush_without_index_creation_the_error_names_migrate(
 def test_the_hot_path_does_not_check_indexes(request: pytest.FixtureRequest, faults: FaultServer) -> None:
     backend = _backend(faults.url, unique_app_id(request))
     _store(backend, 3)
-    list(backend.get_child_invocations(InvocationId("the-parent")))
+    list(backend._invocation_ids(parent_invocation_id="the-parent"))
     admin = faults.admin()
     before = admin.info("commandstats")
 
-    list(backend.get_child_invocations(InvocationId("the-parent")))
+    list(backend._invocation_ids(parent_invocation_id="the-parent"))  # an index query
 
     after = admin.info("commandstats")
     changed = {

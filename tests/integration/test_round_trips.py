@@ -101,19 +101,63 @@ def _context(runner_id: str, parent: RunnerContext | None = None) -> RunnerConte
     )
 
 
-def test_upsert_batch_is_one_transaction_in_one_round_trip(
+def test_upsert_batch_is_one_script_call_in_one_round_trip(
     app: Pynenc, backend: RedisStackStateBackend, measure: Measure
 ) -> None:
+    backend._upsert_invocations([(i.to_dto(), i.call.to_dto()) for i in _invocations(app, 1, "warm")])
     invocations = _invocations(app, 50)
     entries = [(i.to_dto(), i.call.to_dto()) for i in invocations]
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    assert commands == {"json.merge": 50, "json.set": 100, "multi": 1, "exec": 1}
+    # Per invocation: read its relations (none yet), create, merge, replace the arguments,
+    # join its parent's children set.
+    assert commands == {"evalsha": 1, "json.get": 50, "json.set": 100, "json.merge": 50, "sadd": 50}
     assert trips == 1
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == {
-        str(i.invocation_id) for i in invocations
+        str(i.invocation_id) for i in [*invocations, *_invocations(app, 1, "warm")]
     }
+
+
+def test_upsert_again_leaves_the_relation_sets_alone(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    entries = [(i.to_dto(), i.call.to_dto()) for i in _invocations(app, 10)]
+    backend._upsert_invocations(entries)
+
+    commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
+
+    assert commands == {"evalsha": 1, "json.get": 10, "json.set": 10, "json.merge": 10}
+    assert trips == 1
+
+
+@pytest.mark.parametrize(
+    ("lookup", "command"),
+    [
+        (lambda b: b.get_child_invocations(InvocationId("the-parent")), "smembers"),
+        (lambda b: b.get_invocations_by_parent_event("an-event"), "smembers"),
+        (lambda b: b.get_invocation_ids_by_workflow(workflow_id="a-workflow"), "smembers"),
+        (lambda b: b.get_invocation_ids_by_workflow(workflow_type_key="a.type"), "smembers"),
+        (
+            lambda b: b.get_invocation_ids_by_workflow(workflow_id="a-workflow", workflow_type_key="a.type"),
+            "sinter",
+        ),
+    ],
+    ids=["children", "parent-event", "workflow-id", "workflow-type", "workflow-id-and-type"],
+)
+def test_relation_lookups_are_one_set_read(
+    app: Pynenc,
+    backend: RedisStackStateBackend,
+    measure: Measure,
+    lookup: Callable[[RedisStackStateBackend], Any],
+    command: str,
+) -> None:
+    backend.upsert_invocations(_invocations(app, 5))
+
+    commands, trips, _ = measure(lambda: list(lookup(backend)))
+
+    assert commands == {command: 1}
+    assert trips == 1
 
 
 def test_add_histories_with_cached_context_is_one_evalsha(
@@ -234,9 +278,7 @@ def test_get_invocation_is_one_json_get(
     assert fetched.parent_invocation_id == "the-parent"
 
 
-def test_get_history_is_one_lrange(
-    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
-) -> None:
+def test_get_history_is_one_lrange(app: Pynenc, backend: RedisStackStateBackend, measure: Measure) -> None:
     context = _context("history-runner")
     for status in (
         InvocationStatus.REGISTERED,
