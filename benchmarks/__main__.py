@@ -39,6 +39,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="repetitions of a cheap call per backend (slow calls do fewer)",
     )
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="TEXT",
+        help="measure only the calls whose name contains one of these (e.g. get_history pynmon); "
+        "for iterating on one path: the README's numbers come from a full run",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output directory")
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -140,7 +147,7 @@ def run_size(
         load(subject, data, client)
         size.record_load(subject)
         print(f"loaded {subject.name} n={n} in {subject.load_seconds:.1f} s", file=sys.stderr)
-    specs = calls()
+    specs = [spec for spec in calls() if _selected(args, spec.name)]
     size.issue_rows = [spec.name for spec in specs if spec.in_issue_table]
     reads = [spec for spec in specs if not spec.name.startswith(("upsert", "add_histories"))]
     writes = [spec for spec in specs if spec not in reads]
@@ -148,7 +155,8 @@ def run_size(
         size.calls[spec.name] = measure_call(
             spec, subjects, data, args.repeat, args.seed, client, round_trips
         )
-    size.calls.update(measure_pages(subjects, data, args.repeat, args.seed))
+    if _selected(args, "pynmon"):
+        size.calls.update(measure_pages(subjects, data, args.repeat, args.seed))
     for spec in writes:  # last: they add history the reads' truth does not have
         size.calls[spec.name] = measure_call(
             spec, subjects, data, args.repeat, args.seed, client, round_trips
@@ -157,6 +165,10 @@ def run_size(
         subject.backend.purge()
     print(f"n={n} done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return size
+
+
+def _selected(args: argparse.Namespace, name: str) -> bool:
+    return not args.only or any(text in name for text in args.only)
 
 
 def server_facts(client: redis.Redis) -> dict[str, str]:

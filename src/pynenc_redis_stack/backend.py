@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.identifiers.task_id import TaskId
@@ -284,27 +284,27 @@ class RedisStackStateBackend(BaseStateBackend):
             return None  # only a status written before the upsert
         return docs.invocation_from_document(document)
 
-    def _related(self, **relations: str) -> Iterator[InvocationId]:
-        """Stream the ids of this app's invocations with every relation (field of
-        :data:`~pynenc_redis_stack.keys.RELATIONS`) given (unordered): one ``SMEMBERS`` (or
-        ``SINTER``) of the relation sets, or a query while they are incomplete (see
-        :mod:`pynenc_redis_stack.relations`)."""
+    def _related(self, *relations: tuple[str, str]) -> Iterator[InvocationId]:
+        """Stream the ids of this app's invocations with every ``(field, value)`` relation
+        given (fields of :data:`~pynenc_redis_stack.keys.RELATIONS`; unordered): one
+        ``SMEMBERS`` (or ``SINTER``) of the relation sets, or a query while they are
+        incomplete (see :mod:`pynenc_redis_stack.relations`)."""
         client = self.client
         if not self._relation_sets:
-            return self._invocation_ids(**relations)
-        if "" in relations.values():
+            return self._invocation_ids(**dict(relations))
+        if not all(value for _field, value in relations):
             return iter(())  # never stored: empty identifiers are refused
-        keys = [self.keys.relation_set(name, value) for name, value in relations.items()]
+        keys = [self.keys.relation_set(field, value) for field, value in relations]
         members = run(client, "SMEMBERS", keys[0]) if len(keys) == 1 else run(client, "SINTER", *keys)
-        return iter([InvocationId(member) for member in members])
+        return iter(cast(list[InvocationId], members))  # InvocationId is a NewType of str
 
     def get_child_invocations(self, parent_invocation_id: InvocationId) -> Iterator[InvocationId]:
         """Stream the ids of invocations whose parent is ``parent_invocation_id`` (unordered)."""
-        return self._related(parent_invocation_id=str(parent_invocation_id))
+        return self._related(("parent_invocation_id", parent_invocation_id))
 
     def get_invocations_by_parent_event(self, parent_event_id: str) -> Iterator[InvocationId]:
         """Stream the ids of invocations triggered by ``parent_event_id`` (unordered)."""
-        return self._related(parent_event_id=str(parent_event_id))
+        return self._related(("parent_event_id", parent_event_id))
 
     def get_invocation_ids_by_workflow(
         self, workflow_id: str | None = None, workflow_type_key: str | None = None
@@ -313,13 +313,13 @@ class RedisStackStateBackend(BaseStateBackend):
 
         With neither, every invocation that belongs to some workflow.
         """
-        tags = {}
+        relations = []
         if workflow_id:
-            tags["workflow_id"] = str(workflow_id)
+            relations.append(("workflow_id", str(workflow_id)))
         if workflow_type_key:
-            tags["workflow_type_key"] = str(workflow_type_key)
-        if tags:
-            return self._related(**tags)
+            relations.append(("workflow_type_key", str(workflow_type_key)))
+        if relations:
+            return self._related(*relations)
         return self._workflow_members()
 
     def find_invocations(

@@ -112,6 +112,7 @@ class AppKeys:
         self.app_id = app_id
         self._app_segment = encode_segment(app_id)
         self._invocation_prefix = self._key(INVOCATION, "")
+        self._relation_prefixes = {name: self._key(entity, "") for name, entity in RELATIONS.items()}
 
     def _key(self, entity: str, *ids: str) -> str:
         segments = [self.namespace.namespace, entity, self._app_segment]
@@ -164,12 +165,12 @@ class AppKeys:
     def relation_set(self, field: str, value: str) -> str:
         """The set of the ids of this app's invocations whose ``field`` (a key of
         :data:`RELATIONS`) is ``value``."""
-        return self._key(RELATIONS[field], value)
+        return self._relation_prefixes[field] + encode_segment(value)
 
     def relation_prefixes(self) -> list[str]:
         """The key prefix of each relation's sets, in :data:`RELATIONS` order (the scripts
         append :func:`encode_segment` of a value)."""
-        return [self._key(entity, "") for entity in RELATIONS.values()]
+        return list(self._relation_prefixes.values())
 
     def relation_sets_complete(self) -> str:
         """The key whose presence says every invocation of this app is in its relation sets."""
