@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.identifiers.task_id import TaskId
@@ -23,7 +23,7 @@ from pynenc.state_backend.base_state_backend import BaseStateBackend, Invocation
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query, relations
-from pynenc_redis_stack.client import Client, connection_url, get_client, run
+from pynenc_redis_stack.client import Client, connection_url, get_client, run, run_raw
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError
 from pynenc_redis_stack.keys import EXCEPTION, RELATIONS, RESULT, WORKFLOW_DATA, AppKeys, Namespace
@@ -276,7 +276,7 @@ class RedisStackStateBackend(BaseStateBackend):
         batch.run_in(self.client.pipeline(transaction=False))
 
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
-        raw = run(self.client, "JSON.GET", self.keys.invocation(invocation_id))
+        raw = run_raw(self.client, "JSON.GET", self.keys.invocation(invocation_id))
         if raw is None:
             return None
         document = docs.loads(raw)
@@ -295,8 +295,8 @@ class RedisStackStateBackend(BaseStateBackend):
         if not all(value for _field, value in relations):
             return iter(())  # never stored: empty identifiers are refused
         keys = [self.keys.relation_set(field, value) for field, value in relations]
-        members = run(client, "SMEMBERS", keys[0]) if len(keys) == 1 else run(client, "SINTER", *keys)
-        return iter(cast(list[InvocationId], members))  # InvocationId is a NewType of str
+        members = run_raw(client, "SMEMBERS", keys[0]) if len(keys) == 1 else run_raw(client, "SINTER", *keys)
+        return iter([InvocationId(member.decode()) for member in members])
 
     def get_child_invocations(self, parent_invocation_id: InvocationId) -> Iterator[InvocationId]:
         """Stream the ids of invocations whose parent is ``parent_invocation_id`` (unordered)."""
@@ -471,7 +471,7 @@ class RedisStackStateBackend(BaseStateBackend):
         none (nor does one without any entry yet): their entries are found through the history
         index (one ``FT.SEARCH``, or seek pages if more than one reply holds).
         """
-        listed = run(self.client, "LRANGE", self.keys.history_list(invocation_id), "0", "-1")
+        listed = run_raw(self.client, "LRANGE", self.keys.history_list(invocation_id), "0", "-1")
         if listed:
             entries = sorted((docs.history_from_listed(text, invocation_id) for text in listed), key=_order)
             return [entry for _order_key, entry in entries]

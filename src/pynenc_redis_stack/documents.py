@@ -106,7 +106,7 @@ def _surrogate_in(value: Any, path: str) -> tuple[str, str, int] | None:
     return None
 
 
-def loads(raw: str) -> Any:
+def loads(raw: str | bytes) -> Any:
     """Parse a JSON document or JSON.GET reply."""
     return orjson.loads(raw)
 
@@ -225,7 +225,7 @@ def listed_entry(entry: Document) -> str:
     return orjson.dumps(values).decode()
 
 
-def history_from_listed(text: str, invocation_id: str) -> tuple[tuple[int, int], InvocationHistory]:
+def history_from_listed(text: str | bytes, invocation_id: str) -> tuple[tuple[int, int], InvocationHistory]:
     """Rebuild a history entry of an invocation's history list: ``((ts, seq), entry)``."""
     seq, ts, status, runner_context_id, *rest = loads(text)
     entry: Document = {"invocation_id": invocation_id, "ts": ts, "status": status}
