@@ -2,7 +2,9 @@
 
 Each method is a key (:mod:`keys`) plus a document (:mod:`documents`) plus one JSON command,
 or a query (:mod:`query`) run by :mod:`search`. Lookups never scan the keyspace and never
-filter on the client: the indexes declared in ``schemas/`` answer them.
+filter on the client: the indexes declared in ``schemas/`` answer them, except pynenc's
+hottest ones (an invocation's history, children, parent-event and workflow members), which
+read lists and sets the write scripts keep in the same atomic step (:mod:`relations`).
 """
 
 from __future__ import annotations
@@ -254,9 +256,9 @@ class RedisStackStateBackend(BaseStateBackend):
                         if row.get(name)
                     }
                 self.client.unlink(*keys)
-        # Its relation sets went with its invocations: the (now empty) app needs no marker,
-        # and a process starting later finds it empty and writes the marker again.
-        self.client.unlink(self.keys.prune_pending_workflows(), self.keys.relation_sets_complete())
+        # The relation sets went with the invocations; the completeness key stays (it still
+        # holds: every invocation written from now on is put in its sets).
+        self.client.unlink(self.keys.prune_pending_workflows())
         self._runner_context_cache.clear()
 
     # -- invocations ---------------------------------------------------------------------

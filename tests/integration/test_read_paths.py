@@ -147,8 +147,9 @@ def test_a_store_without_relation_sets_is_read_through_the_index_until_backfille
         assert sorted(ids) == expected, name
 
     report = relations.backfill(legacy.client, legacy.namespace, legacy.schemas)
-    assert report.invocations == {app_id: 30}
-    assert relations.backfill(legacy.client, legacy.namespace, legacy.schemas).invocations == {}  # done once
+    assert report.invocations[app_id] == 30
+    again = relations.backfill(legacy.client, legacy.namespace, legacy.schemas)
+    assert app_id not in again.invocations  # done once
 
     filled = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
     measure = Measure(filled, redis_client, round_trips)
@@ -232,3 +233,22 @@ def test_answers_stay_complete_on_a_server_with_low_result_caps(
     assert sorted(legacy.get_child_invocations(InvocationId("parent"))) == sorted(
         f"kid-{n}" for n in range(60)
     )
+
+
+def test_after_a_purge_a_new_process_still_reads_the_relation_sets(
+    request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis, round_trips: RoundTrips
+) -> None:
+    app_id = unique_app_id(request)
+    first = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
+    first._upsert_invocations([_invocation_dto("gone", "the-parent")])
+    first.purge()
+    assert list(first.get_child_invocations(InvocationId("the-parent"))) == []
+    first._upsert_invocations([_invocation_dto("kept", "the-parent")])
+
+    later = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
+    commands, _trips, ids = Measure(later, redis_client, round_trips)(
+        lambda: list(later.get_child_invocations(InvocationId("the-parent")))
+    )
+
+    assert ids == ["kept"]
+    assert commands == {"smembers": 1}  # the store is still known complete: no index fallback

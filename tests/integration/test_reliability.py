@@ -94,9 +94,21 @@ def faults() -> Iterator[FaultServer]:
             server.stop()
 
 
+def _ping_times_out(faults: FaultServer, timeout: float) -> bool:
+    probe = faults.admin(timeout=timeout)
+    try:
+        probe.ping()
+    except redis.TimeoutError:
+        return True
+    finally:
+        probe.close()
+    return False
+
+
 def stall(faults: FaultServer, seconds: float = STALL_SECONDS) -> threading.Thread:
     """Block the server for ``seconds`` (``DEBUG SLEEP`` on its own connection); return once it
-    is blocked, i.e. once a PING on a third connection gets no answer within 50 ms."""
+    is blocked, i.e. once a PING on a third connection gets no answer within 50 ms, then none
+    within 200 ms either (on a loaded machine one slow PING happens without any sleep)."""
 
     def sleep() -> None:
         with faults.admin() as client:
@@ -106,13 +118,8 @@ def stall(faults: FaultServer, seconds: float = STALL_SECONDS) -> threading.Thre
     sleeper.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        probe = faults.admin(timeout=0.05)
-        try:
-            probe.ping()
-        except redis.TimeoutError:
+        if _ping_times_out(faults, 0.05) and _ping_times_out(faults, 0.2):
             return sleeper
-        finally:
-            probe.close()
     raise AssertionError("the server never blocked on DEBUG SLEEP")
 
 
