@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from pynenc_redis_stack.errors import SchemaError
+from pynenc_redis_stack.keys import DocumentKind
 
 FieldType = Literal["tag", "numeric"]
 _FIELD_TYPES: tuple[FieldType, ...] = ("tag", "numeric")
@@ -75,7 +76,8 @@ class IndexSpec:
 
     :param name: Logical name; the alias is ``<namespace>:<name>``.
     :param version: Schema version; the physical index is ``<namespace>:<name>:v<version>``.
-    :param prefixes: Entity names whose keys (``<namespace>:<entity>:``) the index covers.
+    :param prefixes: The document kinds (:class:`DocumentKind` values) whose keys
+        (``<namespace>:<kind>:``) the index covers.
     :param fields: Indexed fields, in file order.
     """
 
@@ -210,6 +212,18 @@ class Schemas:
             self.workflow_sub_invocations,
             self.app_infos,
             self.payloads,
+        )
+
+    def for_kind(self, kind: DocumentKind) -> IndexSpec:
+        """Return the spec of the index covering ``kind``'s documents (its ``prefixes``).
+
+        :raises SchemaError: If no schema file covers that kind.
+        """
+        for spec in self.all():
+            if kind in spec.prefixes:
+                return spec
+        raise SchemaError(
+            f"no schema in schemas/ covers {kind} documents (add {kind!r} to an index's prefixes)"
         )
 
 

@@ -39,7 +39,7 @@ from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.prune_commands import parse_duration
 from pynenc_redis_stack.errors import PruneRefusedError
-from pynenc_redis_stack.keys import encode_segment
+from pynenc_redis_stack.keys import DocumentKind, encode_segment
 from pynenc_redis_stack.prune import PruneReport, prune_invocations
 from tests.conftest import unique_app_id
 
@@ -287,7 +287,10 @@ def test_dry_run_counts_exactly_and_deletes_nothing(loaded: Loaded) -> None:
     before = _documents(loaded.client, _app_keys(loaded.client, loaded.ours))
     report = loaded.ours.prune(CUTOFF, dry_run=True)
     assert report == _expected_report(True, loaded.ours.app.app_id)
-    assert report.invocations == len(OLD_IDS) > 20 and report.workflow_runs == 1
+    assert (
+        report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) > 20
+        and report.deleted[DocumentKind.WORKFLOW_RUN] == 1
+    )
     assert _documents(loaded.client, _app_keys(loaded.client, loaded.ours)) == before
 
 
@@ -400,7 +403,7 @@ def test_future_or_present_cutoff_is_refused_unless_all(loaded: Loaded) -> None:
         allow_all=True,
         dry_run=True,
     )
-    assert report.invocations == len(INVOCATIONS) - 1  # every one with a status
+    assert report.deleted[DocumentKind.INVOCATION] == len(INVOCATIONS) - 1  # every one with a status
 
 
 def test_an_invocation_that_gets_a_new_status_meanwhile_is_kept(
@@ -421,7 +424,7 @@ def test_an_invocation_that_gets_a_new_status_meanwhile_is_kept(
     monkeypatch.setattr(prune_module._Pruner, "dependents", racing_dependents)
     report = ours.prune(CUTOFF)
     assert report.skipped == 1
-    assert report.invocations == len(OLD_IDS) - 1
+    assert report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) - 1
     history = ours.get_history(InvocationId("p-old-1"))
     assert [h.timestamp for h in history] == [
         OLD,
@@ -448,7 +451,7 @@ def test_a_finished_invocation_requeued_meanwhile_is_kept(
 
     monkeypatch.setattr(prune_module._Pruner, "dependents", racing_dependents)
     report = ours.prune(CUTOFF)
-    assert report.skipped == 1 and report.invocations == len(OLD_IDS) - 1
+    assert report.skipped == 1 and report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) - 1
     assert [h.status_record.status for h in ours.get_history(InvocationId("p-old-2"))] == [S.SUCCESS, S.RETRY]
     assert ours._get_result(InvocationId("p-old-2")) == ""
     assert Counter(ours.get_workflow_sub_invocations(InvocationId("wf-sub"))) == Counter(["s-new", "p-old-2"])
@@ -486,12 +489,20 @@ def test_unfinished_invocations_are_never_pruned(request: pytest.FixtureRequest,
         dry = backend.prune(CUTOFF, dry_run=True)
         report = backend.prune(CUTOFF)
         assert dry.counts() == report.counts()
-        assert (report.invocations, report.history, report.results) == (
+        assert (
+            report.deleted[DocumentKind.INVOCATION],
+            report.deleted[DocumentKind.HISTORY],
+            report.deleted[DocumentKind.RESULT],
+        ) == (
             len(FINAL),
             2 * len(FINAL),
             len(FINAL),
         )
-        assert (report.workflow_runs, report.workflow_data, report.workflows_kept) == (0, 0, 1)
+        assert (
+            report.deleted[DocumentKind.WORKFLOW_RUN],
+            report.deleted[DocumentKind.WORKFLOW_DATA],
+            report.workflows_kept,
+        ) == (0, 0, 1)
         for status, invocation_id in ids.items():
             kept = backend._get_invocation(InvocationId(invocation_id)) is not None
             assert kept == (status not in FINAL), status
@@ -523,8 +534,12 @@ def test_workflows_left_by_a_crashed_run_are_collected_by_the_next(
 
     dry = ours.prune(CUTOFF, dry_run=True)
     report = ours.prune(CUTOFF)
-    assert report.invocations == dry.invocations == 0
-    assert (report.workflow_runs, report.workflow_data, report.workflows_kept) == (1, 2, 3)
+    assert report.deleted[DocumentKind.INVOCATION] == dry.deleted[DocumentKind.INVOCATION] == 0
+    assert (
+        report.deleted[DocumentKind.WORKFLOW_RUN],
+        report.deleted[DocumentKind.WORKFLOW_DATA],
+        report.workflows_kept,
+    ) == (1, 2, 3)
     assert dry.counts() == report.counts()
     assert expected_deleted.isdisjoint(_app_keys(client, ours))
     assert not client.exists(ours.keys.prune_pending_workflows())  # nothing owed any more
