@@ -30,6 +30,7 @@ from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
 from pynenc_redis_stack.schema import Schemas, load_schemas
+from pynenc_redis_stack.scripts import HistoryBatch
 from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_cursor, iter_seek
 from pynenc_redis_stack.writes import Command, DocumentWrites, send
 
@@ -333,6 +334,12 @@ class RedisStackStateBackend(BaseStateBackend):
 
     # -- history -------------------------------------------------------------------------
 
+    def _history_batch(self, histories: list[InvocationHistory]) -> HistoryBatch:
+        """The history script call storing ``histories``, each under a new random entry id (the
+        script skips an entry key that exists, so a re-send after a lost reply changes nothing)."""
+        entries = (self._writes.history_entry(history, uuid.uuid4().hex) for history in histories)
+        return self._writes.history_batch(entries)
+
     def _record(
         self,
         histories: list[InvocationHistory],
@@ -348,9 +355,7 @@ class RedisStackStateBackend(BaseStateBackend):
                 new_contexts.append(context)
             context = context.parent_ctx
         commands = [self._writes.runner_context(context) for context in new_contexts]
-        # each entry under a new random id: the history script skips an entry key that exists
-        entries = (self._writes.history_entry(history, uuid.uuid4().hex) for history in histories)
-        send(self.client.pipeline(transaction=False), commands, self._writes.history_batch(entries))
+        send(self.client.pipeline(transaction=False), commands, self._history_batch(histories))
         for context in new_contexts:
             self._runner_context_cache[context.runner_id] = context
 
