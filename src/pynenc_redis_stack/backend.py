@@ -28,10 +28,10 @@ from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
 from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
-from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
+from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations, purge_app
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
-from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_cursor, iter_seek
+from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_seek
 from pynenc_redis_stack.writes import Command, DocumentWrites, send
 
 if TYPE_CHECKING:
@@ -229,20 +229,7 @@ class RedisStackStateBackend(BaseStateBackend):
         The app's registration (its app info) stays, as with pynenc's MemStateBackend, so a
         running app remains discoverable.
         """
-        for spec in self.schemas.all():
-            if spec is self.schemas.app_infos:
-                continue
-            request = query.Aggregate(
-                self.namespace.alias(spec),
-                query.where(spec, self.app.app_id),
-                tuple(query.LOAD_KEY),
-            )
-            for rows in iter_cursor(self.client, request, self.page_size):
-                keys = [row["__key"] for row in rows]
-                if spec is self.schemas.invocations:
-                    keys += self.keys.history_lists_of(keys)
-                self.client.unlink(*keys)
-        self.client.unlink(self.keys.prune_pending_workflows())
+        purge_app(self.client, self.namespace, self.schemas, self.app.app_id, self.page_size)
         self._runner_context_cache.clear()
 
     # -- invocations ---------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Retention: delete the finished invocations whose latest status is older than a cutoff.
+"""Deleting an app's documents: retention (:func:`prune_invocations`) and :func:`purge_app`.
+
+Retention deletes the finished invocations whose latest status is older than a cutoff.
 
 An invocation is prunable when its current status is final (pynenc's
 ``InvocationStatus.get_final_statuses()``: success, failed, concurrency-controlled final)
@@ -380,3 +382,24 @@ def prune_invocations(
             progress(done, max(total, done))  # invocations that got old meanwhile are pruned too
     pruner.prune_workflows()
     return pruner.report
+
+
+def purge_app(
+    client: redis.Redis, namespace: Namespace, schemas: Schemas, app_id: str, page_size: int
+) -> None:
+    """Delete every document of ``app_id`` but its app info (its registration), with the
+    invocations' history lists and the pending-workflows set, and nothing of any other app.
+
+    Found through the indexes, a cursor page at a time, each page one ``UNLINK``.
+    """
+    keys = namespace.for_app(app_id)
+    for spec in schemas.all():
+        if spec is schemas.app_infos:
+            continue
+        request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), tuple(query.LOAD_KEY))
+        for rows in iter_cursor(client, request, page_size):
+            page = [row["__key"] for row in rows]
+            if spec is schemas.invocations:
+                page += keys.history_lists_of(page)
+            client.unlink(*page)
+    client.unlink(keys.prune_pending_workflows())
