@@ -254,7 +254,7 @@ def test_abandoned_streams_free_their_server_cursors(
 ) -> None:
     """A caller that stops early must not leak cursors (the server keeps 128 per index)."""
     backend = members_12k.backend
-    alias = backend._alias("invocations")
+    alias = backend.namespace.alias(backend.schemas.invocations)
     assert _cursor_total(redis_client, alias) == 0
     for _ in range(3):
         stream = backend.get_child_invocations(PARENT)
