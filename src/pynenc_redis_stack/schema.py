@@ -8,7 +8,7 @@ names against them, and ``FT.CREATE`` arguments are rendered from them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -219,12 +219,16 @@ class Schemas:
 
         :raises SchemaError: If no schema file covers that kind.
         """
-        for spec in self.all():
-            if kind in spec.prefixes:
-                return spec
-        raise SchemaError(
-            f"no schema in schemas/ covers {kind} documents (add {kind!r} to an index's prefixes)"
-        )
+        spec = self._by_kind.get(kind)
+        if spec is None:
+            raise SchemaError(
+                f"no schema in schemas/ covers {kind} documents (add {kind!r} to an index's prefixes)"
+            )
+        return spec
+
+    @cached_property
+    def _by_kind(self) -> dict[str, IndexSpec]:
+        return {prefix: spec for spec in self.all() for prefix in spec.prefixes}
 
 
 @cache
