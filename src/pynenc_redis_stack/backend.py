@@ -460,18 +460,18 @@ class RedisStackStateBackend(BaseStateBackend):
         self._write(self._writes.result(invocation_id, serialized_result))
 
     def _get_result(self, invocation_id: InvocationId) -> str:
-        value = self._get_value(self.keys.result(invocation_id))
-        if value is None:
-            raise KeyError(f"no result stored for invocation {invocation_id!r}")
-        return value
+        return self._get_payload(DocumentKind.RESULT, self.keys.result(invocation_id), invocation_id)
 
     def _set_exception(self, invocation_id: InvocationId, serialized_exception: str) -> None:
         self._write(self._writes.exception(invocation_id, serialized_exception))
 
     def _get_exception(self, invocation_id: InvocationId) -> str:
-        value = self._get_value(self.keys.exception(invocation_id))
+        return self._get_payload(DocumentKind.EXCEPTION, self.keys.exception(invocation_id), invocation_id)
+
+    def _get_payload(self, kind: DocumentKind, key: str, invocation_id: InvocationId) -> str:
+        value = self._get_value(key)
         if value is None:
-            raise KeyError(f"no exception stored for invocation {invocation_id!r}")
+            raise KeyError(f"no {kind} stored for invocation {invocation_id!r}")
         return value
 
     # -- workflows -----------------------------------------------------------------------
