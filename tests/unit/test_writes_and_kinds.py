@@ -1,0 +1,84 @@
+"""The one vocabulary of document kinds, and the write commands the backend and the importer
+share (built without a server: nothing here is sent)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from pynenc.identifiers.call_id import CallId
+from pynenc.identifiers.invocation_id import InvocationId
+from pynenc.identifiers.task_id import TaskId
+from pynenc.models.call_dto import CallDTO
+from pynenc.models.invocation_dto import InvocationDTO
+
+from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
+from pynenc_redis_stack.keys import DocumentKind, Namespace
+from pynenc_redis_stack.schema import load_schemas
+from pynenc_redis_stack.writes import DocumentWrites
+
+KEYS = Namespace("ns").for_app("a:pp")
+WRITES = DocumentWrites(KEYS, load_schemas())
+
+
+def test_every_document_kind_is_covered_by_exactly_one_index() -> None:
+    covered = [prefix for spec in load_schemas().all() for prefix in spec.prefixes]
+    assert sorted(covered) == sorted(DocumentKind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [
+        (DocumentKind.INVOCATION, KEYS.invocation("i")),
+        (DocumentKind.HISTORY, KEYS.history("i", "e")),
+        (DocumentKind.RESULT, KEYS.result("i")),
+        (DocumentKind.EXCEPTION, KEYS.exception("i")),
+        (DocumentKind.RUNNER_CONTEXT, KEYS.runner_context("r")),
+        (DocumentKind.WORKFLOW_RUN, KEYS.workflow_run("w")),
+        (DocumentKind.WORKFLOW_SUB_INVOCATION, KEYS.workflow_sub_invocation("w", "i")),
+        (DocumentKind.WORKFLOW_DATA, KEYS.workflow_data("w", "k")),
+        (DocumentKind.APP_INFO, KEYS.app_info()),
+    ],
+)
+def test_a_document_key_starts_with_its_kind_which_its_index_covers(kind: DocumentKind, key: str) -> None:
+    assert key.startswith(f"ns:{kind}:a%3App")
+    assert f"ns:{kind}:" in Namespace("ns").prefixes(load_schemas().for_kind(kind))
+
+
+def test_invocation_upsert_is_create_if_missing_then_merge_then_replace_arguments() -> None:
+    call = CallId(TaskId("m", "f"), "args")
+    inv = InvocationDTO(InvocationId("i:1"), call, None, None, None)
+    commands = WRITES.invocation(inv, CallDTO(call, {"x": "1"}))
+    key = KEYS.invocation("i:1")
+    assert [command[:3] for command in commands] == [
+        ("JSON.SET", key, "$"),
+        ("JSON.MERGE", key, "$"),
+        ("JSON.SET", key, "$.serialized_arguments"),
+    ]
+    assert commands[0][-1] == "NX"
+    assert orjson.loads(commands[1][3])["invocation_id"] == "i:1"
+    assert orjson.loads(commands[2][3]) == {"x": "1"}
+
+
+@pytest.mark.parametrize(
+    ("command", "kind", "key"),
+    [
+        (WRITES.result("i", ""), DocumentKind.RESULT, KEYS.result("i")),
+        (WRITES.exception("i", "boom"), DocumentKind.EXCEPTION, KEYS.exception("i")),
+        (WRITES.workflow_data("w", "k", "1"), DocumentKind.WORKFLOW_DATA, KEYS.workflow_data("w", "k")),
+    ],
+)
+def test_payload_documents_carry_their_kind(command: tuple[str, ...], kind: DocumentKind, key: str) -> None:
+    assert command[:3] == ("JSON.SET", key, "$")
+    document = orjson.loads(command[3])
+    assert document["kind"] == str(kind) and type(document["kind"]) is str
+
+
+def test_a_document_the_index_would_drop_is_refused_before_any_command() -> None:
+    with pytest.raises(InvalidDocumentError, match="workflow_id"):
+        WRITES.workflow_sub_invocation("", "i")  # '' can never be looked up
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_a_batch_size_below_one_is_refused(batch_size: int) -> None:
+    with pytest.raises(ValueError, match=f"batch_size must be at least 1.*got {batch_size}"):
+        check_batch_size(batch_size)
