@@ -27,13 +27,14 @@ from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query, relations
 from pynenc_redis_stack.client import Client, connection_url, get_client, run, run_raw
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import InvalidDocumentError
-from pynenc_redis_stack.keys import EXCEPTION, RELATIONS, RESULT, WORKFLOW_DATA, AppKeys, Namespace
+from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
+from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.lifecycle import ensure_indexes
-from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
+from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations, purge_app
 from pynenc_redis_stack.schema import Schemas, load_schemas
-from pynenc_redis_stack.scripts import HistoryBatch, InvocationBatch
-from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_cursor, iter_seek
+from pynenc_redis_stack.scripts import HistoryBatch
+from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_seek
+from pynenc_redis_stack.writes import Command, DocumentWrites, send
 
 if TYPE_CHECKING:
     from pynenc.app import AppInfo, Pynenc
@@ -115,11 +116,6 @@ def _order(listed: tuple[tuple[int, int], InvocationHistory]) -> tuple[int, int]
     return listed[0]
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-
-
 class RedisStackStateBackend(BaseStateBackend):
     """pynenc state backend storing invocations, history, runner contexts, workflows and app
     infos as RedisJSON documents, queried through RediSearch indexes.
@@ -164,10 +160,14 @@ class RedisStackStateBackend(BaseStateBackend):
         return self._client
 
     @cached_property
+    def _writes(self) -> DocumentWrites:
+        return DocumentWrites(self.keys, self.schemas)
+
+    @cached_property
     def _history_search(self) -> PreparedSearch:
         """An invocation's history entries, when they fit one page."""
         request_filter = query.where(self.schemas.history, self.app.app_id, invocation_id="?")
-        return PreparedSearch(query.Search(self._alias("history"), request_filter, self.page_size))
+        return PreparedSearch(query.Search(self._alias(DocumentKind.HISTORY), request_filter, self.page_size))
 
     @property
     def page_size(self) -> int:
@@ -175,13 +175,13 @@ class RedisStackStateBackend(BaseStateBackend):
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _alias(self, spec_name: str) -> str:
-        return self.namespace.alias(getattr(self.schemas, spec_name))
+    def _alias(self, kind: DocumentKind) -> str:
+        return self.namespace.alias(self.schemas.for_kind(kind))
 
-    def _ids(self, spec_name: str, id_field: str, **tags: str) -> Iterator[InvocationId]:
-        spec = getattr(self.schemas, spec_name)
+    def _ids(self, kind: DocumentKind, id_field: str, **tags: str) -> Iterator[InvocationId]:
+        spec = self.schemas.for_kind(kind)
         request = query.Aggregate(
-            self._alias(spec_name),
+            self._alias(kind),
             query.where(spec, self.app.app_id, **tags),
             query.load_fields(id_field),
         )
@@ -199,28 +199,23 @@ class RedisStackStateBackend(BaseStateBackend):
         if search is None:
             placeholders = dict.fromkeys(names, "?")
             request_filter = query.where(self.schemas.invocations, self.app.app_id, **placeholders)
-            request = query.Search(self._alias("invocations"), request_filter, limit=MAX_PAGE, keys_only=True)
+            request = query.Search(
+                self._alias(DocumentKind.INVOCATION), request_filter, limit=MAX_PAGE, keys_only=True
+            )
             search = self._prepared_searches[names] = PreparedSearch(request)
         keys = search(self.client, *tags.values())
         if keys is None:
-            return self._ids("invocations", "invocation_id", **tags)
+            return self._ids(DocumentKind.INVOCATION, "invocation_id", **tags)
         return iter([InvocationId(invocation_id) for invocation_id in self.keys.invocation_ids_of(keys)])
 
-    def _documents(
-        self, spec_name: str, request_filter: query.Filter, *steps: str
-    ) -> Iterator[docs.Document]:
-        request = query.Aggregate(self._alias(spec_name), request_filter, (*steps, *query.LOAD_DOCUMENT))
+    def _documents(self, request_filter: query.Filter, *steps: str) -> Iterator[docs.Document]:
+        alias = self.namespace.alias(request_filter.spec)
+        request = query.Aggregate(alias, request_filter, (*steps, *query.LOAD_DOCUMENT))
         for row in fetch_all(self.client, request, self.page_size):
             yield docs.loads(row["doc"])
 
-    def _set_document(self, key: str, spec_name: str, document: docs.Document) -> None:
-        run(
-            self.client,
-            "JSON.SET",
-            key,
-            "$",
-            docs.dumps(docs.validated(getattr(self.schemas, spec_name), document)),
-        )
+    def _write(self, command: Command) -> None:
+        run(self.client, *command)
 
     def _get_value(self, key: str) -> str | None:
         """Return the ``value`` of a payload document, or None if there is none."""
@@ -238,27 +233,7 @@ class RedisStackStateBackend(BaseStateBackend):
         The app's registration (its app info) stays, as with pynenc's MemStateBackend, so a
         running app remains discoverable.
         """
-        for spec in self.schemas.all():
-            if spec is self.schemas.app_infos:
-                continue
-            steps = tuple(query.LOAD_KEY)
-            if spec is self.schemas.invocations:
-                steps += query.load_fields(*RELATIONS)
-            request = query.Aggregate(self.namespace.alias(spec), query.where(spec, self.app.app_id), steps)
-            for rows in iter_cursor(self.client, request, self.page_size):
-                keys = [row["__key"] for row in rows]
-                if spec is self.schemas.invocations:
-                    keys += self.keys.history_lists_of(keys)
-                    keys += {
-                        self.keys.relation_set(name, row[name])
-                        for row in rows
-                        for name in RELATIONS
-                        if row.get(name)
-                    }
-                self.client.unlink(*keys)
-        # The relation sets went with the invocations; the completeness key stays (it still
-        # holds: every invocation written from now on is put in its sets).
-        self.client.unlink(self.keys.prune_pending_workflows())
+        purge_app(self.client, self.namespace, self.schemas, self.app.app_id, self.page_size)
         self._runner_context_cache.clear()
 
     # -- invocations ---------------------------------------------------------------------
@@ -268,13 +243,9 @@ class RedisStackStateBackend(BaseStateBackend):
         :data:`~pynenc_redis_stack.scripts.UPSERT_INVOCATIONS`): documents and relation sets."""
         if not entries:
             return
-        spec = self.schemas.invocations
-        batch = InvocationBatch(self.keys.relation_prefixes())
+        batch = self._writes.invocation_batch()
         for inv_dto, call_dto in entries:
-            document = docs.validated(spec, docs.invocation_document(self.app.app_id, inv_dto, call_dto))
-            batch.add(
-                self.keys.invocation(inv_dto.invocation_id), document, dict(call_dto.serialized_arguments)
-            )
+            self._writes.add_invocation(batch, inv_dto, call_dto)
         batch.run_in(self.client.pipeline(transaction=False))
 
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
@@ -350,7 +321,7 @@ class RedisStackStateBackend(BaseStateBackend):
             high = docs.to_micros(until) if until is not None else docs.MAX_MICROS
             request_filter.between("status_ts", low, high)
         steps = query.load_fields("invocation_id", "status", "status_ts")
-        request = query.Aggregate(self._alias("invocations"), request_filter, steps)
+        request = query.Aggregate(self._alias(DocumentKind.INVOCATION), request_filter, steps)
         for row in fetch_all(self.client, request, self.page_size):
             if "status" in row:  # invocations without history yet have no status
                 yield (
@@ -362,22 +333,19 @@ class RedisStackStateBackend(BaseStateBackend):
     def _workflow_members(self) -> Iterator[InvocationId]:
         spec = self.schemas.invocations
         steps = (*query.load_fields("invocation_id"), *query.has_value(spec, "workflow_id"))
-        request = query.Aggregate(self._alias("invocations"), query.where(spec, self.app.app_id), steps)
+        request = query.Aggregate(
+            self._alias(DocumentKind.INVOCATION), query.where(spec, self.app.app_id), steps
+        )
         for row in fetch_all(self.client, request, self.page_size):
             yield InvocationId(row["invocation_id"])
 
     # -- history -------------------------------------------------------------------------
 
     def _history_batch(self, histories: list[InvocationHistory]) -> HistoryBatch:
-        batch = HistoryBatch(self.namespace.history_seq())
-        for history in histories:
-            entry = docs.validated(self.schemas.history, docs.history_document(self.app.app_id, history))
-            entry_key = self.keys.history(history.invocation_id, uuid.uuid4().hex)
-            invocation_id = history.invocation_id
-            batch.add(
-                self.keys.invocation(invocation_id), entry_key, self.keys.history_list(invocation_id), entry
-            )
-        return batch
+        """The history script call storing ``histories``, each under a new random entry id (the
+        script skips an entry key that exists, so a re-send after a lost reply changes nothing)."""
+        entries = (self._writes.history_entry(history, uuid.uuid4().hex) for history in histories)
+        return self._writes.history_batch(entries)
 
     def _record(
         self,
@@ -393,20 +361,8 @@ class RedisStackStateBackend(BaseStateBackend):
             if context.runner_id not in self._runner_context_cache:
                 new_contexts.append(context)
             context = context.parent_ctx
-        pipe = self.client.pipeline(transaction=False)
-        for context in new_contexts:
-            document = docs.validated(
-                self.schemas.runner_contexts,
-                docs.runner_context_document(self.app.app_id, context),
-            )
-            run(
-                pipe,
-                "JSON.SET",
-                self.keys.runner_context(context.runner_id),
-                "$",
-                docs.dumps(document),
-            )
-        self._history_batch(histories).run_in(pipe)
+        commands = [self._writes.runner_context(context) for context in new_contexts]
+        send(self.client.pipeline(transaction=False), commands, self._history_batch(histories))
         for context in new_contexts:
             self._runner_context_cache[context.runner_id] = context
 
@@ -462,7 +418,7 @@ class RedisStackStateBackend(BaseStateBackend):
     def _history_pages(
         self, request_filter: query.Filter, bounds: tuple[int, int], page_size: int
     ) -> Iterator[list[InvocationHistory]]:
-        request = query.Aggregate(self._alias("history"), request_filter)
+        request = query.Aggregate(self._alias(DocumentKind.HISTORY), request_filter)
         for page in iter_seek(self.client, request, ("ts", "seq"), bounds, page_size):
             yield [docs.history_from_document(entry) for entry in page]
 
@@ -495,7 +451,7 @@ class RedisStackStateBackend(BaseStateBackend):
         Pages of ``max(batch_size, redis_stack_batch_size)`` entries are cut into batches of
         ``batch_size``.
         """
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         bounds = (docs.to_micros(start_time), docs.to_micros(end_time))
         request_filter = query.where(self.schemas.history, self.app.app_id)
         page_size = min(max(batch_size, self.page_size), MAX_PAGE)
@@ -507,11 +463,13 @@ class RedisStackStateBackend(BaseStateBackend):
         self, start_time: datetime, end_time: datetime, batch_size: int = 100
     ) -> Iterator[list[InvocationId]]:
         """Stream the ids of invocations with history in the range, each exactly once (unordered)."""
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         request_filter = query.where(self.schemas.history, self.app.app_id).between(
             "ts", docs.to_micros(start_time), docs.to_micros(end_time)
         )
-        request = query.Aggregate(self._alias("history"), request_filter, query.group_by("invocation_id"))
+        request = query.Aggregate(
+            self._alias(DocumentKind.HISTORY), request_filter, query.group_by("invocation_id")
+        )
         rows = fetch_all(self.client, request, min(batch_size, MAX_PAGE))
         for batch in itertools.batched((InvocationId(row["invocation_id"]) for row in rows), batch_size):
             yield list(batch)
@@ -519,23 +477,21 @@ class RedisStackStateBackend(BaseStateBackend):
     # -- results and exceptions ----------------------------------------------------------
 
     def _set_result(self, invocation_id: InvocationId, serialized_result: str) -> None:
-        document = docs.payload_document(self.app.app_id, RESULT, invocation_id, serialized_result)
-        self._set_document(self.keys.result(invocation_id), "payloads", document)
+        self._write(self._writes.result(invocation_id, serialized_result))
 
     def _get_result(self, invocation_id: InvocationId) -> str:
-        value = self._get_value(self.keys.result(invocation_id))
-        if value is None:
-            raise KeyError(f"no result stored for invocation {invocation_id!r}")
-        return value
+        return self._get_payload(DocumentKind.RESULT, self.keys.result(invocation_id), invocation_id)
 
     def _set_exception(self, invocation_id: InvocationId, serialized_exception: str) -> None:
-        document = docs.payload_document(self.app.app_id, EXCEPTION, invocation_id, serialized_exception)
-        self._set_document(self.keys.exception(invocation_id), "payloads", document)
+        self._write(self._writes.exception(invocation_id, serialized_exception))
 
     def _get_exception(self, invocation_id: InvocationId) -> str:
-        value = self._get_value(self.keys.exception(invocation_id))
+        return self._get_payload(DocumentKind.EXCEPTION, self.keys.exception(invocation_id), invocation_id)
+
+    def _get_payload(self, kind: DocumentKind, key: str, invocation_id: InvocationId) -> str:
+        value = self._get_value(key)
         if value is None:
-            raise KeyError(f"no exception stored for invocation {invocation_id!r}")
+            raise KeyError(f"no {kind} stored for invocation {invocation_id!r}")
         return value
 
     # -- workflows -----------------------------------------------------------------------
@@ -550,8 +506,7 @@ class RedisStackStateBackend(BaseStateBackend):
                 f"{type(self.app.serializer).__name__} (Python's recursion limit); nothing was "
                 "stored. Store it flatter (e.g. a list of records instead of nested levels)."
             ) from exc
-        document = docs.payload_document(self.app.app_id, WORKFLOW_DATA, workflow_id, serialized, name=key)
-        self._set_document(self.keys.workflow_data(workflow_id, key), "payloads", document)
+        self._write(self._writes.workflow_data(workflow_id, key, serialized))
 
     def get_workflow_data(self, workflow_identity: WorkflowIdentity, key: str, default: Any = None) -> Any:
         serialized = self._get_value(self.keys.workflow_data(workflow_identity.workflow_id, key))
@@ -560,12 +515,7 @@ class RedisStackStateBackend(BaseStateBackend):
         return self.app.serializer.deserialize(serialized)
 
     def store_workflow_run(self, workflow_identity: WorkflowIdentity) -> None:
-        document = docs.workflow_run_document(self.app.app_id, workflow_identity)
-        self._set_document(
-            self.keys.workflow_run(workflow_identity.workflow_id),
-            "workflow_runs",
-            document,
-        )
+        self._write(self._writes.workflow_run(workflow_identity))
 
     def get_all_workflow_types(self) -> Iterator[TaskId]:
         """Stream each workflow type with at least one stored run, once."""
@@ -574,33 +524,31 @@ class RedisStackStateBackend(BaseStateBackend):
             *query.load_paths(module="$.workflow_type_module", func="$.workflow_type_func"),
             *query.group_by("workflow_type_key", "module", "func"),
         )
-        request = query.Aggregate(self._alias("workflow_runs"), query.where(spec, self.app.app_id), steps)
+        request = query.Aggregate(
+            self._alias(DocumentKind.WORKFLOW_RUN), query.where(spec, self.app.app_id), steps
+        )
         for row in fetch_all(self.client, request, self.page_size):
             yield TaskId(row["module"], row["func"])
 
     def get_all_workflow_runs(self) -> Iterator[WorkflowIdentity]:
         spec = self.schemas.workflow_runs
-        for document in self._documents("workflow_runs", query.where(spec, self.app.app_id)):
+        for document in self._documents(query.where(spec, self.app.app_id)):
             yield docs.workflow_run_from_document(document)
 
     def get_workflow_runs(self, workflow_type: TaskId) -> Iterator[WorkflowIdentity]:
         spec = self.schemas.workflow_runs
         request_filter = query.where(spec, self.app.app_id, workflow_type_key=workflow_type.key)
-        for document in self._documents("workflow_runs", request_filter):
+        for document in self._documents(request_filter):
             yield docs.workflow_run_from_document(document)
 
     def store_workflow_sub_invocation(
         self, parent_workflow_id: InvocationId, sub_invocation_id: InvocationId
     ) -> None:
-        document = docs.workflow_sub_invocation_document(
-            self.app.app_id, parent_workflow_id, sub_invocation_id
-        )
-        key = self.keys.workflow_sub_invocation(parent_workflow_id, sub_invocation_id)
-        self._set_document(key, "workflow_sub_invocations", document)
+        self._write(self._writes.workflow_sub_invocation(parent_workflow_id, sub_invocation_id))
 
     def get_workflow_sub_invocations(self, workflow_id: InvocationId) -> Iterator[InvocationId]:
         return self._ids(
-            "workflow_sub_invocations",
+            DocumentKind.WORKFLOW_SUB_INVOCATION,
             "sub_invocation_id",
             workflow_id=str(workflow_id),
         )
@@ -608,8 +556,7 @@ class RedisStackStateBackend(BaseStateBackend):
     # -- apps ----------------------------------------------------------------------------
 
     def store_app_info(self, app_info: AppInfo) -> None:
-        keys = self.namespace.for_app(app_info.app_id)
-        self._set_document(keys.app_info(), "app_infos", docs.app_info_document(app_info))
+        self._write(self._writes.app_info(app_info))
 
     def get_app_info(self) -> AppInfo:
         raw = run(self.client, "JSON.GET", self.keys.app_info())
@@ -639,12 +586,7 @@ class RedisStackStateBackend(BaseStateBackend):
     # -- runner contexts -----------------------------------------------------------------
 
     def _store_runner_context(self, runner_context: RunnerContext) -> None:
-        document = docs.runner_context_document(self.app.app_id, runner_context)
-        self._set_document(
-            self.keys.runner_context(runner_context.runner_id),
-            "runner_contexts",
-            document,
-        )
+        self._write(self._writes.runner_context(runner_context))
 
     def _get_runner_context(self, runner_id: str) -> RunnerContext | None:
         contexts = self._get_runner_contexts([runner_id])
@@ -665,7 +607,7 @@ class RedisStackStateBackend(BaseStateBackend):
         """Stream runner contexts whose id contains ``partial_id`` (literal, case-sensitive)."""
         spec = self.schemas.runner_contexts
         steps = query.contains(spec, "runner_id", partial_id)
-        for document in self._documents("runner_contexts", query.where(spec, self.app.app_id), *steps):
+        for document in self._documents(query.where(spec, self.app.app_id), *steps):
             yield docs.runner_context_from_document(document)
 
     # -- retention -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pynenc_redis_stack.query import search_form
 if TYPE_CHECKING:
     from pynenc.app import AppInfo
 
+    from pynenc_redis_stack.keys import DocumentKind
     from pynenc_redis_stack.schema import IndexSpec
 
 Document = dict[str, Any]
@@ -331,17 +332,19 @@ def app_info_from_document(doc: Document) -> AppInfo:
     return AppInfo.from_json(doc["info"])
 
 
-def payload_document(app_id: str, kind: str, owner_id: str, value: str, name: str | None = None) -> Document:
+def payload_document(
+    app_id: str, kind: DocumentKind, owner_id: str, value: str, name: str | None = None
+) -> Document:
     """Return a payload document (result, exception or one workflow data value).
 
-    :param kind: ``result``, ``exception`` or ``workflow-data``.
+    :param kind: ``RESULT``, ``EXCEPTION`` or ``WORKFLOW_DATA`` (stored as its value).
     :param owner_id: The invocation (or workflow) the payload belongs to.
     :param value: The serialised payload; stored, never indexed. ``""`` is a value.
     :param name: The workflow data key, for ``workflow-data``.
     """
     doc: Document = {
         "app_id": app_id,
-        "kind": kind,
+        "kind": str(kind),
         "owner_id": str(owner_id),
         "value": value,
     }

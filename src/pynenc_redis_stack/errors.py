@@ -128,3 +128,12 @@ def lone_surrogate_message(what: str, text: str, position: int) -> str:
         "which is not valid Unicode: UTF-8, and so Redis, cannot carry it. Decode bytes with "
         "errors='replace' or 'backslashreplace' (or keep binary data base64-encoded) first."
     )
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size that could never make progress.
+
+    :raises ValueError: If ``batch_size`` is below 1, naming the value.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 (items per round trip), got {batch_size}")

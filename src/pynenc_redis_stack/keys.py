@@ -23,24 +23,40 @@ ids contain; ids without those two characters read as they are.
 from __future__ import annotations
 
 import re
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pynenc_redis_stack.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
-from pynenc_redis_stack.schema import IndexSpec
+
+if TYPE_CHECKING:
+    from pynenc_redis_stack.schema import IndexSpec
 
 _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
-INVOCATION = "invocation"
-HISTORY = "history"
-HISTORY_LIST = "history-list"
-RUNNER_CONTEXT = "runner-context"
-WORKFLOW_RUN = "workflow-run"
-WORKFLOW_SUB_INVOCATION = "workflow-sub-invocation"
-APP_INFO = "app-info"
-RESULT = "result"
-EXCEPTION = "exception"
-WORKFLOW_DATA = "workflow-data"
-PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
-RELATION_SETS = "relation-sets"
+
+class DocumentKind(StrEnum):
+    """The kinds of JSON document the package stores: the one vocabulary of keys, schemas
+    (``index.prefixes``), the payload documents' ``kind`` and the import and prune reports.
+
+    Each value is the entity segment of the kind's keys (``<ns>:<kind>:<app>:...``), so it is
+    part of the stored layout: never rename one. Members are in report order.
+    """
+
+    INVOCATION = "invocation"
+    HISTORY = "history"
+    RESULT = "result"
+    EXCEPTION = "exception"
+    RUNNER_CONTEXT = "runner-context"
+    WORKFLOW_RUN = "workflow-run"
+    WORKFLOW_SUB_INVOCATION = "workflow-sub-invocation"
+    WORKFLOW_DATA = "workflow-data"
+    APP_INFO = "app-info"
+
+
+# Keys that hold no document (lists, sets, a marker): no index covers them.
+_HISTORY_LIST = "history-list"
+_PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
+_RELATION_SETS = "relation-sets"
 
 RELATIONS = {
     "parent_invocation_id": "children",
@@ -48,7 +64,8 @@ RELATIONS = {
     "workflow_id": "by-workflow",
     "workflow_type_key": "by-workflow-type",
 }
-"""The invocation fields whose values key a relation set, and the entity naming those sets."""
+"""The invocation fields whose values key a relation set (of invocation ids), and the entity
+segment of those sets' keys."""
 
 
 def encode_segment(value: str) -> str:
@@ -111,7 +128,7 @@ class AppKeys:
         self.namespace = namespace
         self.app_id = app_id
         self._app_segment = encode_segment(app_id)
-        self._invocation_prefix = self._key(INVOCATION, "")
+        self._invocation_prefix = self._key(DocumentKind.INVOCATION, "")
         self._relation_prefixes = {name: self._key(entity, "") for name, entity in RELATIONS.items()}
 
     def _key(self, entity: str, *ids: str) -> str:
@@ -120,7 +137,7 @@ class AppKeys:
         return ":".join(segments)
 
     def invocation(self, invocation_id: str) -> str:
-        return self._key(INVOCATION, invocation_id)
+        return self._key(DocumentKind.INVOCATION, invocation_id)
 
     def invocation_ids_of(self, keys: list[str]) -> list[str]:
         """Return the invocation ids of this app's invocation document keys (as the
@@ -130,37 +147,37 @@ class AppKeys:
 
     def history_list(self, invocation_id: str) -> str:
         """The list of an invocation's history entries, in arrival order (``get_history``)."""
-        return self._key(HISTORY_LIST, invocation_id)
+        return self._key(_HISTORY_LIST, invocation_id)
 
     def history_lists_of(self, invocation_keys: list[str]) -> list[str]:
         """Return the history lists of this app's invocation document keys."""
         start = len(self._invocation_prefix)
-        prefix = self._key(HISTORY_LIST, "")
+        prefix = self._key(_HISTORY_LIST, "")
         return [prefix + key[start:] for key in invocation_keys]
 
     def history(self, invocation_id: str, entry_id: str) -> str:
-        return self._key(HISTORY, invocation_id, entry_id)
+        return self._key(DocumentKind.HISTORY, invocation_id, entry_id)
 
     def runner_context(self, runner_id: str) -> str:
-        return self._key(RUNNER_CONTEXT, runner_id)
+        return self._key(DocumentKind.RUNNER_CONTEXT, runner_id)
 
     def workflow_run(self, workflow_id: str) -> str:
-        return self._key(WORKFLOW_RUN, workflow_id)
+        return self._key(DocumentKind.WORKFLOW_RUN, workflow_id)
 
     def workflow_sub_invocation(self, workflow_id: str, sub_invocation_id: str) -> str:
-        return self._key(WORKFLOW_SUB_INVOCATION, workflow_id, sub_invocation_id)
+        return self._key(DocumentKind.WORKFLOW_SUB_INVOCATION, workflow_id, sub_invocation_id)
 
     def app_info(self) -> str:
-        return self._key(APP_INFO)
+        return self._key(DocumentKind.APP_INFO)
 
     def result(self, invocation_id: str) -> str:
-        return self._key(RESULT, invocation_id)
+        return self._key(DocumentKind.RESULT, invocation_id)
 
     def exception(self, invocation_id: str) -> str:
-        return self._key(EXCEPTION, invocation_id)
+        return self._key(DocumentKind.EXCEPTION, invocation_id)
 
     def workflow_data(self, workflow_id: str, data_key: str) -> str:
-        return self._key(WORKFLOW_DATA, workflow_id, data_key)
+        return self._key(DocumentKind.WORKFLOW_DATA, workflow_id, data_key)
 
     def relation_set(self, field: str, value: str) -> str:
         """The set of the ids of this app's invocations whose ``field`` (a key of
@@ -174,8 +191,8 @@ class AppKeys:
 
     def relation_sets_complete(self) -> str:
         """The key whose presence says every invocation of this app is in its relation sets."""
-        return self._key(RELATION_SETS)
+        return self._key(_RELATION_SETS)
 
     def prune_pending_workflows(self) -> str:
         """Return the set of workflows whose collection a prune run still owes (see prune.py)."""
-        return self._key(PRUNE_PENDING_WORKFLOWS)
+        return self._key(_PRUNE_PENDING_WORKFLOWS)

@@ -1,4 +1,6 @@
-"""Retention: delete the finished invocations whose latest status is older than a cutoff.
+"""Deleting an app's documents: retention (:func:`prune_invocations`) and :func:`purge_app`.
+
+Retention deletes the finished invocations whose latest status is older than a cutoff.
 
 An invocation is prunable when its current status is final (pynenc's
 ``InvocationStatus.get_final_statuses()``: success, failed, concurrency-controlled final)
@@ -31,7 +33,9 @@ workflows whose invocations prune deleted.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+import itertools
+from collections import Counter
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, cast
@@ -42,10 +46,10 @@ from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
-from pynenc_redis_stack.errors import PruneRefusedError, RedisStackError
-from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
+from pynenc_redis_stack.errors import PruneRefusedError, RedisStackError, check_batch_size
+from pynenc_redis_stack.keys import RELATIONS, AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.schema import Schemas
-from pynenc_redis_stack.scripts import RELATION_FUNCTIONS, Script
+from pynenc_redis_stack.scripts import prune_invocations_script
 from pynenc_redis_stack.search import Row, fetch_complete, iter_cursor
 
 DEFAULT_BATCH_SIZE = 500
@@ -56,63 +60,7 @@ MAX_PRUNE_BATCH = 1000
 one parameter per id."""
 
 UNLINK_CHUNK = 1000
-"""Keys per ``UNLINK`` call inside the script (Lua's ``unpack`` has a stack limit)."""
-
-PRUNE_INVOCATIONS = (
-    RELATION_FUNCTIONS
-    + """
--- KEYS[1]: the app's pending-workflows set; then per invocation, its invocation key, then the
--- keys that belong to it. ARGV[1]: the app's relation-set prefixes; ARGV[2]: the cutoff (epoch
--- us, decimal string); ARGV[3]: the final statuses as a JSON array; then per invocation, the
--- number of keys that belong to it, the workflows it refers to as a JSON array, and its id.
--- An invocation is deleted only if its status is still final and older than the cutoff: one
--- that got a new status after it was selected (re-queued, retried, rerouted...) is left
--- whole. The workflows of each deleted invocation join the pending set in the same atomic
--- step, so a run that stops before collecting them leaves them to the next run; its id leaves
--- its relation sets.
--- Returns 1 (deleted) or 0 (kept) per invocation.
-local cutoff = tonumber(ARGV[2])
-local final = {}
-for _, status in ipairs(cjson.decode(ARGV[3])) do
-  final[status] = true
-end
-local deleted = {}
-local k = 2
-for i = 4, #ARGV, 3 do
-  local count = tonumber(ARGV[i])
-  local invocation_key = KEYS[k]
-  local prunable = true  -- an invocation deleted meanwhile: its leftovers go
-  local raw = redis.call('JSON.GET', invocation_key, '$.status', '$.status_ts')
-  if raw then
-    local current = cjson.decode(raw)
-    local status = current['$.status'][1]
-    local ts = current['$.status_ts'][1]
-    prunable = type(ts) == 'number' and ts < cutoff and final[status] == true
-  end
-  if prunable then
-    for f, value in pairs(relation_values(invocation_key)) do
-      redis.call('SREM', relation_set(f, value), ARGV[i + 2])
-    end
-    local first = k
-    local last = k + count
-    while first <= last do
-      local upto = math.min(first + 999, last)
-      redis.call('UNLINK', unpack(KEYS, first, upto))
-      first = upto + 1
-    end
-    local workflows = cjson.decode(ARGV[i + 1])
-    if #workflows > 0 then
-      redis.call('SADD', KEYS[1], unpack(workflows))
-    end
-  end
-  deleted[#deleted + 1] = prunable and 1 or 0
-  k = k + count + 1
-end
-return deleted
-"""
-)
-
-_prune_invocations = Script(PRUNE_INVOCATIONS)
+"""Keys per ``UNLINK`` call (in the prune script too: Lua's ``unpack`` has a stack limit)."""
 
 FINAL_STATUSES: tuple[str, ...] = tuple(
     sorted(status.value for status in InvocationStatus.get_final_statuses())
@@ -131,13 +79,9 @@ class PruneReport:
     :ivar app_id: The app pruned.
     :ivar cutoff: Invocations whose latest status is final and strictly before this were selected.
     :ivar dry_run: True when nothing was deleted.
-    :ivar invocations: Invocation documents.
-    :ivar history: History entries.
-    :ivar results: Result payloads.
-    :ivar exceptions: Exception payloads.
-    :ivar workflow_sub_invocations: Links in which a deleted invocation is the sub-invocation.
-    :ivar workflow_runs: Workflow runs no remaining invocation refers to.
-    :ivar workflow_data: Data values of those workflows.
+    :ivar deleted: Documents per kind: invocations, their history entries, results and
+        exceptions, the workflow links in which they are the sub-invocation, and the runs and
+        data values of workflows no remaining invocation refers to.
     :ivar workflows_kept: Workflows some deleted invocation belonged to that are still
         referenced by remaining invocations (their run and data are kept).
     :ivar skipped: Selected invocations that got a new status before their batch was
@@ -147,35 +91,29 @@ class PruneReport:
     app_id: str
     cutoff: datetime
     dry_run: bool
-    invocations: int = 0
-    history: int = 0
-    results: int = 0
-    exceptions: int = 0
-    workflow_sub_invocations: int = 0
-    workflow_runs: int = 0
-    workflow_data: int = 0
+    deleted: Counter[DocumentKind] = field(default_factory=Counter)
     workflows_kept: int = 0
     skipped: int = 0
 
-    COUNTED: ClassVar[tuple[str, ...]] = (
-        "invocations",
-        "history",
-        "results",
-        "exceptions",
-        "workflow_sub_invocations",
-        "workflow_runs",
-        "workflow_data",
+    COUNTED: ClassVar[tuple[DocumentKind, ...]] = (
+        DocumentKind.INVOCATION,
+        DocumentKind.HISTORY,
+        DocumentKind.RESULT,
+        DocumentKind.EXCEPTION,
+        DocumentKind.WORKFLOW_SUB_INVOCATION,
+        DocumentKind.WORKFLOW_RUN,
+        DocumentKind.WORKFLOW_DATA,
     )
-    """The fields that count deleted documents, in report order."""
+    """The kinds prune deletes, in report order (runner contexts and app infos are kept)."""
 
-    def counts(self) -> dict[str, int]:
-        """Return the deleted (or deletable) documents per kind."""
-        return {name: getattr(self, name) for name in self.COUNTED}
+    def counts(self) -> dict[DocumentKind, int]:
+        """Return the deleted (or deletable) documents per kind, every kind of :attr:`COUNTED`."""
+        return {kind: self.deleted[kind] for kind in self.COUNTED}
 
     @property
     def deleted_documents(self) -> int:
         """Total documents deleted (or deletable)."""
-        return sum(self.counts().values())
+        return sum(self.deleted.values())
 
 
 def check_cutoff(cutoff: datetime, allow_all: bool = False, now: datetime | None = None) -> None:
@@ -200,7 +138,7 @@ class _Dependents:
     """The documents of a batch of invocations, by invocation."""
 
     history: dict[str, list[str]] = field(default_factory=dict)
-    payloads: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    payloads: dict[str, list[tuple[str, DocumentKind]]] = field(default_factory=dict)
     """Per invocation: ``(key, kind)`` of its result and exception."""
     links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     """Per sub-invocation: ``(key, workflow id)`` of its links."""
@@ -246,10 +184,9 @@ class _Pruner:
 
     # -- queries --------------------------------------------------------------------------
 
-    def _rows(self, spec_name: str, request_filter: query.Filter, *steps: str) -> list[Row]:
+    def _rows(self, request_filter: query.Filter, *steps: str) -> list[Row]:
         """Every row of the lookup: prune only ever acts on whole answers."""
-        spec = getattr(self.schemas, spec_name)
-        request = query.Aggregate(self.namespace.alias(spec), request_filter, steps)
+        request = query.Aggregate(self.namespace.alias(request_filter.spec), request_filter, steps)
         return fetch_complete(self.client, request, self.batch_size)
 
     def _prunable(self, request_filter: query.Filter) -> query.Filter:
@@ -264,7 +201,7 @@ class _Pruner:
 
     def count_old(self) -> int:
         """Return how many invocations the cutoff selects now."""
-        rows = list(self._rows("invocations", self._old_filter(), *query.count_rows()))
+        rows = list(self._rows(self._old_filter(), *query.count_rows()))
         return int(rows[0]["count"]) if rows else 0
 
     def old_batches(self) -> Iterator[list[Row]]:
@@ -297,20 +234,20 @@ class _Pruner:
         """Look up the history entries, payloads and links of a batch (three queries)."""
         found = _Dependents()
         history = query.where(self.schemas.history, self.app_id).tag_in("invocation_id", invocation_ids)
-        for row in self._rows("history", history, *query.LOAD_KEY, *query.load_fields("invocation_id")):
+        for row in self._rows(history, *query.LOAD_KEY, *query.load_fields("invocation_id")):
             found.history.setdefault(row["invocation_id"], []).append(row["__key"])
         payloads = (
             query.where(self.schemas.payloads, self.app_id)
             .tag_in("owner_id", invocation_ids)
-            .tag_in("kind", (RESULT, EXCEPTION))
+            .tag_in("kind", (DocumentKind.RESULT, DocumentKind.EXCEPTION))
         )
-        for row in self._rows("payloads", payloads, *query.LOAD_KEY, *query.load_fields("owner_id", "kind")):
-            found.payloads.setdefault(row["owner_id"], []).append((row["__key"], row["kind"]))
+        for row in self._rows(payloads, *query.LOAD_KEY, *query.load_fields("owner_id", "kind")):
+            found.payloads.setdefault(row["owner_id"], []).append((row["__key"], DocumentKind(row["kind"])))
         links = query.where(self.schemas.workflow_sub_invocations, self.app_id).tag_in(
             "sub_invocation_id", invocation_ids
         )
         steps = (*query.LOAD_KEY, *query.load_fields("sub_invocation_id", "workflow_id"))
-        for row in self._rows("workflow_sub_invocations", links, *steps):
+        for row in self._rows(links, *steps):
             found.links.setdefault(row["sub_invocation_id"], []).append((row["__key"], row["workflow_id"]))
         return found
 
@@ -337,7 +274,7 @@ class _Pruner:
                     (str(len(owned)), orjson.dumps(found.workflows_of(row)).decode(), row["invocation_id"])
                 )
             pipe = self.client.pipeline(transaction=False)
-            replies = _prune_invocations.run_in(pipe, script_keys, script_args)
+            replies = prune_invocations_script.run_in(pipe, script_keys, script_args)
             deleted = [bool(flag) for flag in replies[-1]]
         report = self.report
         for row, was_deleted in zip(rows, deleted, strict=True):
@@ -345,14 +282,10 @@ class _Pruner:
             if not was_deleted:
                 report.skipped += 1
                 continue
-            report.invocations += 1
-            report.history += len(found.history.get(invocation_id, ()))
-            for _key, kind in found.payloads.get(invocation_id, ()):
-                if kind == RESULT:
-                    report.results += 1
-                else:
-                    report.exceptions += 1
-            report.workflow_sub_invocations += len(found.links.get(invocation_id, ()))
+            report.deleted[DocumentKind.INVOCATION] += 1
+            report.deleted[DocumentKind.HISTORY] += len(found.history.get(invocation_id, ()))
+            report.deleted.update(kind for _key, kind in found.payloads.get(invocation_id, ()))
+            report.deleted[DocumentKind.WORKFLOW_SUB_INVOCATION] += len(found.links.get(invocation_id, ()))
             self.workflows.update(found.workflows_of(row))
         return len(rows)
 
@@ -370,22 +303,20 @@ class _Pruner:
             .any_tag_in(("workflow_id", "parent_workflow_id"), workflow_ids)
             .excluding(self._prunable)
         )
-        for row in self._rows("invocations", members, *query.group_by("workflow_id", "parent_workflow_id")):
+        for row in self._rows(members, *query.group_by("workflow_id", "parent_workflow_id")):
             referenced.update(value for value in row.values() if value)
         links = query.where(self.schemas.workflow_sub_invocations, self.app_id).tag_in(
             "workflow_id", workflow_ids
         )
         subs: dict[str, set[str]] = {}
-        for row in self._rows(
-            "workflow_sub_invocations", links, *query.load_fields("workflow_id", "sub_invocation_id")
-        ):
+        for row in self._rows(links, *query.load_fields("workflow_id", "sub_invocation_id")):
             subs.setdefault(row["sub_invocation_id"], set()).add(row["workflow_id"])
         # A link survives unless its sub-invocation is selected (a link whose sub-invocation
         # has no invocation document, or no status, is never pruned).
-        for chunk in _chunks(sorted(subs), self.batch_size):
+        for chunk in itertools.batched(sorted(subs), self.batch_size):
             selected = self._old_filter().tag_in("invocation_id", chunk)
             steps = query.load_fields("invocation_id")
-            pruned = {row["invocation_id"] for row in self._rows("invocations", selected, *steps)}
+            pruned = {row["invocation_id"] for row in self._rows(selected, *steps)}
             for sub in chunk:
                 if sub not in pruned:
                     referenced.update(subs[sub])
@@ -393,36 +324,29 @@ class _Pruner:
 
     def prune_workflows(self) -> None:
         """Delete (or count) the run and data of every workflow nothing refers to any more."""
-        for chunk in _chunks(sorted(self.workflows), self.batch_size):
+        for chunk in itertools.batched(sorted(self.workflows), self.batch_size):
             kept = self.referenced(chunk)
             orphans = [workflow_id for workflow_id in chunk if workflow_id not in kept]
             runs_filter = query.where(self.schemas.workflow_runs, self.app_id).tag_in("workflow_id", chunk)
             runs = {
                 row["workflow_id"]: row["__key"]
-                for row in self._rows(
-                    "workflow_runs", runs_filter, *query.LOAD_KEY, *query.load_fields("workflow_id")
-                )
+                for row in self._rows(runs_filter, *query.LOAD_KEY, *query.load_fields("workflow_id"))
             }
             self.report.workflows_kept += sum(1 for workflow_id in kept if workflow_id in runs)
             data_filter = (
                 query.where(self.schemas.payloads, self.app_id)
                 .tag_in("owner_id", orphans)
-                .tag_in("kind", (WORKFLOW_DATA,))
+                .tag_in("kind", (DocumentKind.WORKFLOW_DATA,))
             )
-            data_keys = [row["__key"] for row in self._rows("payloads", data_filter, *query.LOAD_KEY)]
+            data_keys = [row["__key"] for row in self._rows(data_filter, *query.LOAD_KEY)]
             run_keys = [runs[workflow_id] for workflow_id in orphans if workflow_id in runs]
-            self.report.workflow_runs += len(run_keys)
-            self.report.workflow_data += len(data_keys)
+            self.report.deleted[DocumentKind.WORKFLOW_RUN] += len(run_keys)
+            self.report.deleted[DocumentKind.WORKFLOW_DATA] += len(data_keys)
             if not self.report.dry_run:
-                for keys in _chunks([*run_keys, *data_keys], UNLINK_CHUNK):
+                for keys in itertools.batched([*run_keys, *data_keys], UNLINK_CHUNK):
                     self.client.unlink(*keys)
                 # Only now: a run that stops before this point leaves them to the next one.
                 self.client.srem(self.pending_key, *chunk)
-
-
-def _chunks[T](items: Sequence[T], size: int) -> Iterable[list[T]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 def prune_invocations(
@@ -450,8 +374,7 @@ def prune_invocations(
     :return: The counts per kind.
     :raises PruneRefusedError: If the cutoff is not in the past and ``allow_all`` is False.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size)
     check_cutoff(older_than, allow_all)
     pruner = _Pruner(client, namespace, schemas, app_id, older_than, dry_run, batch_size)
     pruner.take_over_pending()
@@ -465,3 +388,31 @@ def prune_invocations(
             progress(done, max(total, done))  # invocations that got old meanwhile are pruned too
     pruner.prune_workflows()
     return pruner.report
+
+
+def purge_app(
+    client: redis.Redis, namespace: Namespace, schemas: Schemas, app_id: str, page_size: int
+) -> None:
+    """Delete every document of ``app_id`` but its app info (its registration), with the
+    invocations' history lists and relation sets and the pending-workflows set, and nothing of
+    any other app. The key saying the app's relation sets are complete stays: it still holds.
+
+    Found through the indexes, a cursor page at a time, each page one ``UNLINK``.
+    """
+    keys = namespace.for_app(app_id)
+    for spec in schemas.all():
+        if spec is schemas.app_infos:
+            continue
+        steps = tuple(query.LOAD_KEY)
+        if spec is schemas.invocations:
+            steps += query.load_fields(*RELATIONS)
+        request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), steps)
+        for rows in iter_cursor(client, request, page_size):
+            page = [row["__key"] for row in rows]
+            if spec is schemas.invocations:
+                page += keys.history_lists_of(page)
+                page += {
+                    keys.relation_set(name, row[name]) for row in rows for name in RELATIONS if row.get(name)
+                }
+            client.unlink(*page)
+    client.unlink(keys.prune_pending_workflows())

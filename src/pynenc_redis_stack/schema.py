@@ -8,7 +8,7 @@ names against them, and ``FT.CREATE`` arguments are rendered from them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from pynenc_redis_stack.errors import SchemaError
+from pynenc_redis_stack.keys import DocumentKind
 
 FieldType = Literal["tag", "numeric"]
 _FIELD_TYPES: tuple[FieldType, ...] = ("tag", "numeric")
@@ -75,7 +76,8 @@ class IndexSpec:
 
     :param name: Logical name; the alias is ``<namespace>:<name>``.
     :param version: Schema version; the physical index is ``<namespace>:<name>:v<version>``.
-    :param prefixes: Entity names whose keys (``<namespace>:<entity>:``) the index covers.
+    :param prefixes: The document kinds (:class:`DocumentKind` values) whose keys
+        (``<namespace>:<kind>:``) the index covers.
     :param fields: Indexed fields, in file order.
     """
 
@@ -211,6 +213,22 @@ class Schemas:
             self.app_infos,
             self.payloads,
         )
+
+    def for_kind(self, kind: DocumentKind) -> IndexSpec:
+        """Return the spec of the index covering ``kind``'s documents (its ``prefixes``).
+
+        :raises SchemaError: If no schema file covers that kind.
+        """
+        spec = self._by_kind.get(kind)
+        if spec is None:
+            raise SchemaError(
+                f"no schema in schemas/ covers {kind} documents (add {kind!r} to an index's prefixes)"
+            )
+        return spec
+
+    @cached_property
+    def _by_kind(self) -> dict[str, IndexSpec]:
+        return {prefix: spec for spec in self.all() for prefix in spec.prefixes}
 
 
 @cache

@@ -280,3 +280,61 @@ class HistoryBatch:
     def run_in(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Execute ``pipe`` with this batch's script call appended (see :meth:`Script.run_in`)."""
         return self.script.run_in(pipe, self.keys, self.args)
+
+
+PRUNE_INVOCATIONS = (
+    RELATION_FUNCTIONS
+    + """
+-- KEYS[1]: the app's pending-workflows set; then per invocation, its invocation key, then the
+-- keys that belong to it. ARGV[1]: the app's relation-set prefixes; ARGV[2]: the cutoff (epoch
+-- us, decimal string); ARGV[3]: the final statuses as a JSON array; then per invocation, the
+-- number of keys that belong to it, the workflows it refers to as a JSON array, and its id.
+-- An invocation is deleted only if its status is still final and older than the cutoff: one
+-- that got a new status after it was selected (re-queued, retried, rerouted...) is left
+-- whole. The workflows of each deleted invocation join the pending set in the same atomic
+-- step, so a run that stops before collecting them leaves them to the next run; its id leaves
+-- its relation sets.
+-- Returns 1 (deleted) or 0 (kept) per invocation.
+local cutoff = tonumber(ARGV[2])
+local final = {}
+for _, status in ipairs(cjson.decode(ARGV[3])) do
+  final[status] = true
+end
+local deleted = {}
+local k = 2
+for i = 4, #ARGV, 3 do
+  local count = tonumber(ARGV[i])
+  local invocation_key = KEYS[k]
+  local prunable = true  -- an invocation deleted meanwhile: its leftovers go
+  local raw = redis.call('JSON.GET', invocation_key, '$.status', '$.status_ts')
+  if raw then
+    local current = cjson.decode(raw)
+    local status = current['$.status'][1]
+    local ts = current['$.status_ts'][1]
+    prunable = type(ts) == 'number' and ts < cutoff and final[status] == true
+  end
+  if prunable then
+    for f, value in pairs(relation_values(invocation_key)) do
+      redis.call('SREM', relation_set(f, value), ARGV[i + 2])
+    end
+    local first = k
+    local last = k + count
+    while first <= last do
+      local upto = math.min(first + 999, last)
+      redis.call('UNLINK', unpack(KEYS, first, upto))
+      first = upto + 1
+    end
+    local workflows = cjson.decode(ARGV[i + 1])
+    if #workflows > 0 then
+      redis.call('SADD', KEYS[1], unpack(workflows))
+    end
+  end
+  deleted[#deleted + 1] = prunable and 1 or 0
+  k = k + count + 1
+end
+return deleted
+"""
+)
+
+prune_invocations_script = Script(PRUNE_INVOCATIONS)
+"""Deletes a batch of selected invocations (see :mod:`pynenc_redis_stack.prune`)."""

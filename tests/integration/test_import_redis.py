@@ -48,15 +48,9 @@ from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.client import redacted_url
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import RedisImportError
-from pynenc_redis_stack.importer import (
-    KINDS,
-    ImportReport,
-    glob_escape,
-    import_from_redis,
-    source_app_info_key,
-    source_prefix,
-)
-from pynenc_redis_stack.keys import encode_segment
+from pynenc_redis_stack.import_source import glob_escape, source_app_info_key, source_prefix
+from pynenc_redis_stack.importer import KINDS, ImportReport, import_from_redis
+from pynenc_redis_stack.keys import DocumentKind, encode_segment
 from tests.conftest import unique_app_id
 
 S = InvocationStatus
@@ -181,15 +175,15 @@ def load_dataset(backend: BaseStateBackend) -> None:
 
 
 EXPECTED_FOUND = {
-    "invocations": len(INVOCATIONS),
-    "history": len(HISTORIES),
-    "results": len(RESULTS),
-    "exceptions": len(EXCEPTIONS),
-    "runner_contexts": len(CONTEXTS),
-    "workflow_runs": len(WORKFLOWS),
-    "workflow_sub_invocations": sum(len(subs) for subs in SUB_INVOCATIONS.values()),
-    "workflow_data": len(WORKFLOW_DATA),
-    "app_info": 1,
+    DocumentKind.INVOCATION: len(INVOCATIONS),
+    DocumentKind.HISTORY: len(HISTORIES),
+    DocumentKind.RESULT: len(RESULTS),
+    DocumentKind.EXCEPTION: len(EXCEPTIONS),
+    DocumentKind.RUNNER_CONTEXT: len(CONTEXTS),
+    DocumentKind.WORKFLOW_RUN: len(WORKFLOWS),
+    DocumentKind.WORKFLOW_SUB_INVOCATION: sum(len(subs) for subs in SUB_INVOCATIONS.values()),
+    DocumentKind.WORKFLOW_DATA: len(WORKFLOW_DATA),
+    DocumentKind.APP_INFO: 1,
 }
 EXPECTED_DERIVED = (
     1  # history_by_timestamp
@@ -373,9 +367,9 @@ def test_second_import_changes_nothing(imported: Imported, redis_client: redis.R
     again = import_from_redis(redis_client, imported.ours, imported.app_id, batch_size=5)
     assert _target_keys(redis_client, imported.namespace) == keys
     assert _documents(redis_client, keys) == before  # history-seq included: no entry rewritten
-    assert again.written["history"] == 0
+    assert again.written[DocumentKind.HISTORY] == 0
     assert again.unchanged == len(HISTORIES)
-    assert dict(again.written) == {k: v for k, v in EXPECTED_FOUND.items() if k != "history"}
+    assert dict(again.written) == {k: v for k, v in EXPECTED_FOUND.items() if k != DocumentKind.HISTORY}
 
 
 def test_history_entries_get_deterministic_keys(imported: Imported, redis_client: redis.Redis) -> None:
@@ -676,7 +670,7 @@ def test_glob_characters_in_the_app_id_select_only_that_app(
     )
     report = import_from_redis(redis_client, conf, tricky, target_app_id="renamed-" + tricky[-10:])
     try:
-        assert report.found == Counter({"invocations": 1, "history": 1, "results": 1, "app_info": 1})
+        assert report.found == Counter({"invocation": 1, "history": 1, "result": 1, "app-info": 1})
         assert report.derived_keys == 1 and report.ok
         renamed = _ours(report.target_app_id, redis_url, namespace)
         assert [h.invocation_id for h in renamed.get_history(InvocationId(f"{tricky}-inv"))] == [
@@ -714,7 +708,7 @@ def test_unparsable_and_unknown_keys_are_reported_not_guessed(
         assert [key for key, _why in report.errors] == [prefix + "invocation:broken"]
         assert not report.ok and "JSONDecodeError" in report.errors[0][1]
         assert report.unrecognized == [prefix + "invocation_status:good-inv"]
-        assert report.written["invocations"] == 1  # everything else is imported
+        assert report.written[DocumentKind.INVOCATION] == 1  # everything else is imported
         assert _ours(app_id, redis_url, namespace)._get_result(InvocationId("good-inv")) == '"good"'
     finally:
         _drop_source(redis_client, app_id)
@@ -743,7 +737,7 @@ def test_command_line_dry_run_then_import(
         assert lines[1].split() == ["KIND", "FOUND"]
         table = dict(line.split() for line in lines[2 : 2 + len(KINDS)])
         assert table == {
-            kind: str({"invocations": 1, "history": 1, "results": 1, "app_info": 1}.get(kind, 0))
+            kind: str({"invocation": 1, "history": 1, "result": 1, "app-info": 1}.get(kind, 0))
             for kind in KINDS
         }
         assert err.splitlines()[-1].endswith("100% 4/4")  # the progress bar on stderr: 3 keys + the zset
@@ -753,7 +747,7 @@ def test_command_line_dry_run_then_import(
         out, _err = capsys.readouterr()
         assert out.splitlines()[1].split() == ["KIND", "FOUND", "WRITTEN"]
         rows = [line.split() for line in out.splitlines()[2 : 2 + len(KINDS)]]
-        assert ["invocations", "1", "1"] in rows and ["app_info", "1", "1"] in rows
+        assert ["invocation", "1", "1"] in rows and ["app-info", "1", "1"] in rows
         assert _ours(app_id, redis_url, namespace).get_history(InvocationId("cli-inv")) == [
             _entry_for("cli-inv")
         ]

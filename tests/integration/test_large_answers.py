@@ -259,7 +259,7 @@ def test_abandoned_streams_free_their_server_cursors(
     """A caller that stops early must not leak cursors (the server keeps 128 per index). The
     children lookup through the index, as on a store without relation sets."""
     backend = members_12k.backend
-    alias = backend._alias("invocations")
+    alias = backend.namespace.alias(backend.schemas.invocations)
     assert _cursor_total(redis_client, alias) == 0
     for _ in range(3):
         stream = backend._invocation_ids(parent_invocation_id=str(PARENT))

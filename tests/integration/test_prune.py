@@ -39,7 +39,7 @@ from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.prune_commands import parse_duration
 from pynenc_redis_stack.errors import PruneRefusedError
-from pynenc_redis_stack.keys import encode_segment
+from pynenc_redis_stack.keys import DocumentKind, encode_segment
 from pynenc_redis_stack.prune import PruneReport, prune_invocations
 from tests.conftest import unique_app_id
 
@@ -105,7 +105,7 @@ class Op:
     """One write of the dataset and what owns it (it survives when its owner does)."""
 
     owner: str
-    kind: str
+    kind: DocumentKind
     apply: Callable[[BaseStateBackend], None]
 
 
@@ -120,44 +120,54 @@ def _history(invocation_id: str, status: InvocationStatus, at: datetime) -> Invo
 
 
 def _operations() -> list[Op]:
-    ops = [Op("*", "context", lambda b: b.store_runner_context(CONTEXT))]
+    ops = [Op("*", DocumentKind.RUNNER_CONTEXT, lambda b: b.store_runner_context(CONTEXT))]
     for n, (invocation_id, (workflow, times)) in enumerate(INVOCATIONS.items()):
         call = CallId(TASK, f"args-{n}")
         pair = (
             InvocationDTO(InvocationId(invocation_id), call, workflow, None, None),
             CallDTO(call, {"n": str(n)}),
         )
-        ops.append(Op(invocation_id, "invocation", lambda b, pair=pair: b._upsert_invocations([pair])))
+        ops.append(
+            Op(invocation_id, DocumentKind.INVOCATION, lambda b, pair=pair: b._upsert_invocations([pair]))
+        )
         for k, at in enumerate(times):
             history = _history(invocation_id, S.SUCCESS if k == len(times) - 1 else S.RUNNING, at)
             ops.append(
                 Op(
                     invocation_id,
-                    "history",
+                    DocumentKind.HISTORY,
                     lambda b, h=history: b._add_histories([InvocationId(h.invocation_id)], h),
                 )
             )
     for invocation_id, value in RESULTS.items():
         ops.append(
-            Op(invocation_id, "result", lambda b, i=invocation_id, v=value: b._set_result(InvocationId(i), v))
+            Op(
+                invocation_id,
+                DocumentKind.RESULT,
+                lambda b, i=invocation_id, v=value: b._set_result(InvocationId(i), v),
+            )
         )
     for invocation_id, value in EXCEPTIONS.items():
         ops.append(
             Op(
                 invocation_id,
-                "exception",
+                DocumentKind.EXCEPTION,
                 lambda b, i=invocation_id, v=value: b._set_exception(InvocationId(i), v),
             )
         )
     for workflow in WORKFLOWS:
         ops.append(
-            Op(f"workflow:{workflow.workflow_id}", "run", lambda b, w=workflow: b.store_workflow_run(w))
+            Op(
+                f"workflow:{workflow.workflow_id}",
+                DocumentKind.WORKFLOW_RUN,
+                lambda b, w=workflow: b.store_workflow_run(w),
+            )
         )
     for workflow_id, sub in SUB_INVOCATIONS:
         ops.append(
             Op(
                 sub,
-                "link",
+                DocumentKind.WORKFLOW_SUB_INVOCATION,
                 lambda b, w=workflow_id, s=sub: b.store_workflow_sub_invocation(
                     InvocationId(w), InvocationId(s)
                 ),
@@ -167,7 +177,7 @@ def _operations() -> list[Op]:
         ops.append(
             Op(
                 f"workflow:{workflow.workflow_id}",
-                "data",
+                DocumentKind.WORKFLOW_DATA,
                 lambda b, w=workflow, k=key, v=value: b.set_workflow_data(w, k, v),
             )
         )
@@ -186,18 +196,11 @@ def _survives(op: Op) -> bool:
 
 
 def _expected_report(dry_run: bool, app_id: str) -> PruneReport:
-    deleted = Counter(op.kind for op in OPERATIONS if not _survives(op))
     return PruneReport(
         app_id=app_id,
         cutoff=CUTOFF,
         dry_run=dry_run,
-        invocations=deleted["invocation"],
-        history=deleted["history"],
-        results=deleted["result"],
-        exceptions=deleted["exception"],
-        workflow_sub_invocations=deleted["link"],
-        workflow_runs=deleted["run"],
-        workflow_data=deleted["data"],
+        deleted=Counter(op.kind for op in OPERATIONS if not _survives(op)),
         workflows_kept=3,  # wf-mixed (m-new), wf-parent (c-new's parent workflow), wf-sub (s-new's link)
     )
 
@@ -305,7 +308,10 @@ def test_dry_run_counts_exactly_and_deletes_nothing(loaded: Loaded) -> None:
     before = _documents(loaded.client, _app_keys(loaded.client, loaded.ours))
     report = loaded.ours.prune(CUTOFF, dry_run=True)
     assert report == _expected_report(True, loaded.ours.app.app_id)
-    assert report.invocations == len(OLD_IDS) > 20 and report.workflow_runs == 1
+    assert (
+        report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) > 20
+        and report.deleted[DocumentKind.WORKFLOW_RUN] == 1
+    )
     assert _documents(loaded.client, _app_keys(loaded.client, loaded.ours)) == before
 
 
@@ -422,7 +428,7 @@ def test_future_or_present_cutoff_is_refused_unless_all(loaded: Loaded) -> None:
         allow_all=True,
         dry_run=True,
     )
-    assert report.invocations == len(INVOCATIONS) - 1  # every one with a status
+    assert report.deleted[DocumentKind.INVOCATION] == len(INVOCATIONS) - 1  # every one with a status
 
 
 def test_an_invocation_that_gets_a_new_status_meanwhile_is_kept(
@@ -443,7 +449,7 @@ def test_an_invocation_that_gets_a_new_status_meanwhile_is_kept(
     monkeypatch.setattr(prune_module._Pruner, "dependents", racing_dependents)
     report = ours.prune(CUTOFF)
     assert report.skipped == 1
-    assert report.invocations == len(OLD_IDS) - 1
+    assert report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) - 1
     history = ours.get_history(InvocationId("p-old-1"))
     assert [h.timestamp for h in history] == [
         OLD,
@@ -470,7 +476,7 @@ def test_a_finished_invocation_requeued_meanwhile_is_kept(
 
     monkeypatch.setattr(prune_module._Pruner, "dependents", racing_dependents)
     report = ours.prune(CUTOFF)
-    assert report.skipped == 1 and report.invocations == len(OLD_IDS) - 1
+    assert report.skipped == 1 and report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) - 1
     assert [h.status_record.status for h in ours.get_history(InvocationId("p-old-2"))] == [S.SUCCESS, S.RETRY]
     assert ours._get_result(InvocationId("p-old-2")) == ""
     assert Counter(ours.get_workflow_sub_invocations(InvocationId("wf-sub"))) == Counter(["s-new", "p-old-2"])
@@ -508,12 +514,20 @@ def test_unfinished_invocations_are_never_pruned(request: pytest.FixtureRequest,
         dry = backend.prune(CUTOFF, dry_run=True)
         report = backend.prune(CUTOFF)
         assert dry.counts() == report.counts()
-        assert (report.invocations, report.history, report.results) == (
+        assert (
+            report.deleted[DocumentKind.INVOCATION],
+            report.deleted[DocumentKind.HISTORY],
+            report.deleted[DocumentKind.RESULT],
+        ) == (
             len(FINAL),
             2 * len(FINAL),
             len(FINAL),
         )
-        assert (report.workflow_runs, report.workflow_data, report.workflows_kept) == (0, 0, 1)
+        assert (
+            report.deleted[DocumentKind.WORKFLOW_RUN],
+            report.deleted[DocumentKind.WORKFLOW_DATA],
+            report.workflows_kept,
+        ) == (0, 0, 1)
         for status, invocation_id in ids.items():
             kept = backend._get_invocation(InvocationId(invocation_id)) is not None
             assert kept == (status not in FINAL), status
@@ -545,8 +559,12 @@ def test_workflows_left_by_a_crashed_run_are_collected_by_the_next(
 
     dry = ours.prune(CUTOFF, dry_run=True)
     report = ours.prune(CUTOFF)
-    assert report.invocations == dry.invocations == 0
-    assert (report.workflow_runs, report.workflow_data, report.workflows_kept) == (1, 2, 3)
+    assert report.deleted[DocumentKind.INVOCATION] == dry.deleted[DocumentKind.INVOCATION] == 0
+    assert (
+        report.deleted[DocumentKind.WORKFLOW_RUN],
+        report.deleted[DocumentKind.WORKFLOW_DATA],
+        report.workflows_kept,
+    ) == (1, 2, 3)
     assert dry.counts() == report.counts()
     assert expected_deleted.isdisjoint(_app_keys(client, ours))
     assert not client.exists(ours.keys.prune_pending_workflows())  # nothing owed any more
@@ -599,7 +617,7 @@ def test_command_line(loaded: Loaded, redis_url: str, capsys: pytest.CaptureFixt
     # "30d" is counted from a later now than CUTOFF: p-at-cutoff is old by then; nothing else
     # lies between the two instants
     expected = ours.prune(datetime.now(UTC) - timedelta(days=30), dry_run=True).counts()
-    assert expected["invocations"] == len(OLD_IDS) + 1
+    assert expected[DocumentKind.INVOCATION] == len(OLD_IDS) + 1
     assert main([*base, "--older-than", "30d", "--dry-run"]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[0].startswith(
@@ -608,7 +626,7 @@ def test_command_line(loaded: Loaded, redis_url: str, capsys: pytest.CaptureFixt
     assert out.splitlines()[1].split() == ["KIND", "WOULD", "DELETE"]
     assert _table(out) == expected
     assert "workflow runs kept (still referenced by newer invocations): 3" in out
-    total = expected["invocations"]
+    total = expected[DocumentKind.INVOCATION]
     assert err.splitlines()[-1].endswith(f"100% {total}/{total}")
     assert _app_keys(loaded.client, ours) == before
 
@@ -619,7 +637,7 @@ def test_command_line(loaded: Loaded, redis_url: str, capsys: pytest.CaptureFixt
 
     # --all with 0: every remaining invocation with a status, through the app's configuration
     assert main([*base, "--older-than", "0", "--all", "--dry-run"]) == 0
-    assert _table(capsys.readouterr().out)["invocations"] == len(INVOCATIONS) - len(OLD_IDS) - 2
+    assert _table(capsys.readouterr().out)[DocumentKind.INVOCATION] == len(INVOCATIONS) - len(OLD_IDS) - 2
 
 
 def test_command_line_takes_the_app_from_a_module(
@@ -647,5 +665,5 @@ def test_command_line_takes_the_app_from_a_module(
     assert main(["prune", "--app", "prune_target_app:app", "--older-than", "30d"]) == 0
     out = capsys.readouterr().out
     assert f"app {loaded.neighbour.app.app_id!r}" in out
-    assert _table(out) == expected and expected["invocations"] == len(OLD_IDS) + 1
+    assert _table(out) == expected and expected[DocumentKind.INVOCATION] == len(OLD_IDS) + 1
     assert _app_keys(loaded.client, loaded.ours) == before  # the other app is untouched

@@ -276,7 +276,7 @@ def test_answers_complete_despite_server_timeout(
     # Control: the backend's own request without 'TIMEOUT 0' is cut short by the server.
     spec = backend.schemas.runner_contexts
     request = query.Aggregate(
-        backend._alias("runner_contexts"),
+        backend.namespace.alias(backend.schemas.runner_contexts),
         query.where(spec, backend.app.app_id),
         (*query.contains(spec, "runner_id", "zz"), *query.LOAD_DOCUMENT),
     )
@@ -309,8 +309,8 @@ def test_wrong_typed_indexed_value_is_rejected_before_writing(
     backend = _backend(_app(unique_app_id(request), redis_url))
     backend.get_history(InvocationId("warm-up"))
     contexts_index, history_index = (
-        backend._alias("runner_contexts"),
-        backend._alias("history"),
+        backend.namespace.alias(backend.schemas.runner_contexts),
+        backend.namespace.alias(backend.schemas.history),
     )
     failures_before = (
         _ft_info(redis_client, contexts_index)["hash_indexing_failures"],
