@@ -47,11 +47,11 @@ from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack.client import get_client, run
+from pynenc_redis_stack.client import run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import RedisImportError, RedisStackError
 from pynenc_redis_stack.keys import EXCEPTION, RESULT, WORKFLOW_DATA, AppKeys, Namespace
-from pynenc_redis_stack.lifecycle import ensure_indexes
+from pynenc_redis_stack.lifecycle import connect
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
 
@@ -343,12 +343,12 @@ def _target(
         conf = target
         namespace = Namespace(str(conf.redis_stack_namespace))
 
-        def connect() -> redis.Redis:
-            client = get_client(conf)
-            ensure_indexes(client, namespace, schemas.all(), create_missing=conf.redis_stack_create_indexes)
-            return client
-
-        return _Target(namespace, schemas, namespace.for_app(target_app_id or app_id), connect)
+        return _Target(
+            namespace,
+            schemas,
+            namespace.for_app(target_app_id or app_id),
+            lambda: connect(conf, schemas, recheck=True),
+        )
     backend = target
     return _Target(
         backend.namespace,
