@@ -245,6 +245,10 @@ class Aggregate:
 
     def args(self, cursor_count: int | None = None) -> list[str]:
         """Return the full command; with ``cursor_count`` the reply is a cursor of that batch size."""
+        # Hand-written, not redis-py's AggregateRequest: it has no TIMEOUT (we need TIMEOUT 0,
+        # see the module docstring), it always puts its one LOAD before every other step (ours
+        # LOAD after SORTBY/FILTER, and more than once), and its build_args() leaves PARAMS out
+        # (only ft().aggregate adds them) while prepared scripts need the whole argument list.
         args = ["FT.AGGREGATE", self.index, self.filter.query_string(), *self.steps]
         if cursor_count is not None:
             args.extend(("WITHCURSOR", "COUNT", str(cursor_count)))
@@ -285,6 +289,9 @@ class Search:
 
     def args(self) -> list[str]:
         """Return the full command."""
+        # Hand-written, not redis-py's Query: Query.get_args() leaves PARAMS out (only
+        # ft().search adds them), and prepared scripts send the whole argument list from Lua
+        # with the values split out (parametrized()).
         args = ["FT.SEARCH", self.index, self.filter.query_string()]
         if self.keys_only:
             args.append("NOCONTENT")
