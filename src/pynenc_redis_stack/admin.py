@@ -183,7 +183,11 @@ def index_migrate(
         executor = PrintingExecutor(out or sys.stdout)
     else:
         executor = LiveExecutor(
-            client, timeout=timeout, drain_timeout=drain_timeout, poll_interval=poll_interval, progress=progress
+            client,
+            timeout=timeout,
+            drain_timeout=drain_timeout,
+            poll_interval=poll_interval,
+            progress=progress,
         )
     return migrate(
         client,

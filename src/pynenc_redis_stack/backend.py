@@ -8,7 +8,6 @@ filter on the client: the indexes declared in ``schemas/`` answer them.
 from __future__ import annotations
 
 import itertools
-import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -45,7 +44,6 @@ MAX_PAGE = 10_000
 """Largest page a single query may return (Redis Stack's ``MAXSEARCHRESULTS`` and
 ``MAXAGGREGATERESULTS``; a server with lower caps is detected and followed)."""
 
-logger = logging.getLogger(__name__)
 
 def _order(listed: tuple[tuple[int, int], InvocationHistory]) -> tuple[int, int]:
     return listed[0]

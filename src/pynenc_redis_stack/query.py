@@ -40,7 +40,6 @@ LOAD_KEY = ["LOAD", "1", "@__key"]
 """Load the Redis key of each document."""
 
 
-
 def tag_param(value: str) -> str:
     """Return the ``PARAMS`` form of a tag value.
 

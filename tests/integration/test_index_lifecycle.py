@@ -40,9 +40,10 @@ from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.progress import ProgressBar
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.errors import LockLostError, LockTimeoutError
 from pynenc_redis_stack.executor import index_info, is_indexing, open_cursors, pairs
 from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.lifecycle import Action, IndexState, create_command
+from pynenc_redis_stack.lifecycle import Action, IndexState, LifecycleLock, create_command
 from pynenc_redis_stack.redis_cli import redis_cli_line
 from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas, schema_dir
 from tests.conftest import RedisCli
@@ -437,6 +438,52 @@ def test_two_concurrent_migrations_create_the_new_index_once(
         "FT.ALIASUPDATE": 1,
     }
     assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())
+
+
+def test_a_held_lock_is_waited_for_then_reported_with_its_holder(
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another run holds the lock: the notice and the timeout name it; nothing is created."""
+    ns = redis_stack_namespace
+    key = Namespace(ns).lifecycle_lock()
+    redis_client.set(key, "other-host:4242:abc", px=60_000)
+    notices: list[str] = []
+    with pytest.raises(LockTimeoutError) as raised:
+        index_migrate(conf, lock_timeout=0.3, notify=notices.append)
+    assert notices == [f"waiting for {key}, held by other-host:4242:abc (another migrate or drop is running)"]
+    assert str(raised.value) == (
+        f"{key} is still held by other-host:4242:abc after 0.3 s (another `index migrate` or "
+        "`index drop` is running); nothing was changed. Run it again once that one is done."
+    )
+    assert ours(redis_client, ns) == []
+    assert redis_client.get(key) == "other-host:4242:abc"  # theirs, untouched
+
+    assert main(["index", "drop", "--yes", "--namespace", ns]) == 0  # nothing to drop: no lock needed
+    assert main(["--traceback", "index", "migrate", "--namespace", ns, "--timeout", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "LockTimeoutError" in err
+    redis_client.delete(key)
+
+
+def test_a_lock_taken_over_mid_run_stops_the_run(
+    redis_client: redis.Redis, redis_stack_namespace: str
+) -> None:
+    """The lease expired and another run took it: the next refresh raises, and release leaves
+    the other run's lock alone."""
+    namespace = Namespace(redis_stack_namespace)
+    lock = LifecycleLock(redis_client, namespace, ttl=0.03)
+    assert lock.acquire(timeout=1.0) == pytest.approx(0.0, abs=1.0)
+    assert redis_client.get(namespace.lifecycle_lock()) == lock.token
+    redis_client.set(namespace.lifecycle_lock(), "the-next-run", px=60_000)
+    end = time.monotonic() + WAIT
+    with pytest.raises(LockLostError, match="Run migrate again: it resumes where this run stopped"):
+        while time.monotonic() < end:  # refresh writes once a third of the ttl has passed
+            lock.refresh()
+    assert lock.release() is False
+    assert redis_client.get(namespace.lifecycle_lock()) == "the-next-run"
 
 
 # -- readers' cursors on the old index ------------------------------------------------------

@@ -131,7 +131,10 @@ def add_parser(subparsers: SubParsers) -> None:
         help="rebuild indexes whose definition differs from the file at the same version",
     )
     migrate_parser.add_argument(
-        "--timeout", type=positive_float, default=3600.0, help="seconds a backfill (and the lock wait) may take"
+        "--timeout",
+        type=positive_float,
+        default=3600.0,
+        help="seconds a backfill (and the lock wait) may take",
     )
     migrate_parser.add_argument(
         "--lock-ttl",
