@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import redis
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack.client import get_client, redacted_url
+from pynenc_redis_stack.client import address_options, get_client, redacted_url
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import AppImportError
 from pynenc_redis_stack.executor import (
@@ -299,15 +299,7 @@ def source_client(conf: ConfigStateBackendRedisStack, source_url: str | None) ->
     url = source_url or str(conf.redis_url or "")
     if url:
         return redis.Redis.from_url(url, protocol=2, decode_responses=True)
-    return redis.Redis(
-        host=conf.redis_host,
-        port=conf.redis_port,
-        db=conf.redis_db,
-        username=conf.redis_username or None,
-        password=conf.redis_password or None,
-        protocol=2,
-        decode_responses=True,
-    )
+    return redis.Redis(**address_options(conf), protocol=2, decode_responses=True)
 
 
 def describe_source(conf: ConfigStateBackendRedisStack, source_url: str | None) -> str:

@@ -20,11 +20,9 @@ class Terminal(io.StringIO):
 
 def test_off_a_terminal_the_bar_prints_one_line_per_tenth() -> None:
     stream = io.StringIO()
-    bar = ProgressBar(stream, width=10)
-    count = bar.counter("import-redis")
-    for done in range(0, 41):
-        count(done, 40)
-    bar.done("import-redis")
+    with ProgressBar(stream, width=10).counting("import-redis") as count:
+        for done in range(0, 41):
+            count(done, 40)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 11  # 0 %, 10 %, ... 100 %
     assert lines[0] == "import-redis [..........]   0% 0/40"

@@ -66,8 +66,7 @@ def _import(args: argparse.Namespace) -> int:
         f"import-redis: app {app_id!r} from {source} -> app {target_app!r} in namespace "
         f"{conf.redis_stack_namespace!r} ({mode})"
     )
-    bar = ProgressBar(sys.stderr)
-    try:
+    with ProgressBar(sys.stderr).counting("import-redis") as progress:
         report = admin.import_redis(
             conf,
             args.source_url,
@@ -75,10 +74,8 @@ def _import(args: argparse.Namespace) -> int:
             target_app_id=args.target_app_id,
             dry_run=args.dry_run,
             batch_size=args.batch_size,
-            progress=bar.counter("import-redis"),
+            progress=progress,
         )
-    finally:
-        bar.done("import-redis")
     print("\n".join(format_import(report)))
     if report.unrecognized:
         print("\n".join(_listed("keys of no known pynenc-redis shape, not copied", report.unrecognized)))

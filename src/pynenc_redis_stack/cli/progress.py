@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 
@@ -12,7 +13,7 @@ class ProgressBar:
     """Progress on a stream: a bar redrawn in place on a terminal, otherwise one line each time
     another tenth is done, so logs stay short.
 
-    Implements :class:`pynenc_redis_stack.executor.Progress`; :meth:`counter` adapts it to the
+    Implements :class:`pynenc_redis_stack.executor.Progress`; adapts it with :meth:`counting` to the
     ``(done, total)`` callbacks of import and prune.
 
     :param stream: Where to draw (stderr in the CLI).
@@ -55,10 +56,15 @@ class ProgressBar:
         self._last_step.pop(name, None)
         self._started.pop(name, None)
 
-    def counter(self, name: str) -> Callable[[int, int], None]:
-        """Return a ``(done, total)`` callback drawing the bar ``name`` (``done/total`` after it)."""
+    @contextlib.contextmanager
+    def counting(self, name: str) -> Iterator[Callable[[int, int], None]]:
+        """Yield a ``(done, total)`` callback drawing the bar ``name`` (``done/total`` after it);
+        the bar ends when the block does."""
 
         def draw(done: int, total: int) -> None:
             self.update(name, min(done / total, 1.0) if total else 1.0, f"{done}/{total}")
 
-        return draw
+        try:
+            yield draw
+        finally:
+            self.done(name)

@@ -90,8 +90,7 @@ def _prune(args: argparse.Namespace) -> int:
         return fail(f"refused: {exc}", EXIT_USAGE)
     mode = "dry run, nothing deleted" if args.dry_run else "deleting"
     print(f"prune: app {app_id!r} in namespace {conf.redis_stack_namespace!r}: {selection} ({mode})")
-    bar = ProgressBar(sys.stderr)
-    try:
+    with ProgressBar(sys.stderr).counting("prune") as progress:
         report = admin.prune(
             conf,
             args.older_than,
@@ -100,10 +99,8 @@ def _prune(args: argparse.Namespace) -> int:
             allow_all=args.all,
             batch_size=args.batch_size,
             now=now,
-            progress=bar.counter("prune"),
+            progress=progress,
         )
-    finally:
-        bar.done("prune")
     print("\n".join(format_prune(report)))
     return EXIT_OK
 
