@@ -1,8 +1,12 @@
 """
 Command line interface of pynenc-redis-stack (console script ``pynenc-redis-stack``).
 
-Shared pieces for the verb group modules: exit codes, the subparsers type, the handler of a
-group invoked without a verb, and the one place that turns errors into exit codes.
+The commands only parse arguments, call :mod:`pynenc_redis_stack.admin`, print its reports
+and map errors to exit codes. Shared pieces for the verb group modules: here the exit codes,
+the subparsers type, the handler of a group invoked without a verb, and the one place that
+turns errors into exit codes (:func:`guarded`, honouring ``--traceback``); in
+:mod:`~pynenc_redis_stack.cli.options` the configuration options, in
+:mod:`~pynenc_redis_stack.cli.progress` the progress bar.
 """
 
 from __future__ import annotations
