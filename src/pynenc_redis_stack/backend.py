@@ -10,8 +10,6 @@ read lists and sets the write scripts keep in the same atomic step (:mod:`relati
 from __future__ import annotations
 
 import itertools
-import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,11 +23,11 @@ from pynenc.state_backend.base_state_backend import BaseStateBackend, Invocation
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query, relations
-from pynenc_redis_stack.client import Client, connection_url, get_client, run, run_raw
+from pynenc_redis_stack.client import Client, run, run_raw
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
 from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
-from pynenc_redis_stack.lifecycle import ensure_indexes
+from pynenc_redis_stack.lifecycle import connect
 from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations, purge_app
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
@@ -48,68 +46,6 @@ if TYPE_CHECKING:
 MAX_PAGE = 10_000
 """Largest page a single query may return (Redis Stack's ``MAXSEARCHRESULTS`` and
 ``MAXAGGREGATERESULTS``; a server with lower caps is detected and followed)."""
-
-logger = logging.getLogger(__name__)
-
-_prepared: set[tuple[str, str]] = set()
-_prepared_lock = threading.Lock()
-
-
-def _prepare(
-    client: Client,
-    conf: ConfigStateBackendRedisStack,
-    namespace: Namespace,
-    schemas: Schemas,
-) -> None:
-    """Check the indexes once per process and server; later, heal them if they vanish.
-
-    Checking on every call would cost a round trip each; instead a query that finds its index
-    missing (``FLUSHALL``/``FLUSHDB``, a server restarted without persistence, a manual drop)
-    has :func:`_heal_indexes` recreate them, then is sent again once.
-    """
-    client.on_missing_index = lambda: _heal_indexes(client, conf, namespace, schemas)
-    marker = (
-        f"{connection_url(conf)}|{conf.redis_host}|{conf.redis_port}",
-        namespace.namespace,
-    )
-    with _prepared_lock:
-        if marker in _prepared:
-            return
-        ensure_indexes(
-            client,
-            namespace,
-            schemas.all(),
-            create_missing=conf.redis_stack_create_indexes,
-        )
-        _prepared.add(marker)
-
-
-def _heal_indexes(
-    client: Client,
-    conf: ConfigStateBackendRedisStack,
-    namespace: Namespace,
-    schemas: Schemas,
-) -> None:
-    """Recreate missing indexes from ``schemas/`` (a query just found one missing).
-
-    :raises IndexDefinitionMismatchError: If ``redis_stack_create_indexes`` is false (the
-        message names ``pynenc-redis-stack index migrate``), or an index differs from its file.
-    """
-    with _prepared_lock:  # one healer per process; others wait, then find the indexes there
-        created = ensure_indexes(
-            client,
-            namespace,
-            schemas.all(),
-            create_missing=conf.redis_stack_create_indexes,
-        )
-    if created:
-        logger.warning(
-            "RediSearch indexes %s were missing on %s and were recreated from schemas/. The "
-            "database was flushed, the server restarted without persistence, or the indexes were "
-            "dropped: state written before that may be lost.",
-            ", ".join(created),
-            namespace.namespace,
-        )
 
 
 def _order(listed: tuple[tuple[int, int], InvocationHistory]) -> tuple[int, int]:
@@ -153,8 +89,7 @@ class RedisStackStateBackend(BaseStateBackend):
     def client(self) -> Client:
         """The Redis client; the first access checks the server and the indexes."""
         if self._client is None:
-            client = get_client(self.conf)
-            _prepare(client, self.conf, self.namespace, self.schemas)
+            client = connect(self.conf, self.schemas)
             self._relation_sets = relations.sets_complete(client, self.keys, self.schemas, self.namespace)
             self._client = client
         return self._client
@@ -570,8 +505,7 @@ class RedisStackStateBackend(BaseStateBackend):
         conf = ConfigStateBackendRedisStack()
         namespace = Namespace(conf.redis_stack_namespace)
         schemas = load_schemas()
-        client = get_client(conf)
-        _prepare(client, conf, namespace, schemas)
+        client = connect(conf, schemas)
         request = query.Aggregate(
             namespace.alias(schemas.app_infos),
             query.Filter(schemas.app_infos),

@@ -410,15 +410,19 @@ def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
         if urlsplit(url).scheme != "unix":  # a unix socket has no TCP keepalive
             options["socket_keepalive"] = True
         return redis.ConnectionPool.from_url(url, **options)
-    return redis.ConnectionPool(
-        host=conf.redis_host,
-        port=conf.redis_port,
-        db=conf.redis_db,
-        username=conf.redis_username or None,
-        password=conf.redis_password or None,
-        socket_keepalive=True,
-        **options,  # type: ignore[arg-type]
-    )
+    return redis.ConnectionPool(socket_keepalive=True, **address_options(conf), **options)  # type: ignore[arg-type]
+
+
+def address_options(conf: ConfigRedisStack) -> dict[str, Any]:
+    """The redis-py options of a server given by ``redis_host``/``port``/``db`` and credentials
+    (pynenc-redis's settings, used when no URL is configured)."""
+    return {
+        "host": conf.redis_host,
+        "port": conf.redis_port,
+        "db": conf.redis_db,
+        "username": conf.redis_username or None,
+        "password": conf.redis_password or None,
+    }
 
 
 def get_client(conf: ConfigStateBackendRedisStack) -> Client:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -24,7 +24,7 @@ import redis
 
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.errors import BackfillError, DrainTimeoutError
-from pynenc_redis_stack.query import redis_cli_line
+from pynenc_redis_stack.redis_cli import redis_cli_line
 
 _MISSING_INDEX_WORDINGS = ("unknown index name", "no such index", "not found")
 """Server wordings of 'no such index' across RediSearch 2.8, 2.10 and Redis 8."""
@@ -74,8 +74,8 @@ type Step = Send | AwaitBackfill | AwaitDrain
 def render(step: Step) -> str:
     """Return the line a dry run prints for ``step``.
 
-    Commands are quoted for ``redis-cli`` (:func:`~pynenc_redis_stack.query.redis_cli_line`);
-    :func:`~pynenc_redis_stack.query.split_redis_cli_line` gives back the exact arguments.
+    Commands are quoted for ``redis-cli`` (:func:`~pynenc_redis_stack.redis_cli.redis_cli_line`);
+    :func:`~pynenc_redis_stack.redis_cli.split_redis_cli_line` gives back the exact arguments.
     Waits are ``#`` comments.
     """
     if isinstance(step, Send):
@@ -111,12 +111,12 @@ def list_indexes(client: redis.Redis) -> list[str]:
     return [str(name) for name in run(client, "FT._LIST")]
 
 
-def is_indexing(info: dict[str, Any]) -> bool:
+def is_indexing(info: Mapping[str, Any]) -> bool:
     """Tell whether ``FT.INFO`` shows a backfill in progress."""
     return str(info.get("indexing", "0")) not in ("0", "0.0")
 
 
-def percent_indexed(info: dict[str, Any]) -> float:
+def percent_indexed(info: Mapping[str, Any]) -> float:
     """Return ``FT.INFO``'s ``percent_indexed`` as a fraction in [0, 1]."""
     return float(info.get("percent_indexed", 1) or 0)
 
@@ -129,11 +129,11 @@ def open_cursors(info: dict[str, Any]) -> int:
 class Progress(Protocol):
     """Receives backfill progress while a live run waits."""
 
-    def update(self, index: str, fraction: float, num_docs: int) -> None:
-        """Report that ``index`` is ``fraction`` done with ``num_docs`` documents so far."""
+    def update(self, name: str, fraction: float, detail: str) -> None:
+        """Report that ``name`` is ``fraction`` done; ``detail`` says how far (``1200 docs``)."""
 
-    def done(self, index: str) -> None:
-        """Report that the wait on ``index`` is over (finished or failed)."""
+    def done(self, name: str) -> None:
+        """Report that the wait on ``name`` is over (finished or failed)."""
 
 
 class Executor(ABC):
@@ -247,7 +247,7 @@ class LiveExecutor(Executor):
                     raise BackfillError(f"{step.index} disappeared while it was being indexed")
                 num_docs = int(info.get("num_docs", 0))
                 if self.progress is not None:
-                    self.progress.update(step.index, percent_indexed(info), num_docs)
+                    self.progress.update(step.index, percent_indexed(info), f"{num_docs} docs")
                 if not is_indexing(info):
                     break
                 if time.monotonic() >= deadline:

@@ -22,7 +22,7 @@ import redis
 from pynenc.runner.runner_context import RunnerContext
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
-from pynenc_redis_stack.client import get_client, run
+from pynenc_redis_stack.client import run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import RedisStackError, check_batch_size
 from pynenc_redis_stack.import_source import (
@@ -39,7 +39,7 @@ from pynenc_redis_stack.import_source import (
     text,
 )
 from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
-from pynenc_redis_stack.lifecycle import ensure_indexes
+from pynenc_redis_stack.lifecycle import connect
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import InvocationBatch
 from pynenc_redis_stack.writes import Command, DocumentWrites, HistoryEntry, send
@@ -123,12 +123,12 @@ def _target(
         conf = target
         namespace = Namespace(str(conf.redis_stack_namespace))
 
-        def connect() -> redis.Redis:
-            client = get_client(conf)
-            ensure_indexes(client, namespace, schemas.all(), create_missing=conf.redis_stack_create_indexes)
-            return client
-
-        return _Target(namespace, schemas, namespace.for_app(target_app_id or app_id), connect)
+        return _Target(
+            namespace,
+            schemas,
+            namespace.for_app(target_app_id or app_id),
+            lambda: connect(conf, schemas, recheck=True),
+        )
     backend = target
     return _Target(
         backend.namespace,

@@ -4,6 +4,7 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
 
     <ns>:<entity>:<app>:<id>[:<id>...]   a JSON document
     <ns>:idx:<index>:v<version>           a physical RediSearch index
+    <ns>:idx:<index>:v<version>:r<k>      the k-th rebuild of a drifted index at that version
     <ns>:<index>                          the alias every query goes through
     <ns>:history-seq                      the counter ordering history entries with equal timestamps
     <ns>:history-list:<app>:<id>          a list: one invocation's history entries (get_history)
@@ -13,6 +14,7 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
                                           (children, by-event, by-workflow, by-workflow-type)
                                           is ``value`` (see relations.py)
     <ns>:relation-sets:<app>              present once the app's relation sets are complete
+    <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
 
 The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
 app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
@@ -102,9 +104,29 @@ class Namespace:
         """Return the stable name queries use for ``spec``'s index."""
         return f"{self.namespace}:{spec.name}"
 
-    def physical_index(self, spec: IndexSpec, version: int | None = None) -> str:
-        """Return the name of the versioned index behind the alias."""
-        return f"{self.namespace}:idx:{spec.name}:v{version or spec.version}"
+    def physical_index(self, spec: IndexSpec, version: int | None = None, rebuild: int = 0) -> str:
+        """Return the name of the versioned index behind the alias.
+
+        :param version: The schema version; the spec's by default.
+        :param rebuild: Which rebuild of a drifted index at that version (0: the first build).
+        """
+        name = f"{self.namespace}:idx:{spec.name}:v{version or spec.version}"
+        return f"{name}:r{rebuild}" if rebuild else name
+
+    def parse_physical_index(self, spec: IndexSpec, name: str) -> tuple[int, int] | None:
+        """Return ``(version, rebuild)`` of a physical index name of ``spec``, or None if
+        :meth:`physical_index` does not make ``name`` (another package's index).
+
+        ``<ns>:idx:<name>:v3`` is ``(3, 0)``; ``<ns>:idx:<name>:v3:r2`` is ``(3, 2)``.
+        """
+        match = re.fullmatch(re.escape(f"{self.namespace}:idx:{spec.name}:v") + r"(\d+)(?::r(\d+))?", name)
+        if match is None:
+            return None
+        return int(match.group(1)), int(match.group(2) or 0)
+
+    def lifecycle_lock(self) -> str:
+        """Return the key of the lock that serialises ``index migrate`` and ``index drop``."""
+        return f"{self.namespace}:lock:index-migrate"
 
     def prefixes(self, spec: IndexSpec) -> list[str]:
         """Return the key prefixes the index covers (``FT.CREATE ... PREFIX``)."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pynenc_redis_stack.errors import QueryError, lone_surrogate, lone_surrogate_message
+from pynenc_redis_stack.redis_cli import redis_cli_line
 from pynenc_redis_stack.schema import IndexSpec
 
 DIALECT = "2"
@@ -37,84 +38,6 @@ LOAD_DOCUMENT = ["LOAD", "3", "$", "AS", "doc"]
 
 LOAD_KEY = ["LOAD", "1", "@__key"]
 """Load the Redis key of each document."""
-
-
-_CLI_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\a": "\\a", "\b": "\\b"}
-_CLI_UNESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}
-
-
-def redis_cli_quote(arg: str) -> str:
-    r"""Quote one argument the way ``redis-cli`` splits lines (hiredis ``sdssplitargs``).
-
-    Arguments without spaces, quotes, backslashes or control characters stay bare; others are
-    double-quoted with ``\\``, ``\"``, ``\n``-style and ``\xHH`` escapes.
-    """
-    if arg and not any(c in " \"'\\" or ord(c) < 32 or ord(c) == 127 for c in arg):
-        return arg
-    out = []
-    for char in arg:
-        if char in _CLI_ESCAPES:
-            out.append(_CLI_ESCAPES[char])
-        elif ord(char) < 32 or ord(char) == 127:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def redis_cli_line(args: Sequence[str]) -> str:
-    """Return a command as one ``redis-cli`` input line."""
-    return " ".join(redis_cli_quote(arg) for arg in args)
-
-
-def split_redis_cli_line(line: str) -> list[str]:
-    """Split a line as ``redis-cli`` does (the inverse of :func:`redis_cli_line`).
-
-    Used to replay printed commands where no ``redis-cli`` binary runs (tests).
-    """
-    args: list[str] = []
-    position, length = 0, len(line)
-    while True:
-        while position < length and line[position].isspace():
-            position += 1
-        if position >= length:
-            return args
-        current: list[str] = []
-        quote = line[position] if line[position] in "\"'" else ""
-        position += 1 if quote else 0
-        while True:
-            if position >= length:
-                if quote:
-                    raise QueryError(f"unbalanced quotes in {line!r}")
-                break
-            char = line[position]
-            if quote == '"' and char == "\\" and position + 1 < length:
-                following = line[position + 1]
-                if (
-                    following == "x"
-                    and position + 3 < length
-                    and all(c in "0123456789abcdefABCDEF" for c in line[position + 2 : position + 4])
-                ):
-                    current.append(chr(int(line[position + 2 : position + 4], 16)))
-                    position += 4
-                    continue
-                current.append(_CLI_UNESCAPES.get(following, following))
-                position += 2
-                continue
-            if quote == "'" and char == "\\" and line[position + 1 : position + 2] == "'":
-                current.append("'")
-                position += 2
-                continue
-            if quote and char == quote:
-                position += 1
-                if position < length and not line[position].isspace():
-                    raise QueryError(f"closing quote must be followed by a space in {line!r}")
-                break
-            if not quote and char.isspace():
-                break
-            current.append(char)
-            position += 1
-        args.append("".join(current))
 
 
 def tag_param(value: str) -> str:
@@ -323,6 +246,10 @@ class Aggregate:
 
     def args(self, cursor_count: int | None = None) -> list[str]:
         """Return the full command; with ``cursor_count`` the reply is a cursor of that batch size."""
+        # Hand-written, not redis-py's AggregateRequest: it has no TIMEOUT (we need TIMEOUT 0,
+        # see the module docstring), it always puts its one LOAD before every other step (ours
+        # LOAD after SORTBY/FILTER, and more than once), and its build_args() leaves PARAMS out
+        # (only ft().aggregate adds them) while prepared scripts need the whole argument list.
         args = ["FT.AGGREGATE", self.index, self.filter.query_string(), *self.steps]
         if cursor_count is not None:
             args.extend(("WITHCURSOR", "COUNT", str(cursor_count)))
@@ -363,6 +290,9 @@ class Search:
 
     def args(self) -> list[str]:
         """Return the full command."""
+        # Hand-written, not redis-py's Query: Query.get_args() leaves PARAMS out (only
+        # ft().search adds them), and prepared scripts send the whole argument list from Lua
+        # with the values split out (parametrized()).
         args = ["FT.SEARCH", self.index, self.filter.query_string()]
         if self.keys_only:
             args.append("NOCONTENT")

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from itertools import batched
 
 import orjson
+import redis
 
 from pynenc_redis_stack import query
-from pynenc_redis_stack.client import Client, run
+from pynenc_redis_stack.client import run
 from pynenc_redis_stack.keys import AppKeys, Namespace
 from pynenc_redis_stack.schema import Schemas
 from pynenc_redis_stack.scripts import BACKFILL_RELATIONS, Script
@@ -39,7 +40,7 @@ BACKFILL_BATCH = 500
 _backfill = Script(BACKFILL_RELATIONS, repeatable=True)
 
 
-def sets_complete(client: Client, keys: AppKeys, schemas: Schemas, namespace: Namespace) -> bool:
+def sets_complete(client: redis.Redis, keys: AppKeys, schemas: Schemas, namespace: Namespace) -> bool:
     """Tell whether the app's relation sets hold every invocation; say so for a new app.
 
     An app without any invocation is complete by definition: every invocation it gets is
@@ -76,7 +77,7 @@ class BackfillReport:
         return sum(self.invocations.values())
 
 
-def _apps_to_fill(client: Client, namespace: Namespace, schemas: Schemas) -> Iterator[str]:
+def _apps_to_fill(client: redis.Redis, namespace: Namespace, schemas: Schemas) -> Iterator[str]:
     request = query.Aggregate(
         namespace.alias(schemas.invocations), query.Filter(schemas.invocations), query.group_by("app_id")
     )
@@ -87,7 +88,9 @@ def _apps_to_fill(client: Client, namespace: Namespace, schemas: Schemas) -> Ite
                 yield app_id
 
 
-def backfill(client: Client, namespace: Namespace, schemas: Schemas, dry_run: bool = False) -> BackfillReport:
+def backfill(
+    client: redis.Redis, namespace: Namespace, schemas: Schemas, dry_run: bool = False
+) -> BackfillReport:
     """Put every invocation of every app without complete relation sets in its sets, then mark
     the app complete. Safe to run again and alongside writers (the script reads each document
     when it adds it). With ``dry_run``, only count what would be added."""

@@ -34,14 +34,17 @@ from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 
 from pynenc_redis_stack import documents
-from pynenc_redis_stack.cli.index_commands import format_migration, index_migrate, index_status, load_config
+from pynenc_redis_stack.admin import index_migrate, index_status, load_config
+from pynenc_redis_stack.cli.index_commands import format_migration
 from pynenc_redis_stack.cli.main import main
+from pynenc_redis_stack.cli.progress import ProgressBar
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.errors import LockLostError, LockTimeoutError
 from pynenc_redis_stack.executor import index_info, is_indexing, open_cursors, pairs
 from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.lifecycle import Action, IndexState, create_command, lock_key
-from pynenc_redis_stack.query import redis_cli_line
+from pynenc_redis_stack.lifecycle import Action, IndexState, LifecycleLock, create_command
+from pynenc_redis_stack.redis_cli import redis_cli_line
 from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas, schema_dir
 from tests.conftest import RedisCli
 
@@ -227,7 +230,7 @@ def test_status_of_empty_namespace_then_migrate_then_nothing_to_do(
     assert capsys.readouterr().out.splitlines() == ["nothing to do: every index is at its schema version"]
     assert command_calls(redis_client, *watched) == before
     assert ours(redis_client, ns) == expected_indexes(ns, specs)
-    assert redis_client.exists(lock_key(Namespace(ns))) == 0  # released
+    assert redis_client.exists(Namespace(ns).lifecycle_lock()) == 0  # released
 
 
 # -- a schema change under load ------------------------------------------------------------
@@ -314,7 +317,7 @@ def test_schema_change_migrates_100k_documents_while_writers_and_readers_run(
         poll(lambda: done.value >= 2 and int(redis_client.get(f"{ns}:test:written") or 0) > 0, "workers")
         queries_before = done.value
         progress = io.StringIO()
-        report = index_migrate(conf, specs=v2_specs(), progress=progress)
+        report = index_migrate(conf, specs=v2_specs(), progress=ProgressBar(progress, quiet_seconds=1.0))
         queries_during = done.value - queries_before
         poll(lambda: done.value >= queries_before + queries_during + 3, "queries after the swap")
     finally:
@@ -437,6 +440,52 @@ def test_two_concurrent_migrations_create_the_new_index_once(
     assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())
 
 
+def test_a_held_lock_is_waited_for_then_reported_with_its_holder(
+    redis_client: redis.Redis,
+    redis_stack_namespace: str,
+    conf: ConfigStateBackendRedisStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another run holds the lock: the notice and the timeout name it; nothing is created."""
+    ns = redis_stack_namespace
+    key = Namespace(ns).lifecycle_lock()
+    redis_client.set(key, "other-host:4242:abc", px=60_000)
+    notices: list[str] = []
+    with pytest.raises(LockTimeoutError) as raised:
+        index_migrate(conf, lock_timeout=0.3, notify=notices.append)
+    assert notices == [f"waiting for {key}, held by other-host:4242:abc (another migrate or drop is running)"]
+    assert str(raised.value) == (
+        f"{key} is still held by other-host:4242:abc after 0.3 s (another `index migrate` or "
+        "`index drop` is running); nothing was changed. Run it again once that one is done."
+    )
+    assert ours(redis_client, ns) == []
+    assert redis_client.get(key) == "other-host:4242:abc"  # theirs, untouched
+
+    assert main(["index", "drop", "--yes", "--namespace", ns]) == 0  # nothing to drop: no lock needed
+    assert main(["--traceback", "index", "migrate", "--namespace", ns, "--timeout", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "LockTimeoutError" in err
+    redis_client.delete(key)
+
+
+def test_a_lock_taken_over_mid_run_stops_the_run(
+    redis_client: redis.Redis, redis_stack_namespace: str
+) -> None:
+    """The lease expired and another run took it: the next refresh raises, and release leaves
+    the other run's lock alone."""
+    namespace = Namespace(redis_stack_namespace)
+    lock = LifecycleLock(redis_client, namespace, ttl=0.03)
+    assert lock.acquire(timeout=1.0) == pytest.approx(0.0, abs=1.0)
+    assert redis_client.get(namespace.lifecycle_lock()) == lock.token
+    redis_client.set(namespace.lifecycle_lock(), "the-next-run", px=60_000)
+    end = time.monotonic() + WAIT
+    with pytest.raises(LockLostError, match="Run migrate again: it resumes where this run stopped"):
+        while time.monotonic() < end:  # refresh writes once a third of the ttl has passed
+            lock.refresh()
+    assert lock.release() is False
+    assert redis_client.get(namespace.lifecycle_lock()) == "the-next-run"
+
+
 # -- readers' cursors on the old index ------------------------------------------------------
 
 
@@ -511,13 +560,13 @@ def test_sigterm_releases_the_lock_and_a_rerun_finishes(
             lambda: (index_info(redis_client, f"{ns}:invocations") or {}).get("index_name") == new,
             "the alias switch",
         )
-        assert redis_client.get(lock_key(Namespace(ns))) is not None
+        assert redis_client.get(Namespace(ns).lifecycle_lock()) is not None
         process.send_signal(signal.SIGTERM)
         process.wait(WAIT)
     finally:
         process.kill()
     assert process.returncode == 128 + signal.SIGTERM
-    assert redis_client.exists(lock_key(Namespace(ns))) == 0  # released on the way out
+    assert redis_client.exists(Namespace(ns).lifecycle_lock()) == 0  # released on the way out
     assert ours(redis_client, ns) == sorted([*expected_indexes(ns, v2_specs()), old])  # v1 not dropped yet
 
     run(redis_client, "FT.CURSOR", "DEL", f"{ns}:invocations", str(cursor))

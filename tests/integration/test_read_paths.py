@@ -2,7 +2,7 @@
 
 - Relation lookups (children, parent event, workflow) are one ``SMEMBERS``; on a store written
   before the relation sets existed they are one ``EVALSHA`` running one ``FT.SEARCH`` (a
-  prepared query: only the values travel; past one reply, a cursor) until ``backfill``.
+  prepared query: only the values travel; past one reply, a cursor) until ``index migrate`` backfills them.
 - ``iter_history_in_timerange`` pages through time windows sized from the previous page; a
   hypothesis test throws clustered timestamps with gaps, ties and odd batch sizes at it and
   compares with the sorted truth.
@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,9 @@ from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack import relations
+from pynenc_redis_stack import admin
 from pynenc_redis_stack.backend import RedisStackStateBackend
+from pynenc_redis_stack.cli.index_commands import format_migration
 from pynenc_redis_stack.query import lua_literal
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
@@ -146,10 +148,15 @@ def test_a_store_without_relation_sets_is_read_through_the_index_until_backfille
         assert trips == 1, name
         assert sorted(ids) == expected, name
 
-    report = relations.backfill(legacy.client, legacy.namespace, legacy.schemas)
-    assert report.invocations[app_id] == 30
-    again = relations.backfill(legacy.client, legacy.namespace, legacy.schemas)
-    assert app_id not in again.invocations  # done once
+    # what an operator runs: `pynenc-redis-stack index migrate` (a dry run first)
+    dry = admin.index_migrate(legacy.conf, dry_run=True, out=io.StringIO())
+    assert dry.relation_sets is not None and dry.relation_sets.invocations[app_id] == 30
+    assert f"relation sets of app {app_id!r}: would add 30 invocations" in format_migration(dry)
+    assert not redis_client.exists(legacy.keys.relation_set("parent_invocation_id", "the-parent"))
+    report = admin.index_migrate(legacy.conf)
+    assert report.relation_sets is not None and report.relation_sets.invocations[app_id] == 30
+    again = admin.index_migrate(legacy.conf)
+    assert again.relation_sets is not None and app_id not in again.relation_sets.invocations  # done once
 
     filled = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
     measure = Measure(filled, redis_client, round_trips)

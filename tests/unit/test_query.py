@@ -141,39 +141,6 @@ def test_load_paths_and_has_value() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["FT.INFO", "pynenc:invocations"],
-        [
-            "X",
-            "a b",
-            'q"uote',
-            "it's",
-            "back\\slash",
-            "new\nline",
-            "tab\tx",
-            "\x00\x7f",
-            "",
-            "日本 ü",
-            "$.a",
-            "@f:{$p}",
-        ],
-    ],
-)
-def test_redis_cli_lines_round_trip(args: list[str]) -> None:
-    line = query.redis_cli_line(args)
-    assert "\n" not in line
-    assert query.split_redis_cli_line(line) == args
-
-
-def test_redis_cli_quoting_matches_redis_cli_examples() -> None:
-    assert query.redis_cli_line(["GET", "a b"]) == 'GET "a b"'
-    assert query.split_redis_cli_line("SET k 'it\\'s' \"x\\x41\\n\"") == ["SET", "k", "it's", "xA\n"]
-    with pytest.raises(QueryError, match="unbalanced"):
-        query.split_redis_cli_line('GET "abc')
-
-
 def test_a_field_declared_without_lookup_cannot_be_queried() -> None:
     """It may hold '' (stored, never indexed as a value): a query on it would miss those."""
     with pytest.raises(QueryError, match="'hostname' of index 'runner-contexts' is declared 'lookup: false'"):

@@ -1,14 +1,19 @@
 """
 Command line interface of pynenc-redis-stack (console script ``pynenc-redis-stack``).
 
-Shared pieces for the verb group modules: exit codes, the subparsers type, the handler of a
-group invoked without a verb, and the one place that turns errors into exit codes.
+The commands only parse arguments, call :mod:`pynenc_redis_stack.admin`, print its reports
+and map errors to exit codes. Shared pieces for the verb group modules: here the exit codes,
+the subparsers type, the handler of a group invoked without a verb, and the one place that
+turns errors into exit codes (:func:`guarded`, honouring ``--traceback``); in
+:mod:`~pynenc_redis_stack.cli.options` the configuration options, in
+:mod:`~pynenc_redis_stack.cli.progress` the progress bar.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable
 
 import redis
@@ -46,14 +51,21 @@ def fail(message: str, code: int = EXIT_FAILURE) -> int:
 
 def guarded(body: Handler) -> Handler:
     """Report configuration, connection and server errors as one line and exit code 1
-    (2 for a bad ``--app``)."""
+    (2 for a bad ``--app``); with ``--traceback``, as the full traceback instead."""
 
     def handler(args: argparse.Namespace) -> int:
         try:
             return body(args)
         except AppImportError as exc:
-            return fail(str(exc), EXIT_USAGE)
+            return _report(args, exc, EXIT_USAGE)
         except (RedisStackError, redis.RedisError, ValueError, OSError) as exc:
-            return fail(str(exc))
+            return _report(args, exc, EXIT_FAILURE)
 
     return handler
+
+
+def _report(args: argparse.Namespace, error: Exception, code: int) -> int:
+    if getattr(args, "traceback", False):
+        traceback.print_exception(error, file=sys.stderr)
+        return code
+    return fail(str(error), code)

@@ -5,7 +5,9 @@ Each verb group lives in its own module exposing ``add_parser(subparsers)``;
 it registers the group and sets ``handler`` (``args -> exit code``) on every
 verb. Add a group by appending its ``add_parser`` to ``GROUPS``.
 
-Exit codes: 0 ok, 1 server or runtime failure, 2 bad input.
+Exit codes: 0 ok, 1 server or runtime failure, 2 bad input. Errors print as one line;
+``--traceback`` (before the group: ``pynenc-redis-stack --traceback index migrate``) prints
+the full traceback instead.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pynenc-redis-stack",
         description="Tools for the pynenc Redis Stack state backend.",
+    )
+    parser.add_argument(
+        "--traceback", action="store_true", help="on an error, print the traceback instead of one line"
     )
     subparsers = parser.add_subparsers(dest="group", metavar="<group>")
     for add_group in GROUPS:

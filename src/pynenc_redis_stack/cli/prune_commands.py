@@ -19,27 +19,17 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 
-from pynenc_redis_stack import documents as docs
+from pynenc_redis_stack import admin
 from pynenc_redis_stack.cli import EXIT_OK, EXIT_USAGE, SubParsers, fail, guarded
-from pynenc_redis_stack.cli.import_commands import (
-    ProgressBar,
+from pynenc_redis_stack.cli.options import (
     app_id_from_args,
     config_from_args,
     connection_options,
     positive_int,
 )
-from pynenc_redis_stack.client import get_client
+from pynenc_redis_stack.cli.progress import ProgressBar
 from pynenc_redis_stack.errors import PruneRefusedError
-from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.lifecycle import ensure_indexes
-from pynenc_redis_stack.prune import (
-    DEFAULT_BATCH_SIZE,
-    FINAL_STATUSES,
-    PruneReport,
-    check_cutoff,
-    prune_invocations,
-)
-from pynenc_redis_stack.schema import load_schemas
+from pynenc_redis_stack.prune import DEFAULT_BATCH_SIZE, FINAL_STATUSES, PruneReport, check_cutoff
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -85,11 +75,10 @@ def _prune(args: argparse.Namespace) -> int:
     conf = config_from_args(args)
     app_id = app_id_from_args(args)
     now = datetime.now(UTC)
+    cutoff = admin.prune_cutoff(args.older_than, now)
     if args.older_than is None:
-        cutoff = docs.from_micros(docs.MAX_MICROS)  # --all alone: every invocation with a status
         selection = f"every finished invocation (status {FINISHED})"
     else:
-        cutoff = now - args.older_than
         selection = (
             f"finished invocations (status {FINISHED}) whose latest status is before "
             f"{cutoff.isoformat(timespec='seconds')}"
@@ -99,27 +88,19 @@ def _prune(args: argparse.Namespace) -> int:
         check_cutoff(cutoff, allow_all=args.all, now=now)
     except PruneRefusedError as exc:
         return fail(f"refused: {exc}", EXIT_USAGE)
-    namespace = Namespace(str(conf.redis_stack_namespace))
-    schemas = load_schemas()
-    client = get_client(conf)
-    ensure_indexes(client, namespace, schemas.all(), create_missing=conf.redis_stack_create_indexes)
     mode = "dry run, nothing deleted" if args.dry_run else "deleting"
-    print(f"prune: app {app_id!r} in namespace {namespace.namespace!r}: {selection} ({mode})")
-    bar = ProgressBar(sys.stderr, "prune")
-    try:
-        report = prune_invocations(
-            client,
-            namespace,
-            schemas,
-            app_id,
-            cutoff,
+    print(f"prune: app {app_id!r} in namespace {conf.redis_stack_namespace!r}: {selection} ({mode})")
+    with ProgressBar(sys.stderr).counting("prune") as progress:
+        report = admin.prune(
+            conf,
+            args.older_than,
+            app_id=app_id,
             dry_run=args.dry_run,
             allow_all=args.all,
             batch_size=args.batch_size,
-            progress=bar,
+            now=now,
+            progress=progress,
         )
-    finally:
-        bar.close()
     print("\n".join(format_prune(report)))
     return EXIT_OK
 
@@ -132,7 +113,7 @@ def add_parser(subparsers: SubParsers) -> None:
     """
     command = subparsers.add_parser(
         "prune",
-        parents=[connection_options()],
+        parents=[connection_options(app_id=True)],
         help="delete finished invocations whose latest status is older than a duration (retention)",
         description="Delete the app's finished invocations (final status: "
         f"{FINISHED}) whose latest status is older than --older-than, with their history, result, exception and workflow links; workflow runs and data go "

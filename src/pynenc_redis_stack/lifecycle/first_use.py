@@ -1,0 +1,129 @@
+"""Connect and check the indexes: what the backend, ``import-redis`` and ``prune`` do before
+their first command (the ``index`` verbs only connect: ``status`` must not create anything).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+import redis
+
+from pynenc_redis_stack.client import Client, connection_url, get_client
+from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.errors import BackfillError, IndexDefinitionMismatchError
+from pynenc_redis_stack.executor import AwaitBackfill, LiveExecutor
+from pynenc_redis_stack.keys import Namespace
+from pynenc_redis_stack.lifecycle.plan import plan_index
+from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
+from pynenc_redis_stack.lifecycle.status import IndexState, index_status
+from pynenc_redis_stack.schema import IndexSpec, Schemas, load_schemas
+
+logger = logging.getLogger(__name__)
+
+_checked: set[tuple[str, str]] = set()
+_checked_lock = threading.Lock()
+
+
+def connect(
+    conf: ConfigStateBackendRedisStack, schemas: Schemas | None = None, *, recheck: bool = False
+) -> Client:
+    """Return a client for ``conf`` whose server and indexes are checked (:func:`ensure_indexes`).
+
+    The indexes are checked once per process, server and namespace (checking on every call
+    would cost round trips each time); later, a query that finds its index missing
+    (``FLUSHALL``, a restart without persistence, a manual drop) has them recreated from
+    ``schemas/``, then is sent again once.
+
+    :param schemas: The index specs; the installed ``schemas/`` by default.
+    :param recheck: Check the indexes even if this process already did (one-off commands).
+    :raises IndexDefinitionMismatchError: See :func:`ensure_indexes`.
+    """
+    schemas = schemas or load_schemas()
+    namespace = Namespace(str(conf.redis_stack_namespace))
+    client = get_client(conf)
+    client.on_missing_index = lambda: _heal(client, conf, namespace, schemas)
+    marker = (f"{connection_url(conf)}|{conf.redis_host}|{conf.redis_port}", namespace.namespace)
+    with _checked_lock:
+        if recheck or marker not in _checked:
+            ensure_indexes(client, namespace, schemas.all(), create_missing=conf.redis_stack_create_indexes)
+            _checked.add(marker)
+    return client
+
+
+def _heal(client: Client, conf: ConfigStateBackendRedisStack, namespace: Namespace, schemas: Schemas) -> None:
+    """Recreate missing indexes from ``schemas/`` (a query just found one missing).
+
+    :raises IndexDefinitionMismatchError: If ``redis_stack_create_indexes`` is false (the
+        message names ``pynenc-redis-stack index migrate``), or an index differs from its file.
+    """
+    with _checked_lock:  # one healer per process; others wait, then find the indexes there
+        created = ensure_indexes(
+            client, namespace, schemas.all(), create_missing=conf.redis_stack_create_indexes
+        )
+    if created:
+        logger.warning(
+            "RediSearch indexes %s were missing on %s and were recreated from schemas/. The "
+            "database was flushed, the server restarted without persistence, or the indexes were "
+            "dropped: state written before that may be lost.",
+            ", ".join(created),
+            namespace.namespace,
+        )
+
+
+def ensure_indexes(
+    client: redis.Redis,
+    namespace: Namespace,
+    specs: Sequence[IndexSpec],
+    create_missing: bool,
+    *,
+    backfill_timeout: float = 300.0,
+) -> list[str]:
+    """Make sure every index exists and matches its spec (the backend calls this on first use).
+
+    A missing index is created with the same read, plan and executor as ``index migrate`` (no
+    lock, nothing dropped), and the call waits for its backfill: querying a half-built index
+    would return answers that are silently short.
+
+    :param create_missing: Create missing indexes; when False a missing one is an error.
+    :param backfill_timeout: Seconds to wait for a backfill.
+    :return: The physical indexes this call created (empty when all were there).
+    :raises IndexDefinitionMismatchError: If an index is missing (and may not be created),
+        outdated, drifted or still backfilling at the deadline; the backend never queries
+        such an index as if it were right.
+    """
+    snapshot = read_snapshot(client, namespace, specs)
+    executor = LiveExecutor(client, timeout=backfill_timeout)
+    failed: dict[str, str] = {}
+    waited = False
+    for spec in specs:
+        plan = plan_index(snapshot, namespace, spec, cleanup=False)
+        status = plan.status
+        try:
+            if status.live_index is None and create_missing:
+                executor.run_all(plan.steps)
+                waited = True
+            elif status.state is IndexState.BACKFILLING and status.building_index is None:
+                executor.run(AwaitBackfill(status.live_index or status.alias))
+                waited = True
+        except BackfillError as exc:
+            failed[spec.name] = f"{status.alias}: {exc}"
+    if waited:
+        snapshot = read_snapshot(client, namespace, specs)
+    problems = []
+    for spec in specs:
+        status = index_status(snapshot, namespace, spec)
+        if spec.name in failed:
+            problems.append(failed[spec.name])
+        elif status.state is not IndexState.OK:
+            problems.append(f"{status.alias}: {status.label} {status.detail}".rstrip())
+    if problems:
+        raise IndexDefinitionMismatchError(
+            "RediSearch indexes do not match schemas/: "
+            + "; ".join(problems)
+            + ". Run `pynenc-redis-stack index status` to see each one and `pynenc-redis-stack "
+            "index migrate` to create or migrate them (zero downtime; documents are kept). "
+            "Missing indexes are also created on first use when redis_stack_create_indexes is true."
+        )
+    return executor.created

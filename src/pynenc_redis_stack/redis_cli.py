@@ -1,0 +1,90 @@
+r"""Quoting and splitting ``redis-cli`` lines: what ``--dry-run`` prints, and what a
+``Request.redis_cli()`` shows, pasted into ``redis-cli`` gives back the exact arguments.
+
+Hand-written because redis-py only sends argument lists and Python's ``shlex`` follows POSIX
+shell rules, not hiredis ``sdssplitargs`` (``\xHH`` and ``\n`` escapes inside double quotes,
+``\'`` inside single quotes, a closing quote must be followed by a space).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pynenc_redis_stack.errors import QueryError
+
+_CLI_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\a": "\\a", "\b": "\\b"}
+_CLI_UNESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}
+
+
+def redis_cli_quote(arg: str) -> str:
+    r"""Quote one argument the way ``redis-cli`` splits lines (hiredis ``sdssplitargs``).
+
+    Arguments without spaces, quotes, backslashes or control characters stay bare; others are
+    double-quoted with ``\\``, ``\"``, ``\n``-style and ``\xHH`` escapes.
+    """
+    if arg and not any(c in " \"'\\" or ord(c) < 32 or ord(c) == 127 for c in arg):
+        return arg
+    out = []
+    for char in arg:
+        if char in _CLI_ESCAPES:
+            out.append(_CLI_ESCAPES[char])
+        elif ord(char) < 32 or ord(char) == 127:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def redis_cli_line(args: Sequence[str]) -> str:
+    """Return a command as one ``redis-cli`` input line."""
+    return " ".join(redis_cli_quote(arg) for arg in args)
+
+
+def split_redis_cli_line(line: str) -> list[str]:
+    """Split a line as ``redis-cli`` does (the inverse of :func:`redis_cli_line`).
+
+    Used to replay printed commands where no ``redis-cli`` binary runs (tests).
+    """
+    args: list[str] = []
+    position, length = 0, len(line)
+    while True:
+        while position < length and line[position].isspace():
+            position += 1
+        if position >= length:
+            return args
+        current: list[str] = []
+        quote = line[position] if line[position] in "\"'" else ""
+        position += 1 if quote else 0
+        while True:
+            if position >= length:
+                if quote:
+                    raise QueryError(f"unbalanced quotes in {line!r}")
+                break
+            char = line[position]
+            if quote == '"' and char == "\\" and position + 1 < length:
+                following = line[position + 1]
+                if (
+                    following == "x"
+                    and position + 3 < length
+                    and all(c in "0123456789abcdefABCDEF" for c in line[position + 2 : position + 4])
+                ):
+                    current.append(chr(int(line[position + 2 : position + 4], 16)))
+                    position += 4
+                    continue
+                current.append(_CLI_UNESCAPES.get(following, following))
+                position += 2
+                continue
+            if quote == "'" and char == "\\" and line[position + 1 : position + 2] == "'":
+                current.append("'")
+                position += 2
+                continue
+            if quote and char == quote:
+                position += 1
+                if position < length and not line[position].isspace():
+                    raise QueryError(f"closing quote must be followed by a space in {line!r}")
+                break
+            if not quote and char.isspace():
+                break
+            current.append(char)
+            position += 1
+        args.append("".join(current))
