@@ -190,7 +190,7 @@ def index_migrate(
             poll_interval=poll_interval,
             progress=progress,
         )
-    report = migrate(
+    return migrate(
         client,
         namespace,
         _specs(specs),
@@ -199,11 +199,11 @@ def index_migrate(
         lock_timeout=timeout if lock_timeout is None else lock_timeout,
         lock_ttl=lock_ttl,
         notify=notify,
-    )
-    if report.ok:
         # Data the indexes do not cover: stores written before 0.3 get their relation sets.
-        report.relation_sets = relations.backfill(client, namespace, load_schemas(), dry_run=dry_run)
-    return report
+        fill=lambda heartbeat: relations.backfill(
+            client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
+        ),
+    )
 
 
 def index_drop(

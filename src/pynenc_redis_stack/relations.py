@@ -18,15 +18,15 @@ app in its sets and written the app's completeness key, the backend answers thro
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import batched
 
 import orjson
 import redis
 
 from pynenc_redis_stack import query
 from pynenc_redis_stack.client import run
+from pynenc_redis_stack.executor import index_info
 from pynenc_redis_stack.keys import AppKeys, Namespace
 from pynenc_redis_stack.schema import Schemas
 from pynenc_redis_stack.scripts import BACKFILL_RELATIONS, Script
@@ -89,32 +89,39 @@ def _apps_to_fill(client: redis.Redis, namespace: Namespace, schemas: Schemas) -
 
 
 def backfill(
-    client: redis.Redis, namespace: Namespace, schemas: Schemas, dry_run: bool = False
+    client: redis.Redis,
+    namespace: Namespace,
+    schemas: Schemas,
+    dry_run: bool = False,
+    heartbeat: Callable[[], None] | None = None,
 ) -> BackfillReport:
     """Put every invocation of every app without complete relation sets in its sets, then mark
     the app complete. Safe to run again and alongside writers (the script reads each document
-    when it adds it). With ``dry_run``, only count what would be added."""
+    when it adds it). With ``dry_run``, only count what would be added.
+
+    :param heartbeat: Called after every batch (``index migrate`` keeps its lock alive).
+    """
     report = BackfillReport()
     spec = schemas.invocations
+    if index_info(client, namespace.alias(spec)) is None:
+        return report  # no index yet (a dry run before creating it): no invocation to find
     for app_id in list(_apps_to_fill(client, namespace, schemas)):
         keys = namespace.for_app(app_id)
         request = query.Aggregate(
             namespace.alias(spec), query.where(spec, app_id), query.load_fields("invocation_id")
         )
+        prefixes = orjson.dumps(keys.relation_prefixes()).decode()
         count = 0
         for rows in iter_cursor(client, request, BACKFILL_BATCH):
-            for batch in batched(rows, BACKFILL_BATCH):
-                ids = [str(row["invocation_id"]) for row in batch]
-                if dry_run:
-                    count += len(ids)
-                    continue
-                pipe = client.pipeline(transaction=False)
-                invocation_keys = [keys.invocation(invocation_id) for invocation_id in ids]
-                count += int(
-                    _backfill.run_in(
-                        pipe, invocation_keys, [orjson.dumps(keys.relation_prefixes()).decode(), *ids]
-                    )[-1]
-                )
+            ids = [str(row["invocation_id"]) for row in rows]
+            if dry_run:
+                count += len(ids)
+                continue
+            invocation_keys = [keys.invocation(invocation_id) for invocation_id in ids]
+            replies = _backfill.run_in(client.pipeline(transaction=False), invocation_keys, [prefixes, *ids])
+            count += int(replies[-1])
+            if heartbeat is not None:
+                heartbeat()
         if not dry_run:
             run(client, "SET", keys.relation_sets_complete(), "1")
         report.invocations[app_id] = count

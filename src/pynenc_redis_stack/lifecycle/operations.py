@@ -141,6 +141,7 @@ def migrate(
     lock_timeout: float = 3600.0,
     lock_ttl: float = 30.0,
     notify: Callable[[str], None] | None = None,
+    fill: Callable[[Callable[[], None]], BackfillReport] | None = None,
 ) -> MigrationReport:
     """Bring every index to its schema file's version with zero downtime.
 
@@ -159,6 +160,8 @@ def migrate(
     :param lock_timeout: Seconds to wait for another run's lock.
     :param lock_ttl: Lease of the lock; how long a killed run blocks the next one.
     :param notify: Receives human-readable notices (waiting for the lock).
+    :param fill: The data step (:func:`pynenc_redis_stack.relations.backfill`), run under the
+        lock once every index is done, with the lock's refresh as its heartbeat.
     :raises LockTimeoutError: If another run holds the lock past ``lock_timeout``.
     :raises LockLostError: If the lock was lost mid-run (nothing more is changed).
     """
@@ -166,7 +169,8 @@ def migrate(
         plans = plan_all(
             read_snapshot(client, namespace, specs), namespace, specs, rebuild_drifted=rebuild_drifted
         )
-        return MigrationReport(True, [_execute(plan, executor) for plan in plans])
+        results = [_execute(plan, executor) for plan in plans]
+        return MigrationReport(True, results, relation_sets=fill(_no_heartbeat) if fill else None)
     lock = LifecycleLock(client, namespace, ttl=lock_ttl)
 
     def waiting(holder: str) -> None:
@@ -184,9 +188,14 @@ def migrate(
             results.append(_execute(plan, executor))
             lock.refresh()
         final = inspect_indexes(client, namespace, specs)
+        filled = fill(lock.refresh) if fill and all(result.ok for result in results) else None
     finally:
         lock.release()
-    return MigrationReport(False, results, lock_wait=waited, final=final)
+    return MigrationReport(False, results, lock_wait=waited, final=final, relation_sets=filled)
+
+
+def _no_heartbeat() -> None:
+    """A dry run holds no lock to keep alive."""
 
 
 @dataclass
