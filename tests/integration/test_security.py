@@ -24,10 +24,11 @@ from pynenc import Pynenc, PynencBuilder
 from pynenc.app import AppInfo
 
 from pynenc_redis_stack.cli.main import main
-from pynenc_redis_stack.client import acl_rule, run
+from pynenc_redis_stack.client import run
 from pynenc_redis_stack.errors import EmbeddedServerError, MissingPermissionError
 from pynenc_redis_stack.schema import schema_dir
 from pynenc_redis_stack.server import EmbeddedRedisStack
+from pynenc_redis_stack.server_check import acl_rule
 from tests.integration.tls import Certificates, TlsTerminator, make_certificates
 
 CLI = Path(sys.executable).parent / "pynenc-redis-stack"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from pynenc_redis_stack.client import _tls_options, acl_rule, redacted_url
+from pynenc_redis_stack.client import _tls_options, redacted_url
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.server_check import acl_rule
 
 
 @pytest.mark.parametrize(

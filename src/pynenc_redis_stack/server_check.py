@@ -1,0 +1,153 @@
+"""What this package needs of a Redis server, checked once per connection settings: database 0,
+the search and JSON modules, and (for an ACL user) every command it sends, on the namespace's
+keys. :func:`acl_rule` is the least-privilege rule an operator grants."""
+
+from __future__ import annotations
+
+import redis
+
+from pynenc_redis_stack.client import run
+from pynenc_redis_stack.errors import MissingPermissionError, ServerNotSupportedError
+
+SUPPORTED_SERVERS = "Redis Stack >= 7.2 (RediSearch >= 2.8, RedisJSON >= 2.6) or Redis 8.x"
+
+# Every command this package sends (prepared FT.SEARCH scripts, history lists, relation
+# sets and prune's pending-workflow set included), with the arguments the ACL check needs (key
+# positions hold a key of the namespace). Redis Stack 7.x modules register no ACL category and Redis 8
+# files them under @read/@write with everything else, so the least-privilege rule names them.
+REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("FT._LIST",),
+    ("FT.INFO", "{key}"),
+    ("FT.CREATE", "{key}"),
+    ("FT.DROPINDEX", "{key}"),
+    ("FT.ALIASADD", "{key}", "{key}"),
+    ("FT.ALIASUPDATE", "{key}", "{key}"),
+    ("FT.AGGREGATE", "{key}", "*"),
+    ("FT.SEARCH", "{key}", "*"),
+    ("FT.CURSOR", "READ", "{key}", "0"),
+    ("FT.CURSOR", "DEL", "{key}", "0"),
+    ("JSON.SET", "{key}", "$", "1"),
+    ("JSON.GET", "{key}"),
+    ("JSON.MGET", "{key}", "$"),
+    ("JSON.MERGE", "{key}", "$", "1"),
+    ("JSON.TYPE", "{key}"),
+    ("EVAL", "return 1", "0"),
+    ("EVALSHA", "0", "0"),
+    ("SCRIPT", "LOAD", "return 1"),
+    ("GET", "{key}"),
+    ("SET", "{key}", "1"),
+    ("DEL", "{key}"),
+    ("UNLINK", "{key}"),
+    ("EXISTS", "{key}"),
+    ("INCR", "{key}"),
+    ("RPUSH", "{key}", "1"),
+    ("LRANGE", "{key}", "0", "-1"),
+    ("SADD", "{key}", "1"),
+    ("SMEMBERS", "{key}"),
+    ("SINTER", "{key}", "{key}"),
+    ("SSCAN", "{key}", "0"),
+    ("SREM", "{key}", "1"),
+    ("PEXPIRE", "{key}", "1"),
+    ("MULTI",),
+    ("EXEC",),
+    ("DISCARD",),
+    ("PING",),
+)
+
+# One round trip checks every command above as the connected user, without running any:
+# redis.acl_check_cmd (Redis >= 7.0) answers false for a refused command or key.
+_ACL_PROBE = """
+local denied = {}
+local i = 1
+while i <= #ARGV do
+  local count = tonumber(ARGV[i])
+  local command = {unpack(ARGV, i + 1, i + count)}
+  if not redis.acl_check_cmd(unpack(command)) then
+    local named = (command[1] == 'FT.CURSOR' or command[1] == 'SCRIPT') and 2 or 1
+    table.insert(denied, table.concat(command, ' ', 1, named))
+  end
+  i = i + count + 1
+end
+return denied
+"""
+
+
+def _acl_command_name(command: tuple[str, ...]) -> str:
+    """``SCRIPT LOAD`` is granted as a subcommand (``script|load``, not all of ``SCRIPT``);
+    ``FT.CURSOR`` as a whole (the search module declares no subcommands)."""
+    if command[0] == "SCRIPT":
+        return f"{command[0]}|{command[1]}".lower()
+    return command[0].lower()
+
+
+def acl_rule(namespace: str) -> str:
+    """Return the least-privilege ACL rule for a user of ``namespace`` (keys, index names and
+    aliases all start with ``<namespace>:``), for ``ACL SETUSER <user> on >password <rule>``."""
+    commands = dict.fromkeys(_acl_command_name(command) for command in REQUIRED_COMMANDS)
+    # CLIENT SETINFO: redis-py names itself on connect (refusal is ignored, but logged by ACL LOG).
+    granted = " ".join(f"+{name}" for name in [*commands, "client|setinfo"])
+    return f"resetkeys ~{namespace}:* resetchannels -@all {granted}"
+
+
+def check_server(client: redis.Redis, namespace: str) -> None:
+    """Refuse a server this backend cannot use, naming what is missing and the fix.
+
+    :param namespace: The ``redis_stack_namespace``: the probes touch only its keys, so a
+        user limited to ``~<namespace>:*`` passes.
+    :raises ServerNotSupportedError: If the database is not 0 or a module is missing.
+    :raises MissingPermissionError: If the ACL user lacks a command or key pattern it needs.
+    """
+    db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+    if db != 0:
+        raise ServerNotSupportedError(
+            f"redis_db is {db}, but RediSearch indexes exist only in database 0 "
+            "(FT.CREATE refuses other databases). Use database 0, and a distinct "
+            "redis_stack_namespace to share a server between deployments."
+        )
+    pipe = client.pipeline(transaction=False)
+    run(pipe, "FT._LIST")
+    run(pipe, "JSON.TYPE", f"{namespace}:module-probe")
+    search_reply, json_reply = pipe.execute(raise_on_error=False)
+    missing = [
+        name
+        for name, reply in (
+            ("search (RediSearch)", search_reply),
+            ("JSON (RedisJSON)", json_reply),
+        )
+        if isinstance(reply, redis.ResponseError) and "unknown command" in str(reply).lower()
+    ]
+    if missing:
+        raise ServerNotSupportedError(
+            f"the Redis server lacks the {' and '.join(missing)} module; "
+            f"this backend needs {SUPPORTED_SERVERS}. For development run "
+            "`pynenc-redis-stack server start`."
+        )
+    probes = (("FT._LIST", search_reply), (f"JSON.TYPE {namespace}:module-probe", json_reply))
+    for probe, reply in probes:
+        if isinstance(reply, redis.exceptions.NoPermissionError):
+            raise _missing_permission(namespace, f"{probe}: {reply}")
+        if isinstance(reply, Exception):
+            raise ServerNotSupportedError(f"could not check the server's modules: {reply}")
+    _check_permissions(client, namespace)
+
+
+def _check_permissions(client: redis.Redis, namespace: str) -> None:
+    """Check every command of :data:`REQUIRED_COMMANDS` on a namespace key as this user."""
+    probe_key = f"{namespace}:acl-probe"
+    args: list[str] = []
+    for command in REQUIRED_COMMANDS:
+        args += [str(len(command)), *(probe_key if part == "{key}" else part for part in command)]
+    try:
+        denied = run(client, "EVAL", _ACL_PROBE, 0, *args)
+    except redis.exceptions.NoPermissionError as exc:
+        raise _missing_permission(namespace, str(exc)) from exc
+    if denied:
+        raise _missing_permission(namespace, f"refused {', '.join(denied)} on keys like {probe_key!r}")
+
+
+def _missing_permission(namespace: str, refusal: str) -> MissingPermissionError:
+    return MissingPermissionError(
+        f"the Redis ACL user may not run what this backend needs ({refusal}). Grant it the "
+        f"least-privilege rule for namespace {namespace!r}: "
+        f"ACL SETUSER <user> on ><password> {acl_rule(namespace)}"
+    )
