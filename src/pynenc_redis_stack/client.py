@@ -369,7 +369,8 @@ def get_client(conf: ConfigStateBackendRedisStack) -> Client:
     # Checked per namespace too: ACL key patterns may allow one namespace and not another.
     checked = (*key, namespace)
     if checked not in _CHECKED:
-        from pynenc_redis_stack.server_check import check_server  # noqa: PLC0415  (it sends through run())
+        # imported here, not at the top: server_check imports run() from this module
+        from pynenc_redis_stack.server_check import check_server
 
         check_server(client, namespace)
         with _LOCK:
