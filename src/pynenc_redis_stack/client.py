@@ -19,7 +19,7 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from pynenc_redis_stack.conf import ConfigRedisStack, ConfigStateBackendRedisStack
+from pynenc_redis_stack.conf import ConfigRedisStack, ConfigRedisStackKeyspace
 from pynenc_redis_stack.errors import MissingPermissionError, ServerNotSupportedError, ServerOutOfMemoryError
 
 _POOLS: dict[tuple[object, ...], redis.ConnectionPool] = {}
@@ -399,7 +399,7 @@ def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
     )
 
 
-def get_client(conf: ConfigStateBackendRedisStack) -> Client:
+def get_client(conf: ConfigRedisStackKeyspace) -> Client:
     """Return a client on the pool for ``conf``, checking the server on first use.
 
     Each call returns a new :class:`Client` (sharing the pool), so each caller may set its

@@ -63,3 +63,17 @@ def app_combination_instance(
     app = Pynenc()
     app.state_backend.purge()  # a rerun of the same test id starts clean
     return app
+
+
+@pytest.fixture
+def orchestrator_app_instance(request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_path: str) -> Pynenc:
+    """A pynenc app whose orchestrator and state backend are this package's (broker, trigger
+    and client data store: pynenc's SQLite ones)."""
+    return (
+        PynencBuilder()
+        .app_id(unique_app_id(request))
+        .sqlite(sqlite_db_path=temp_sqlite_db_path)
+        .redis_stack(url=redis_url)
+        .redis_stack_orchestrator()
+        .build()
+    )

@@ -1,0 +1,10 @@
+"""pynenc's integration orchestrator suite, unmodified, on RedisStackOrchestrator."""
+
+import pytest
+from pynenc import Pynenc
+from pynenc_tests.integration.orchestrator.all_tests import *
+
+
+@pytest.fixture
+def app_instance(orchestrator_app_instance: Pynenc) -> Pynenc:
+    return orchestrator_app_instance
