@@ -136,7 +136,7 @@ class OrchestratorStore:
         return [row["__key"] for row in fetch_all(self.client, request, self.batch_size)]
 
     def count(self, spec: IndexSpec, request_filter: query.Filter) -> int:
-        """Return the number of documents matching ``request_filter`` (exact: ``DIALECT 2``)."""
+        """Return the number of documents matching ``request_filter`` (the exact total the server reports)."""
         if request_filter.matches_nothing:
             return 0
         return int(run(self.client, *query.Search(self.alias(spec), request_filter, 0, keys_only=True).args())[0])
