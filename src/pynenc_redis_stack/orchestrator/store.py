@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -47,8 +48,12 @@ class OrchestratorSchemas:
     executions: IndexSpec
 
     @classmethod
-    def load(cls) -> OrchestratorSchemas:
-        folder = schema_dir()
+    def load(cls, directory: Path | None = None) -> OrchestratorSchemas:
+        """Load the four schema files (from ``directory``, default the installed ones).
+
+        :raises SchemaError: If a file is invalid.
+        """
+        folder = directory or schema_dir()
         return cls(
             invocations=load_spec(folder / "orchestrator_invocations.yaml"),
             waits=load_spec(folder / "orchestrator_waits.yaml"),
