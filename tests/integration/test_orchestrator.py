@@ -35,6 +35,7 @@ from pynenc_tests.conftest import MockPynenc
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
+from tests.integration.conftest import RoundTrips, commandstats, delta
 
 HOSTILE = ["a-b.c:d", "{x}|y", "@id*?", "say \"hi\" it's", "with  spaces ", "ünï©ødé ✓", "x} | @status:{pending", "a\\b"]
 """Identifiers that break unescaped tag queries, key parsing or quoting."""
@@ -378,3 +379,40 @@ def test_answers_stay_complete_on_a_server_with_low_result_caps(
     assert orch.get_invocation_ids_paginated(limit=15, offset=40) == newest_first[40:55]
     assert sorted(orch._get_running_invocations_for_recovery(600)) == ids[:40]
     assert len(orch.get_active_runners()) == 30
+
+
+# -- round trips ----------------------------------------------------------------------------
+
+
+def test_hot_paths_are_one_or_two_round_trips(
+    app: Pynenc, redis_client: redis.Redis, round_trips: RoundTrips
+) -> None:
+    """What every runner does per invocation costs one round trip per step (two for a status
+    change: the read its validation needs, then the compare-and-set script)."""
+    orch = orchestrator(app)
+    orch._register_new_invocations([invocation("warm-up")])  # indexes checked, scripts loaded
+    orch._atomic_status_transition(InvocationId("warm-up"), InvocationStatus.PENDING, "r")
+    orch.register_runner_heartbeats(["r"])
+    list(orch.get_existing_invocations(add, statuses=[InvocationStatus.RUNNING]))
+
+    def measured(action: Any) -> tuple[dict[str, int], int]:
+        orch.store.client.ping()  # the pooled connection's health check happens here
+        before = commandstats(redis_client)
+        with round_trips.counting():
+            action()
+        return delta(before, commandstats(redis_client)), round_trips.count
+
+    fifty = [invocation(f"i{n}") for n in range(50)]  # creating one stores it in the state backend
+    commands, trips = measured(lambda: orch._register_new_invocations(fifty))
+    assert (commands["evalsha"], trips) == (1, 1)
+    assert commands["json.set"] == 50
+    commands, trips = measured(
+        lambda: orch._atomic_status_transition(InvocationId("i7"), InvocationStatus.PENDING, "r")
+    )
+    assert (commands["json.get"] >= 1, commands["evalsha"], trips) == (True, 1, 2)
+    commands, trips = measured(lambda: orch.register_runner_heartbeats([f"r{n}" for n in range(20)]))
+    assert (commands["evalsha"], trips) == (1, 1)
+    commands, trips = measured(
+        lambda: list(orch.get_existing_invocations(add, {"x": '"1"'}, [InvocationStatus.REGISTERED]))
+    )
+    assert (commands, trips) == ({"ft.search": 1}, 1)
