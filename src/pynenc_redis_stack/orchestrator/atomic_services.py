@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 RUNNING = str(AtomicServiceExecutionStatus.RUNNING)
 
 RUNNING_SEEN = 100
-"""Running executions the admission script looks at (there is at most one; the margin lets
-it recognise its own run among leftovers of an older version)."""
+"""Running executions the admission script looks at: the script admits none while one runs,
+so there is at most one; the margin only matters if an operator wrote more by hand."""
 
 
 def execution_of(document: Document) -> AtomicServiceExecution:
