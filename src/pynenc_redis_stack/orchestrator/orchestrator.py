@@ -29,6 +29,7 @@ from pynenc.orchestrator.atomic_service import (
 )
 from pynenc.orchestrator.base_orchestrator import BaseBlockingControl, BaseOrchestrator
 
+from pynenc_redis_stack import query
 from pynenc_redis_stack.conf import ConfigOrchestratorRedisStack
 from pynenc_redis_stack.documents import dumps, from_micros, validated
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
@@ -106,7 +107,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
     def _ids(self, **tags: str) -> list[InvocationId]:
         return self._ids_of(self.store.where(self.store.schemas.invocations, **tags))
 
-    def _ids_of(self, request_filter: Any) -> list[InvocationId]:
+    def _ids_of(self, request_filter: query.Filter) -> list[InvocationId]:
         keys = self.store.matching_keys(self.store.schemas.invocations, request_filter)
         return [InvocationId(i) for i in self.store.keys.orchestrator_invocation_ids_of(keys)]
 
@@ -234,7 +235,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
     def get_call_invocation_ids(self, call_id: CallId) -> Iterator[InvocationId]:
         yield from self._ids(call_id_key=call_id.key)
 
-    def _filter(self, task_id: TaskId | None, statuses: list[InvocationStatus] | None) -> Any:
+    def _filter(self, task_id: TaskId | None, statuses: list[InvocationStatus] | None) -> query.Filter:
         request_filter = self.store.where(self.store.schemas.invocations)
         if task_id:
             request_filter.tag("task_id_key", task_id.key)
