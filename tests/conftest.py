@@ -55,10 +55,31 @@ DESELECTED = {
 }
 
 
+ORCHESTRATOR_COMBINATIONS = "test_pynenc_combinations_orchestrator.py"
+"""pynenc's combinations suite with RedisStackOrchestrator: by default only its ThreadRunner
+combination runs (the process-based runners start a Python process per invocation or worker,
+which would add about as long as the SQLite combinations take); ``--all-orchestrator-combinations``
+runs every runner."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--all-orchestrator-combinations",
+        action="store_true",
+        help=f"run {ORCHESTRATOR_COMBINATIONS} with every runner, not only ThreadRunner",
+    )
+
+
 def _deselection_reason(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     combination = callspec.params.get("app_combination_instance") if callspec else None
     runner = type(None) if combination is None else combination.runner
+    if (
+        item.path.name == ORCHESTRATOR_COMBINATIONS
+        and runner.__name__ != "ThreadRunner"
+        and not item.config.getoption("--all-orchestrator-combinations")
+    ):
+        return "process-based runners with RedisStackOrchestrator run with --all-orchestrator-combinations"
     return DESELECTED.get((getattr(item, "originalname", item.name), runner.__name__))
 
 

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from pynenc.builder import PynencBuilder
 
 STATE_BACKEND_CLS = "RedisStackStateBackend"
+ORCHESTRATOR_CLS = "RedisStackOrchestrator"
 
 
 class RedisStackBuilderPlugin:
@@ -20,7 +21,9 @@ class RedisStackBuilderPlugin:
         :param builder_class: The PynencBuilder class to extend.
         """
         builder_class.register_plugin_method("redis_stack", redis_stack)
+        builder_class.register_plugin_method("redis_stack_orchestrator", redis_stack_orchestrator)
         builder_class.register_plugin_validator(keep_redis_stack_state_backend)
+        builder_class.register_plugin_validator(keep_redis_stack_orchestrator)
 
 
 def redis_stack(
@@ -58,6 +61,23 @@ def redis_stack(
     return builder
 
 
+def redis_stack_orchestrator(builder: PynencBuilder) -> PynencBuilder:
+    """Use :class:`~pynenc_redis_stack.orchestrator.RedisStackOrchestrator` as the orchestrator.
+
+    It connects with the same settings as the state backend (``.redis_stack(url=...)``, or
+    ``redis_url`` / ``redis_stack_url`` and the namespace from the configuration); the other
+    components stay as other builder calls set them.
+
+    :param builder: The builder.
+    :return: The builder, for chaining.
+    """
+    if not builder._config.get("redis_url"):
+        builder._config.setdefault("redis_host", "localhost")
+    builder._config["redis_stack_orchestrator_selected"] = True
+    builder._config["orchestrator_cls"] = ORCHESTRATOR_CLS
+    return builder
+
+
 def _check_url(url: str) -> None:
     import redis
 
@@ -75,3 +95,9 @@ def keep_redis_stack_state_backend(config: dict[str, Any]) -> None:
     """Re-select this backend if a later builder call (``.sqlite()``, ``.redis()``) replaced it."""
     if config.get("redis_stack_selected"):
         config["state_backend_cls"] = STATE_BACKEND_CLS
+
+
+def keep_redis_stack_orchestrator(config: dict[str, Any]) -> None:
+    """Re-select this orchestrator if a later builder call (``.sqlite()``, ``.memory()``) replaced it."""
+    if config.get("redis_stack_orchestrator_selected"):
+        config["orchestrator_cls"] = ORCHESTRATOR_CLS

@@ -20,7 +20,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.client import NEVER_DECODE
 from redis.retry import Retry
 
-from pynenc_redis_stack.conf import ConfigRedisStack, ConfigStateBackendRedisStack
+from pynenc_redis_stack.conf import ConfigRedisStack, ConfigRedisStackKeyspace
 from pynenc_redis_stack.errors import ServerOutOfMemoryError
 
 _POOLS: dict[tuple[object, ...], redis.ConnectionPool] = {}
@@ -347,7 +347,7 @@ def address_options(conf: ConfigRedisStack) -> dict[str, Any]:
     }
 
 
-def get_client(conf: ConfigStateBackendRedisStack) -> Client:
+def get_client(conf: ConfigRedisStackKeyspace) -> Client:
     """Return a client on the pool for ``conf``, checking the server on first use.
 
     Each call returns a new :class:`Client` (sharing the pool), so each caller may set its

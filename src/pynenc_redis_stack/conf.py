@@ -7,6 +7,7 @@ overrides it for this backend alone.
 
 from cistell import ConfigField
 from pynenc.conf.config_base import ConfigPynencBase
+from pynenc.conf.config_orchestrator import ConfigOrchestrator
 from pynenc.conf.config_state_backend import ConfigStateBackend
 
 
@@ -83,8 +84,8 @@ class ConfigRedisStack(ConfigPynencBase):
     redis_pool_health_check_interval = ConfigField(30.0)
 
 
-class ConfigStateBackendRedisStack(ConfigStateBackend, ConfigRedisStack):
-    """Configuration of :class:`~pynenc_redis_stack.backend.RedisStackStateBackend`.
+class ConfigRedisStackKeyspace(ConfigRedisStack):
+    """Connection plus the keys and indexes every component of this package shares.
 
     :cvar ConfigField[str] redis_stack_namespace:
         First segment of every key and index name (``pynenc:invocation:...``). Two
@@ -95,12 +96,30 @@ class ConfigStateBackendRedisStack(ConfigStateBackend, ConfigRedisStack):
     :cvar ConfigField[int] redis_stack_batch_size:
         Rows fetched per round trip by lookups that stream (cursor reads and seek pages).
         At most 10000, Redis Stack's ``MAXAGGREGATERESULTS``.
-    :cvar ConfigField[bool] redis_stack_selected:
-        Set by ``PynencBuilder.redis_stack``; keeps this backend selected whatever other
-        builder calls come after.
     """
 
     redis_stack_namespace = ConfigField("pynenc")
     redis_stack_create_indexes = ConfigField(True)
     redis_stack_batch_size = ConfigField(1000)
+
+
+class ConfigStateBackendRedisStack(ConfigStateBackend, ConfigRedisStackKeyspace):
+    """Configuration of :class:`~pynenc_redis_stack.backend.RedisStackStateBackend`.
+
+    :cvar ConfigField[bool] redis_stack_selected:
+        Set by ``PynencBuilder.redis_stack``; keeps this backend selected whatever other
+        builder calls come after.
+    """
+
     redis_stack_selected = ConfigField(False)
+
+
+class ConfigOrchestratorRedisStack(ConfigOrchestrator, ConfigRedisStackKeyspace):
+    """Configuration of :class:`~pynenc_redis_stack.orchestrator.RedisStackOrchestrator`.
+
+    :cvar ConfigField[bool] redis_stack_orchestrator_selected:
+        Set by ``PynencBuilder.redis_stack_orchestrator``; keeps this orchestrator selected
+        whatever other builder calls come after.
+    """
+
+    redis_stack_orchestrator_selected = ConfigField(False)

@@ -15,6 +15,7 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
                                           is ``value`` (see relations.py)
     <ns>:relation-sets:<app>              present once the app's relation sets are complete
     <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
+    <ns>:orchestrator-seq                 the counter ordering orchestrator registrations
 
 The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
 app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
@@ -68,6 +69,12 @@ RELATIONS = {
 }
 """The invocation fields whose values key a relation set (of invocation ids), and the entity
 segment of those sets' keys."""
+
+# The orchestrator's documents (RedisStackOrchestrator; indexed by its own schemas).
+_ORCHESTRATOR_INVOCATION = "orchestrator-invocation"
+_ORCHESTRATOR_WAIT = "orchestrator-wait"
+_RUNNER_HEARTBEAT = "runner-heartbeat"
+_ATOMIC_SERVICE_EXECUTION = "atomic-service-execution"
 
 
 def encode_segment(value: str) -> str:
@@ -135,6 +142,10 @@ class Namespace:
     def history_seq(self) -> str:
         """Return the counter key that orders history entries of equal timestamp."""
         return f"{self.namespace}:history-seq"
+
+    def orchestrator_seq(self) -> str:
+        """Return the counter that orders orchestrator registrations (newest-first pages)."""
+        return f"{self.namespace}:orchestrator-seq"
 
     def for_app(self, app_id: str) -> AppKeys:
         """Return the key builder of one app."""
@@ -218,3 +229,23 @@ class AppKeys:
     def prune_pending_workflows(self) -> str:
         """Return the set of workflows whose collection a prune run still owes (see prune.py)."""
         return self._key(_PRUNE_PENDING_WORKFLOWS)
+
+    # -- the orchestrator's documents ----------------------------------------------------
+
+    def orchestrator_invocation(self, invocation_id: str) -> str:
+        return self._key(_ORCHESTRATOR_INVOCATION, invocation_id)
+
+    def orchestrator_invocation_ids_of(self, keys: list[str]) -> list[str]:
+        """Return the invocation ids of this app's orchestrator invocation keys."""
+        start = len(self._key(_ORCHESTRATOR_INVOCATION, ""))
+        return [decode_segment(key[start:]) for key in keys]
+
+    def orchestrator_wait(self, waiter_id: str, waited_id: str) -> str:
+        """The blocking edge ``waiter_id`` waits for ``waited_id``."""
+        return self._key(_ORCHESTRATOR_WAIT, waiter_id, waited_id)
+
+    def runner_heartbeat(self, runner_id: str) -> str:
+        return self._key(_RUNNER_HEARTBEAT, runner_id)
+
+    def atomic_service_execution(self, run_id: str) -> str:
+        return self._key(_ATOMIC_SERVICE_EXECUTION, run_id)

@@ -180,6 +180,36 @@ class Filter:
         self.clauses.append("(" + " | ".join(f"@{f}:{{{union}}}" for f in fields) + ")")
         return self
 
+    def at_most(self, name: str, bound: int) -> Filter:
+        """Require ``@name <= bound``."""
+        field_name = self._field(name, "numeric")
+        self.clauses.append(f"@{field_name}:[-inf {self._param(str(bound))}]")
+        return self
+
+    def at_least(self, name: str, bound: int) -> Filter:
+        """Require ``@name >= bound``."""
+        field_name = self._field(name, "numeric")
+        self.clauses.append(f"@{field_name}:[{self._param(str(bound))} +inf]")
+        return self
+
+    def either(self, *builds: Callable[[Filter], Filter]) -> Filter:
+        """Require that the clauses of at least one of ``builds`` all hold: ``((a b) | (c))``.
+
+        Alternatives that match nothing are dropped; with none left the filter matches nothing.
+        """
+        alternatives = []
+        for build in builds:
+            inner = Filter(self.spec, params=self.params)  # shares the $p numbering
+            build(inner)
+            if inner.matches_nothing:
+                continue
+            alternatives.append("(" + (" ".join(inner.clauses) or "*") + ")")
+        if not alternatives:
+            self.matches_nothing = True
+            return self
+        self.clauses.append("(" + " | ".join(alternatives) + ")")
+        return self
+
     def before(self, name: str, bound: int) -> Filter:
         """Require ``@name < bound`` (documents without the field do not match)."""
         field_name = self._field(name, "numeric")
@@ -304,6 +334,47 @@ class Search:
     def parametrized(self) -> Parametrized:
         """Return the command split into fixed arguments and parameter values."""
         return Parametrized.of(self.args(), self.filter)
+
+
+@dataclass(frozen=True)
+class SortedSearch:
+    """A complete ``FT.SEARCH`` request for one page of matches in the order of a sortable field.
+
+    ``offset + limit`` must stay within ``MAXSEARCHRESULTS``: past it the server returns no
+    rows without an error, so callers that page deeper stream a cursor instead.
+
+    :param index: The alias queried.
+    :param filter: The query clauses and their parameters.
+    :param sort_by: A sortable numeric field; pages are deterministic only if it is unique.
+    :param descending: Largest values first.
+    :param offset: Matches skipped.
+    :param limit: Matches returned at most.
+    :param keys_only: ``NOCONTENT``: return keys, not documents.
+    """
+
+    index: str
+    filter: Filter
+    sort_by: str
+    descending: bool = False
+    offset: int = 0
+    limit: int = 10
+    keys_only: bool = True
+
+    def args(self) -> list[str]:
+        """Return the full command."""
+        spec_field = self.filter.spec.field(self.sort_by)
+        if spec_field.type != "numeric" or not spec_field.sortable:
+            raise QueryError(
+                f"field {self.sort_by!r} of index {self.filter.spec.name!r} is not a sortable number"
+            )
+        args = ["FT.SEARCH", self.index, self.filter.query_string()]
+        if self.keys_only:
+            args.append("NOCONTENT")
+        args.extend(("SORTBY", self.sort_by, "DESC" if self.descending else "ASC"))
+        args.extend(("LIMIT", str(self.offset), str(self.limit), "TIMEOUT", "0"))
+        args.extend(self.filter.params_args())
+        args.extend(("DIALECT", DIALECT))
+        return args
 
 
 @dataclass(frozen=True)

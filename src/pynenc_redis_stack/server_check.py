@@ -31,6 +31,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("JSON.MGET", "{key}", "$"),
     ("JSON.MERGE", "{key}", "$", "1"),
     ("JSON.TYPE", "{key}"),
+    ("JSON.NUMINCRBY", "{key}", "$", "1"),
     ("EVAL", "return 1", "0"),
     ("EVALSHA", "0", "0"),
     ("SCRIPT", "LOAD", "return 1"),
@@ -52,6 +53,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("EXEC",),
     ("DISCARD",),
     ("PING",),
+    ("TIME",),
 )
 
 # One round trip checks every command above as the connected user, without running any:

@@ -40,12 +40,24 @@ def app_combination_instance(
     Configured through the environment, like pynenc's own fixture, so that runner
     subprocesses build the same app.
     """
+    return combination_app(request, monkeypatch, temp_sqlite_db_path, redis_url)
+
+
+def combination_app(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    temp_sqlite_db_path: str,
+    redis_url: str,
+    orchestrator_cls: str | None = None,
+) -> Pynenc:
+    """The app of one of pynenc's combinations (``request.param``) with this package's state
+    backend, and its orchestrator when ``orchestrator_cls`` names it."""
     components: AppComponents = request.param
     test_module, test_name = util.get_module_name(request)
     settings = {
         "APP_ID": f"{test_module}.{test_name}",
         "CLIENT_DATA_STORE_CLS": components.client_data_store.__name__,
-        "ORCHESTRATOR_CLS": components.orchestrator.__name__,
+        "ORCHESTRATOR_CLS": orchestrator_cls or components.orchestrator.__name__,
         "BROKER_CLS": components.broker.__name__,
         "TRIGGER_CLS": components.trigger.__name__,
         "SERIALIZER_CLS": components.serializer.__name__,
@@ -63,3 +75,19 @@ def app_combination_instance(
     app = Pynenc()
     app.state_backend.purge()  # a rerun of the same test id starts clean
     return app
+
+
+@pytest.fixture
+def orchestrator_app_instance(
+    request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_path: str
+) -> Pynenc:
+    """A pynenc app whose orchestrator and state backend are this package's (broker, trigger
+    and client data store: pynenc's SQLite ones)."""
+    return (
+        PynencBuilder()
+        .app_id(unique_app_id(request))
+        .sqlite(sqlite_db_path=temp_sqlite_db_path)
+        .redis_stack(url=redis_url)
+        .redis_stack_orchestrator()
+        .build()
+    )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +23,11 @@ import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
 from pynenc.app import AppInfo
+from pynenc.call import Call
+from pynenc.identifiers.invocation_id import InvocationId
+from pynenc.invocation import DistributedInvocation
+from pynenc.invocation.status import InvocationStatus
+from pynenc.orchestrator.atomic_service import AtomicServiceExecutionStatus, AtomicServiceRun
 
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.client import run
@@ -428,3 +434,51 @@ def test_session_server_and_redis_cli_use_the_password(redis_url: str) -> None:
         [str(redis_cli), "-u", redis_url, "PING"], capture_output=True, text=True, timeout=30, check=True
     )
     assert completed.stdout.strip() == "PONG"
+
+
+def test_least_privilege_user_runs_the_orchestrator(
+    redis_client: redis.Redis, acl_user: MakeUser, namespace: str, tmp_path: Path
+) -> None:
+    """The documented rule covers RedisStackOrchestrator too (its scripts' commands included):
+    registration, claims, retries, concurrency keys, blocking, heartbeats, recovery queries,
+    atomic-service executions, auto purge and purge; the server refuses nothing."""
+    url, user, _password = acl_user(acl_rule(namespace))
+    app = Pynenc(
+        config_values={
+            "app_id": f"acl-{uuid.uuid4().hex[:6]}",
+            "state_backend_cls": "RedisStackStateBackend",
+            "orchestrator_cls": "RedisStackOrchestrator",
+            "sqlite_db_path": str(tmp_path / "pynenc.db"),
+            "redis_stack_url": url,
+            "redis_stack_namespace": namespace,
+        }
+    )
+    task = app.task(_sum)
+    orch = app.orchestrator
+    first = DistributedInvocation(Call(task), InvocationId("first"), None, None, False)
+    second = DistributedInvocation(Call(task), InvocationId("second"), None, None, False)
+    orch._register_new_invocations([first, second])
+    orch.index_arguments_for_concurrency_control(first)
+    orch._atomic_status_transition(first.invocation_id, InvocationStatus.PENDING, "runner")
+    orch.increment_invocation_retries(first.invocation_id)
+    orch.waiting_for_results(second.invocation_id, [first.invocation_id])
+    assert list(orch.get_blocking_invocations(5)) == []
+    orch.release_waiters(first.invocation_id)
+    orch.register_runner_heartbeats(["runner"], can_run_atomic_service=True)
+    assert [runner.runner_id for runner in orch.get_active_runners()] == ["runner"]
+    assert list(orch.get_running_invocations_for_recovery()) == []
+    assert list(orch.get_pending_invocations_for_recovery()) == []
+    assert list(orch.get_existing_invocations(task)) != []
+    assert orch.get_invocation_ids_paginated(limit=5) == [second.invocation_id, first.invocation_id]
+    run_ = AtomicServiceRun(runner_id="runner")
+    assert orch.record_atomic_service_execution_start(run_, None)
+    orch.finalize_atomic_service_execution(run_, datetime.now(UTC), AtomicServiceExecutionStatus.COMPLETED)
+    orch.set_up_invocation_auto_purge(second.invocation_id)
+    orch.auto_purge()
+    orch.purge()
+    assert orch.count_invocations() == 0
+    assert refusals(redis_client, user) == []
+
+
+def _sum(x: int = 1, y: int = 2) -> int:
+    return x + y

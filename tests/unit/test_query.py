@@ -158,3 +158,47 @@ def test_excluding_negates_a_conjunction_with_shared_parameters() -> None:
         query.where(spec, "a").excluding(lambda g: g.tag_in("status", [])).query_string() == "@app_id:{$p0}"
     )
     assert query.where(spec, "a").excluding(lambda g: g).matches_nothing
+
+
+def test_orchestrator_builds_no_query_syntax_and_never_scans() -> None:
+    """The orchestrator's modules, like the backend, leave query syntax to query.py (its Lua
+    scripts receive the commands query.py rendered)."""
+    from pathlib import Path
+
+    import pynenc_redis_stack.orchestrator as orchestrator
+
+    for module in ("orchestrator.py", "blocking.py", "atomic_services.py", "store.py"):
+        source = (Path(orchestrator.__file__).parent / module).read_text(encoding="utf-8")
+        for forbidden in ('"FILTER"', '"LOAD"', '"SORTBY"', '"GROUPBY"', "@app_id", "DIALECT", '"FT.'):
+            assert forbidden not in source, (module, forbidden)
+        for call in ("scan", "keys(", "smembers", "sadd", "zadd", "zrange"):
+            assert f".{call}" not in source.lower(), (module, call)
+
+
+def test_numeric_bounds_alternatives_and_sorted_pages_render_values_as_params() -> None:
+    from pynenc_redis_stack.orchestrator.store import OrchestratorSchemas
+
+    spec = OrchestratorSchemas.load().executions
+    request_filter = (
+        query.where(spec, "app")
+        .at_most("start_ts", 20)
+        .either(
+            lambda ended: ended.at_least("end_ts", 10),
+            lambda running: running.tag("status", "x} | @status:{y").at_least("start_ts", 10),
+        )
+    )
+    page = query.SortedSearch(
+        "pynenc:atomic-service-executions", request_filter, "start_ts", descending=True, limit=5
+    )
+    args = page.args()
+    assert args[2] == (
+        "@app_id:{$p0} @start_ts:[-inf $p1] ((@end_ts:[$p2 +inf]) | (@status:{$p3} @start_ts:[$p4 +inf]))"
+    )
+    assert args[3:10] == ["NOCONTENT", "SORTBY", "start_ts", "DESC", "LIMIT", "0", "5"]
+    assert args[args.index("PARAMS") :] == [
+        "PARAMS", "10", "p0", "app", "p1", "20", "p2", "10", "p3", "x} | @status:{y", "p4", "10", "DIALECT", "2",
+    ]  # fmt: skip
+    nothing = query.where(spec, "app").either(lambda g: g.tag("status", ""))
+    assert nothing.matches_nothing
+    with pytest.raises(QueryError, match="not a sortable number"):
+        query.SortedSearch("alias", query.where(spec, "app"), "duration_us").args()

@@ -9,6 +9,7 @@ import pytest
 from pynenc_redis_stack.errors import SchemaError
 from pynenc_redis_stack.keys import Namespace, encode_segment
 from pynenc_redis_stack.lifecycle import create_command
+from pynenc_redis_stack.orchestrator.store import OrchestratorSchemas
 from pynenc_redis_stack.schema import IndexSpec, load_schemas, schema_dir
 
 
@@ -33,9 +34,13 @@ def test_every_schema_file_loads_and_every_index_filters_by_app() -> None:
             "workflow_sub_invocations",
             "app_infos",
             "payloads",
+            "orchestrator_invocations",
+            "orchestrator_waits",
+            "runner_heartbeats",
+            "atomic_service_executions",
         ]
     )
-    for spec in schemas.all():
+    for spec in (*schemas.all(), *OrchestratorSchemas.load().all()):
         assert spec.field("app_id").type == "tag"
 
 
@@ -187,3 +192,13 @@ def test_index_names_and_aliases() -> None:
 def test_bad_namespace_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="namespace"):
         Namespace(bad)
+
+
+@pytest.mark.parametrize("invocation_id", ["x:y", "a%3Ab", "{x}|y", "日本 z", "a\\c"])
+def test_orchestrator_keys_give_back_their_ids(invocation_id: str) -> None:
+    keys = Namespace("pynenc").for_app("a:b")
+    key = keys.orchestrator_invocation(invocation_id)
+    assert key.startswith("pynenc:orchestrator-invocation:a%3Ab:")
+    assert keys.orchestrator_invocation_ids_of([key]) == [invocation_id]
+    assert keys.orchestrator_wait("w:1", "w:2").split(":")[3:] == ["w%3A1", "w%3A2"]
+    assert Namespace("pynenc").for_app("a").orchestrator_invocation(invocation_id) != key

@@ -1,0 +1,407 @@
+"""RedisStackOrchestrator: pynenc's orchestrator on RedisJSON documents and RediSearch indexes.
+
+Per invocation one document (``orchestrator-invocation``) holds the current status, its owner,
+retries and the invocation's concurrency keys; lookups by task, call, status, arguments and
+age are index queries. A status change reads the document, validates the transition with
+pynenc's own ``status_record_transition`` and writes it with a compare-and-set on the
+document's ``status_version`` (one script): a writer that lost a race validates again against
+what won, so two runners claiming one invocation cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pynenc.identifiers.invocation_id import InvocationId
+from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord, status_record_transition
+from pynenc.orchestrator.atomic_service import (
+    ActiveRunnerInfo,
+    AtomicServiceExecution,
+    AtomicServiceExecutionStatus,
+    AtomicServiceRun,
+)
+from pynenc.orchestrator.base_orchestrator import BaseBlockingControl, BaseOrchestrator
+
+from pynenc_redis_stack import query
+from pynenc_redis_stack.conf import ConfigOrchestratorRedisStack
+from pynenc_redis_stack.documents import dumps, from_micros, validated
+from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
+from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
+from pynenc_redis_stack.orchestrator.scripts import call, json_text
+from pynenc_redis_stack.orchestrator.store import OrchestratorStore
+
+if TYPE_CHECKING:
+    from pynenc.app import Pynenc
+    from pynenc.identifiers.call_id import CallId
+    from pynenc.invocation.dist_invocation import DistributedInvocation
+    from pynenc.task import Task, TaskId
+
+    from pynenc_redis_stack.documents import Document
+
+MAX_STATUS_ATTEMPTS = 100
+"""Compare-and-set attempts of one status change. Each lost attempt means another transition
+of the same invocation came in between; every status chain is short and ends in a final status
+(which refuses further transitions), so this bound is only a guard against a livelock."""
+
+
+def argument_pair_tag(name: str, serialized_value: str) -> str:
+    """Return the tag that stands for one (argument name, serialized value) pair.
+
+    A digest, not the value: serialized arguments may be megabytes long, and a fixed-width
+    hexadecimal tag needs no escaping anywhere.
+    """
+    return hashlib.sha256(orjson.dumps([name, serialized_value])).hexdigest()
+
+
+def status_record_of(document: Document) -> InvocationStatusRecord:
+    """Return the status record stored in an orchestrator invocation document."""
+    return InvocationStatusRecord(
+        status=InvocationStatus(document["status"]),
+        runner_id=document.get("runner_id"),
+        timestamp=from_micros(int(document["status_ts"])),
+    )
+
+
+class RedisStackOrchestrator(BaseOrchestrator):
+    """pynenc orchestrator storing invocation status, ownership, retries, blocking edges,
+    runner heartbeats and atomic-service executions as RedisJSON documents, queried through
+    RediSearch indexes. Every runner sharing the server's URL (and namespace) sees one state.
+
+    Select it with ``orchestrator_cls = "RedisStackOrchestrator"`` or
+    ``PynencBuilder().redis_stack_orchestrator()``.
+    """
+
+    def __init__(self, app: Pynenc) -> None:
+        super().__init__(app)
+        self._blocking_control = RedisStackBlockingControl(self)
+
+    @cached_property
+    def conf(self) -> ConfigOrchestratorRedisStack:
+        return ConfigOrchestratorRedisStack(
+            config_values=self.app.config_values,
+            config_filepath=self.app.config_filepath,
+        )
+
+    @cached_property
+    def store(self) -> OrchestratorStore:
+        return OrchestratorStore(self.conf, self.app.app_id)
+
+    @cached_property
+    def executions(self) -> AtomicServiceExecutions:
+        return AtomicServiceExecutions(self.store, self.app)
+
+    @property
+    def blocking_control(self) -> BaseBlockingControl:
+        return self._blocking_control
+
+    def _key(self, invocation_id: str) -> str:
+        return self.store.keys.orchestrator_invocation(invocation_id)
+
+    def _ids(self, **tags: str) -> list[InvocationId]:
+        return self._ids_of(self.store.where(self.store.schemas.invocations, **tags))
+
+    def _ids_of(self, request_filter: query.Filter) -> list[InvocationId]:
+        keys = self.store.matching_keys(self.store.schemas.invocations, request_filter)
+        return [InvocationId(i) for i in self.store.keys.orchestrator_invocation_ids_of(keys)]
+
+    # -- registration and status ---------------------------------------------------------
+
+    def _register_new_invocations(
+        self,
+        invocations: list[DistributedInvocation[Any, Any]],
+        runner_id: str | None = None,
+    ) -> InvocationStatusRecord:
+        """Store each invocation as REGISTERED unless it is stored already (one script per batch).
+
+        The record's timestamp is the server's clock at registration.
+        """
+        record = status_record_transition(None, InvocationStatus.REGISTERED, runner_id)
+        spec = self.store.schemas.invocations
+        now = None
+        for batch in itertools.batched(invocations, self.store.batch_size):
+            keys = [self.store.namespace.orchestrator_seq()]
+            args = []
+            for invocation in batch:
+                document = validated(
+                    spec,
+                    {
+                        "app_id": self.app.app_id,
+                        "invocation_id": invocation.invocation_id,
+                        "task_id_key": invocation.task.task_id.key,
+                        "call_id_key": invocation.call.call_id.key,
+                        "status": record.status.value,
+                        "runner_id": record.runner_id,
+                        "status_version": 0,
+                        "retries": 0,
+                    },
+                )
+                keys.append(self._key(invocation.invocation_id))
+                args.append(dumps(document))
+            now = call(self.store.scripts.register_invocations, self.store.client, keys, args)
+        return record if now is None else replace(record, timestamp=from_micros(int(now)))
+
+    def _atomic_status_transition(
+        self,
+        invocation_id: InvocationId,
+        status: InvocationStatus,
+        runner_id: str | None = None,
+    ) -> InvocationStatusRecord:
+        """Validate the transition with pynenc's rules, then write it only if the status is
+        still the one validated against (compare-and-set on ``status_version``).
+
+        :raises InvocationStatusTransitionError: If pynenc forbids the transition.
+        :raises InvocationStatusOwnershipError: If pynenc's ownership rules forbid it.
+        :raises KeyError: If the invocation is not registered.
+        """
+        key = self._key(invocation_id)
+        for _attempt in range(MAX_STATUS_ATTEMPTS):
+            document = self.store.read(key)
+            if document is None:
+                raise KeyError(f"Invocation ID {invocation_id} not found")
+            new_record = status_record_transition(status_record_of(document), status, runner_id)
+            outcome, *stamp = call(
+                self.store.scripts.set_status_if_version,
+                self.store.client,
+                [key],
+                [
+                    str(document["status_version"]),
+                    json_text(new_record.status.value),
+                    json_text(new_record.runner_id),
+                ],
+            )
+            if outcome == "ok":
+                return replace(new_record, timestamp=from_micros(int(stamp[0])))
+            if outcome == "missing":
+                raise KeyError(f"Invocation ID {invocation_id} not found")
+        raise RuntimeError(
+            f"invocation:{invocation_id} changed status {MAX_STATUS_ATTEMPTS} times while setting "
+            f"status:{status.value}; other writers keep changing it"
+        )
+
+    def get_invocation_status_record(self, invocation_id: InvocationId) -> InvocationStatusRecord:
+        """:raises KeyError: If the invocation is not registered."""
+        document = self.store.read(self._key(invocation_id))
+        if document is None:
+            raise KeyError(f"Invocation ID {invocation_id} not found")
+        return status_record_of(document)
+
+    def filter_by_status(
+        self,
+        invocation_ids: list[InvocationId],
+        status_filter: frozenset[InvocationStatus],
+    ) -> list[InvocationId]:
+        """Keep the ids whose current status is in ``status_filter`` (one ``JSON.MGET`` per batch)."""
+        if not invocation_ids or not status_filter:
+            return []
+        wanted = {status.value for status in status_filter}
+        documents = self.store.read_many([self._key(i) for i in invocation_ids])
+        return [
+            invocation_id
+            for invocation_id, document in zip(invocation_ids, documents, strict=True)
+            if document is not None and document["status"] in wanted
+        ]
+
+    # -- retries -------------------------------------------------------------------------
+
+    def increment_invocation_retries(self, invocation_id: InvocationId) -> None:
+        call(self.store.scripts.increment_retries, self.store.client, [self._key(invocation_id)], [])
+
+    def get_invocation_retries(self, invocation_id: InvocationId) -> int:
+        document = self.store.read(self._key(invocation_id))
+        return 0 if document is None else int(document.get("retries", 0))
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def get_existing_invocations(
+        self,
+        task: Task[Any, Any],
+        key_serialized_arguments: dict[str, str] | None = None,
+        statuses: list[InvocationStatus] | None = None,
+    ) -> Iterator[InvocationId]:
+        """Ids of ``task``'s invocations holding every given argument pair, in any of ``statuses``."""
+        request_filter = self.store.where(self.store.schemas.invocations, task_id_key=task.task_id.key)
+        for name, value in (key_serialized_arguments or {}).items():
+            request_filter.tag("arg_pairs", argument_pair_tag(name, value))
+        if statuses:
+            request_filter.tag_in("status", [status.value for status in statuses])
+        yield from self._ids_of(request_filter)
+
+    def get_task_invocation_ids(self, task_id: TaskId) -> Iterator[InvocationId]:
+        yield from self._ids(task_id_key=task_id.key)
+
+    def get_call_invocation_ids(self, call_id: CallId) -> Iterator[InvocationId]:
+        yield from self._ids(call_id_key=call_id.key)
+
+    def _filter(self, task_id: TaskId | None, statuses: list[InvocationStatus] | None) -> query.Filter:
+        request_filter = self.store.where(self.store.schemas.invocations)
+        if task_id:
+            request_filter.tag("task_id_key", task_id.key)
+        if statuses:
+            request_filter.tag_in("status", [status.value for status in statuses])
+        return request_filter
+
+    def get_invocation_ids_paginated(
+        self,
+        task_id: TaskId | None = None,
+        statuses: list[InvocationStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[InvocationId]:
+        """A page of ids, newest registration first (a server-side counter orders them)."""
+        keys = self.store.sorted_keys(
+            self.store.schemas.invocations,
+            self._filter(task_id, statuses),
+            "registered_seq",
+            descending=True,
+            offset=offset,
+            limit=limit,
+        )
+        return [InvocationId(i) for i in self.store.keys.orchestrator_invocation_ids_of(keys)]
+
+    def count_invocations(
+        self, task_id: TaskId | None = None, statuses: list[InvocationStatus] | None = None
+    ) -> int:
+        return self.store.count(self.store.schemas.invocations, self._filter(task_id, statuses))
+
+    # -- concurrency control and purge ------------------------------------------------------
+
+    def index_arguments_for_concurrency_control(self, invocation: DistributedInvocation[Any, Any]) -> None:
+        """Store the digest of each serialized argument pair, for lookups by arguments or keys."""
+        pairs = [
+            argument_pair_tag(name, value) for name, value in invocation.call.serialized_arguments.items()
+        ]
+        call(
+            self.store.scripts.set_if_exists,
+            self.store.client,
+            [self._key(invocation.invocation_id)],
+            ["$.arg_pairs", json_text(pairs)],
+        )
+
+    def set_up_invocation_auto_purge(self, invocation_id: InvocationId) -> None:
+        call(self.store.scripts.mark_for_purge, self.store.client, [self._key(invocation_id)], [])
+
+    def auto_purge(self) -> None:
+        """Delete invocations marked for purge at least ``auto_final_invocation_purge_hours`` ago."""
+        hours = float(self.conf.auto_final_invocation_purge_hours)
+        cutoff = self.store.server_micros() - int(hours * 3600 * 1_000_000)
+        request_filter = self.store.where(self.store.schemas.invocations).at_most("auto_purge_ts", cutoff)
+        keys = self.store.matching_keys(self.store.schemas.invocations, request_filter)
+        for invocation_id in self.store.keys.orchestrator_invocation_ids_of(keys):
+            self.release_waiters(InvocationId(invocation_id))
+        self.store.unlink(keys)
+
+    def purge(self) -> None:
+        """Delete every orchestrator document of this app (and nothing of any other app)."""
+        for spec in self.store.schemas.all():
+            self.store.unlink(self.store.matching_keys(spec, self.store.where(spec)))
+
+    # -- runners and recovery ----------------------------------------------------------------
+
+    def register_runner_heartbeats(
+        self,
+        runner_ids: list[str],
+        can_run_atomic_service: bool = False,
+        consumed_queues: Sequence[str] | None = None,
+    ) -> None:
+        """Create each runner's document on its first heartbeat, then move its last heartbeat
+        (server clock) and settings; one script per batch."""
+        store = self.store
+        for batch in itertools.batched(dict.fromkeys(runner_ids), store.batch_size):
+            call(
+                store.scripts.heartbeats,
+                store.client,
+                [store.keys.runner_heartbeat(runner_id) for runner_id in batch],
+                [
+                    json_text(self.app.app_id),
+                    "1" if can_run_atomic_service else "0",
+                    json_text(list(consumed_queues or ())),
+                    *(json_text(runner_id) for runner_id in batch),
+                ],
+            )
+
+    def _get_active_runners(
+        self, timeout_seconds: float, can_run_atomic_service: bool | None = None
+    ) -> list[ActiveRunnerInfo]:
+        """Runners whose last heartbeat is within ``timeout_seconds`` of the server's clock,
+        ordered by creation time, then runner id."""
+        cutoff = self.store.server_micros() - int(timeout_seconds * 1_000_000)
+        spec = self.store.schemas.heartbeats
+        request_filter = self.store.where(spec).at_least("last_heartbeat_ts", cutoff)
+        if can_run_atomic_service is not None:
+            flag = 1 if can_run_atomic_service else 0
+            request_filter.between("atomic_service", flag, flag)
+        runners = [
+            ActiveRunnerInfo(
+                runner_id=document["runner_id"],
+                creation_time=from_micros(int(document["creation_ts"])),
+                last_heartbeat=from_micros(int(document["last_heartbeat_ts"])),
+                allow_to_run_atomic_service=bool(document["atomic_service"]),
+                consumed_queues=tuple(document.get("consumed_queues", ())),
+            )
+            for document in self.store.documents(spec, request_filter)
+        ]
+        return sorted(runners, key=lambda runner: (runner.creation_time, runner.runner_id))
+
+    def get_pending_invocations_for_recovery(self) -> Iterator[InvocationId]:
+        """PENDING invocations whose status is older than ``max_pending_seconds`` (server clock)."""
+        cutoff = self.store.server_micros() - int(float(self.app.conf.max_pending_seconds) * 1_000_000)
+        request_filter = self.store.where(
+            self.store.schemas.invocations, status=InvocationStatus.PENDING.value
+        )
+        yield from self._ids_of(request_filter.at_most("status_ts", cutoff))
+
+    def _get_running_invocations_for_recovery(self, timeout_seconds: float) -> Iterator[InvocationId]:
+        """RUNNING invocations whose owner has sent no heartbeat within ``timeout_seconds``."""
+        alive = [runner.runner_id for runner in self._get_active_runners(timeout_seconds, None)]
+        request_filter = self.store.where(
+            self.store.schemas.invocations, status=InvocationStatus.RUNNING.value
+        )
+        if alive:
+            request_filter.excluding(lambda owners: owners.tag_in("runner_id", alive))
+        yield from self._ids_of(request_filter)
+
+    # -- atomic-service executions (see atomic_services.py) -------------------------------------
+
+    def record_atomic_service_execution_start(
+        self,
+        atomic_service_run: AtomicServiceRun,
+        started_at: datetime | None,
+        status: AtomicServiceExecutionStatus = AtomicServiceExecutionStatus.RUNNING,
+        reason: str = "",
+    ) -> bool:
+        return self.executions.record_start(atomic_service_run, started_at, status, reason)
+
+    def finalize_atomic_service_execution(
+        self,
+        atomic_service_run: AtomicServiceRun,
+        end_time: datetime,
+        status: AtomicServiceExecutionStatus,
+        reason: str = "",
+    ) -> None:
+        self.executions.finalize(atomic_service_run, end_time, status, reason)
+
+    def get_active_atomic_service_executions(self) -> list[AtomicServiceExecution]:
+        return self.executions.active()
+
+    def get_atomic_service_executions_in_timerange(
+        self,
+        start_time: datetime,
+        end_time: datetime,
+        limit: int = 1000,
+        *,
+        runner_id: str | None = None,
+        min_duration_seconds: float = 0.0,
+    ) -> list[AtomicServiceExecution]:
+        return self.executions.in_timerange(
+            start_time, end_time, limit, runner_id=runner_id, min_duration_seconds=min_duration_seconds
+        )
+
+    def purge_atomic_service_executions(self) -> int:
+        return self.executions.purge()

@@ -1,0 +1,229 @@
+"""The orchestrator's server-side scripts: every check-and-set is one script, so no other
+writer runs between its check and its write.
+
+Times are the server's clock (``TIME``, epoch microseconds): runners on several hosts compare
+heartbeats, pending ages and purge deadlines against one clock, so a host whose clock is
+behind cannot make a live runner look dead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pynenc_redis_stack.client import register_query_script, register_repeatable_script
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.commands.core import Script
+
+_NOW = """
+local clock = redis.call('TIME')
+local now = string.format('%d', clock[1] * 1000000 + clock[2])
+"""
+
+SERVER_TIME = "#!lua flags=no-writes\n" + _NOW + "return now\n"
+"""Return the server's clock in epoch microseconds (a decimal string)."""
+
+REGISTER_INVOCATIONS = (
+    """
+-- KEYS[1]: the registration counter; KEYS[i] (i > 1): an invocation document.
+-- ARGV[i - 1]: that document (a JSON object) without status_ts and registered_seq.
+-- A document that exists already is left as it is: registering twice changes nothing.
+"""
+    + _NOW
+    + """
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local seq = string.format('%d', redis.call('INCR', KEYS[1]))
+    redis.call('JSON.SET', KEYS[i], '$',
+      string.sub(ARGV[i - 1], 1, -2) .. ',"status_ts":' .. now .. ',"registered_seq":' .. seq .. '}')
+  end
+end
+return now
+"""
+)
+
+SET_STATUS_IF_VERSION = (
+    """
+-- KEYS[1]: an invocation document. ARGV[1]: the status_version the caller read and validated
+-- the transition against; ARGV[2]: the new status (JSON string); ARGV[3]: the new owner (JSON
+-- string, or null: no owner). The write happens only if no other transition came in between.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'missing'}
+end
+if redis.call('JSON.GET', KEYS[1], '$.status_version') ~= '[' .. ARGV[1] .. ']' then
+  return {'conflict'}
+end
+"""
+    + _NOW
+    + """
+local version = string.format('%d', tonumber(ARGV[1]) + 1)
+redis.call('JSON.MERGE', KEYS[1], '$', '{"status":' .. ARGV[2] .. ',"runner_id":' .. ARGV[3]
+  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. '}')
+return {'ok', now}
+"""
+)
+
+SET_IF_EXISTS = """
+-- KEYS[1]: a document; ARGV[1]: a JSON path; ARGV[2]: its new value (JSON). A missing document
+-- stays missing (the invocation was purged, or never registered here).
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('JSON.SET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+MARK_FOR_PURGE = (
+    """
+-- KEYS[1]: an invocation document; its auto_purge_ts becomes the server's clock.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+"""
+    + _NOW
+    + """
+redis.call('JSON.SET', KEYS[1], '$.auto_purge_ts', now)
+return 1
+"""
+)
+
+INCREMENT_RETRIES = """
+-- KEYS[1]: an invocation document.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+return redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
+"""
+
+HEARTBEATS = (
+    """
+-- KEYS: runner heartbeat documents. ARGV[1]: the app id (JSON string); ARGV[2]: may run
+-- atomic services (1 or 0); ARGV[3]: consumed queues (JSON array); ARGV[3 + i]: the runner id
+-- of KEYS[i] (JSON string). A new runner's creation_ts is this first heartbeat.
+"""
+    + _NOW
+    + """
+for i, key in ipairs(KEYS) do
+  local changes = '"last_heartbeat_ts":' .. now .. ',"atomic_service":' .. ARGV[2]
+    .. ',"consumed_queues":' .. ARGV[3]
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('JSON.MERGE', key, '$', '{' .. changes .. '}')
+  else
+    redis.call('JSON.SET', key, '$', '{"app_id":' .. ARGV[1] .. ',"runner_id":' .. ARGV[3 + i]
+      .. ',"creation_ts":' .. now .. ',' .. changes .. '}')
+  end
+end
+return now
+"""
+)
+
+START_ATOMIC_SERVICE = (
+    """
+-- KEYS[1]: the execution document of this run. ARGV[1]: the document (JSON object) without
+-- status, start_ts, end_ts, duration_us, reason; ARGV[2]: status; ARGV[3]: start (epoch us, or
+-- '' for the server's clock); ARGV[4]: reason (JSON string); ARGV[5...]: the FT.SEARCH
+-- (NOCONTENT) that finds the app's RUNNING executions.
+-- RUNNING is admitted only if no execution of the app is RUNNING (the same run again is);
+-- otherwise the run is stored BLOCKED, zero-width, naming the running one.
+-- Returns {admitted (1 or 0), start}.
+"""
+    + _NOW
+    + """
+local start = ARGV[3] ~= '' and ARGV[3] or now
+local function store(status, end_ts, reason)
+  local text = string.sub(ARGV[1], 1, -2) .. ',"status":"' .. status .. '","start_ts":' .. start
+    .. ',"reason":' .. reason
+  if end_ts then
+    text = text .. ',"end_ts":' .. end_ts .. ',"duration_us":0'
+  end
+  redis.call('JSON.SET', KEYS[1], '$', text .. '}')
+end
+if ARGV[2] == 'running' then
+  local found = redis.call(unpack(ARGV, 5))
+  for i = 2, #found do
+    if found[i] == KEYS[1] then
+      return {1, string.match(redis.call('JSON.GET', KEYS[1], '$.start_ts'), '%-?%d+')}
+    end
+  end
+  if #found > 1 then
+    local reason = ARGV[4]
+    if reason == '""' then
+      local prior = cjson.decode(redis.call('JSON.GET', found[2], '$'))[1]
+      reason = cjson.encode('prior_running:' .. prior.run_id .. ' runner:' .. prior.runner_id)
+    end
+    store('blocked', start, reason)
+    return {0, start}
+  end
+  store('running', nil, ARGV[4])
+  return {1, start}
+end
+store(ARGV[2], ARGV[2] == 'blocked' and start or nil, ARGV[4])
+return {ARGV[2] == 'blocked' and 0 or 1, start}
+"""
+)
+
+FINALIZE_ATOMIC_SERVICE = """
+-- KEYS[1]: the execution document of a run. ARGV[1]: the document (JSON object) without
+-- status, times and reason, for a run whose start was never stored; ARGV[2]: the terminal
+-- status; ARGV[3]: end (epoch us); ARGV[4]: reason (JSON string, '""' keeps the stored one).
+-- Only a RUNNING execution changes: the first terminal status wins.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('JSON.SET', KEYS[1], '$', string.sub(ARGV[1], 1, -2) .. ',"status":"' .. ARGV[2]
+    .. '","start_ts":' .. ARGV[3] .. ',"end_ts":' .. ARGV[3] .. ',"duration_us":0,"reason":' .. ARGV[4] .. '}')
+  return 1
+end
+if redis.call('JSON.GET', KEYS[1], '$.status') ~= '["running"]' then
+  return 0
+end
+local start = tonumber(string.match(redis.call('JSON.GET', KEYS[1], '$.start_ts'), '%-?%d+'))
+local changes = '"status":"' .. ARGV[2] .. '","end_ts":' .. ARGV[3] .. ',"duration_us":'
+  .. string.format('%d', math.max(0, tonumber(ARGV[3]) - start))
+if ARGV[4] ~= '""' then
+  changes = changes .. ',"reason":' .. ARGV[4]
+end
+redis.call('JSON.MERGE', KEYS[1], '$', '{' .. changes .. '}')
+return 1
+"""
+
+
+class Scripts:
+    """The scripts above, registered on one client (loaded on the server on first use).
+
+    Scripts whose second run changes nothing are declared repeatable, so the client may send
+    them again after a lost reply; the status compare-and-set and the retry increment are not
+    (a second run would see its own write as a conflict, or count twice).
+    """
+
+    def __init__(self, client: Redis) -> None:
+        self.server_time = self._register(client, SERVER_TIME, repeatable=True)
+        self.register_invocations = self._register(client, REGISTER_INVOCATIONS, repeatable=True)
+        self.set_status_if_version = self._register(client, SET_STATUS_IF_VERSION)
+        self.set_if_exists = self._register(client, SET_IF_EXISTS, repeatable=True)
+        self.mark_for_purge = self._register(client, MARK_FOR_PURGE, repeatable=True)
+        self.increment_retries = self._register(client, INCREMENT_RETRIES)
+        self.heartbeats = self._register(client, HEARTBEATS, repeatable=True)
+        # runs a query: healed (indexes recreated, sent again) like FT.SEARCH if its index is gone
+        self.start_atomic_service = self._register(client, START_ATOMIC_SERVICE, query=True)
+        self.finalize_atomic_service = self._register(client, FINALIZE_ATOMIC_SERVICE, repeatable=True)
+
+    @staticmethod
+    def _register(client: Redis, source: str, *, repeatable: bool = False, query: bool = False) -> Script:
+        script = client.register_script(source)
+        if query:
+            register_query_script(script.sha)
+        elif repeatable:
+            register_repeatable_script(script.sha)
+        return script
+
+
+def json_text(value: object) -> str:
+    """Return ``value`` as JSON text, for values a script splices into documents."""
+    return orjson.dumps(value).decode()
+
+
+def call(script: Script, client: Redis, keys: list[str], args: list[str]) -> Any:
+    """Run ``script`` (``EVALSHA``, loading it first if the server does not have it)."""
+    return script(keys=keys, args=args, client=client)
