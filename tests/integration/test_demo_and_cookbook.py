@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +69,23 @@ def demo_state(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict
         }
     finally:
         monkeypatch.undo()
+
+
+def test_demo_prints_its_expected_failure_in_one_line(redis_url: str) -> None:
+    """check_positive(-1) fails on purpose: one line says so, no traceback (pynenc's log of
+    the exception and the runner thread's re-raise are both kept quiet for that error only)."""
+    demo = subprocess.run(
+        [sys.executable, "-m", "pynenc_redis_stack.demo", "--url", redis_url, "--children", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert demo.stderr == ""
+    assert [line for line in demo.stdout.splitlines() if "is negative" in line] == [
+        "check_positive(-1) failed as expected: -1 is negative"
+    ]
+    assert "-> 3 children" in demo.stdout
 
 
 def _leaves(reply: object) -> list[str]:
