@@ -41,7 +41,7 @@ settings.load_profile("repeatable")
 PYNENC_03 = version("pynenc").startswith("0.3.")
 collect_ignore_glob = ["unit/*", "integration/*", "conformance/*"] if PYNENC_03 else ["pynenc03/*"]
 
-# pynenc conformance tests deselected here, each with its reason (listed in the README). Only
+# pynenc conformance tests deselected here, each with its reason (listed in docs/testing.md). Only
 # tests that assert wall-clock limits may be deselected; everything else runs.
 DESELECTED = {
     ("test_task_execution", "ProcessRunner"): "asserts that one invocation completes in < 1.5 s of "
