@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Collection, Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import IO
 
 import psutil
 import pytest
@@ -68,41 +69,60 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 SESSION_MARKER = "PYNENC_REDIS_STACK_TEST_SESSION"
 """Environment variable set to a fresh id for each test session. Every process the session
-starts inherits it, including runner workers that pynenc's SIGKILL and real-signal tests
-orphan (re-parented to init, so no longer our children): the sweeps find them by it."""
+starts with exec inherits it, including runner workers that pynenc's SIGKILL and real-signal
+tests orphan (re-parented to init, so no longer our children): the sweeps find them by it."""
 
 UNIT_TESTS = Path(__file__).parent / "unit"
 """Unit tests run without a server; every other test gets the session's server."""
 
+_session_file: IO[bytes] | None = None
+"""Held open for the session: a forked child (no exec) inherits it, but not the marker,
+because /proc/<pid>/environ shows the environment the process was exec'd with, and
+``os.environ`` changes made after pytest started are not in it."""
+
 
 def pytest_configure(config: pytest.Config) -> None:
+    global _session_file
     os.environ[SESSION_MARKER] = uuid.uuid4().hex  # before any test starts a process
+    _session_file = tempfile.NamedTemporaryFile(prefix="pynenc-redis-stack-test-session-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _session_file
+    if _session_file is not None:
+        _session_file.close()
+        _session_file = None
+
+
+def _started_by_this_session(process: psutil.Process) -> bool:
+    if process.environ().get(SESSION_MARKER) == os.environ[SESSION_MARKER]:
+        return True
+    assert _session_file is not None
+    return any(file.path == _session_file.name for file in process.open_files())
 
 
 def _kill_session_processes(spare: Collection[int] = (), spare_redis: bool = False) -> None:
-    """Kill every process carrying this session's marker (never this process or its
-    ancestors, never a pid in ``spare``, and no redis-server when ``spare_redis``).
+    """Kill every process this session started (never this process or its ancestors, never
+    a pid in ``spare``, and no redis-server when ``spare_redis``).
 
     Cannot block: it reads only /proc, sends SIGKILL (which cannot be caught) and waits at
     most a few seconds for the processes to go.
     """
-    marker = os.environ[SESSION_MARKER]
     me = psutil.Process()
     exempt = {me.pid, *(p.pid for p in me.parents()), *spare}
-    uid = os.getuid()
+    session_start, uid = me.create_time(), os.getuid()
     doomed = []
-    for process in psutil.process_iter(["name", "uids"]):
+    for process in psutil.process_iter(["name", "uids", "create_time"]):
         try:
-            uids = process.info["uids"]
-            if process.pid in exempt or uids is None or uids.real != uid:
+            uids, created = process.info["uids"], process.info["create_time"]
+            if process.pid in exempt or uids is None or uids.real != uid or created is None:
                 continue
-            if spare_redis and process.info["name"] == "redis-server":
+            if created < session_start or (spare_redis and process.info["name"] == "redis-server"):
                 continue
-            if process.environ().get(SESSION_MARKER) != marker:
-                continue
-            process.kill()
-            doomed.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            if _started_by_this_session(process):
+                process.kill()
+                doomed.append(process)
+        except psutil.Error:
             pass  # gone meanwhile, or not ours to read
     psutil.wait_procs(doomed, timeout=5)
 
