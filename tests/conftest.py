@@ -1,4 +1,5 @@
-"""Test session wiring: one embedded Redis Stack for the whole run, started here.
+"""Test session wiring: one embedded Redis Stack for the whole run, started by the first
+test outside ``tests/unit`` (unit tests run without a server).
 
 The server binds 127.0.0.1 on a free port (never 6379), keeps nothing on disk, and its URL
 is exported as ``PYNENC__REDIS_URL`` so that apps built from the environment (pynenc's
@@ -11,9 +12,11 @@ import hashlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Collection, Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import IO
 
 import psutil
 import pytest
@@ -39,12 +42,7 @@ settings.load_profile("repeatable")
 PYNENC_03 = version("pynenc").startswith("0.3.")
 collect_ignore_glob = ["unit/*", "integration/*", "conformance/*"] if PYNENC_03 else ["pynenc03/*"]
 
-_server: EmbeddedRedisStack | None = None
-_server_pids: set[int] = set()
-_data_dir: tempfile.TemporaryDirectory[str] | None = None
-
-
-# pynenc conformance tests deselected here, each with its reason (listed in the README). Only
+# pynenc conformance tests deselected here, each with its reason (listed in docs/testing.md). Only
 # tests that assert wall-clock limits may be deselected; everything else runs.
 DESELECTED = {
     ("test_task_execution", "ProcessRunner"): "asserts that one invocation completes in < 1.5 s of "
@@ -90,39 +88,92 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not _deselection_reason(item)]
 
 
+SESSION_MARKER = "PYNENC_REDIS_STACK_TEST_SESSION"
+"""Environment variable set to a fresh id for each test session. Every process the session
+starts with exec inherits it, including runner workers that pynenc's SIGKILL and real-signal
+tests orphan (re-parented to init, so no longer our children): the sweeps find them by it."""
+
+UNIT_TESTS = Path(__file__).parent / "unit"
+"""Unit tests run without a server; every other test gets the session's server."""
+
+_session_file: IO[bytes] | None = None
+"""Held open for the session: a forked child (no exec) inherits it, but not the marker,
+because /proc/<pid>/environ shows the environment the process was exec'd with, and
+``os.environ`` changes made after pytest started are not in it."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    global _server, _data_dir
-    if hasattr(config, "workerinput") or _server is not None:
-        return
-    _data_dir = tempfile.TemporaryDirectory(prefix="pynenc-redis-stack-tests-")
-    _server = EmbeddedRedisStack(Path(_data_dir.name), persistent=False)
-    os.environ["PYNENC__REDIS_URL"] = _server.start()
-    _server_pids.add(_server.status().pid or -1)
-
-
-def _kill_descendants() -> None:
-    """Kill every process the tests started, except the Redis server."""
-    leftovers = []
-    for process in psutil.Process().children(recursive=True):
-        try:
-            if process.pid in _server_pids or process.name() == "redis-server":
-                continue
-            process.kill()
-            leftovers.append(process)
-        except psutil.NoSuchProcess:
-            pass  # it ended on its own meanwhile
-    psutil.wait_procs(leftovers, timeout=10)
+    global _session_file
+    os.environ[SESSION_MARKER] = uuid.uuid4().hex  # before any test starts a process
+    _session_file = tempfile.NamedTemporaryFile(prefix="pynenc-redis-stack-test-session-")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    global _server, _data_dir
-    _kill_descendants()  # before the server goes, so no orphaned runner logs connection errors
-    if _server is not None:
-        _server.stop()
-        _server = None
-    if _data_dir is not None:
-        _data_dir.cleanup()
-        _data_dir = None
+    global _session_file
+    if _session_file is not None:
+        _session_file.close()
+        _session_file = None
+
+
+def _started_by_this_session(process: psutil.Process) -> bool:
+    if process.environ().get(SESSION_MARKER) == os.environ[SESSION_MARKER]:
+        return True
+    assert _session_file is not None
+    return any(file.path == _session_file.name for file in process.open_files())
+
+
+def _kill_session_processes(spare: Collection[int] = (), spare_redis: bool = False) -> None:
+    """Kill every process this session started (never this process or its ancestors, never
+    a pid in ``spare``, and no redis-server when ``spare_redis``).
+
+    Cannot block: it reads only /proc, sends SIGKILL (which cannot be caught) and waits at
+    most a few seconds for the processes to go.
+    """
+    me = psutil.Process()
+    exempt = {me.pid, *(p.pid for p in me.parents()), *spare}
+    session_start, uid = me.create_time(), os.getuid()
+    doomed = []
+    for process in psutil.process_iter(["name", "uids", "create_time"]):
+        try:
+            uids, created = process.info["uids"], process.info["create_time"]
+            if process.pid in exempt or uids is None or uids.real != uid or created is None:
+                continue
+            if created < session_start or (spare_redis and process.info["name"] == "redis-server"):
+                continue
+            if _started_by_this_session(process):
+                process.kill()
+                doomed.append(process)
+        except psutil.Error:
+            pass  # gone meanwhile, or not ours to read
+    psutil.wait_procs(doomed, timeout=5)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of the session's Redis Stack, started on first use (never by unit tests) and
+    exported as ``PYNENC__REDIS_URL``.
+
+    At the end, the runner processes the tests left behind are killed before the server
+    stops, so none of them lives on to print connection errors.
+    """
+    with tempfile.TemporaryDirectory(prefix="pynenc-redis-stack-tests-") as data_dir:
+        server = EmbeddedRedisStack(Path(data_dir), persistent=False)
+        url = server.start()
+        os.environ["PYNENC__REDIS_URL"] = url
+        try:
+            yield url
+        finally:
+            _kill_session_processes(spare={server.status().pid or -1})
+            server.stop()
+            os.environ.pop("PYNENC__REDIS_URL", None)
+
+
+@pytest.fixture(autouse=True)
+def _session_server(request: pytest.FixtureRequest) -> None:
+    """Every test outside tests/unit has the server (its URL in the environment too, for
+    the subprocesses it starts), whether it asks for ``redis_url`` or not."""
+    if not request.node.path.is_relative_to(UNIT_TESTS):
+        request.getfixturevalue("redis_url")
 
 
 CONFORMANCE_DIRECTORIES = ("conformance", "pynenc03")
@@ -137,18 +188,12 @@ def _conformance_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
     orphan workers, which would keep polling and load the CPU for the tests after them)."""
     conformance = request.node.path.parent.name in CONFORMANCE_DIRECTORIES
     if conformance:
-        client = redis.Redis.from_url(os.environ["PYNENC__REDIS_URL"])
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
         client.flushall()
         client.close()
     yield
     if conformance:
-        _kill_descendants()
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """URL of the session's Redis Stack."""
-    return os.environ["PYNENC__REDIS_URL"]
+        _kill_session_processes(spare_redis=True)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -75,6 +77,24 @@ def _cli_repr(text: str) -> str:
     named = {0x5C: "\\\\", 0x22: '\\"', 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x07: "\\a", 0x08: "\\b"}
     out = (named.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in text.encode())
     return '"' + "".join(out) + '"'
+
+
+def test_demo_prints_its_expected_failure_in_one_line(redis_url: str) -> None:
+    """check_positive(-1) fails on purpose: one line says so, no traceback (pynenc's log of
+    the exception and the runner thread's re-raise are both kept quiet for that error only)."""
+    demo = subprocess.run(
+        [sys.executable, "-m", "pynenc_redis_stack.demo", "--url", redis_url, "--children", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = demo.stdout + demo.stderr
+    assert demo.returncode == 0, output
+    assert "Traceback" not in output and "Running in a secondary thread" not in output
+    assert [line for line in output.splitlines() if "is negative" in line] == [
+        "check_positive(-1) failed as expected: -1 is negative"
+    ]
+    assert "-> 3 children" in demo.stdout
 
 
 def _leaves(reply: object) -> list[str]:

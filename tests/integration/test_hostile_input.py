@@ -4,7 +4,7 @@ Every answer is either correct or a clear error, and never holds another app's d
 injection ids are used at once as invocation, parent, event, workflow, task, runner and
 sub-invocation ids, and as app ids: a victim app ``other`` (the app the injections name)
 holds the same ids, and each app must get back exactly its own documents.
-(test_search_traps.py covers single special characters and look-alike app ids;
+(test_traps_*.py cover single special characters and look-alike app ids;
 test_property_vs_mem.py random identifiers; this module the attacks themselves.)
 """
 

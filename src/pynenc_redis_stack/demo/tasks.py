@@ -31,9 +31,13 @@ def sum_of_squares(n: int) -> int:
     return sum(invocation.result for invocation in group.invocations)
 
 
+class NegativeNumberError(ValueError):
+    """The demo's expected failure (``check_positive(-1)``)."""
+
+
 @app.task
 def check_positive(x: int) -> int:
     """Fails for negative numbers: gives the demo a FAILED invocation to find."""
     if x < 0:
-        raise ValueError(f"{x} is negative")
+        raise NegativeNumberError(f"{x} is negative")
     return x
