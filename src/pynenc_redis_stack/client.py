@@ -207,8 +207,9 @@ OUT_OF_MEMORY_FIX = (
 def raise_server_error(error: redis.ResponseError) -> NoReturn:
     """Raise ``error``, as :class:`ServerOutOfMemoryError` when the server is out of memory.
 
-    A refused write is refused whole: an invocation batch is one MULTI/EXEC, a history batch
-    one script, and the server checks memory before either starts writing.
+    A refused write is refused whole: invocation and history batches are one script each, and
+    the server refuses a script at its first write when over the limit (once a script has
+    written, it runs to its end).
     """
     message = str(error)
     # redis-py maps the server's OOM code to OutOfMemoryError, not inside a script's error
