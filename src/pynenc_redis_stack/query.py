@@ -383,7 +383,7 @@ class Parametrized:
 
     ``template`` holds the fixed arguments, with an ``int`` k where the k-th of ``values`` goes
     (the ``PARAMS`` values, except the filter's ``shape_params``). Requests of the same shape
-    share a template, which :func:`lua_call` turns into a server-side script once; each call
+    share a template, which :func:`pynenc_redis_stack.scripts.lua_call` turns into a server-side script once; each call
     then sends only its values (see :mod:`pynenc_redis_stack.search`).
     """
 
@@ -401,23 +401,6 @@ class Parametrized:
                     template[position + 1] = len(values)
                     values.append(args[position + 1])
         return cls(tuple(template), tuple(values))
-
-
-def lua_literal(value: str) -> str:
-    """Return ``value`` as a Lua string literal: ASCII letters and digits as they are, every
-    other byte of its UTF-8 form as a three-digit decimal escape (exact for any input)."""
-    return (
-        '"' + "".join(chr(b) if chr(b).isalnum() and b < 128 else f"\\{b:03d}" for b in value.encode()) + '"'
-    )
-
-
-def lua_call(template: Sequence[str | int]) -> str:
-    """Return a Lua ``redis.call(...)`` expression of a :class:`Parametrized` template."""
-    return (
-        "redis.call("
-        + ", ".join(f"ARGV[{part + 1}]" if isinstance(part, int) else lua_literal(part) for part in template)
-        + ")"
-    )
 
 
 def where(spec: IndexSpec, app_id: str, **tags: str) -> Filter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
@@ -139,12 +140,29 @@ return found
 )
 
 
+def lua_literal(value: str) -> str:
+    """Return ``value`` as a Lua string literal: ASCII letters and digits as they are, every
+    other byte of its UTF-8 form as a three-digit decimal escape (exact for any input)."""
+    return (
+        '"' + "".join(chr(b) if chr(b).isalnum() and b < 128 else f"\\{b:03d}" for b in value.encode()) + '"'
+    )
+
+
+def lua_call(template: Sequence[str | int]) -> str:
+    """Return a Lua ``redis.call(...)`` expression of a :class:`~pynenc_redis_stack.query.Parametrized` template."""
+    return (
+        "redis.call("
+        + ", ".join(f"ARGV[{part + 1}]" if isinstance(part, int) else lua_literal(part) for part in template)
+        + ")"
+    )
+
+
 def prepared_read(call: str, reply: Literal["keys", "documents"]) -> str:
     """Return the source of a read-only script running one query and replying with one JSON text.
 
     Why: redis-py packs every argument and, without ``hiredis``, parses every reply element
     in Python, and for lookups of a few ids those two costs exceed the query's own. A
-    prepared query (``call``, rendered by :func:`pynenc_redis_stack.query.lua_call`) is sent
+    prepared query (``call``, rendered by :func:`lua_call`) is sent
     once; each call sends only its values, and the reply is one string ``orjson`` parses in
     C. Read only (``no-writes``), so it also runs on replicas; it adds no round trip. Never
     used for cursors: Lua numbers are doubles and could round a cursor id.

@@ -36,8 +36,8 @@ from redis.commands.core import Script
 from pynenc_redis_stack.client import command_retry, no_cleanup, register_query_script, run
 from pynenc_redis_stack.documents import Document
 from pynenc_redis_stack.errors import CursorReadError
-from pynenc_redis_stack.query import LOAD_DOCUMENT, Aggregate, Search, lua_call, sorted_top, tag_param
-from pynenc_redis_stack.scripts import prepared_read
+from pynenc_redis_stack.query import LOAD_DOCUMENT, Aggregate, Search, sorted_top, tag_param
+from pynenc_redis_stack.scripts import lua_call, prepared_read
 
 if TYPE_CHECKING:
     from redis import Redis

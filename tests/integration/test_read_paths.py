@@ -36,7 +36,7 @@ from pynenc.workflow import WorkflowIdentity
 from pynenc_redis_stack import admin
 from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.cli.index_commands import format_migration
-from pynenc_redis_stack.query import lua_literal
+from pynenc_redis_stack.scripts import lua_literal
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips
