@@ -19,7 +19,7 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from pynenc_redis_stack.conf import ConfigRedisStack, ConfigStateBackendRedisStack
+from pynenc_redis_stack.conf import ConfigRedisStack, ConfigWithNamespace
 from pynenc_redis_stack.errors import MissingPermissionError, ServerNotSupportedError, ServerOutOfMemoryError
 
 _POOLS: dict[tuple[object, ...], redis.ConnectionPool] = {}
@@ -37,11 +37,11 @@ BACKOFF_CAP = 2.0
 REPEATABLE_COMMANDS = frozenset(
     {
         # reads
-        "EXISTS", "FT.INFO", "FT.SEARCH", "FT._LIST", "GET", "INFO", "JSON.GET", "JSON.MGET",
-        "JSON.TYPE", "PING", "SCRIPT",
+        "EXISTS", "FT.INFO", "FT.SEARCH", "FT._LIST", "GET", "HGET", "INFO", "JSON.GET", "JSON.MGET",
+        "JSON.TYPE", "PING", "SCRIPT", "SMEMBERS", "ZCARD",
         # writes of a value computed by the client (never derived from the stored one), and
         # deletions: a second send leaves the same state
-        "DEL", "JSON.MERGE", "JSON.SET", "UNLINK",
+        "DEL", "HSET", "JSON.MERGE", "JSON.SET", "UNLINK",
     }
 )  # fmt: skip
 """Commands :class:`Client` may send again after a timeout or a lost connection."""
@@ -118,6 +118,19 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("SSCAN", "{key}", "0"),
     ("SREM", "{key}", "1"),
     ("PEXPIRE", "{key}", "1"),
+    # the broker (its scripts included) and the client data store
+    ("ZADD", "{key}", "1", "1"),
+    ("ZPOPMIN", "{key}"),
+    ("ZREM", "{key}", "1"),
+    ("ZRANGE", "{key}", "0", "1"),
+    ("ZCARD", "{key}"),
+    ("INCRBY", "{key}", "1"),
+    ("SMEMBERS", "{key}"),
+    ("TIME",),
+    ("WATCH", "{key}"),
+    ("UNWATCH",),
+    ("HSET", "{key}", "1", "1"),
+    ("HGET", "{key}", "1"),
     ("MULTI",),
     ("EXEC",),
     ("DISCARD",),
@@ -399,7 +412,7 @@ def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
     )
 
 
-def get_client(conf: ConfigStateBackendRedisStack) -> Client:
+def get_client(conf: ConfigWithNamespace) -> Client:
     """Return a client on the pool for ``conf``, checking the server on first use.
 
     Each call returns a new :class:`Client` (sharing the pool), so each caller may set its

@@ -7,6 +7,8 @@ overrides it for this backend alone.
 
 from cistell import ConfigField
 from pynenc.conf.config_base import ConfigPynencBase
+from pynenc.conf.config_broker import ConfigBroker
+from pynenc.conf.config_client_data_store import ConfigClientDataStore
 from pynenc.conf.config_state_backend import ConfigStateBackend
 
 
@@ -104,3 +106,38 @@ class ConfigStateBackendRedisStack(ConfigStateBackend, ConfigRedisStack):
     redis_stack_create_indexes = ConfigField(True)
     redis_stack_batch_size = ConfigField(1000)
     redis_stack_selected = ConfigField(False)
+
+
+class ConfigBrokerRedisStack(ConfigBroker, ConfigRedisStack):
+    """Configuration of :class:`~pynenc_redis_stack.broker.RedisStackBroker`.
+
+    :cvar ConfigField[str] redis_stack_namespace:
+        First segment of every key (shared with the state backend).
+    :cvar ConfigField[float] redis_stack_broker_lease_sec:
+        Seconds a taken invocation stays with its taker before recovery may look at it.
+        If by then the orchestrator still has it in a status available for run (nobody
+        recorded taking it: the taker died), it goes back to its queue at its old place.
+        Longer than any pause between taking an invocation and recording it (a few ms
+        normally); shorter brings a dead taker's invocation back sooner.
+    :cvar ConfigField[float] redis_stack_broker_recovery_interval_sec:
+        Seconds between two recovery passes of one broker (each pass is one read when nothing
+        expired); run by ``retrieve_invocation``, and by ``recover_expired_takes`` on demand.
+    """
+
+    redis_stack_namespace = ConfigField("pynenc")
+    redis_stack_broker_lease_sec = ConfigField(60.0)
+    redis_stack_broker_recovery_interval_sec = ConfigField(10.0)
+
+
+class ConfigClientDataStoreRedisStack(ConfigClientDataStore, ConfigRedisStack):
+    """Configuration of :class:`~pynenc_redis_stack.client_data_store.RedisStackClientDataStore`.
+
+    :cvar ConfigField[str] redis_stack_namespace:
+        First segment of every key (shared with the state backend).
+    """
+
+    redis_stack_namespace = ConfigField("pynenc")
+
+
+ConfigWithNamespace = ConfigStateBackendRedisStack | ConfigBrokerRedisStack | ConfigClientDataStoreRedisStack
+"""The component configurations :func:`pynenc_redis_stack.client.get_client` connects with."""

@@ -11,6 +11,7 @@ from pynenc_tests.integration.combinations.conftest import (
     build_test_combinations,
 )
 
+from pynenc_redis_stack import RedisStackBroker, RedisStackClientDataStore
 from tests.conftest import unique_app_id
 
 
@@ -62,4 +63,19 @@ def app_combination_instance(
         monkeypatch.setenv(f"PYNENC__{name}", value)
     app = Pynenc()
     app.state_backend.purge()  # a rerun of the same test id starts clean
+    return app
+
+
+def all_components_app(request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_path: str) -> Pynenc:
+    """A pynenc app with every component this package provides (state backend, broker, client
+    data store); pynenc's SQLite orchestrator and trigger for the rest."""
+    app = (
+        PynencBuilder()
+        .app_id(unique_app_id(request))
+        .sqlite(sqlite_db_path=temp_sqlite_db_path)
+        .redis_stack(url=redis_url, components="all")
+        .build()
+    )
+    assert isinstance(app.broker, RedisStackBroker)  # the suites run against ours, not SQLite's
+    assert isinstance(app.client_data_store, RedisStackClientDataStore)
     return app
