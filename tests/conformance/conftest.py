@@ -36,7 +36,19 @@ SQLITE_COMBINATIONS = [c for c in build_test_combinations() if c.family is Backe
 def app_combination_instance(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, temp_sqlite_db_path: str, redis_url: str
 ) -> Pynenc:
-    """pynenc's SQLite combinations with RedisStackStateBackend as the state backend.
+    """pynenc's SQLite combinations with RedisStackStateBackend as the state backend."""
+    return combination_app(request, monkeypatch, temp_sqlite_db_path, redis_url)
+
+
+def combination_app(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    temp_sqlite_db_path: str,
+    redis_url: str,
+    all_components: bool = False,
+) -> Pynenc:
+    """The app of one of pynenc's SQLite combinations (``request.param``) with this package's
+    state backend, and also its broker and client data store if ``all_components``.
 
     Configured through the environment, like pynenc's own fixture, so that runner
     subprocesses build the same app.
@@ -59,10 +71,16 @@ def app_combination_instance(
         "RUNNER_LOOP_SLEEP_TIME_SEC": "0.01",
         "INVOCATION_WAIT_RESULTS_SLEEP_TIME_SEC": "0.01",
     }
+    if all_components:
+        settings["BROKER_CLS"] = "RedisStackBroker"
+        settings["CLIENT_DATA_STORE_CLS"] = "RedisStackClientDataStore"
     for name, value in settings.items():
         monkeypatch.setenv(f"PYNENC__{name}", value)
     app = Pynenc()
     app.state_backend.purge()  # a rerun of the same test id starts clean
+    if all_components:
+        app.broker.purge()
+        app.client_data_store.purge()
     return app
 
 

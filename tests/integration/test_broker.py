@@ -29,6 +29,7 @@ from pynenc_redis_stack.broker import ROUTE_BATCH, RecoveryReport
 from pynenc_redis_stack.client import acl_rule
 from pynenc_redis_stack.errors import InvalidDocumentError
 from tests.conftest import unique_app_id
+from tests.integration.conftest import RoundTrips, commandstats, delta
 from tests.integration.test_security import MakeUser, acl_user, namespace, refusals  # noqa: F401 - fixtures
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -160,6 +161,29 @@ def test_the_same_id_may_be_queued_twice_and_leaves_twice(app: Pynenc) -> None:
     broker.route_invocations(ids("a", "b", "a"), "default", 1.0)
     broker.route_invocation(InvocationId("a"), "default", 1.0)
     assert drain(broker) == ids("a", "b", "a", "a")
+
+
+def test_one_round_trip_per_route_batch_take_and_count(
+    app: Pynenc, redis_client: redis.Redis, round_trips: RoundTrips
+) -> None:
+    """A route_invocations call of 2 500 ids (three scripts), a take (acknowledging the previous one)
+    and a count over three queues are one round trip each (commands inside scripts counted)."""
+    broker = broker_of(app)
+    broker.route_invocation(InvocationId("warm-up"), "default", 0.0)  # loads the scripts; the
+    assert broker.retrieve_invocation() == "warm-up"  # first take checks the server and recovers
+    for operation, expected in (
+        (
+            lambda: broker.route_invocations(ids(*map(str, range(2500))), "default", 1.0),
+            {"evalsha": 3, "incrby": 3, "sadd": 3, "zadd": 2500},
+        ),
+        (lambda: broker.retrieve_invocation(), {"evalsha": 1, "zrem": 1, "zpopmin": 1, "time": 1, "zadd": 1}),
+        (lambda: broker.count_invocations(("default", "a", "b")), {"multi": 1, "zcard": 3, "exec": 1}),
+    ):
+        before = commandstats(redis_client)
+        with round_trips.counting():
+            operation()
+        assert delta(before, commandstats(redis_client)) == expected
+        assert round_trips.count == 1
 
 
 # -- isolation -------------------------------------------------------------------------------

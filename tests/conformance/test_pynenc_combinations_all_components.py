@@ -1,0 +1,17 @@
+"""pynenc's combinations suite (real runners executing real tasks), unmodified, with this
+package's state backend, broker and client data store (pynenc's SQLite orchestrator and trigger)."""
+
+import pytest
+from pynenc import Pynenc
+from pynenc_tests.integration.combinations.all_tests import *
+
+from tests.conformance.conftest import SQLITE_COMBINATIONS, combination_app
+
+
+@pytest.fixture(
+    params=SQLITE_COMBINATIONS, ids=lambda c: c.combination_id.replace("SQLite", "SQLite+RedisStack-all")
+)
+def app_combination_instance(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, temp_sqlite_db_path: str, redis_url: str
+) -> Pynenc:
+    return combination_app(request, monkeypatch, temp_sqlite_db_path, redis_url, all_components=True)
