@@ -187,3 +187,29 @@ def test_index_names_and_aliases() -> None:
 def test_bad_namespace_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="namespace"):
         Namespace(bad)
+
+
+@pytest.mark.parametrize(
+    ("app_id", "tag"),
+    [
+        ("orders", "{orders}"),
+        ("a{b}c", "{a%7Bb%7Dc}"),
+        ("}", "{%7D}"),
+        ("a:b%", "{a%3Ab%25}"),
+    ],
+)
+def test_broker_keys_carry_the_app_as_their_only_hash_tag(app_id: str, tag: str) -> None:
+    """Redis hashes the text between the first '{' and the next '}': with the app's braces
+    escaped that is exactly the app, for every broker key of it."""
+    keys = Namespace("ns").for_app(app_id)
+    for key in (keys.broker_queue("default"), keys.broker_queues(), keys.broker_seq(), keys.broker_taken()):
+        start = key.index("{")
+        assert key[start : key.index("}", start) + 1] == tag
+    assert keys.broker_queue("q.1-x") == f"ns:broker-queue:{tag}:q.1-x"
+
+
+def test_broker_and_client_data_keys_of_look_alike_apps_differ() -> None:
+    apps = ["a{b", "a%7Bb", "a:b", "a%3Ab", "a}b"]
+    queue_keys = {Namespace("ns").for_app(app).broker_queue("default") for app in apps}
+    data_keys = {Namespace("ns").for_app(app).client_data() for app in apps}
+    assert len(queue_keys) == len(data_keys) == len(apps)
