@@ -62,7 +62,26 @@ def _deselection_reason(item: pytest.Item) -> str | None:
     return DESELECTED.get((getattr(item, "originalname", item.name), runner.__name__))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--all-components-full",
+        action="store_true",
+        help="also run pynenc's whole combinations suite with this package's broker and client "
+        "data store (tests/conformance/test_pynenc_combinations_all_components_full.py, ~13 min)",
+    )
+
+
+def _opted_out(config: pytest.Config, item: pytest.Item) -> bool:
+    return item.get_closest_marker("all_components_full") is not None and not config.getoption(
+        "--all-components-full"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    opted_out = [item for item in items if _opted_out(config, item)]
+    if opted_out:
+        config.hook.pytest_deselected(items=opted_out)
+        items[:] = [item for item in items if not _opted_out(config, item)]
     deselected = [item for item in items if _deselection_reason(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
