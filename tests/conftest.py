@@ -19,6 +19,7 @@ import psutil
 import pytest
 import redis
 from hypothesis import settings
+from pynenc.runner.base_runner import BaseRunner
 
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
@@ -128,18 +129,33 @@ CONFORMANCE_DIRECTORIES = ("conformance", "pynenc03")
 
 
 @pytest.fixture(autouse=True)
-def _conformance_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
+def _conformance_isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Around each test of pynenc's suites: a ``FLUSHALL`` before (an empty server without
     indexes, as users' own test suites leave it: the backend must recreate its indexes by
-    itself), and the runner processes it leaves behind killed after (pynenc's SIGKILL tests
-    orphan workers, which would keep polling and load the CPU for the tests after them)."""
+    itself), and the runners it leaves behind stopped after: runner processes killed (pynenc's
+    SIGKILL tests orphan workers, which would keep polling and load the CPU for the tests after
+    them), and runner loops still running in threads of this process stopped (with this
+    package's broker they poll the server, which would count in later tests' INFO
+    commandstats)."""
     conformance = request.node.path.parent.name in CONFORMANCE_DIRECTORIES
+    started: list[BaseRunner] = []
     if conformance:
         client = redis.Redis.from_url(os.environ["PYNENC__REDIS_URL"])
         client.flushall()
         client.close()
+        on_start = BaseRunner.on_start
+
+        def recording_on_start(runner: BaseRunner) -> None:
+            started.append(runner)
+            on_start(runner)
+
+        monkeypatch.setattr(BaseRunner, "on_start", recording_on_start)
     yield
     if conformance:
+        for runner in started:
+            if runner.running:
+                runner.stop_runner_loop()
+                runner.wait_until_stopped(timeout=10)
         _kill_descendants()
 
 
