@@ -74,7 +74,8 @@ def redis_stack(
         builder._config["redis_stack_create_indexes"] = create_indexes
     if "state_backend" in selected:
         builder._config["redis_stack_selected"] = True
-    builder._config["redis_stack_components"] = tuple(
+    # a list, not a tuple: config values are stored as JSON (app info) and must read back equal
+    builder._config["redis_stack_components"] = list(
         dict.fromkeys([*builder._config.get("redis_stack_components", ()), *selected])
     )
     keep_redis_stack_components(builder._config)
