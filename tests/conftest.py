@@ -22,6 +22,7 @@ import psutil
 import pytest
 import redis
 from hypothesis import settings
+from pynenc.runner.base_runner import BaseRunner
 
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
@@ -66,6 +67,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help=f"run {ORCHESTRATOR_COMBINATIONS} with every runner, not only ThreadRunner",
     )
+    parser.addoption(
+        "--all-components-full",
+        action="store_true",
+        help="also run pynenc's whole combinations suite with this package's broker and client "
+        "data store (tests/conformance/test_pynenc_combinations_all_components_full.py, ~13 min)",
+    )
 
 
 def _deselection_reason(item: pytest.Item) -> str | None:
@@ -81,7 +88,17 @@ def _deselection_reason(item: pytest.Item) -> str | None:
     return DESELECTED.get((getattr(item, "originalname", item.name), runner.__name__))
 
 
+def _opted_out(config: pytest.Config, item: pytest.Item) -> bool:
+    return item.get_closest_marker("all_components_full") is not None and not config.getoption(
+        "--all-components-full"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    opted_out = [item for item in items if _opted_out(config, item)]
+    if opted_out:
+        config.hook.pytest_deselected(items=opted_out)
+        items[:] = [item for item in items if not _opted_out(config, item)]
     deselected = [item for item in items if _deselection_reason(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
@@ -181,18 +198,33 @@ CONFORMANCE_DIRECTORIES = ("conformance", "pynenc03")
 
 
 @pytest.fixture(autouse=True)
-def _conformance_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
+def _conformance_isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Around each test of pynenc's suites: a ``FLUSHALL`` before (an empty server without
     indexes, as users' own test suites leave it: the backend must recreate its indexes by
-    itself), and the runner processes it leaves behind killed after (pynenc's SIGKILL tests
-    orphan workers, which would keep polling and load the CPU for the tests after them)."""
+    itself), and the runners it leaves behind stopped after: runner processes killed (pynenc's
+    SIGKILL tests orphan workers, which would keep polling and load the CPU for the tests after
+    them), and runner loops still running in threads of this process stopped (with this
+    package's broker they poll the server, which would count in later tests' INFO
+    commandstats)."""
     conformance = request.node.path.parent.name in CONFORMANCE_DIRECTORIES
+    started: list[BaseRunner] = []
     if conformance:
         client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
         client.flushall()
         client.close()
+        on_start = BaseRunner.on_start
+
+        def recording_on_start(runner: BaseRunner) -> None:
+            started.append(runner)
+            on_start(runner)
+
+        monkeypatch.setattr(BaseRunner, "on_start", recording_on_start)
     yield
     if conformance:
+        for runner in started:
+            if getattr(runner, "running", False):
+                runner.stop_runner_loop()
+                runner.wait_until_stopped(timeout=10)
         _kill_session_processes(spare_redis=True)
 
 

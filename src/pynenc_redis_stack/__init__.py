@@ -3,11 +3,19 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from pynenc_redis_stack.backend import RedisStackStateBackend
+from pynenc_redis_stack.broker import RedisStackBroker
 from pynenc_redis_stack.builder import RedisStackBuilderPlugin
+from pynenc_redis_stack.client_data_store import RedisStackClientDataStore
 
 try:
     __version__ = version("pynenc-redis-stack")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["RedisStackBuilderPlugin", "RedisStackStateBackend", "__version__"]
+__all__ = [
+    "RedisStackBroker",
+    "RedisStackBuilderPlugin",
+    "RedisStackClientDataStore",
+    "RedisStackStateBackend",
+    "__version__",
+]

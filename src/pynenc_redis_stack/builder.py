@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from pynenc.builder import PynencBuilder
 
 STATE_BACKEND_CLS = "RedisStackStateBackend"
 ORCHESTRATOR_CLS = "RedisStackOrchestrator"
+
+COMPONENTS: dict[str, tuple[str, str]] = {
+    "state_backend": ("state_backend_cls", STATE_BACKEND_CLS),
+    "broker": ("broker_cls", "RedisStackBroker"),
+    "client_data_store": ("client_data_store_cls", "RedisStackClientDataStore"),
+    "orchestrator": ("orchestrator_cls", ORCHESTRATOR_CLS),
+}
+"""Component name -> (pynenc config key, class name) of every component this package provides."""
+
+DEFAULT_COMPONENTS = ("state_backend",)
+"""What ``redis_stack()`` selects without ``components``: the state backend alone, as before
+the other components existed (the default becomes ``"all"`` once every component is here)."""
 
 
 class RedisStackBuilderPlugin:
@@ -23,7 +36,7 @@ class RedisStackBuilderPlugin:
         builder_class.register_plugin_method("redis_stack", redis_stack)
         builder_class.register_plugin_method("redis_stack_orchestrator", redis_stack_orchestrator)
         builder_class.register_plugin_validator(keep_redis_stack_state_backend)
-        builder_class.register_plugin_validator(keep_redis_stack_orchestrator)
+        builder_class.register_plugin_validator(keep_redis_stack_components)
 
 
 def redis_stack(
@@ -31,20 +44,26 @@ def redis_stack(
     url: str | None = None,
     namespace: str | None = None,
     create_indexes: bool | None = None,
+    components: Literal["all"] | Iterable[str] = DEFAULT_COMPONENTS,
 ) -> PynencBuilder:
-    """Use :class:`~pynenc_redis_stack.backend.RedisStackStateBackend` as the state backend.
+    """Use this package's components: by default the state backend alone.
 
-    Only the state backend changes: the other components stay as other builder calls set
-    them (``.sqlite()``, pynenc-redis's ``.redis()``), in whichever order they are called.
+    Only the selected components change: the others stay as other builder calls set them
+    (``.sqlite()``, pynenc-redis's ``.redis()``), in whichever order they are called.
+    ``components="all"`` selects every component this package provides (:data:`COMPONENTS`);
+    a collection of names selects those (``("state_backend", "broker")``).
 
     :param builder: The builder.
     :param url: Server URL for this backend (``redis://host:port/0``); stored as
         ``redis_stack_url`` so a pynenc-redis ``redis_url`` may point elsewhere.
     :param namespace: Key and index namespace (default ``pynenc``).
     :param create_indexes: Create missing indexes on first use (default True).
+    :param components: ``"all"`` or names from :data:`COMPONENTS`.
     :return: The builder, for chaining.
-    :raises ValueError: If the URL selects a database other than 0.
+    :raises ValueError: If the URL selects a database other than 0, or a component name is
+        unknown.
     """
+    selected = _component_names(components)
     if url is not None:
         _check_url(url)
         builder._config["redis_stack_url"] = url
@@ -56,26 +75,40 @@ def redis_stack(
         builder._config["redis_stack_namespace"] = namespace
     if create_indexes is not None:
         builder._config["redis_stack_create_indexes"] = create_indexes
-    builder._config["redis_stack_selected"] = True
-    builder._config["state_backend_cls"] = STATE_BACKEND_CLS
+    if "state_backend" in selected:
+        builder._config["redis_stack_selected"] = True
+    # a list, not a tuple: config values are stored as JSON (app info) and must read back equal
+    builder._config["redis_stack_components"] = list(
+        dict.fromkeys([*builder._config.get("redis_stack_components", ()), *selected])
+    )
+    keep_redis_stack_components(builder._config)
     return builder
 
 
 def redis_stack_orchestrator(builder: PynencBuilder) -> PynencBuilder:
-    """Use :class:`~pynenc_redis_stack.orchestrator.RedisStackOrchestrator` as the orchestrator.
-
-    It connects with the same settings as the state backend (``.redis_stack(url=...)``, or
-    ``redis_url`` / ``redis_stack_url`` and the namespace from the configuration); the other
-    components stay as other builder calls set them.
+    """Use :class:`~pynenc_redis_stack.orchestrator.RedisStackOrchestrator` as the orchestrator:
+    ``redis_stack(components=["orchestrator"])``, so it connects with the same settings as the
+    other components and stays selected whatever builder calls come after.
 
     :param builder: The builder.
     :return: The builder, for chaining.
     """
-    if not builder._config.get("redis_url"):
-        builder._config.setdefault("redis_host", "localhost")
-    builder._config["redis_stack_orchestrator_selected"] = True
-    builder._config["orchestrator_cls"] = ORCHESTRATOR_CLS
-    return builder
+    return redis_stack(builder, components=("orchestrator",))
+
+
+def _component_names(components: Literal["all"] | Iterable[str]) -> tuple[str, ...]:
+    if components == "all":
+        return tuple(COMPONENTS)
+    if isinstance(components, str):  # a lone name would otherwise iterate as letters
+        components = (components,)
+    names = tuple(components)
+    unknown = [name for name in names if name not in COMPONENTS]
+    if unknown or not names:
+        raise ValueError(
+            f"redis_stack components {names!r}: unknown {unknown!r}. Use 'all' or names from "
+            f"{', '.join(COMPONENTS)}."
+        )
+    return names
 
 
 def _check_url(url: str) -> None:
@@ -97,7 +130,9 @@ def keep_redis_stack_state_backend(config: dict[str, Any]) -> None:
         config["state_backend_cls"] = STATE_BACKEND_CLS
 
 
-def keep_redis_stack_orchestrator(config: dict[str, Any]) -> None:
-    """Re-select this orchestrator if a later builder call (``.sqlite()``, ``.memory()``) replaced it."""
-    if config.get("redis_stack_orchestrator_selected"):
-        config["orchestrator_cls"] = ORCHESTRATOR_CLS
+def keep_redis_stack_components(config: dict[str, Any]) -> None:
+    """Re-select every component ``redis_stack(components=...)`` chose, whatever builder calls
+    (``.sqlite()``, ``.memory()``, ``.redis()``) came after."""
+    for name in config.get("redis_stack_components", ()):
+        config_key, class_name = COMPONENTS[name]
+        config[config_key] = class_name

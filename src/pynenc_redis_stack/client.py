@@ -37,11 +37,11 @@ BACKOFF_CAP = 2.0
 REPEATABLE_COMMANDS = frozenset(
     {
         # reads
-        "EXISTS", "FT.INFO", "FT.SEARCH", "FT._LIST", "GET", "INFO", "JSON.GET", "JSON.MGET",
-        "JSON.TYPE", "LRANGE", "PING", "SCRIPT", "SINTER", "SMEMBERS",
+        "EXISTS", "FT.INFO", "FT.SEARCH", "FT._LIST", "GET", "HGET", "INFO", "JSON.GET", "JSON.MGET",
+        "JSON.TYPE", "LRANGE", "PING", "SCRIPT", "SINTER", "SMEMBERS", "ZCARD",
         # writes of a value computed by the client (never derived from the stored one), and
         # deletions: a second send leaves the same state
-        "DEL", "JSON.MERGE", "JSON.SET", "UNLINK",
+        "DEL", "HSET", "JSON.MERGE", "JSON.SET", "UNLINK",
     }
 )  # fmt: skip
 """Commands :class:`Client` may send again after a timeout or a lost connection."""

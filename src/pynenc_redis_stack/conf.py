@@ -7,6 +7,8 @@ overrides it for this backend alone.
 
 from cistell import ConfigField
 from pynenc.conf.config_base import ConfigPynencBase
+from pynenc.conf.config_broker import ConfigBroker
+from pynenc.conf.config_client_data_store import ConfigClientDataStore
 from pynenc.conf.config_orchestrator import ConfigOrchestrator
 from pynenc.conf.config_state_backend import ConfigStateBackend
 
@@ -115,11 +117,27 @@ class ConfigStateBackendRedisStack(ConfigStateBackend, ConfigRedisStackKeyspace)
 
 
 class ConfigOrchestratorRedisStack(ConfigOrchestrator, ConfigRedisStackKeyspace):
-    """Configuration of :class:`~pynenc_redis_stack.orchestrator.RedisStackOrchestrator`.
+    """Configuration of :class:`~pynenc_redis_stack.orchestrator.RedisStackOrchestrator`."""
 
-    :cvar ConfigField[bool] redis_stack_orchestrator_selected:
-        Set by ``PynencBuilder.redis_stack_orchestrator``; keeps this orchestrator selected
-        whatever other builder calls come after.
+
+class ConfigBrokerRedisStack(ConfigBroker, ConfigRedisStackKeyspace):
+    """Configuration of :class:`~pynenc_redis_stack.broker.RedisStackBroker`.
+
+    :cvar ConfigField[float] redis_stack_broker_lease_sec:
+        Seconds a taken invocation stays with its taker before recovery may look at it.
+        If by then the orchestrator still has it in a status available for run (nobody
+        recorded taking it: the taker died), it goes back to its queue at its old place.
+        Longer than any pause between taking an invocation and recording it (a few ms
+        normally); shorter brings a dead taker's invocation back sooner.
+    :cvar ConfigField[float] redis_stack_broker_recovery_interval_sec:
+        Seconds between two recovery passes of one broker (each pass is one read when nothing
+        expired); run by ``retrieve_invocation``, and by ``recover_expired_takes`` on demand.
     """
 
-    redis_stack_orchestrator_selected = ConfigField(False)
+    redis_stack_broker_lease_sec = ConfigField(60.0)
+    redis_stack_broker_recovery_interval_sec = ConfigField(10.0)
+
+
+class ConfigClientDataStoreRedisStack(ConfigClientDataStore, ConfigRedisStackKeyspace):
+    """Configuration of :class:`~pynenc_redis_stack.client_data_store.RedisStackClientDataStore`
+    (the namespace and connection settings are the state backend's)."""

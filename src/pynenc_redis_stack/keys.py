@@ -16,11 +16,20 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:relation-sets:<app>              present once the app's relation sets are complete
     <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
     <ns>:orchestrator-seq                 the counter ordering orchestrator registrations
+    <ns>:broker-queue:{<app>}:<queue>     a sorted set: the queue's invocations (broker.py)
+    <ns>:broker-queues:{<app>}            a set: the queue names the app routed to (for purge)
+    <ns>:broker-seq:{<app>}               the counter ordering equal priorities first in, first out
+    <ns>:broker-taken:{<app>}             a sorted set: taken, not yet acknowledged invocations
+    <ns>:client-data:<app>                a hash: the client data store's values by reference key
 
 The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
 app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
 and ``:`` (as ``%25`` and ``%3A``) so that no two (app, id) pairs share a key, whatever the
 ids contain; ids without those two characters read as they are.
+
+The broker's keys put the app in a hash tag (``{<app>}``, with ``{`` and ``}`` also escaped,
+as ``%7B``/``%7D``, so the tag is exactly the app): every key one broker script touches is
+in the app's hash slot.
 """
 
 from __future__ import annotations
@@ -75,6 +84,14 @@ _ORCHESTRATOR_INVOCATION = "orchestrator-invocation"
 _ORCHESTRATOR_WAIT = "orchestrator-wait"
 _RUNNER_HEARTBEAT = "runner-heartbeat"
 _ATOMIC_SERVICE_EXECUTION = "atomic-service-execution"
+
+# The broker's and client data store's keys (not documents). The broker's carry the app in a
+# hash tag, so its multi-key scripts stay in one cluster slot.
+_BROKER_QUEUE = "broker-queue"
+_BROKER_QUEUES = "broker-queues"
+_BROKER_SEQ = "broker-seq"
+_BROKER_TAKEN = "broker-taken"
+_CLIENT_DATA = "client-data"
 
 
 def encode_segment(value: str) -> str:
@@ -163,6 +180,7 @@ class AppKeys:
         self._app_segment = encode_segment(app_id)
         self._invocation_prefix = self._key(DocumentKind.INVOCATION, "")
         self._relation_prefixes = {name: self._key(entity, "") for name, entity in RELATIONS.items()}
+        self._app_tag = "{" + self._app_segment.replace("{", "%7B").replace("}", "%7D") + "}"
 
     def _key(self, entity: str, *ids: str) -> str:
         segments = [self.namespace.namespace, entity, self._app_segment]
@@ -249,3 +267,26 @@ class AppKeys:
 
     def atomic_service_execution(self, run_id: str) -> str:
         return self._key(_ATOMIC_SERVICE_EXECUTION, run_id)
+
+    def _broker_key(self, entity: str, *ids: str) -> str:
+        return ":".join([self.namespace.namespace, entity, self._app_tag, *(encode_segment(i) for i in ids)])
+
+    def broker_queue(self, queue_name: str) -> str:
+        """The sorted set of one queue's routed invocations (see :mod:`pynenc_redis_stack.broker`)."""
+        return self._broker_key(_BROKER_QUEUE, queue_name)
+
+    def broker_queues(self) -> str:
+        """The set of the queue names this app ever routed to, so purge finds every queue."""
+        return self._broker_key(_BROKER_QUEUES)
+
+    def broker_seq(self) -> str:
+        """The counter numbering routed entries, so equal priorities leave in arrival order."""
+        return self._broker_key(_BROKER_SEQ)
+
+    def broker_taken(self) -> str:
+        """The sorted set of taken, not yet acknowledged entries, scored by lease deadline."""
+        return self._broker_key(_BROKER_TAKEN)
+
+    def client_data(self) -> str:
+        """The hash of the client data store's values, by reference key."""
+        return self._key(_CLIENT_DATA)

@@ -11,6 +11,7 @@ from pynenc_tests.integration.combinations.conftest import (
     build_test_combinations,
 )
 
+from pynenc_redis_stack import RedisStackBroker, RedisStackClientDataStore
 from tests.conftest import unique_app_id
 
 
@@ -35,11 +36,7 @@ SQLITE_COMBINATIONS = [c for c in build_test_combinations() if c.family is Backe
 def app_combination_instance(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, temp_sqlite_db_path: str, redis_url: str
 ) -> Pynenc:
-    """pynenc's SQLite combinations with RedisStackStateBackend as the state backend.
-
-    Configured through the environment, like pynenc's own fixture, so that runner
-    subprocesses build the same app.
-    """
+    """pynenc's SQLite combinations with RedisStackStateBackend as the state backend."""
     return combination_app(request, monkeypatch, temp_sqlite_db_path, redis_url)
 
 
@@ -49,9 +46,15 @@ def combination_app(
     temp_sqlite_db_path: str,
     redis_url: str,
     orchestrator_cls: str | None = None,
+    all_components: bool = False,
 ) -> Pynenc:
     """The app of one of pynenc's combinations (``request.param``) with this package's state
-    backend, and its orchestrator when ``orchestrator_cls`` names it."""
+    backend, its orchestrator when ``orchestrator_cls`` names it, and its broker and client
+    data store if ``all_components``.
+
+    Configured through the environment, like pynenc's own fixture, so that runner
+    subprocesses build the same app.
+    """
     components: AppComponents = request.param
     test_module, test_name = util.get_module_name(request)
     settings = {
@@ -70,10 +73,31 @@ def combination_app(
         "RUNNER_LOOP_SLEEP_TIME_SEC": "0.01",
         "INVOCATION_WAIT_RESULTS_SLEEP_TIME_SEC": "0.01",
     }
+    if all_components:
+        settings["BROKER_CLS"] = "RedisStackBroker"
+        settings["CLIENT_DATA_STORE_CLS"] = "RedisStackClientDataStore"
     for name, value in settings.items():
         monkeypatch.setenv(f"PYNENC__{name}", value)
     app = Pynenc()
     app.state_backend.purge()  # a rerun of the same test id starts clean
+    if all_components:
+        app.broker.purge()
+        app.client_data_store.purge()
+    return app
+
+
+def all_components_app(request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_path: str) -> Pynenc:
+    """A pynenc app with this package's state backend, broker and client data store; pynenc's
+    SQLite orchestrator and trigger for the rest."""
+    app = (
+        PynencBuilder()
+        .app_id(unique_app_id(request))
+        .sqlite(sqlite_db_path=temp_sqlite_db_path)
+        .redis_stack(url=redis_url, components=("state_backend", "broker", "client_data_store"))
+        .build()
+    )
+    assert isinstance(app.broker, RedisStackBroker)  # the suites run against ours, not SQLite's
+    assert isinstance(app.client_data_store, RedisStackClientDataStore)
     return app
 
 

@@ -202,3 +202,29 @@ def test_orchestrator_keys_give_back_their_ids(invocation_id: str) -> None:
     assert keys.orchestrator_invocation_ids_of([key]) == [invocation_id]
     assert keys.orchestrator_wait("w:1", "w:2").split(":")[3:] == ["w%3A1", "w%3A2"]
     assert Namespace("pynenc").for_app("a").orchestrator_invocation(invocation_id) != key
+
+
+@pytest.mark.parametrize(
+    ("app_id", "tag"),
+    [
+        ("orders", "{orders}"),
+        ("a{b}c", "{a%7Bb%7Dc}"),
+        ("}", "{%7D}"),
+        ("a:b%", "{a%3Ab%25}"),
+    ],
+)
+def test_broker_keys_carry_the_app_as_their_only_hash_tag(app_id: str, tag: str) -> None:
+    """Redis hashes the text between the first '{' and the next '}': with the app's braces
+    escaped that is exactly the app, for every broker key of it."""
+    keys = Namespace("ns").for_app(app_id)
+    for key in (keys.broker_queue("default"), keys.broker_queues(), keys.broker_seq(), keys.broker_taken()):
+        start = key.index("{")
+        assert key[start : key.index("}", start) + 1] == tag
+    assert keys.broker_queue("q.1-x") == f"ns:broker-queue:{tag}:q.1-x"
+
+
+def test_broker_and_client_data_keys_of_look_alike_apps_differ() -> None:
+    apps = ["a{b", "a%7Bb", "a:b", "a%3Ab", "a}b"]
+    queue_keys = {Namespace("ns").for_app(app).broker_queue("default") for app in apps}
+    data_keys = {Namespace("ns").for_app(app).client_data() for app in apps}
+    assert len(queue_keys) == len(data_keys) == len(apps)
