@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.connection
+
+from pynenc_redis_stack.server import EmbeddedRedisStack
 
 
 def commandstats(client: redis.Redis) -> dict[str, int]:
@@ -56,3 +59,18 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send_packed_command)
     return counter
+
+
+@pytest.fixture
+def low_cap_url(tmp_path: Path) -> Iterator[str]:
+    """A server of its own whose result caps are 25 (below every page size used)."""
+    server = EmbeddedRedisStack(tmp_path / "server", persistent=False)
+    url = server.start()
+    client = redis.Redis.from_url(url, protocol=2, decode_responses=True)
+    client.execute_command("FT.CONFIG", "SET", "MAXSEARCHRESULTS", "25")
+    client.execute_command("FT.CONFIG", "SET", "MAXAGGREGATERESULTS", "25")
+    client.close()
+    try:
+        yield url
+    finally:
+        server.stop()

@@ -366,21 +366,6 @@ def test_hostile_ids_are_stored_and_found_exactly_and_apps_stay_apart(
 # -- result caps ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def low_cap_url(tmp_path: Path) -> Iterator[str]:
-    """A server of its own whose result caps are 25 (below every page size used)."""
-    server = EmbeddedRedisStack(tmp_path / "server", persistent=False)
-    url = server.start()
-    client = redis.Redis.from_url(url, protocol=2, decode_responses=True)
-    client.execute_command("FT.CONFIG", "SET", "MAXSEARCHRESULTS", "25")
-    client.execute_command("FT.CONFIG", "SET", "MAXAGGREGATERESULTS", "25")
-    client.close()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
 def test_answers_stay_complete_on_a_server_with_low_result_caps(
     request: pytest.FixtureRequest, low_cap_url: str, tmp_path: Path
 ) -> None:
