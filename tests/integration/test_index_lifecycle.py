@@ -245,12 +245,16 @@ WRITER_PARENT = "writer-parent"
 
 def _writer(url: str, namespace: str, app_id: str, stop: Event) -> None:
     """Keep writing invocations of ``app_id`` (parent ``writer-parent``) until ``stop``; the
-    counter key moves in the same pipeline, after the documents."""
+    counter key moves in the same transaction, after the documents. Each document joins its
+    parent's children set in the same step, as the backend's upsert script does (a writer that
+    did not would be a version before relation sets, which a reader started on an empty app
+    cannot see: README, mixed versions)."""
     client = redis.Redis.from_url(url, protocol=2, decode_responses=True)
     keys = Namespace(namespace).for_app(app_id)
+    children = keys.relation_set("parent_invocation_id", WRITER_PARENT)
     written = 0
     while not stop.is_set():
-        pipe = client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=True)
         for i in range(written, written + 20):
             run(
                 pipe,
@@ -259,6 +263,7 @@ def _writer(url: str, namespace: str, app_id: str, stop: Event) -> None:
                 "$",
                 invocation_json(app_id, f"w-{i}", WRITER_PARENT, "w"),
             )
+            run(pipe, "SADD", children, f"w-{i}")
         written += 20
         run(pipe, "SET", f"{namespace}:test:written", str(written))
         pipe.execute()
