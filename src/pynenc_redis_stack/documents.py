@@ -229,11 +229,14 @@ def listed_entry(entry: Document) -> str:
 def history_from_listed(text: str | bytes, invocation_id: str) -> tuple[tuple[int, int], InvocationHistory]:
     """Rebuild a history entry of an invocation's history list: ``((ts, seq), entry)``."""
     seq, ts, status, runner_context_id, *rest = loads(text)
-    entry: Document = {"invocation_id": invocation_id, "ts": ts, "status": status}
-    entry["runner_context_id"] = runner_context_id
     if rest:
+        entry: Document = {"invocation_id": invocation_id, "ts": ts, "status": status}
+        entry["runner_context_id"] = runner_context_id
         entry.update(rest[0])
-    return (ts, seq), history_from_document(entry)
+        return (ts, seq), history_from_document(entry)
+    timestamp = from_micros(ts)
+    record = InvocationStatusRecord(_STATUSES[status], runner_context_id, timestamp)
+    return (ts, seq), _history(invocation_id, record, runner_context_id, None, timestamp)
 
 
 def history_from_document(doc: Document) -> InvocationHistory:
@@ -242,24 +245,60 @@ def history_from_document(doc: Document) -> InvocationHistory:
     Reads the flat layout of :func:`history_document` and the nested ``status_record`` one
     that versions before 0.2 wrote.
     """
+    timestamp = from_micros(int(doc["ts"]))
     if "status_record" in doc:
         record = InvocationStatusRecord.from_json(doc["status_record"])
     else:
-        record_time = from_micros(int(doc["record_ts"] if "record_ts" in doc else doc["ts"]))
+        record_time = from_micros(int(doc["record_ts"])) if "record_ts" in doc else timestamp
         if "record_utc_offset" in doc:
             record_time = record_time.astimezone(timezone(doc["record_utc_offset"] * _MICROSECOND))
         record = InvocationStatusRecord(
-            status=InvocationStatus(doc["status"]),
-            runner_id=doc.get("runner_id", doc["runner_context_id"]),
-            timestamp=record_time,
+            _STATUSES[doc["status"]], doc.get("runner_id", doc["runner_context_id"]), record_time
         )
-    history = InvocationHistory(
-        invocation_id=InvocationId(doc["invocation_id"]),
-        status_record=record,
-        runner_context_id=doc["runner_context_id"],
-        registered_by_inv_id=doc.get("registered_by_inv_id"),
+    return _history(
+        doc["invocation_id"], record, doc["runner_context_id"], doc.get("registered_by_inv_id"), timestamp
     )
-    history._timestamp = from_micros(int(doc["ts"]))
+
+
+_STATUSES = {status.value: status for status in InvocationStatus}
+
+_HISTORY_FIELDS = {"invocation_id", "_timestamp", "status_record", "runner_context_id", "registered_by_inv_id"}
+_HISTORY_HAS_DICT = set(InvocationHistory.__dataclass_fields__) == _HISTORY_FIELDS and not hasattr(
+    InvocationHistory, "__slots__"
+)
+
+
+def _history(
+    invocation_id: str,
+    record: InvocationStatusRecord,
+    runner_context_id: str,
+    registered_by_inv_id: str | None,
+    timestamp: datetime,
+) -> InvocationHistory:
+    """An :class:`InvocationHistory` with the stored timestamp.
+
+    History reads build thousands of these per page; pynenc's constructor stamps each with
+    ``datetime.now()`` (a quarter of the time spent per entry) that would be overwritten at
+    once, so when the class is the plain dataclass this module knows, its fields are set
+    directly; any other shape goes through the constructor.
+    """
+    if _HISTORY_HAS_DICT:
+        history: InvocationHistory = object.__new__(InvocationHistory)
+        history.__dict__.update(
+            invocation_id=InvocationId(invocation_id),
+            _timestamp=timestamp,
+            status_record=record,
+            runner_context_id=runner_context_id,
+            registered_by_inv_id=registered_by_inv_id,
+        )
+        return history
+    history = InvocationHistory(
+        invocation_id=InvocationId(invocation_id),
+        status_record=record,
+        runner_context_id=runner_context_id,
+        registered_by_inv_id=registered_by_inv_id,
+    )
+    history._timestamp = timestamp
     return history
 
 
