@@ -56,6 +56,10 @@ def test_flat_layout_round_trips_exactly(
         "ctx",
         registered_by,
     )
+    # rebuilt without pynenc's constructor (docs._history): equal to the constructed entry in
+    # every field, and as usable (to_json, comparisons)
+    assert back == listed == history and type(back) is InvocationHistory
+    assert back.to_json() == listed.to_json() == history.to_json()
 
 
 def test_nested_layout_of_earlier_versions_is_read() -> None:
