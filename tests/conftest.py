@@ -54,24 +54,18 @@ DESELECTED = {
 }
 
 
-ORCHESTRATOR_COMBINATIONS = "test_pynenc_combinations_orchestrator.py"
-"""pynenc's combinations suite with RedisStackOrchestrator: by default only its ThreadRunner
-combination runs (the process-based runners start a Python process per invocation or worker,
-which would add about as long as the SQLite combinations take); ``--all-orchestrator-combinations``
-runs every runner."""
+ALL_REDIS_STACK_COMBINATIONS = "test_pynenc_combinations_all_redis_stack.py"
+"""pynenc's whole combinations suite with every component from this package: by default only
+its ThreadRunner combination runs (the process-based runners start a Python process per
+invocation or worker: about 13 minutes more on a loaded 2-core machine);
+``--all-redis-stack-runners`` runs every runner."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--all-orchestrator-combinations",
+        "--all-redis-stack-runners",
         action="store_true",
-        help=f"run {ORCHESTRATOR_COMBINATIONS} with every runner, not only ThreadRunner",
-    )
-    parser.addoption(
-        "--all-components-full",
-        action="store_true",
-        help="also run pynenc's whole combinations suite with this package's broker and client "
-        "data store (tests/conformance/test_pynenc_combinations_all_components_full.py, ~13 min)",
+        help=f"run {ALL_REDIS_STACK_COMBINATIONS} with every runner, not only ThreadRunner (~13 min more)",
     )
 
 
@@ -80,25 +74,15 @@ def _deselection_reason(item: pytest.Item) -> str | None:
     combination = callspec.params.get("app_combination_instance") if callspec else None
     runner = type(None) if combination is None else combination.runner
     if (
-        item.path.name == ORCHESTRATOR_COMBINATIONS
+        item.path.name == ALL_REDIS_STACK_COMBINATIONS
         and runner.__name__ != "ThreadRunner"
-        and not item.config.getoption("--all-orchestrator-combinations")
+        and not item.config.getoption("--all-redis-stack-runners")
     ):
-        return "process-based runners with RedisStackOrchestrator run with --all-orchestrator-combinations"
+        return "process-based runners on every Redis Stack component run with --all-redis-stack-runners"
     return DESELECTED.get((getattr(item, "originalname", item.name), runner.__name__))
 
 
-def _opted_out(config: pytest.Config, item: pytest.Item) -> bool:
-    return item.get_closest_marker("all_components_full") is not None and not config.getoption(
-        "--all-components-full"
-    )
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    opted_out = [item for item in items if _opted_out(config, item)]
-    if opted_out:
-        config.hook.pytest_deselected(items=opted_out)
-        items[:] = [item for item in items if not _opted_out(config, item)]
     deselected = [item for item in items if _deselection_reason(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)

@@ -11,7 +11,7 @@ from pynenc_tests.integration.combinations.conftest import (
     build_test_combinations,
 )
 
-from pynenc_redis_stack import RedisStackBroker, RedisStackClientDataStore
+from pynenc_redis_stack.builder import COMPONENTS
 from tests.conftest import unique_app_id
 
 
@@ -49,8 +49,8 @@ def combination_app(
     all_components: bool = False,
 ) -> Pynenc:
     """The app of one of pynenc's combinations (``request.param``) with this package's state
-    backend, its orchestrator when ``orchestrator_cls`` names it, and its broker and client
-    data store if ``all_components``.
+    backend, its orchestrator when ``orchestrator_cls`` names it, and every component this
+    package provides if ``all_components``.
 
     Configured through the environment, like pynenc's own fixture, so that runner
     subprocesses build the same app.
@@ -74,44 +74,35 @@ def combination_app(
         "INVOCATION_WAIT_RESULTS_SLEEP_TIME_SEC": "0.01",
     }
     if all_components:
-        settings["BROKER_CLS"] = "RedisStackBroker"
-        settings["CLIENT_DATA_STORE_CLS"] = "RedisStackClientDataStore"
+        for config_field, class_name in COMPONENTS.values():
+            settings[config_field.upper()] = class_name
     for name, value in settings.items():
         monkeypatch.setenv(f"PYNENC__{name}", value)
     app = Pynenc()
     app.state_backend.purge()  # a rerun of the same test id starts clean
     if all_components:
-        app.broker.purge()
-        app.client_data_store.purge()
+        assert_all_redis_stack(app)
+        for component in ("orchestrator", "broker", "client_data_store", "trigger"):
+            getattr(app, component).purge()
     return app
 
 
+def assert_all_redis_stack(app: Pynenc) -> None:
+    """Fail unless every component this package provides is the app's (the suites must run
+    against ours, not a fallback)."""
+    for name, (_config_field, class_name) in COMPONENTS.items():
+        assert type(getattr(app, name)).__name__ == class_name, f"{name}: {type(getattr(app, name)).__name__}"
+
+
 def all_components_app(request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_path: str) -> Pynenc:
-    """A pynenc app with this package's state backend, broker and client data store; pynenc's
-    SQLite orchestrator and trigger for the rest."""
+    """A pynenc app with every component this package provides (pynenc's SQLite ones for any
+    it does not)."""
     app = (
         PynencBuilder()
         .app_id(unique_app_id(request))
         .sqlite(sqlite_db_path=temp_sqlite_db_path)
-        .redis_stack(url=redis_url, components=("state_backend", "broker", "client_data_store"))
+        .redis_stack(url=redis_url, components="all")
         .build()
     )
-    assert isinstance(app.broker, RedisStackBroker)  # the suites run against ours, not SQLite's
-    assert isinstance(app.client_data_store, RedisStackClientDataStore)
+    assert_all_redis_stack(app)
     return app
-
-
-@pytest.fixture
-def orchestrator_app_instance(
-    request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_path: str
-) -> Pynenc:
-    """A pynenc app whose orchestrator and state backend are this package's (broker, trigger
-    and client data store: pynenc's SQLite ones)."""
-    return (
-        PynencBuilder()
-        .app_id(unique_app_id(request))
-        .sqlite(sqlite_db_path=temp_sqlite_db_path)
-        .redis_stack(url=redis_url)
-        .redis_stack_orchestrator()
-        .build()
-    )

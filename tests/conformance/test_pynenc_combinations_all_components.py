@@ -1,8 +1,7 @@
-"""pynenc's combinations tests (real runners executing real tasks), unmodified, with this
-package's state backend, broker and client data store (pynenc's SQLite orchestrator and
-trigger): the broker's own files (queues, priorities, selection strategies) and the runner
-kill/reroute tests, with every runner. The whole combinations suite on these components is
-``test_pynenc_combinations_all_components_full.py`` (``--all-components-full``)."""
+"""pynenc's combinations tests (real runners executing real tasks), unmodified, with every
+component from this package: the broker's own files (queues, priorities, selection
+strategies) and the runner kill/reroute tests, with every runner. The whole combinations
+suite on these components is ``test_pynenc_combinations_all_redis_stack.py``."""
 
 import pytest
 from pynenc import Pynenc
@@ -17,7 +16,7 @@ from tests.conformance.conftest import SQLITE_COMBINATIONS, combination_app
 
 
 @pytest.fixture(
-    params=SQLITE_COMBINATIONS, ids=lambda c: c.combination_id.replace("SQLite", "SQLite+RedisStack-all")
+    params=SQLITE_COMBINATIONS, ids=lambda c: c.combination_id.replace("SQLite", "RedisStack-all")
 )
 def app_combination_instance(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, temp_sqlite_db_path: str, redis_url: str

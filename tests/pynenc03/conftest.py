@@ -50,7 +50,9 @@ def _watched_status_transition(
         pipe.set(status_key, json.dumps(new.to_json()))
         return new
 
-    new_record: InvocationStatusRecord = self.client.transaction(transition, status_key, value_from_callable=True)
+    new_record: InvocationStatusRecord = self.client.transaction(
+        transition, status_key, value_from_callable=True
+    )
     return new_record
 
 
