@@ -262,7 +262,13 @@ def history_from_document(doc: Document) -> InvocationHistory:
 
 _STATUSES = {status.value: status for status in InvocationStatus}
 
-_HISTORY_FIELDS = {"invocation_id", "_timestamp", "status_record", "runner_context_id", "registered_by_inv_id"}
+_HISTORY_FIELDS = {
+    "invocation_id",
+    "_timestamp",
+    "status_record",
+    "runner_context_id",
+    "registered_by_inv_id",
+}
 _HISTORY_HAS_DICT = set(InvocationHistory.__dataclass_fields__) == _HISTORY_FIELDS and not hasattr(
     InvocationHistory, "__slots__"
 )

@@ -87,6 +87,18 @@ class LockLostError(LifecycleError):
     """The lifecycle lock expired or was taken over while this process held it."""
 
 
+class RegistrationLockTimeoutError(RedisStackError):
+    """Another router held a task's registration lock for longer than the wait allowed."""
+
+    def __init__(self, lock_key: str, seconds: float) -> None:
+        super().__init__(
+            f"registration lock {lock_key} stayed held for {seconds:g} s: another router is "
+            "routing the same call (or died holding the lock, which then expires by itself). "
+            "Retry the call; if routing is slow on this server, raise "
+            "redis_stack_registration_lock_sec (PYNENC__ORCHESTRATOR__REDIS_STACK_REGISTRATION_LOCK_SEC)."
+        )
+
+
 class ForeignIndexError(LifecycleError):
     """``index drop`` was asked to drop an index this package did not create (nothing dropped)."""
 

@@ -84,6 +84,7 @@ _ORCHESTRATOR_INVOCATION = "orchestrator-invocation"
 _ORCHESTRATOR_WAIT = "orchestrator-wait"
 _RUNNER_HEARTBEAT = "runner-heartbeat"
 _ATOMIC_SERVICE_EXECUTION = "atomic-service-execution"
+_REGISTRATION_LOCK = "registration-lock"
 
 # The broker's and client data store's keys (not documents). The broker's carry the app in a
 # hash tag, so its multi-key scripts stay in one cluster slot.
@@ -267,6 +268,10 @@ class AppKeys:
 
     def atomic_service_execution(self, run_id: str) -> str:
         return self._key(_ATOMIC_SERVICE_EXECUTION, run_id)
+
+    def registration_lock(self, task_key: str, key_arguments_digest: str) -> str:
+        """The lock held while one call of a task with registration concurrency is routed."""
+        return self._key(_REGISTRATION_LOCK, task_key, key_arguments_digest)
 
     def _broker_key(self, entity: str, *ids: str) -> str:
         return ":".join([self.namespace.namespace, entity, self._app_tag, *(encode_segment(i) for i in ids)])

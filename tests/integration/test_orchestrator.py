@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
@@ -32,6 +34,7 @@ from pynenc.orchestrator.atomic_service import AtomicServiceExecutionStatus, Ato
 from pynenc.runner.runner_context import RunnerContext
 from pynenc_tests.conftest import MockPynenc
 
+from pynenc_redis_stack.errors import RegistrationLockTimeoutError
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
@@ -254,6 +257,61 @@ def test_registration_concurrency_by_arguments_and_keys_with_hostile_values(app:
         first.invocation_id
     ]
     assert list(existing(once_per_arguments, {**all_args, "value": '"nope"'})) == []
+
+
+def test_concurrent_routers_of_one_call_register_it_once(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> None:
+    """Eight routers (each its own app instance, as on eight hosts) route the same calls of a
+    task with registration concurrency at the same moment: each call is registered once and
+    every router gets that invocation (pynenc's look-up-then-register alone registers it
+    several times: the registration lock is what makes it hold)."""
+    app_id = unique_app_id(request)
+    apps = [build_app(app_id, redis_url, tmp_path / "pynenc.db") for _ in range(8)]
+    once_per_arguments.app = apps[0]
+    values = [f"route-{n}:{HOSTILE[n % len(HOSTILE)]}" for n in range(10)]
+    barrier = threading.Barrier(len(apps))
+    routed: dict[str, list[str]] = {value: [] for value in values}
+    unexpected: list[BaseException] = []
+
+    def route(worker: int) -> None:
+        for value in values:
+            barrier.wait()
+            try:
+                call = Call(once_per_arguments, Arguments({"key": value, "value": "v"}))
+                routed[value].append(orchestrator(apps[worker]).route_call(call).invocation_id)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                unexpected.append(error)
+
+    threads = [threading.Thread(target=route, args=(worker,)) for worker in range(len(apps))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not unexpected
+    assert all(len(ids) == len(apps) and len(set(ids)) == 1 for ids in routed.values()), routed
+    registered = list(orchestrator(apps[0]).get_task_invocation_ids(once_per_arguments.task_id))
+    assert sorted(registered) == sorted(ids[0] for ids in routed.values())
+    assert not list(apps[0].orchestrator.store.client.scan_iter(match="*registration-lock*"))
+    orchestrator(apps[0]).purge()
+
+
+def test_a_router_waiting_too_long_for_the_registration_lock_gets_a_clear_error(app: Pynenc) -> None:
+    key_arguments = Call(once_per_arguments, Arguments({"key": "k", "value": "v"}))
+    concurrency = once_per_arguments.conf.registration_concurrency
+    digest = hashlib.sha256(
+        orjson.dumps(sorted(key_arguments.serialized_args_for_concurrency_control(concurrency).items()))
+    ).hexdigest()
+    name = orchestrator(app).store.keys.registration_lock(once_per_arguments.task_id.key, digest)
+    held = orchestrator(app).store.client.lock(name, timeout=30)
+    assert held.acquire(blocking=False)
+    orchestrator(app).conf.redis_stack_registration_lock_sec = 0.3  # type: ignore[misc]
+    try:
+        with pytest.raises(RegistrationLockTimeoutError, match="redis_stack_registration_lock_sec"):
+            orchestrator(app).route_call(key_arguments)
+    finally:
+        held.release()
+    assert orchestrator(app).route_call(key_arguments).invocation_id
 
 
 def test_running_concurrency_by_task_sees_other_runners(app: Pynenc) -> None:

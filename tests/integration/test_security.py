@@ -23,7 +23,9 @@ import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
 from pynenc.app import AppInfo
+from pynenc.arguments import Arguments
 from pynenc.call import Call
+from pynenc.conf.config_task import ConcurrencyControlType
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation import DistributedInvocation
 from pynenc.invocation.status import InvocationStatus
@@ -441,7 +443,8 @@ def test_least_privilege_user_runs_the_orchestrator(
 ) -> None:
     """The documented rule covers RedisStackOrchestrator too (its scripts' commands included):
     registration, claims, retries, concurrency keys, blocking, heartbeats, recovery queries,
-    atomic-service executions, auto purge and purge; the server refuses nothing."""
+    atomic-service executions, routing under the registration lock, auto purge and purge; the
+    server refuses nothing."""
     url, user, _password = acl_user(acl_rule(namespace))
     app = Pynenc(
         config_values={
@@ -473,6 +476,9 @@ def test_least_privilege_user_runs_the_orchestrator(
     run_ = AtomicServiceRun(runner_id="runner")
     assert orch.record_atomic_service_execution_start(run_, None)
     orch.finalize_atomic_service_execution(run_, datetime.now(UTC), AtomicServiceExecutionStatus.COMPLETED)
+    once = app.task(_sum, registration_concurrency=ConcurrencyControlType.ARGUMENTS)
+    routed = orch.route_call(Call(once, Arguments({"x": 5})))
+    assert orch.route_call(Call(once, Arguments({"x": 5}))).invocation_id == routed.invocation_id
     orch.set_up_invocation_auto_purge(second.invocation_id)
     orch.auto_purge()
     orch.purge()

@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pynenc.conf.config_task import ConcurrencyControlType
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord, status_record_transition
 from pynenc.orchestrator.atomic_service import (
@@ -28,10 +29,12 @@ from pynenc.orchestrator.atomic_service import (
     AtomicServiceRun,
 )
 from pynenc.orchestrator.base_orchestrator import BaseBlockingControl, BaseOrchestrator
+from redis.exceptions import LockError
 
 from pynenc_redis_stack import query
 from pynenc_redis_stack.conf import ConfigOrchestratorRedisStack
 from pynenc_redis_stack.documents import dumps, from_micros, validated
+from pynenc_redis_stack.errors import RegistrationLockTimeoutError
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
 from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
 from pynenc_redis_stack.orchestrator.scripts import call, json_text
@@ -39,6 +42,7 @@ from pynenc_redis_stack.orchestrator.store import OrchestratorStore
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
+    from pynenc.call import Call
     from pynenc.identifiers.call_id import CallId
     from pynenc.invocation.dist_invocation import DistributedInvocation
     from pynenc.task import Task, TaskId
@@ -112,6 +116,43 @@ class RedisStackOrchestrator(BaseOrchestrator):
         return [InvocationId(i) for i in self.store.keys.orchestrator_invocation_ids_of(keys)]
 
     # -- registration and status ---------------------------------------------------------
+
+    def route_call(self, call: Call[Any, Any]) -> DistributedInvocation[Any, Any]:
+        """Route ``call`` as pynenc does, atomically across hosts for registration concurrency.
+
+        pynenc looks for a registered invocation of the call, then registers a new one if there
+        is none: two routers doing that at once (two hosts, or two runners of one) would both
+        register. With registration concurrency on, the look-up, the registration and the
+        indexing of its arguments run under one lock per task and concurrency key (redis-py's
+        :class:`~redis.lock.Lock`), so the second router finds the first one's invocation.
+
+        :raises RegistrationLockTimeoutError: If the lock stays held by another router for
+            ``redis_stack_registration_lock_sec``.
+        """
+        concurrency = call.task.conf.registration_concurrency
+        if concurrency == ConcurrencyControlType.DISABLED:
+            return super().route_call(call)
+        key_arguments = call.serialized_args_for_concurrency_control(concurrency)
+        digest = hashlib.sha256(orjson.dumps(sorted((key_arguments or {}).items()))).hexdigest()
+        seconds = float(self.conf.redis_stack_registration_lock_sec)
+        name = self.store.keys.registration_lock(call.task.task_id.key, digest)
+        lock = self.store.client.lock(name, timeout=seconds, blocking_timeout=seconds)
+        try:
+            acquired = lock.acquire()
+        except LockError as exc:
+            raise RegistrationLockTimeoutError(name, seconds) from exc
+        if not acquired:
+            raise RegistrationLockTimeoutError(name, seconds)
+        try:
+            return super().route_call(call)
+        finally:
+            try:
+                lock.release()
+            except LockError:  # expired while held: the next router already went on
+                self.app.logger.warning(
+                    f"registration lock {name} expired before {call.task.task_id.key} was routed; "
+                    "raise redis_stack_registration_lock_sec if routing takes this long"
+                )
 
     def _register_new_invocations(
         self,
