@@ -57,6 +57,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import ClassVar, cast
 
 import orjson
@@ -209,6 +210,10 @@ class _Dependents:
         ]
 
 
+def _with_ids(request_filter: query.Filter, ids: Sequence[str]) -> query.Filter:
+    return request_filter.tag_in("invocation_id", ids)
+
+
 class _Pruner:
     def __init__(
         self,
@@ -226,6 +231,8 @@ class _Pruner:
         """The orchestrator's indexes, None when they are not on the server (it never ran)."""
         self.deleted_ids: set[str] = set()
         """Invocations deleted (or deletable) since the broker's queues were last read."""
+        self.kept: set[str] = set()
+        """Selected invocations the delete script kept (they got a new status meanwhile)."""
         self.namespace = namespace
         self.schemas = schemas
         self.keys: AppKeys = namespace.for_app(app_id)
@@ -270,7 +277,12 @@ class _Pruner:
             return
         previous: set[str] = set()
         while True:
-            # A fresh query per batch: the previous batch is gone from the index by now.
+            # A fresh query per batch: the previous batch is gone from the index by now, but
+            # for invocations the script kept because the orchestrator moved them on (their
+            # history entry not written yet): those are left out by id.
+            if self.kept:
+                request_filter = self._old_filter().excluding(partial(_with_ids, ids=sorted(self.kept)))
+                request = query.Aggregate(self.namespace.alias(spec), request_filter, steps)
             # iter_cursor is a generator: closing it deletes the server-side cursor
             cursor = cast(Generator[list[Row]], iter_cursor(self.client, request, self.batch_size))
             rows = next(cursor, [])
@@ -351,6 +363,7 @@ class _Pruner:
             invocation_id = row["invocation_id"]
             if not was_deleted:
                 report.skipped += 1
+                self.kept.add(invocation_id)
                 continue
             report.deleted[DocumentKind.INVOCATION] += 1
             report.deleted[DocumentKind.HISTORY] += len(found.history.get(invocation_id, ()))
