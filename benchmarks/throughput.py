@@ -10,7 +10,8 @@ Redis Stack; pynenc's SQLite components on a file of their own):
 2. a submitting process (``python -m benchmarks.throughput submit M``) waits for one warm-up
    task's result (the runners are up, the indexes exist), then times: submit ``M`` tasks one
    call at a time, then wait for every result (each is checked); it prints the seconds;
-3. the runners are stopped (``SIGTERM`` to their process group, ``SIGKILL`` after a grace).
+3. the runners are stopped (``SIGTERM`` to their process group, ``SIGKILL`` after a grace),
+   then the app's state is purged.
 
 Tasks/s = M / seconds. The table gives both compositions per setup and their ratio
 (redis-stack / sqlite: above 1, this package is faster).
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,8 @@ def measure(
         raise RuntimeError(f"{composition}, {setup.label}: no result after {timeout:.0f} s") from exc
     finally:
         _stop(runners)
+        # only now: a runner may still be reporting on an invocation whose result is back
+        subprocess.run([*command, "purge"], env=env, timeout=timeout, check=True)
     if submitted.returncode != 0:
         raise RuntimeError(
             f"{composition}, {setup.label}: the submitting process failed:\n{submitted.stderr}"
@@ -227,6 +231,8 @@ def run(tasks: int, out: Path, timeout: float) -> int:
 
 def _runner() -> None:
     """Run the configured runner until SIGTERM."""
+    # pynenc's advice for macOS/Windows spawning; this entry point is already guarded
+    warnings.filterwarnings("ignore", "(?s).*MultiThreadRunner requires", RuntimeWarning)
     from benchmarks.throughput_app import app
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -238,7 +244,7 @@ def _runner() -> None:
 
 def _submit(tasks: int) -> None:
     """Warm up, then time ``tasks`` submissions and every result; print ``{"seconds": ...}``."""
-    from benchmarks.throughput_app import app, echo
+    from benchmarks.throughput_app import echo
 
     if echo(-1).result != -1:
         raise SystemExit("warm-up task returned a wrong result")
@@ -249,8 +255,14 @@ def _submit(tasks: int) -> None:
     if results != list(range(tasks)):
         wrong = [(value, result) for value, result in enumerate(results) if value != result]
         raise SystemExit(f"{len(wrong)} wrong results, e.g. {wrong[:3]}")
-    app.purge()
     print(json.dumps({"seconds": seconds}), flush=True)
+
+
+def _purge() -> None:
+    """Delete the measurement's state (the runners are stopped)."""
+    from benchmarks.throughput_app import app
+
+    app.purge()
 
 
 if __name__ == "__main__":
@@ -259,5 +271,7 @@ if __name__ == "__main__":
         _runner()
     elif role == "submit":
         _submit(int(sys.argv[2]))
+    elif role == "purge":
+        _purge()
     else:
-        raise SystemExit("usage: python -m benchmarks.throughput runner | submit M")
+        raise SystemExit("usage: python -m benchmarks.throughput runner | submit M | purge")
