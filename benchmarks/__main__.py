@@ -47,7 +47,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "for iterating on one path: the README's numbers come from a full run",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output directory")
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="instead: tasks/s end to end with runner processes, redis_stack(components='all') "
+        "against pynenc's SQLite components (benchmarks/throughput.py)",
+    )
+    parser.add_argument(
+        "--tasks", type=int, default=2000, help="--throughput: tasks submitted per measurement (default 2000)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="--throughput: seconds one measurement may take"
+    )
     args = parser.parse_args(argv)
+    if args.tasks < 1:
+        parser.error("--tasks must be at least 1")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.million and 1_000_000 not in args.sizes:
@@ -189,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.getLogger("pynenc").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.throughput:
+        from benchmarks import throughput
+
+        return throughput.run(args.tasks, args.out, args.timeout)
     from pynenc_redis_stack.server import EmbeddedRedisStack
 
     started = time.perf_counter()

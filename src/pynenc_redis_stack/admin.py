@@ -53,7 +53,7 @@ from pynenc_redis_stack.lifecycle import (
 )
 from pynenc_redis_stack.prune import DEFAULT_BATCH_SIZE as PRUNE_BATCH_SIZE
 from pynenc_redis_stack.prune import PruneReport, check_cutoff, prune_invocations
-from pynenc_redis_stack.schema import IndexSpec, load_schemas
+from pynenc_redis_stack.schema import IndexSpec, all_specs, load_schemas
 
 type Counter = Callable[[int, int], None]
 """Receives ``(done, total)`` while a prune or an import runs."""
@@ -126,7 +126,7 @@ def resolve_app_id(app_id: str | None = None, app: str | None = None, config_fil
 
 
 def _specs(specs: Sequence[IndexSpec] | None) -> list[IndexSpec]:
-    return list(specs) if specs is not None else list(load_schemas().all())
+    return list(specs) if specs is not None else list(all_specs())
 
 
 def _connect(conf: ConfigStateBackendRedisStack) -> tuple[redis.Redis, Namespace]:
@@ -142,7 +142,8 @@ def index_status(
 ) -> list[IndexStatus]:
     """Return the status of every index (reads only; never creates anything).
 
-    :param specs: Index specs to check; the schema files by default.
+    :param specs: Index specs to check; by default every index of the package (each
+        component's, :data:`pynenc_redis_stack.schema.SCHEMA_SETS`).
     """
     client, namespace = _connect(conf)
     return inspect_indexes(client, namespace, _specs(specs))
@@ -166,7 +167,7 @@ def index_migrate(
     """Bring every index to its schema file's version with zero downtime (see
     :func:`pynenc_redis_stack.lifecycle.migrate`).
 
-    :param specs: Index specs to migrate to; the schema files by default.
+    :param specs: Index specs to migrate to; by default every index of the package.
     :param dry_run: Print the ``redis-cli`` commands to ``out`` instead of sending them.
     :param rebuild_drifted: Rebuild drifted indexes as fresh physical indexes and swap them in.
     :param timeout: Seconds each backfill may take.
@@ -219,6 +220,7 @@ def index_drop(
 ) -> DropReport:
     """Drop indexes: each alias's physical index and every other version of that name.
 
+    :param specs: Index specs to choose from; by default every index of the package.
     :param names: Index names (``invocations``, ``history``...) to drop; all by default.
     :param delete_documents: Also delete the documents (``DD``).
     :param dry_run: Print the commands to ``out`` instead of sending them.

@@ -28,7 +28,7 @@ from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
 from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.lifecycle import connect
-from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations, purge_app
+from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations, purge_state
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
 from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_seek
@@ -168,7 +168,7 @@ class RedisStackStateBackend(BaseStateBackend):
         The app's registration (its app info) stays, as with pynenc's MemStateBackend, so a
         running app remains discoverable.
         """
-        purge_app(self.client, self.namespace, self.schemas, self.app.app_id, self.page_size)
+        purge_state(self.client, self.namespace, self.schemas, self.app.app_id, self.page_size)
         self._runner_context_cache.clear()
 
     # -- invocations ---------------------------------------------------------------------

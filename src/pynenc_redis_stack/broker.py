@@ -114,6 +114,11 @@ return 1
 """
 
 
+def queue_member_invocation_id(member: str) -> InvocationId:
+    """Return the invocation id of a queue member (``<seq>:<invocation id>``)."""
+    return InvocationId(member.split(":", 1)[1])
+
+
 @dataclass(frozen=True)
 class TakenEntry:
     """One entry of the taken set: ``<consumer>:<queue>:<score>:<seq>:<invocation id>``."""
@@ -126,7 +131,7 @@ class TakenEntry:
 
     @property
     def invocation_id(self) -> InvocationId:
-        return InvocationId(self.queue_member.split(":", 1)[1])
+        return queue_member_invocation_id(self.queue_member)
 
     @classmethod
     def parse(cls, raw: str) -> TakenEntry:
@@ -334,21 +339,27 @@ class RedisStackBroker(BaseBroker):
         return sum(int(count) for count in pipe.execute())
 
     def purge(self) -> None:
-        """Delete every queue of this app, its taken entries and its counter.
-
-        ``WATCH`` on the set of queue names: a route to a queue new to the app between reading
-        the set and deleting makes the transaction run again (redis-py's ``transaction``).
-        """
-        queues_key = self.keys.broker_queues()
-
-        def delete_everything(pipe: redis.client.Pipeline) -> None:
-            queue_names: set[str] = run(pipe, "SMEMBERS", queues_key)  # immediate: the pipe watches
-            pipe.multi()
-            queue_keys = [self.keys.broker_queue(name) for name in queue_names]
-            run(pipe, "UNLINK", queues_key, self.keys.broker_seq(), self.keys.broker_taken(), *queue_keys)
-
-        self.client.transaction(delete_everything, queues_key)
+        """Delete every queue of this app, its taken entries and its counter (see
+        :func:`purge_broker_keys`)."""
+        purge_broker_keys(self.client, self.keys)
         self._last_taken.clear()
+
+
+def purge_broker_keys(client: redis.Redis, keys: AppKeys) -> None:
+    """Delete every broker key of one app: its queues, taken entries, counter and queue names.
+
+    ``WATCH`` on the set of queue names: a route to a queue new to the app between reading the
+    set and deleting makes the transaction run again (redis-py's ``transaction``).
+    """
+    queues_key = keys.broker_queues()
+
+    def delete_everything(pipe: redis.client.Pipeline) -> None:
+        queue_names: set[str] = run(pipe, "SMEMBERS", queues_key)  # immediate: the pipe watches
+        pipe.multi()
+        queue_keys = [keys.broker_queue(name) for name in queue_names]
+        run(pipe, "UNLINK", queues_key, keys.broker_seq(), keys.broker_taken(), *queue_keys)
+
+    client.transaction(delete_everything, queues_key)
 
 
 def _checked_id(invocation_id: str) -> str:

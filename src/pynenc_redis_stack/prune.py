@@ -1,4 +1,6 @@
-"""Deleting an app's documents: retention (:func:`prune_invocations`) and :func:`purge_app`.
+"""Deleting an app's documents: retention (:func:`prune_invocations`) and :func:`purge_app`
+(everything of an app: the state backend's documents, the orchestrator's, the broker's queues
+and the client data store's values).
 
 Retention deletes the finished invocations whose latest status is older than a cutoff.
 
@@ -22,6 +24,23 @@ the next batch is queried afresh (a long cursor over an index that is being dele
 not relied upon). A dry run walks the same queries and deletes nothing; its counts are those
 a run would delete on data that does not change in between.
 
+With each invocation also go the orchestrator's documents of it (RedisStackOrchestrator: its
+status document, and the blocking edges it is either end of) and the broker entries that still
+name it (RedisStackBroker: a duplicate routing still queued, a take never acknowledged): a
+runner that took such an entry after the prune would ask the orchestrator about an invocation
+it no longer knows. The delete script also checks that the orchestrator document, if any,
+holds a final status, so an invocation the orchestrator has just moved on (its history entry
+not written yet) is kept whole. Broker entries are found by reading the app's queues and taken
+set once per :data:`BROKER_SWEEP_IDS` deleted invocations (and at the end of the run), not per
+batch: their members carry the id after a sequence number, so no lookup by id exists.
+
+Client data store values (RedisStackClientDataStore) are not pruned. pynenc names them by the
+hash of their content, so one value is shared by every invocation (old or new, of any task)
+whose argument, result or exception serializes to the same text, and nothing records who
+refers to it. A value is also stored before the invocation that refers to it is written, so a
+sweep for values no document refers to would delete the value of an invocation being
+registered. They go with :func:`purge_app` (or the client data store's own purge).
+
 Workflows are collected after the invocations. The script that deletes an invocation adds
 its workflows to the app's pending-workflows set in the same atomic step, and every run
 starts by taking over that set, so a run that stopped (crash, kill, lost connection) between
@@ -38,6 +57,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import ClassVar, cast
 
 import orjson
@@ -46,9 +66,18 @@ from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
+from pynenc_redis_stack.broker import TakenEntry, purge_broker_keys, queue_member_invocation_id
 from pynenc_redis_stack.errors import PruneRefusedError, RedisStackError, check_batch_size
 from pynenc_redis_stack.keys import RELATIONS, AppKeys, DocumentKind, Namespace
-from pynenc_redis_stack.schema import Schemas
+from pynenc_redis_stack.lifecycle import IndexState, ensure_indexes, inspect_indexes
+from pynenc_redis_stack.schema import (
+    SCHEMA_SETS,
+    OrchestratorSchemas,
+    Schemas,
+    SchemaSet,
+    load_schema_set,
+    load_schemas,
+)
 from pynenc_redis_stack.scripts import prune_invocations_script
 from pynenc_redis_stack.search import Row, fetch_complete, iter_cursor
 
@@ -58,6 +87,10 @@ DEFAULT_BATCH_SIZE = 500
 MAX_PRUNE_BATCH = 1000
 """Largest batch the backend's :meth:`prune` uses, whatever its page size: the lookups carry
 one parameter per id."""
+
+BROKER_SWEEP_IDS = 100_000
+"""Deleted invocation ids kept in memory between two reads of the app's broker queues: a run
+reads the queues once per this many deleted invocations, and once at its end."""
 
 UNLINK_CHUNK = 1000
 """Keys per ``UNLINK`` call (in the prune script too: Lua's ``unpack`` has a stack limit)."""
@@ -86,6 +119,9 @@ class PruneReport:
         referenced by remaining invocations (their run and data are kept).
     :ivar skipped: Selected invocations that got a new status before their batch was
         deleted, and were kept whole.
+    :ivar orchestrator_invocations: The orchestrator's status documents of deleted invocations.
+    :ivar orchestrator_waits: The orchestrator's blocking edges whose either end was deleted.
+    :ivar broker_entries: Broker queue and taken entries naming deleted invocations.
     """
 
     app_id: str
@@ -94,6 +130,9 @@ class PruneReport:
     deleted: Counter[DocumentKind] = field(default_factory=Counter)
     workflows_kept: int = 0
     skipped: int = 0
+    orchestrator_invocations: int = 0
+    orchestrator_waits: int = 0
+    broker_entries: int = 0
 
     COUNTED: ClassVar[tuple[DocumentKind, ...]] = (
         DocumentKind.INVOCATION,
@@ -110,10 +149,19 @@ class PruneReport:
         """Return the deleted (or deletable) documents per kind, every kind of :attr:`COUNTED`."""
         return {kind: self.deleted[kind] for kind in self.COUNTED}
 
+    def other_counts(self) -> dict[str, int]:
+        """Return what else went with the invocations: the orchestrator's documents and the
+        broker's entries (zero where those components are not this package's)."""
+        return {
+            "orchestrator-invocation": self.orchestrator_invocations,
+            "orchestrator-wait": self.orchestrator_waits,
+            "broker-entry": self.broker_entries,
+        }
+
     @property
     def deleted_documents(self) -> int:
-        """Total documents deleted (or deletable)."""
-        return sum(self.deleted.values())
+        """Total documents deleted (or deletable), the orchestrator's included."""
+        return sum(self.deleted.values()) + self.orchestrator_invocations + self.orchestrator_waits
 
 
 def check_cutoff(cutoff: datetime, allow_all: bool = False, now: datetime | None = None) -> None:
@@ -142,6 +190,9 @@ class _Dependents:
     """Per invocation: ``(key, kind)`` of its result and exception."""
     links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     """Per sub-invocation: ``(key, workflow id)`` of its links."""
+    waits: dict[str, list[str]] = field(default_factory=dict)
+    """Per invocation: the orchestrator's blocking edges it is an end of (each edge listed
+    under one end only)."""
 
     def workflows_of(self, row: Row) -> list[str]:
         """Return the workflows an invocation refers to: its own, the parent workflow it keeps
@@ -155,7 +206,12 @@ class _Dependents:
             *self.history.get(invocation_id, ()),
             *(key for key, _kind in self.payloads.get(invocation_id, ())),
             *(key for key, _workflow in self.links.get(invocation_id, ())),
+            *self.waits.get(invocation_id, ()),
         ]
+
+
+def _with_ids(request_filter: query.Filter, ids: Sequence[str]) -> query.Filter:
+    return request_filter.tag_in("invocation_id", ids)
 
 
 class _Pruner:
@@ -168,8 +224,15 @@ class _Pruner:
         cutoff: datetime,
         dry_run: bool,
         batch_size: int,
+        orchestrator: OrchestratorSchemas | None,
     ) -> None:
         self.client = client
+        self.orchestrator = orchestrator
+        """The orchestrator's indexes, None when they are not on the server (it never ran)."""
+        self.deleted_ids: set[str] = set()
+        """Invocations deleted (or deletable) since the broker's queues were last read."""
+        self.kept: set[str] = set()
+        """Selected invocations the delete script kept (they got a new status meanwhile)."""
         self.namespace = namespace
         self.schemas = schemas
         self.keys: AppKeys = namespace.for_app(app_id)
@@ -214,7 +277,12 @@ class _Pruner:
             return
         previous: set[str] = set()
         while True:
-            # A fresh query per batch: the previous batch is gone from the index by now.
+            # A fresh query per batch: the previous batch is gone from the index by now, but
+            # for invocations the script kept because the orchestrator moved them on (their
+            # history entry not written yet): those are left out by id.
+            if self.kept:
+                request_filter = self._old_filter().excluding(partial(_with_ids, ids=sorted(self.kept)))
+                request = query.Aggregate(self.namespace.alias(spec), request_filter, steps)
             # iter_cursor is a generator: closing it deletes the server-side cursor
             cursor = cast(Generator[list[Row]], iter_cursor(self.client, request, self.batch_size))
             rows = next(cursor, [])
@@ -249,6 +317,15 @@ class _Pruner:
         steps = (*query.LOAD_KEY, *query.load_fields("sub_invocation_id", "workflow_id"))
         for row in self._rows(links, *steps):
             found.links.setdefault(row["sub_invocation_id"], []).append((row["__key"], row["workflow_id"]))
+        if self.orchestrator is not None:
+            waits = query.where(self.orchestrator.waits, self.app_id).any_tag_in(
+                ("waiter_id", "waited_id"), invocation_ids
+            )
+            batch = set(invocation_ids)
+            steps = (*query.LOAD_KEY, *query.load_fields("waiter_id", "waited_id"))
+            for row in self._rows(waits, *steps):
+                end = row["waiter_id"] if row["waiter_id"] in batch else row["waited_id"]
+                found.waits.setdefault(end, []).append(row["__key"])
         return found
 
     # -- phase 1: invocations -------------------------------------------------------------
@@ -257,6 +334,11 @@ class _Pruner:
         """Delete (or count) one batch of selected invocations; return how many were selected."""
         invocation_ids = [row["invocation_id"] for row in rows]
         found = self.dependents(invocation_ids)
+        orchestrator_keys = [self.keys.orchestrator_invocation(i) for i in invocation_ids]
+        pipe = self.client.pipeline(transaction=False)
+        for key in orchestrator_keys:
+            pipe.exists(key)
+        orchestrated = [bool(flag) for flag in pipe.execute()]
         if self.report.dry_run:
             deleted = [True] * len(rows)
         else:
@@ -266,9 +348,9 @@ class _Pruner:
                 str(self.cutoff_us),
                 orjson.dumps(FINAL_STATUSES).decode(),
             ]
-            for row in rows:
+            for row, orchestrator_key in zip(rows, orchestrator_keys, strict=True):
                 owned = [*found.keys_of(row["invocation_id"]), self.keys.history_list(row["invocation_id"])]
-                script_keys.append(self.keys.invocation(row["invocation_id"]))
+                script_keys.extend((self.keys.invocation(row["invocation_id"]), orchestrator_key))
                 script_keys.extend(owned)
                 script_args.extend(
                     (str(len(owned)), orjson.dumps(found.workflows_of(row)).decode(), row["invocation_id"])
@@ -277,17 +359,48 @@ class _Pruner:
             replies = prune_invocations_script.run_in(pipe, script_keys, script_args)
             deleted = [bool(flag) for flag in replies[-1]]
         report = self.report
-        for row, was_deleted in zip(rows, deleted, strict=True):
+        for row, was_deleted, has_status in zip(rows, deleted, orchestrated, strict=True):
             invocation_id = row["invocation_id"]
             if not was_deleted:
                 report.skipped += 1
+                self.kept.add(invocation_id)
                 continue
             report.deleted[DocumentKind.INVOCATION] += 1
             report.deleted[DocumentKind.HISTORY] += len(found.history.get(invocation_id, ()))
             report.deleted.update(kind for _key, kind in found.payloads.get(invocation_id, ()))
             report.deleted[DocumentKind.WORKFLOW_SUB_INVOCATION] += len(found.links.get(invocation_id, ()))
+            report.orchestrator_invocations += has_status
+            report.orchestrator_waits += len(found.waits.get(invocation_id, ()))
             self.workflows.update(found.workflows_of(row))
+            self.deleted_ids.add(invocation_id)
+        if len(self.deleted_ids) >= BROKER_SWEEP_IDS:
+            self.sweep_broker()
         return len(rows)
+
+    def sweep_broker(self) -> None:
+        """Remove (or count) the broker entries naming the invocations deleted since the last
+        sweep: one read of each of the app's queues and of its taken set.
+
+        Each entry is removed by its exact member (``ZREM``): one a runner took meanwhile is
+        found in the taken set, read after the queues.
+        """
+        if not self.deleted_ids:
+            return
+        keys = self.keys
+        queues = [keys.broker_queue(name) for name in self.client.sscan_iter(keys.broker_queues())]
+        for key in (*queues, keys.broker_taken()):
+            taken = key == keys.broker_taken()
+            stale = [
+                member
+                for member, _score in self.client.zscan_iter(key, count=self.batch_size)
+                if (TakenEntry.parse(member).invocation_id if taken else queue_member_invocation_id(member))
+                in self.deleted_ids
+            ]
+            self.report.broker_entries += len(stale)
+            if not self.report.dry_run:
+                for chunk in itertools.batched(stale, UNLINK_CHUNK):
+                    self.client.zrem(key, *chunk)
+        self.deleted_ids.clear()
 
     # -- phase 2: workflows ---------------------------------------------------------------
 
@@ -362,7 +475,8 @@ def prune_invocations(
     progress: Progress | None = None,
 ) -> PruneReport:
     """Delete ``app_id``'s invocations whose status is final and older than ``older_than``, with
-    their history, result, exception and sub-invocation links, then the runs and data of
+    their history, result, exception and sub-invocation links, their orchestrator documents
+    and broker entries, then the runs and data of
     workflows no remaining invocation refers to (including those of an earlier run that
     stopped before collecting them).
 
@@ -376,7 +490,9 @@ def prune_invocations(
     """
     check_batch_size(batch_size)
     check_cutoff(older_than, allow_all)
-    pruner = _Pruner(client, namespace, schemas, app_id, older_than, dry_run, batch_size)
+    orchestrator = load_schema_set(OrchestratorSchemas)
+    in_use = orchestrator if orchestrator in schema_sets_in_use(client, namespace) else None
+    pruner = _Pruner(client, namespace, schemas, app_id, older_than, dry_run, batch_size, in_use)
     pruner.take_over_pending()
     total = pruner.count_old()
     done = 0
@@ -386,16 +502,40 @@ def prune_invocations(
         done += pruner.prune_batch(rows)
         if progress is not None:
             progress(done, max(total, done))  # invocations that got old meanwhile are pruned too
+    pruner.sweep_broker()
     pruner.prune_workflows()
     return pruner.report
 
 
-def purge_app(
+def schema_sets_in_use(client: redis.Redis, namespace: Namespace) -> list[SchemaSet]:
+    """Return the schema sets of :data:`~pynenc_redis_stack.schema.SCHEMA_SETS` whose indexes
+    are on the server: the state backend's (checked by the caller's connection), and each
+    other component's whose first use (or ``index migrate``) created them. A component whose
+    indexes are all missing never ran in this namespace, so none of its documents exist.
+
+    :raises IndexDefinitionMismatchError: If a component's indexes are only partly there, or
+        differ from their files (``index migrate`` brings them in line).
+    """
+    in_use: list[SchemaSet] = [load_schemas()]
+    for schema_set in SCHEMA_SETS:
+        if schema_set is Schemas:
+            continue
+        specs = load_schema_set(schema_set)
+        statuses = inspect_indexes(client, namespace, specs.all())
+        if all(status.state is IndexState.MISSING for status in statuses):
+            continue
+        ensure_indexes(client, namespace, specs.all(), create_missing=False)
+        in_use.append(specs)
+    return in_use
+
+
+def purge_state(
     client: redis.Redis, namespace: Namespace, schemas: Schemas, app_id: str, page_size: int
 ) -> None:
-    """Delete every document of ``app_id`` but its app info (its registration), with the
-    invocations' history lists and relation sets and the pending-workflows set, and nothing of
-    any other app. The key saying the app's relation sets are complete stays: it still holds.
+    """Delete every state backend document of ``app_id`` but its app info (its registration),
+    with the invocations' history lists and relation sets and the pending-workflows set, and
+    nothing of any other app. The key saying the app's relation sets are complete stays: it
+    still holds.
 
     Found through the indexes, a cursor page at a time, each page one ``UNLINK``.
     """
@@ -416,3 +556,25 @@ def purge_app(
                 }
             client.unlink(*page)
     client.unlink(keys.prune_pending_workflows())
+
+
+def purge_app(
+    client: redis.Redis, namespace: Namespace, app_id: str, page_size: int = DEFAULT_BATCH_SIZE
+) -> None:
+    """Delete everything this package stores for ``app_id`` but its app info, and nothing of
+    any other app: the state backend's documents (:func:`purge_state`), every other
+    component's documents (each schema set of :func:`schema_sets_in_use`: the orchestrator's
+    statuses, blocking edges, runner heartbeats and atomic-service executions), the broker's
+    queues, taken entries and counter, and the client data store's values.
+    """
+    keys = namespace.for_app(app_id)
+    for schema_set in schema_sets_in_use(client, namespace):
+        if isinstance(schema_set, Schemas):
+            purge_state(client, namespace, schema_set, app_id, page_size)
+            continue
+        for spec in schema_set.all():
+            request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), tuple(query.LOAD_KEY))
+            for rows in iter_cursor(client, request, page_size):
+                client.unlink(*(row["__key"] for row in rows))
+    purge_broker_keys(client, keys)
+    client.unlink(keys.client_data())

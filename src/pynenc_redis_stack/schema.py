@@ -7,11 +7,12 @@ names against them, and ``FT.CREATE`` arguments are rendered from them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self, cast
 
 import yaml
 
@@ -190,9 +191,39 @@ def load_spec(path: Path) -> IndexSpec:
     return IndexSpec.from_dict(data, source=str(path))
 
 
+class SchemaSet:
+    """One component's indexes, by role: a frozen dataclass whose fields are :class:`IndexSpec`
+    roles, each read from ``schemas/<file>.yaml`` (the role's name unless the field's
+    metadata names the file, see :func:`schema_file`)."""
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> Self:
+        """Load every schema file of the set (from ``directory``, default the installed ones).
+
+        :raises SchemaError: If a file is missing or invalid.
+        """
+        folder = directory or schema_dir()
+        specs = {}
+        for role in dataclasses.fields(cast(Any, cls)):
+            path = folder / f"{role.metadata.get('file', role.name)}.yaml"
+            if not path.is_file():
+                raise SchemaError(f"schema file {path} is missing")
+            specs[role.name] = load_spec(path)
+        return cls(**specs)
+
+    def all(self) -> tuple[IndexSpec, ...]:
+        """Return every spec of the set, in field order."""
+        return tuple(getattr(self, role.name) for role in dataclasses.fields(cast(Any, self)))
+
+
+def schema_file(stem: str) -> Any:
+    """Declare a :class:`SchemaSet` role read from ``schemas/<stem>.yaml``."""
+    return dataclasses.field(metadata={"file": stem})
+
+
 @dataclass(frozen=True)
-class Schemas:
-    """Every index the backend uses, by role."""
+class Schemas(SchemaSet):
+    """The state backend's indexes, by role."""
 
     invocations: IndexSpec
     history: IndexSpec
@@ -201,18 +232,6 @@ class Schemas:
     workflow_sub_invocations: IndexSpec
     app_infos: IndexSpec
     payloads: IndexSpec
-
-    def all(self) -> tuple[IndexSpec, ...]:
-        """Return every spec."""
-        return (
-            self.invocations,
-            self.history,
-            self.runner_contexts,
-            self.workflow_runs,
-            self.workflow_sub_invocations,
-            self.app_infos,
-            self.payloads,
-        )
 
     def for_kind(self, kind: DocumentKind) -> IndexSpec:
         """Return the spec of the index covering ``kind``'s documents (its ``prefixes``).
@@ -231,17 +250,49 @@ class Schemas:
         return {prefix: spec for spec in self.all() for prefix in spec.prefixes}
 
 
+@dataclass(frozen=True)
+class OrchestratorSchemas(SchemaSet):
+    """The orchestrator's indexes (:mod:`pynenc_redis_stack.orchestrator`), by role."""
+
+    invocations: IndexSpec = schema_file("orchestrator_invocations")
+    waits: IndexSpec = schema_file("orchestrator_waits")
+    heartbeats: IndexSpec = schema_file("runner_heartbeats")
+    executions: IndexSpec = schema_file("atomic_service_executions")
+
+
+SCHEMA_SETS: tuple[type[SchemaSet], ...] = (Schemas, OrchestratorSchemas)
+"""Every schema set the package defines, one per component with indexes. ``index
+status/migrate/drop``, prune and purge cover exactly these (:func:`all_specs`); a component's
+indexes join by adding its set here, and ``tests/unit/test_schema_and_keys.py`` fails while a
+file in ``schemas/`` belongs to no set."""
+
+
 @cache
 def load_schemas(directory: Path | None = None) -> Schemas:
-    """Load every schema file the backend needs.
+    """Load the state backend's schema files.
 
     :raises SchemaError: If a file is missing or invalid.
     """
-    folder = directory or schema_dir()
-    specs = {}
-    for role in Schemas.__dataclass_fields__:
-        path = folder / f"{role}.yaml"
-        if not path.is_file():
-            raise SchemaError(f"schema file {path} is missing")
-        specs[role] = load_spec(path)
-    return Schemas(**specs)
+    return load_schema_set(Schemas, directory)
+
+
+_loaded_sets: dict[tuple[type[SchemaSet], Path | None], SchemaSet] = {}
+
+
+def load_schema_set[S: SchemaSet](schema_set: type[S], directory: Path | None = None) -> S:
+    """Load one component's schema set (once per set and folder).
+
+    :raises SchemaError: If a file is missing or invalid.
+    """
+    loaded = _loaded_sets.get((schema_set, directory))
+    if loaded is None:
+        loaded = _loaded_sets[(schema_set, directory)] = schema_set.load(directory)
+    return cast(S, loaded)
+
+
+def all_specs(directory: Path | None = None) -> tuple[IndexSpec, ...]:
+    """Return every index spec the package defines (:data:`SCHEMA_SETS`, in order).
+
+    :raises SchemaError: If a file is missing or invalid.
+    """
+    return tuple(spec for schema_set in SCHEMA_SETS for spec in load_schema_set(schema_set, directory).all())

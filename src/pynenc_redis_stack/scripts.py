@@ -303,15 +303,18 @@ class HistoryBatch:
 PRUNE_INVOCATIONS = (
     RELATION_FUNCTIONS
     + """
--- KEYS[1]: the app's pending-workflows set; then per invocation, its invocation key, then the
--- keys that belong to it. ARGV[1]: the app's relation-set prefixes; ARGV[2]: the cutoff (epoch
--- us, decimal string); ARGV[3]: the final statuses as a JSON array; then per invocation, the
--- number of keys that belong to it, the workflows it refers to as a JSON array, and its id.
--- An invocation is deleted only if its status is still final and older than the cutoff: one
--- that got a new status after it was selected (re-queued, retried, rerouted...) is left
--- whole. The workflows of each deleted invocation join the pending set in the same atomic
--- step, so a run that stops before collecting them leaves them to the next run; its id leaves
--- its relation sets.
+-- KEYS[1]: the app's pending-workflows set; then per invocation, its invocation key, its
+-- orchestrator document key, then the keys that belong to it. ARGV[1]: the app's relation-set
+-- prefixes; ARGV[2]: the cutoff (epoch us, decimal string); ARGV[3]: the final statuses as a
+-- JSON array; then per invocation, the number of keys that belong to it, the workflows it
+-- refers to as a JSON array, and its id.
+-- An invocation is deleted only if its status is still final and older than the cutoff, and
+-- its orchestrator document (RedisStackOrchestrator), if any, holds a final status too: one
+-- that got a new status after it was selected (re-queued, retried, rerouted...) is left whole,
+-- even while the orchestrator has moved it and its history entry is not written yet. The
+-- workflows of each deleted invocation join the pending set in the same atomic step, so a run
+-- that stops before collecting them leaves them to the next run; its id leaves its relation
+-- sets.
 -- Returns 1 (deleted) or 0 (kept) per invocation.
 local cutoff = tonumber(ARGV[2])
 local final = {}
@@ -332,11 +335,17 @@ for i = 4, #ARGV, 3 do
     prunable = type(ts) == 'number' and ts < cutoff and final[status] == true
   end
   if prunable then
+    local orchestrated = redis.call('JSON.GET', KEYS[k + 1], '$.status')
+    if orchestrated then
+      prunable = final[cjson.decode(orchestrated)[1]] == true
+    end
+  end
+  if prunable then
     for f, value in pairs(relation_values(invocation_key)) do
       redis.call('SREM', relation_set(f, value), ARGV[i + 2])
     end
     local first = k
-    local last = k + count
+    local last = k + 1 + count
     while first <= last do
       local upto = math.min(first + 999, last)
       redis.call('UNLINK', unpack(KEYS, first, upto))
@@ -348,7 +357,7 @@ for i = 4, #ARGV, 3 do
     end
   end
   deleted[#deleted + 1] = prunable and 1 or 0
-  k = k + count + 1
+  k = k + count + 2
 end
 return deleted
 """

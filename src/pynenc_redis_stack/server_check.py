@@ -55,6 +55,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("ZREM", "{key}", "1"),
     ("ZRANGE", "{key}", "0", "1"),
     ("ZCARD", "{key}"),
+    ("ZSCAN", "{key}", "0"),  # prune: the broker entries of pruned invocations
     ("INCRBY", "{key}", "1"),
     ("WATCH", "{key}"),
     ("UNWATCH",),

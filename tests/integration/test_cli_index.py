@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from pynenc import PynencBuilder
+from pynenc.identifiers.task_id import TaskId
 
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.client import run
-from pynenc_redis_stack.schema import load_schemas, schema_dir
+from pynenc_redis_stack.schema import all_specs, schema_dir
 
 
 @pytest.fixture
@@ -42,7 +44,8 @@ def _aliases(out: str) -> list[str]:
 
 
 def _expected(namespace: str) -> list[str]:
-    return [f"{namespace}:{spec.name}" for spec in load_schemas().all()]
+    """Every index of the package: the state backend's, then the orchestrator's."""
+    return [f"{namespace}:{spec.name}" for spec in all_specs()]
 
 
 def test_environment_configures_by_default(
@@ -120,9 +123,131 @@ def test_schema_dir_is_compared_instead_of_the_installed_files(
 
 def test_drop_of_an_unknown_index_name_is_refused(namespace: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["index", "drop", "--yes", "--namespace", namespace, "invocation"]) == 1
-    assert "unknown index invocation; indexes: app-infos, history, invocations" in capsys.readouterr().err
+    assert (
+        "unknown index invocation; indexes: app-infos, atomic-service-executions, history, invocations, "
+        "orchestrator-invocations, orchestrator-waits, payloads, runner-contexts, runner-heartbeats"
+    ) in capsys.readouterr().err
 
 
 def test_drop_dry_run_of_nothing_prints_nothing(namespace: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["index", "drop", "--dry-run", "--namespace", namespace]) == 0
     assert capsys.readouterr().out == "nothing to drop\n"
+
+
+# -- the orchestrator's indexes: one registry, one lifecycle -----------------------------------
+
+ORCHESTRATOR_INDEXES = (
+    "orchestrator-invocations",
+    "orchestrator-waits",
+    "runner-heartbeats",
+    "atomic-service-executions",
+)
+
+
+@pytest.fixture
+def used_namespace(redis_client: redis.Redis) -> Iterator[str]:
+    """A namespace the test may create indexes and documents in; all removed afterwards."""
+    name = f"t-cli-{uuid.uuid4().hex[:10]}"
+    yield name
+    for index in run(redis_client, "FT._LIST"):
+        if str(index).startswith(f"{name}:"):
+            run(redis_client, "FT.DROPINDEX", index)
+    keys = list(redis_client.scan_iter(match=f"{name}:*", count=1000))
+    if keys:
+        redis_client.unlink(*keys)
+
+
+def _ours(client: redis.Redis, namespace: str) -> list[str]:
+    return sorted(str(i) for i in run(client, "FT._LIST") if str(i).startswith(f"{namespace}:"))
+
+
+def _states(out: str) -> dict[str, str]:
+    """``index status``: alias name -> state."""
+    return {line.split()[0].split(":", 1)[1]: line.split()[3] for line in out.splitlines()[1:]}
+
+
+def test_the_orchestrators_first_use_creates_its_indexes_through_the_lifecycle(
+    redis_url: str, used_namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An orchestrator alone creates its four indexes on first use, as ``index migrate``
+    would (versioned name behind the alias); ``index status`` lists them with the others."""
+    app = (
+        PynencBuilder()
+        .app_id("orchestrator-first-use")
+        .memory()
+        .redis_stack(url=redis_url, namespace=used_namespace, components=("orchestrator",))
+        .build()
+    )
+    assert list(app.orchestrator.get_task_invocation_ids(TaskId("tests.cli", "nothing"))) == []
+    assert _ours(redis_client_of(redis_url), used_namespace) == sorted(
+        f"{used_namespace}:idx:{name}:v1" for name in ORCHESTRATOR_INDEXES
+    )
+    assert main(["index", "status", "--namespace", used_namespace]) == 1  # the backend's are missing
+    states = _states(capsys.readouterr().out)
+    assert list(states) == [spec.name for spec in all_specs()]
+    assert {name: states[name] for name in ORCHESTRATOR_INDEXES} == dict.fromkeys(ORCHESTRATOR_INDEXES, "ok")
+    assert set(states.values()) == {"ok", "missing"}
+
+
+def redis_client_of(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, protocol=2, decode_responses=True)
+
+
+def test_migrate_creates_and_rebuilds_and_drop_drops_the_orchestrators_indexes(
+    redis_client: redis.Redis, used_namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = used_namespace
+    args = ["--namespace", ns]
+    every = sorted(f"{ns}:idx:{spec.name}:v1" for spec in all_specs())
+
+    # dry runs change nothing, and print the orchestrator's commands with the others
+    assert main(["index", "migrate", "--dry-run", *args]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    for name in ORCHESTRATOR_INDEXES:
+        assert f"FT.ALIASADD {ns}:{name} {ns}:idx:{name}:v1" in printed
+        assert any(line.startswith(f"FT.CREATE {ns}:idx:{name}:v1 ON JSON PREFIX 1 ") for line in printed)
+    assert _ours(redis_client, ns) == []
+
+    assert main(["index", "migrate", *args]) == 0
+    created = capsys.readouterr().out.splitlines()
+    assert created == [f"{ns}:{spec.name}: created {ns}:idx:{spec.name}:v1" for spec in all_specs()]
+    assert _ours(redis_client, ns) == every
+    assert main(["index", "status", *args]) == 0
+    assert set(_states(capsys.readouterr().out).values()) == {"ok"}
+
+    # a new version of one orchestrator schema: built beside, alias switched, old one dropped
+    for source in schema_dir().glob("*.yaml"):
+        text = source.read_text()
+        if source.name == "orchestrator_waits.yaml":
+            text = text.replace("version: 1", "version: 2")
+        (tmp_path / source.name).write_text(text)
+    schema_args = [*args, "--schema-dir", str(tmp_path)]
+    assert main(["index", "migrate", "--dry-run", *schema_args]) == 0
+    assert f"FT.ALIASUPDATE {ns}:orchestrator-waits {ns}:idx:orchestrator-waits:v2" in capsys.readouterr().out
+    assert _ours(redis_client, ns) == every
+    assert main(["index", "migrate", *schema_args]) == 0
+    assert (
+        f"{ns}:orchestrator-waits: migrated {ns}:idx:orchestrator-waits:v1 -> {ns}:idx:orchestrator-waits:v2; "
+        f"dropped {ns}:idx:orchestrator-waits:v1"
+    ) in capsys.readouterr().out.splitlines()
+    upgraded = sorted({*every, f"{ns}:idx:orchestrator-waits:v2"} - {f"{ns}:idx:orchestrator-waits:v1"})
+    assert _ours(redis_client, ns) == upgraded
+    assert main(["index", "status", *schema_args]) == 0
+    capsys.readouterr()
+
+    # drop: a dry run drops nothing; by name, then everything
+    assert main(["index", "drop", "--dry-run", *args]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"FT.DROPINDEX {ns}:idx:orchestrator-waits:v2" in printed
+    assert f"FT.DROPINDEX {ns}:idx:runner-heartbeats:v1" in printed
+    assert _ours(redis_client, ns) == upgraded
+    assert main(["index", "drop", "--yes", *args, "runner-heartbeats"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{ns}:runner-heartbeats: dropped {ns}:idx:runner-heartbeats:v1 (documents kept)"
+    ]
+    assert f"{ns}:idx:runner-heartbeats:v1" not in _ours(redis_client, ns)
+    assert main(["index", "drop", "--yes", *args]) == 0
+    dropped = capsys.readouterr().out
+    assert f"{ns}:orchestrator-waits: dropped {ns}:idx:orchestrator-waits:v2" in dropped
+    assert f"{ns}:atomic-service-executions: dropped {ns}:idx:atomic-service-executions:v1" in dropped
+    assert _ours(redis_client, ns) == []

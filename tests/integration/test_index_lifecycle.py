@@ -45,7 +45,7 @@ from pynenc_redis_stack.executor import index_info, is_indexing, open_cursors, p
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import Action, IndexState, LifecycleLock, create_command
 from pynenc_redis_stack.redis_cli import redis_cli_line
-from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas, schema_dir
+from pynenc_redis_stack.schema import FieldSpec, IndexSpec, all_specs, load_schemas, schema_dir
 from tests.conftest import RedisCli
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -81,13 +81,12 @@ def conf(redis_url: str, redis_stack_namespace: str) -> ConfigStateBackendRedisS
 
 
 def v2_specs() -> list[IndexSpec]:
-    """The real schema files, with ``invocations`` at version 2 and one more tag field."""
-    schemas = load_schemas()
-    current = schemas.invocations
+    """Every real schema file, with ``invocations`` at version 2 and one more tag field."""
+    current = load_schemas().invocations
     v2 = dataclasses.replace(
         current, version=2, fields=(*current.fields, FieldSpec(name="region", type="tag", path="$.region"))
     )
-    return [v2 if spec is current else spec for spec in schemas.all()]
+    return [v2 if spec is current else spec for spec in all_specs()]
 
 
 def ours(client: redis.Redis, namespace: str) -> list[str]:
@@ -188,12 +187,12 @@ def test_status_of_empty_namespace_then_migrate_then_nothing_to_do(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ns = redis_stack_namespace
-    specs = load_schemas().all()
+    specs = all_specs()  # every component's indexes
     args = ["--namespace", ns]
 
     assert main(["index", "status", *args]) == 1
     out = capsys.readouterr().out.splitlines()
-    width = len(f"{ns}:workflow-sub-invocations")
+    width = max(len(f"{ns}:{s.name}") for s in specs)
     assert out[0] == f"{'ALIAS'.ljust(width)}  INDEX  FILE  STATE    DOCS  FAILURES  DETAIL"
     assert out[1:] == [
         f"{f'{ns}:{s.name}'.ljust(width)}  -      v1    missing     -         -" for s in specs
@@ -209,7 +208,7 @@ def test_status_of_empty_namespace_then_migrate_then_nothing_to_do(
     write_invocations(redis_client, ns, "app", 3, parents=1)
     assert main(["index", "status", *args]) == 0
     out = capsys.readouterr().out.splitlines()
-    index_width = len(f"{ns}:idx:workflow-sub-invocations:v1")
+    index_width = max(len(f"{ns}:idx:{s.name}:v1") for s in specs)
     assert (
         out[0] == f"{'ALIAS'.ljust(width)}  {'INDEX'.ljust(index_width)}  FILE  STATE  DOCS  FAILURES  DETAIL"
     )
@@ -360,7 +359,7 @@ def test_schema_change_migrates_100k_documents_while_writers_and_readers_run(
         redis_client, "FT.SEARCH", f"{ns}:invocations", "@region:{r1}", "LIMIT", "0", "0", "DIALECT", "2"
     )
     assert reply[0] == BASE_DOCS // 4
-    assert [s.state for s in index_status(conf, specs=v2_specs())] == [IndexState.OK] * 7
+    assert [s.state for s in index_status(conf, specs=v2_specs())] == [IndexState.OK] * len(all_specs())
 
 
 # -- interrupted and concurrent runs -------------------------------------------------------
@@ -612,7 +611,7 @@ def test_drifted_index_is_left_alone_unless_rebuild_is_asked(
         f"{ns}:runner-contexts: rebuilt drifted {old} as {rebuilt}; dropped {old}"
     )
     statuses = index_status(conf)
-    assert [s.state for s in statuses] == [IndexState.OK] * 7
+    assert [s.state for s in statuses] == [IndexState.OK] * len(all_specs())
     assert {s.spec.name: s.live_index for s in statuses}["runner-contexts"] == rebuilt
     assert index_migrate(conf).nothing_to_do
 
@@ -628,7 +627,7 @@ def test_dry_run_prints_exactly_what_migrate_sends(
 ) -> None:
     ns = redis_stack_namespace
     namespace = Namespace(ns)
-    v1 = list(load_schemas().all())
+    v1 = list(all_specs())
 
     # From nothing: create + alias every index.
     assert main(["index", "migrate", "--dry-run", "--namespace", ns]) == 0
@@ -645,7 +644,7 @@ def test_dry_run_prints_exactly_what_migrate_sends(
     assert lines[0].startswith(
         f"FT.CREATE {ns}:idx:invocations:v1 ON JSON PREFIX 1 {ns}:invocation: SCHEMA $.app_id AS app_id TAG CASESENSITIVE"
     )
-    assert "dry run: 14 commands printed, nothing changed" in captured.err
+    assert f"dry run: {2 * len(v1)} commands printed, nothing changed" in captured.err
     assert ours(redis_client, ns) == []
     replay(redis_client, lines)
     replayed = snapshot(redis_client, ns, v1)
@@ -703,7 +702,7 @@ def test_drop_asks_first_keeps_documents_unless_told(
     run(redis_client, *create_command(namespace, invocations, f"{ns}:idx:invocations:v0"))
     write_invocations(redis_client, ns, "app", 50, parents=5)
     everything = ours(redis_client, ns)
-    assert len(everything) == 8
+    assert len(everything) == len(all_specs()) + 1
 
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     assert main(["index", "drop", "--namespace", ns]) == 1

@@ -176,7 +176,7 @@ def test_orchestrator_builds_no_query_syntax_and_never_scans() -> None:
 
 
 def test_numeric_bounds_alternatives_and_sorted_pages_render_values_as_params() -> None:
-    from pynenc_redis_stack.orchestrator.store import OrchestratorSchemas
+    from pynenc_redis_stack.schema import OrchestratorSchemas
 
     spec = OrchestratorSchemas.load().executions
     request_filter = (

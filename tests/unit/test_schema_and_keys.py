@@ -9,8 +9,15 @@ import pytest
 from pynenc_redis_stack.errors import SchemaError
 from pynenc_redis_stack.keys import Namespace, encode_segment
 from pynenc_redis_stack.lifecycle import create_command
-from pynenc_redis_stack.orchestrator.store import OrchestratorSchemas
-from pynenc_redis_stack.schema import IndexSpec, load_schemas, schema_dir
+from pynenc_redis_stack.schema import (
+    SCHEMA_SETS,
+    IndexSpec,
+    OrchestratorSchemas,
+    all_specs,
+    load_schema_set,
+    load_schemas,
+    schema_dir,
+)
 
 
 def test_every_schema_file_loads_and_every_index_filters_by_app() -> None:
@@ -42,6 +49,35 @@ def test_every_schema_file_loads_and_every_index_filters_by_app() -> None:
     )
     for spec in (*schemas.all(), *OrchestratorSchemas.load().all()):
         assert spec.field("app_id").type == "tag"
+
+
+def test_one_registry_holds_every_schema_file_once() -> None:
+    """``index status/migrate/drop``, prune and purge cover ``all_specs()``: a schema file that
+    no set of :data:`SCHEMA_SETS` loads would be an index nothing creates, migrates or drops."""
+    specs = all_specs()
+    names = [spec.name for spec in specs]
+    assert len(names) == len(set(names))
+    assert len(specs) == len(list(schema_dir().glob("*.yaml")))
+    assert SCHEMA_SETS[:2] == (type(load_schemas()), OrchestratorSchemas)
+    assert specs[:7] == load_schemas().all()
+    orchestrator = load_schema_set(OrchestratorSchemas)
+    assert specs[7:11] == orchestrator.all()
+    assert [spec.name for spec in orchestrator.all()] == [
+        "orchestrator-invocations",
+        "orchestrator-waits",
+        "runner-heartbeats",
+        "atomic-service-executions",
+    ]
+    assert load_schema_set(OrchestratorSchemas) is orchestrator  # loaded once
+
+
+def test_a_schema_set_reports_a_missing_file(tmp_path: Path) -> None:
+    for source in schema_dir().glob("*.yaml"):
+        if source.name != "orchestrator_waits.yaml":
+            (tmp_path / source.name).write_text(source.read_text())
+    with pytest.raises(SchemaError, match="orchestrator_waits.yaml is missing"):
+        OrchestratorSchemas.load(tmp_path)
+    assert len(load_schemas.__wrapped__(tmp_path).all()) == 7
 
 
 def test_payloads_are_never_indexed() -> None:

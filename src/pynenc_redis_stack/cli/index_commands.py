@@ -27,7 +27,7 @@ from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, fail, guar
 from pynenc_redis_stack.cli.options import config_from_args, connection_options, positive_float
 from pynenc_redis_stack.cli.progress import ProgressBar
 from pynenc_redis_stack.lifecycle import Action, IndexState, IndexStatus, MigrationReport
-from pynenc_redis_stack.schema import IndexSpec, load_schemas
+from pynenc_redis_stack.schema import IndexSpec, all_specs
 
 # -- formatting ----------------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ def add_parser(subparsers: SubParsers) -> None:
 
 
 def _args_specs(args: argparse.Namespace) -> list[IndexSpec] | None:
-    return list(load_schemas(args.schema_dir).all()) if args.schema_dir is not None else None
+    return list(all_specs(args.schema_dir)) if args.schema_dir is not None else None
 
 
 @contextlib.contextmanager

@@ -57,9 +57,11 @@ FINISHED = ", ".join(FINAL_STATUSES)
 
 
 def format_prune(report: PruneReport) -> list[str]:
-    """Return the table ``prune`` prints: documents per kind, then what was kept."""
+    """Return the table ``prune`` prints: documents per kind (the orchestrator's documents and
+    the broker's entries last), then what was kept."""
     header = ("KIND", "WOULD DELETE" if report.dry_run else "DELETED")
-    rows = [header, *((kind, str(count)) for kind, count in report.counts().items())]
+    counts = {str(kind): count for kind, count in report.counts().items()} | report.other_counts()
+    rows = [header, *((kind, str(count)) for kind, count in counts.items())]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}" for row in rows]
     lines.append(f"workflow runs kept (still referenced by newer invocations): {report.workflows_kept}")
@@ -116,8 +118,9 @@ def add_parser(subparsers: SubParsers) -> None:
         parents=[connection_options(app_id=True)],
         help="delete finished invocations whose latest status is older than a duration (retention)",
         description="Delete the app's finished invocations (final status: "
-        f"{FINISHED}) whose latest status is older than --older-than, with their history, result, exception and workflow links; workflow runs and data go "
-        "once no remaining invocation refers to the workflow. Runner contexts are kept.",
+        f"{FINISHED}) whose latest status is older than --older-than, with their history, result, exception and workflow links, their orchestrator "
+        "documents and broker entries; workflow runs and data go once no remaining invocation refers to the workflow. Runner contexts and client "
+        "data store values (shared by content) are kept.",
     )
     command.add_argument(
         "--older-than",

@@ -1,5 +1,5 @@
-"""Connect and check the indexes: what the backend, ``import-redis`` and ``prune`` do before
-their first command (the ``index`` verbs only connect: ``status`` must not create anything).
+"""Connect and check the indexes: what the backend, the orchestrator, ``import-redis`` and
+``prune`` do before their first command (the ``index`` verbs only connect: ``status`` must not create anything).
 """
 
 from __future__ import annotations
@@ -11,32 +11,35 @@ from collections.abc import Sequence
 import redis
 
 from pynenc_redis_stack.client import Client, connection_url, get_client
-from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.conf import ConfigRedisStackKeyspace
 from pynenc_redis_stack.errors import BackfillError, IndexDefinitionMismatchError
 from pynenc_redis_stack.executor import AwaitBackfill, LiveExecutor
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle.plan import plan_index
 from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
 from pynenc_redis_stack.lifecycle.status import IndexState, index_status
-from pynenc_redis_stack.schema import IndexSpec, Schemas, load_schemas
+from pynenc_redis_stack.schema import IndexSpec, SchemaSet, load_schemas
 
 logger = logging.getLogger(__name__)
 
-_checked: set[tuple[str, str]] = set()
+_checked: set[tuple[str, str, tuple[str, ...]]] = set()
 _checked_lock = threading.Lock()
 
 
 def connect(
-    conf: ConfigStateBackendRedisStack, schemas: Schemas | None = None, *, recheck: bool = False
+    conf: ConfigRedisStackKeyspace, schemas: SchemaSet | None = None, *, recheck: bool = False
 ) -> Client:
-    """Return a client for ``conf`` whose server and indexes are checked (:func:`ensure_indexes`).
+    """Return a client for ``conf`` whose server and ``schemas``' indexes are checked
+    (:func:`ensure_indexes`). Every component with indexes connects through here (the state
+    backend with :class:`~pynenc_redis_stack.schema.Schemas`, the orchestrator with
+    :class:`~pynenc_redis_stack.schema.OrchestratorSchemas`).
 
-    The indexes are checked once per process, server and namespace (checking on every call
-    would cost round trips each time); later, a query that finds its index missing
-    (``FLUSHALL``, a restart without persistence, a manual drop) has them recreated from
-    ``schemas/``, then is sent again once.
+    The indexes are checked once per process, server, namespace and schema set (checking on
+    every call would cost round trips each time); later, a query that finds its index missing
+    (``FLUSHALL``, a restart without persistence, a manual drop) has the set's indexes
+    recreated from ``schemas/``, then is sent again once.
 
-    :param schemas: The index specs; the installed ``schemas/`` by default.
+    :param schemas: The index specs; the state backend's by default.
     :param recheck: Check the indexes even if this process already did (one-off commands).
     :raises IndexDefinitionMismatchError: See :func:`ensure_indexes`.
     """
@@ -44,7 +47,11 @@ def connect(
     namespace = Namespace(str(conf.redis_stack_namespace))
     client = get_client(conf)
     client.on_missing_index = lambda: _heal(client, conf, namespace, schemas)
-    marker = (f"{connection_url(conf)}|{conf.redis_host}|{conf.redis_port}", namespace.namespace)
+    marker = (
+        f"{connection_url(conf)}|{conf.redis_host}|{conf.redis_port}",
+        namespace.namespace,
+        tuple(spec.name for spec in schemas.all()),
+    )
     with _checked_lock:
         if recheck or marker not in _checked:
             ensure_indexes(client, namespace, schemas.all(), create_missing=conf.redis_stack_create_indexes)
@@ -52,7 +59,7 @@ def connect(
     return client
 
 
-def _heal(client: Client, conf: ConfigStateBackendRedisStack, namespace: Namespace, schemas: Schemas) -> None:
+def _heal(client: Client, conf: ConfigRedisStackKeyspace, namespace: Namespace, schemas: SchemaSet) -> None:
     """Recreate missing indexes from ``schemas/`` (a query just found one missing).
 
     :raises IndexDefinitionMismatchError: If ``redis_stack_create_indexes`` is false (the

@@ -5,22 +5,19 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
-from pynenc_redis_stack.client import Client, connection_url, get_client, run
+from pynenc_redis_stack.client import Client, run
 from pynenc_redis_stack.keys import AppKeys, Namespace
-from pynenc_redis_stack.lifecycle import ensure_indexes
+from pynenc_redis_stack.lifecycle import connect
 from pynenc_redis_stack.orchestrator.scripts import Scripts, call
-from pynenc_redis_stack.schema import IndexSpec, load_spec, schema_dir
+from pynenc_redis_stack.schema import IndexSpec, OrchestratorSchemas, load_schema_set
 from pynenc_redis_stack.search import fetch_all
 
 if TYPE_CHECKING:
@@ -33,36 +30,6 @@ MAX_PAGE = 10_000
 a lower cap is detected from its refusal and followed)."""
 
 _CAP_MESSAGE = re.compile(r"LIMIT exceeds maximum of (\d+)")
-
-_prepared: set[tuple[str, str]] = set()
-_prepared_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class OrchestratorSchemas:
-    """The orchestrator's indexes (``schemas/``), by role."""
-
-    invocations: IndexSpec
-    waits: IndexSpec
-    heartbeats: IndexSpec
-    executions: IndexSpec
-
-    @classmethod
-    def load(cls, directory: Path | None = None) -> OrchestratorSchemas:
-        """Load the four schema files (from ``directory``, default the installed ones).
-
-        :raises SchemaError: If a file is invalid.
-        """
-        folder = directory or schema_dir()
-        return cls(
-            invocations=load_spec(folder / "orchestrator_invocations.yaml"),
-            waits=load_spec(folder / "orchestrator_waits.yaml"),
-            heartbeats=load_spec(folder / "runner_heartbeats.yaml"),
-            executions=load_spec(folder / "atomic_service_executions.yaml"),
-        )
-
-    def all(self) -> tuple[IndexSpec, ...]:
-        return (self.invocations, self.waits, self.heartbeats, self.executions)
 
 
 class OrchestratorStore:
@@ -77,36 +44,18 @@ class OrchestratorStore:
         self.app_id = app_id
         self.namespace = Namespace(conf.redis_stack_namespace)
         self.keys: AppKeys = self.namespace.for_app(app_id)
-        self.schemas = OrchestratorSchemas.load()
+        self.schemas = load_schema_set(OrchestratorSchemas)
         self._client: Client | None = None
         self._page_cap = MAX_PAGE
 
     @property
     def client(self) -> Client:
         """The Redis client; the first use per process checks the server and the indexes, and
-        a query that later finds an index missing (``FLUSHALL``) recreates it and runs again."""
+        a query that later finds an index missing (``FLUSHALL``) recreates it and runs again
+        (:func:`pynenc_redis_stack.lifecycle.connect`, as the state backend)."""
         if self._client is None:
-            client = get_client(self.conf)
-            client.on_missing_index = self._ensure_indexes
-            marker = (
-                connection_url(self.conf) or f"{self.conf.redis_host}:{self.conf.redis_port}",
-                self.namespace.namespace,
-            )
-            with _prepared_lock:
-                if marker not in _prepared:
-                    self._ensure_indexes()
-                    _prepared.add(marker)
-            self._client = client
-            return client
+            self._client = connect(self.conf, self.schemas)
         return self._client
-
-    def _ensure_indexes(self) -> None:
-        client = self._client or get_client(self.conf)
-        created = ensure_indexes(
-            client, self.namespace, self.schemas.all(), create_missing=self.conf.redis_stack_create_indexes
-        )
-        if created:
-            logger.info("created RediSearch indexes %s", ", ".join(created))
 
     @cached_property
     def scripts(self) -> Scripts:
