@@ -119,14 +119,15 @@ class ConfigStateBackendRedisStack(ConfigStateBackend, ConfigRedisStackKeyspace)
 class ConfigOrchestratorRedisStack(ConfigOrchestrator, ConfigRedisStackKeyspace):
     """Configuration of :class:`~pynenc_redis_stack.orchestrator.RedisStackOrchestrator`.
 
-    :cvar ConfigField[float] redis_stack_registration_lock_sec:
-        Seconds a router may hold the lock that makes registration concurrency hold across
-        hosts (look for a registered invocation of the call, register one if there is none);
-        a router that dies holding it delays that task's routing this long at most, and a
-        router waits at most this long for it before failing with an error.
+    :cvar ConfigField[float] redis_stack_concurrency_lock_sec:
+        Seconds a router or runner may hold one of the locks that make a task's registration
+        and running concurrency hold across hosts (look for a registered invocation of the
+        call and register one if there is none; check that nothing of the slot runs and start
+        the invocation). One that dies holding it delays that task this long at most; one
+        waits at most this long for it before failing with an error.
     """
 
-    redis_stack_registration_lock_sec = ConfigField(10.0)
+    redis_stack_concurrency_lock_sec = ConfigField(10.0)
 
 
 class ConfigBrokerRedisStack(ConfigBroker, ConfigRedisStackKeyspace):

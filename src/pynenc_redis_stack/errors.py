@@ -87,15 +87,15 @@ class LockLostError(LifecycleError):
     """The lifecycle lock expired or was taken over while this process held it."""
 
 
-class RegistrationLockTimeoutError(RedisStackError):
-    """Another router held a task's registration lock for longer than the wait allowed."""
+class ConcurrencyLockTimeoutError(RedisStackError):
+    """Another router or runner held a task's concurrency lock longer than the wait allowed."""
 
     def __init__(self, lock_key: str, seconds: float) -> None:
         super().__init__(
-            f"registration lock {lock_key} stayed held for {seconds:g} s: another router is "
-            "routing the same call (or died holding the lock, which then expires by itself). "
-            "Retry the call; if routing is slow on this server, raise "
-            "redis_stack_registration_lock_sec (PYNENC__ORCHESTRATOR__REDIS_STACK_REGISTRATION_LOCK_SEC)."
+            f"concurrency lock {lock_key} stayed held for {seconds:g} s: another router or runner "
+            "is routing or starting the same task (or died holding the lock, which then expires "
+            "by itself). Retry; if that is slow on this server, raise "
+            "redis_stack_concurrency_lock_sec (PYNENC__ORCHESTRATOR__REDIS_STACK_CONCURRENCY_LOCK_SEC)."
         )
 
 

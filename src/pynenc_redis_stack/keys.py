@@ -85,6 +85,7 @@ _ORCHESTRATOR_WAIT = "orchestrator-wait"
 _RUNNER_HEARTBEAT = "runner-heartbeat"
 _ATOMIC_SERVICE_EXECUTION = "atomic-service-execution"
 _REGISTRATION_LOCK = "registration-lock"
+_RUNNING_LOCK = "running-lock"
 
 # The broker's and client data store's keys (not documents). The broker's carry the app in a
 # hash tag, so its multi-key scripts stay in one cluster slot.
@@ -272,6 +273,10 @@ class AppKeys:
     def registration_lock(self, task_key: str, key_arguments_digest: str) -> str:
         """The lock held while one call of a task with registration concurrency is routed."""
         return self._key(_REGISTRATION_LOCK, task_key, key_arguments_digest)
+
+    def running_lock(self, task_key: str, running_slot: str) -> str:
+        """The lock held while an invocation of a task with running concurrency is started."""
+        return self._key(_RUNNING_LOCK, task_key, running_slot)
 
     def _broker_key(self, entity: str, *ids: str) -> str:
         return ":".join([self.namespace.namespace, entity, self._app_tag, *(encode_segment(i) for i in ids)])

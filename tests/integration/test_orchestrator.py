@@ -12,14 +12,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
@@ -34,8 +32,9 @@ from pynenc.orchestrator.atomic_service import AtomicServiceExecutionStatus, Ato
 from pynenc.runner.runner_context import RunnerContext
 from pynenc_tests.conftest import MockPynenc
 
-from pynenc_redis_stack.errors import RegistrationLockTimeoutError
+from pynenc_redis_stack.errors import ConcurrencyLockTimeoutError
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
+from pynenc_redis_stack.orchestrator.orchestrator import concurrency_digest
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips, commandstats, delta
@@ -299,15 +298,13 @@ def test_concurrent_routers_of_one_call_register_it_once(
 def test_a_router_waiting_too_long_for_the_registration_lock_gets_a_clear_error(app: Pynenc) -> None:
     key_arguments = Call(once_per_arguments, Arguments({"key": "k", "value": "v"}))
     concurrency = once_per_arguments.conf.registration_concurrency
-    digest = hashlib.sha256(
-        orjson.dumps(sorted(key_arguments.serialized_args_for_concurrency_control(concurrency).items()))
-    ).hexdigest()
+    digest = concurrency_digest(key_arguments.serialized_args_for_concurrency_control(concurrency))
     name = orchestrator(app).store.keys.registration_lock(once_per_arguments.task_id.key, digest)
     held = orchestrator(app).store.client.lock(name, timeout=30)
     assert held.acquire(blocking=False)
-    orchestrator(app).conf.redis_stack_registration_lock_sec = 0.3  # type: ignore[misc]
+    orchestrator(app).conf.redis_stack_concurrency_lock_sec = 0.3  # type: ignore[misc]
     try:
-        with pytest.raises(RegistrationLockTimeoutError, match="redis_stack_registration_lock_sec"):
+        with pytest.raises(ConcurrencyLockTimeoutError, match="redis_stack_concurrency_lock_sec"):
             orchestrator(app).route_call(key_arguments)
     finally:
         held.release()
@@ -324,6 +321,94 @@ def test_running_concurrency_by_task_sees_other_runners(app: Pynenc) -> None:
         assert not orchestrator(app).is_authorize_to_run_by_concurrency_control(second)
     finally:
         add.conf.running_concurrency = ConcurrencyControlType.DISABLED
+
+
+@pytest.mark.parametrize("concurrency", [ConcurrencyControlType.TASK, ConcurrencyControlType.KEYS])
+def test_concurrent_starts_of_one_running_slot_run_one_and_reroute_the_rest(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path, concurrency: ConcurrencyControlType
+) -> None:
+    """Eight runners (each its own app instance, as on eight hosts) start eight PENDING
+    invocations of one running-concurrency slot at the same moment: one runs, the others are
+    rerouted (REROUTED, back in the broker) and their RUNNING transition fails as pynenc's
+    runner expects from a lost race. pynenc's check-then-start alone runs several at once."""
+    app_id = unique_app_id(request)
+    apps = [build_app(app_id, redis_url, tmp_path / "pynenc.db") for _ in range(8)]
+    once_per_key.app = apps[0]
+    once_per_key.conf.running_concurrency = concurrency
+    try:
+        invocations = [
+            DistributedInvocation(
+                Call(once_per_key, Arguments({"key": "same:{k}", "value": f"v{n}"})),
+                InvocationId(f"start-{n}:{HOSTILE[n]}"),
+                None,
+                None,
+                False,
+            )
+            for n in range(len(apps))
+        ]
+        orchestrator(apps[0]).register_new_invocations(invocations)
+        for n, inv in enumerate(invocations):
+            orchestrator(apps[0])._atomic_status_transition(
+                inv.invocation_id, InvocationStatus.PENDING, f"r{n}"
+            )
+        barrier = threading.Barrier(len(apps))
+        started: list[str] = []
+        lost: list[BaseException] = []
+        unexpected: list[BaseException] = []
+
+        def start(worker: int) -> None:
+            inv = invocations[worker]
+            barrier.wait()
+            try:
+                orchestrator(apps[worker])._atomic_status_transition(
+                    inv.invocation_id, InvocationStatus.RUNNING, f"r{worker}"
+                )
+                started.append(inv.invocation_id)
+            except InvocationStatusTransitionError as race_lost:
+                lost.append(race_lost)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                unexpected.append(error)
+
+        threads = [threading.Thread(target=start, args=(worker,)) for worker in range(len(apps))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not unexpected
+        assert len(started) == 1 and len(lost) == len(apps) - 1
+        statuses = {
+            inv.invocation_id: orchestrator(apps[0]).get_invocation_status(inv.invocation_id)
+            for inv in invocations
+        }
+        queued = [apps[0].broker.retrieve_invocation() for _ in range(2 * len(apps))]
+        assert sorted(filter(None, queued)) == sorted(  # routed at registration, then rerouted
+            [inv.invocation_id for inv in invocations] + [i for i in statuses if i != started[0]]
+        )
+        assert statuses == {
+            inv.invocation_id: InvocationStatus.RUNNING
+            if inv.invocation_id == started[0]
+            else InvocationStatus.REROUTED
+            for inv in invocations
+        }
+        # another slot of the same task (KEYS: other key arguments) is not held back
+        if concurrency is ConcurrencyControlType.KEYS:
+            other = DistributedInvocation(
+                Call(once_per_key, Arguments({"key": "other", "value": "v"})),
+                InvocationId("other"),
+                None,
+                None,
+                False,
+            )
+            orchestrator(apps[0]).register_new_invocations([other])
+            orchestrator(apps[0])._atomic_status_transition(
+                other.invocation_id, InvocationStatus.PENDING, "r"
+            )
+            orchestrator(apps[0])._atomic_status_transition(
+                other.invocation_id, InvocationStatus.RUNNING, "r"
+            )
+    finally:
+        once_per_key.conf.running_concurrency = ConcurrencyControlType.DISABLED
+        orchestrator(apps[0]).purge()
 
 
 # -- dead runners ---------------------------------------------------------------------------

@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pynenc import context
 from pynenc.conf.config_task import ConcurrencyControlType
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord, status_record_transition
@@ -29,12 +31,13 @@ from pynenc.orchestrator.atomic_service import (
     AtomicServiceRun,
 )
 from pynenc.orchestrator.base_orchestrator import BaseBlockingControl, BaseOrchestrator
+from pynenc.runner.runner_context import RunnerContext
 from redis.exceptions import LockError
 
 from pynenc_redis_stack import query
 from pynenc_redis_stack.conf import ConfigOrchestratorRedisStack
 from pynenc_redis_stack.documents import dumps, from_micros, validated
-from pynenc_redis_stack.errors import RegistrationLockTimeoutError
+from pynenc_redis_stack.errors import ConcurrencyLockTimeoutError
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
 from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
 from pynenc_redis_stack.orchestrator.scripts import call, json_text
@@ -62,6 +65,23 @@ def argument_pair_tag(name: str, serialized_value: str) -> str:
     hexadecimal tag needs no escaping anywhere.
     """
     return hashlib.sha256(orjson.dumps([name, serialized_value])).hexdigest()
+
+
+def concurrency_digest(key_arguments: dict[str, str] | None) -> str:
+    """The digest naming one concurrency slot of a task: its key arguments (none: the task)."""
+    return hashlib.sha256(orjson.dumps(sorted((key_arguments or {}).items()))).hexdigest()
+
+
+def running_slot_of(invocation: DistributedInvocation[Any, Any]) -> dict[str, str]:
+    """``{"running_slot": digest}`` for a task with running concurrency, else nothing."""
+    concurrency = invocation.task.conf.running_concurrency
+    if concurrency == ConcurrencyControlType.DISABLED:
+        return {}
+    return {
+        "running_slot": concurrency_digest(
+            invocation.call.serialized_args_for_concurrency_control(concurrency)
+        )
+    }
 
 
 def status_record_of(document: Document) -> InvocationStatusRecord:
@@ -123,35 +143,43 @@ class RedisStackOrchestrator(BaseOrchestrator):
         pynenc looks for a registered invocation of the call, then registers a new one if there
         is none: two routers doing that at once (two hosts, or two runners of one) would both
         register. With registration concurrency on, the look-up, the registration and the
-        indexing of its arguments run under one lock per task and concurrency key (redis-py's
-        :class:`~redis.lock.Lock`), so the second router finds the first one's invocation.
+        indexing of its arguments run under one lock per task and concurrency key, so the
+        second router finds the first one's invocation.
 
-        :raises RegistrationLockTimeoutError: If the lock stays held by another router for
-            ``redis_stack_registration_lock_sec``.
+        :raises ConcurrencyLockTimeoutError: If the lock stays held by another router for
+            ``redis_stack_concurrency_lock_sec``.
         """
         concurrency = call.task.conf.registration_concurrency
         if concurrency == ConcurrencyControlType.DISABLED:
             return super().route_call(call)
-        key_arguments = call.serialized_args_for_concurrency_control(concurrency)
-        digest = hashlib.sha256(orjson.dumps(sorted((key_arguments or {}).items()))).hexdigest()
-        seconds = float(self.conf.redis_stack_registration_lock_sec)
-        name = self.store.keys.registration_lock(call.task.task_id.key, digest)
+        digest = concurrency_digest(call.serialized_args_for_concurrency_control(concurrency))
+        with self._concurrency_lock(self.store.keys.registration_lock(call.task.task_id.key, digest)):
+            return super().route_call(call)
+
+    @contextmanager
+    def _concurrency_lock(self, name: str) -> Iterator[None]:
+        """Hold redis-py's :class:`~redis.lock.Lock` ``name`` (``SET NX PX``, token-checked
+        release): a holder that dies blocks others ``redis_stack_concurrency_lock_sec`` at most.
+
+        :raises ConcurrencyLockTimeoutError: If another holder keeps it that long.
+        """
+        seconds = float(self.conf.redis_stack_concurrency_lock_sec)
         lock = self.store.client.lock(name, timeout=seconds, blocking_timeout=seconds)
         try:
             acquired = lock.acquire()
         except LockError as exc:
-            raise RegistrationLockTimeoutError(name, seconds) from exc
+            raise ConcurrencyLockTimeoutError(name, seconds) from exc
         if not acquired:
-            raise RegistrationLockTimeoutError(name, seconds)
+            raise ConcurrencyLockTimeoutError(name, seconds)
         try:
-            return super().route_call(call)
+            yield
         finally:
             try:
                 lock.release()
-            except LockError:  # expired while held: the next router already went on
+            except LockError:  # expired while held: the next holder already went on
                 self.app.logger.warning(
-                    f"registration lock {name} expired before {call.task.task_id.key} was routed; "
-                    "raise redis_stack_registration_lock_sec if routing takes this long"
+                    f"concurrency lock {name} expired while held; raise "
+                    "redis_stack_concurrency_lock_sec if routing or starting a task takes this long"
                 )
 
     def _register_new_invocations(
@@ -181,6 +209,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
                         "runner_id": record.runner_id,
                         "status_version": 0,
                         "retries": 0,
+                        **running_slot_of(invocation),
                     },
                 )
                 keys.append(self._key(invocation.invocation_id))
@@ -201,9 +230,60 @@ class RedisStackOrchestrator(BaseOrchestrator):
         :raises InvocationStatusOwnershipError: If pynenc's ownership rules forbid it.
         :raises KeyError: If the invocation is not registered.
         """
+        document = self.store.read(self._key(invocation_id))
+        if status is InvocationStatus.RUNNING and document is not None and document.get("running_slot"):
+            return self._start_under_running_concurrency(invocation_id, document, runner_id)
+        return self._compare_and_set_status(invocation_id, status, runner_id, document)
+
+    def _start_under_running_concurrency(
+        self, invocation_id: InvocationId, document: Document, runner_id: str | None
+    ) -> InvocationStatusRecord:
+        """Move an invocation of a task with running concurrency to RUNNING only if no other
+        invocation of its slot (task, or task and key arguments) is RUNNING.
+
+        pynenc checks the slot, then sets RUNNING: two runners (on two hosts) doing that at
+        once would both run. Here the check and the compare-and-set run under one lock per
+        slot. An invocation refused is rerouted, as pynenc's own check reroutes it, and its
+        RUNNING transition then fails with pynenc's InvocationStatusTransitionError (which the
+        runner expects from a lost race).
+        """
+        task_key, slot = document["task_id_key"], document["running_slot"]
+        with self._concurrency_lock(self.store.keys.running_lock(task_key, slot)):
+            running = self._ids(
+                task_id_key=task_key, running_slot=slot, status=InvocationStatus.RUNNING.value
+            )
+            others = [other for other in running if other != invocation_id]
+            current: Document | None = document
+            if others:
+                self.app.logger.info(
+                    f"invocation:{invocation_id} not started: invocation:{others[0]} of its "
+                    "running-concurrency slot is running; rerouting"
+                )
+                self.reroute_invocations({invocation_id}, self._context_of(runner_id))
+                current = None  # rerouted: read it again
+            return self._compare_and_set_status(invocation_id, InvocationStatus.RUNNING, runner_id, current)
+
+    def _context_of(self, runner_id: str | None) -> RunnerContext:
+        """The runner context of ``runner_id``: this thread's when it is that runner's (as in a
+        runner starting its invocation), else one naming it."""
+        current = context.get_runner_context(self.app.app_id)
+        if runner_id is None or (current is not None and current.runner_id == runner_id):
+            return current or context.get_or_create_runner_context(self.app.app_id)
+        return RunnerContext(runner_cls=type(self).__name__, runner_id=runner_id)
+
+    def _compare_and_set_status(
+        self,
+        invocation_id: InvocationId,
+        status: InvocationStatus,
+        runner_id: str | None,
+        document: Document | None,
+    ) -> InvocationStatusRecord:
+        """Validate against the stored status (``document``, as just read, for the first
+        attempt; None: read it), write if it is still the one validated."""
         key = self._key(invocation_id)
-        for _attempt in range(MAX_STATUS_ATTEMPTS):
-            document = self.store.read(key)
+        for attempt in range(MAX_STATUS_ATTEMPTS):
+            if attempt or document is None:
+                document = self.store.read(key)
             if document is None:
                 raise KeyError(f"Invocation ID {invocation_id} not found")
             new_record = status_record_transition(status_record_of(document), status, runner_id)
