@@ -11,7 +11,7 @@ from pynenc_tests.integration.combinations.conftest import (
     build_test_combinations,
 )
 
-from pynenc_redis_stack import RedisStackBroker, RedisStackClientDataStore
+from pynenc_redis_stack import RedisStackBroker, RedisStackClientDataStore, RedisStackTrigger
 from tests.conftest import unique_app_id
 
 
@@ -86,19 +86,52 @@ def combination_app(
     return app
 
 
-def all_components_app(request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_path: str) -> Pynenc:
-    """A pynenc app with this package's state backend, broker and client data store; pynenc's
-    SQLite orchestrator and trigger for the rest."""
+ALL_COMPONENTS_DEFAULT = ("state_backend", "broker", "client_data_store")
+"""What :func:`all_components_app` selects unless told otherwise."""
+
+
+def all_components_app(
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    temp_sqlite_db_path: str,
+    components: tuple[str, ...] = ALL_COMPONENTS_DEFAULT,
+) -> Pynenc:
+    """A pynenc app with this package's ``components`` (by default the state backend, broker
+    and client data store; add ``"trigger"`` for the trigger); pynenc's SQLite ones for the rest."""
     app = (
         PynencBuilder()
         .app_id(unique_app_id(request))
         .sqlite(sqlite_db_path=temp_sqlite_db_path)
-        .redis_stack(url=redis_url, components=("state_backend", "broker", "client_data_store"))
+        .redis_stack(url=redis_url, components=components)
         .build()
     )
-    assert isinstance(app.broker, RedisStackBroker)  # the suites run against ours, not SQLite's
-    assert isinstance(app.client_data_store, RedisStackClientDataStore)
+    # the suites run against ours, not SQLite's
+    if "broker" in components:
+        assert isinstance(app.broker, RedisStackBroker)
+    if "client_data_store" in components:
+        assert isinstance(app.client_data_store, RedisStackClientDataStore)
+    if "trigger" in components:
+        assert isinstance(app.trigger, RedisStackTrigger)
+        app.trigger.purge()  # a rerun of the same test id starts clean
     return app
+
+
+TRIGGER_SUITE_MODULES = (
+    "test_trigger_all_instances",
+    "test_trigger_auto_purge",
+    "test_trigger_backend_monitoring",
+)
+"""The modules of pynenc's unit trigger suite (``pynenc_tests.unit.trigger.all_tests``)."""
+
+
+def trigger_app(request: pytest.FixtureRequest, redis_url: str, temp_sqlite_db_path: str) -> Pynenc:
+    """A pynenc app with this package's trigger, state backend, broker and client data store."""
+    return all_components_app(
+        request,
+        redis_url,
+        temp_sqlite_db_path,
+        components=("state_backend", "broker", "client_data_store", "trigger"),
+    )
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ a lower cap is detected from its refusal and followed)."""
 
 _CAP_MESSAGE = re.compile(r"LIMIT exceeds maximum of (\d+)")
 
-_prepared: set[tuple[str, str]] = set()
+_prepared: set[tuple[str, str, tuple[str, ...]]] = set()
 _prepared_lock = threading.Lock()
 
 
@@ -65,19 +65,23 @@ class OrchestratorSchemas:
         return (self.invocations, self.waits, self.heartbeats, self.executions)
 
 
-class OrchestratorStore:
-    """One app's orchestrator documents on one server: keys, indexes, scripts, complete reads.
+class DocumentStore:
+    """One app's documents of some indexes on one server: keys, indexes, complete reads.
+
+    Shared by the orchestrator and the trigger; each passes the specs it owns, which are
+    checked (and created if missing) on the first use per process.
 
     :param conf: Connection and keyspace settings.
     :param app_id: The app whose documents these are.
+    :param specs: The indexes this store queries.
     """
 
-    def __init__(self, conf: ConfigRedisStackKeyspace, app_id: str) -> None:
+    def __init__(self, conf: ConfigRedisStackKeyspace, app_id: str, specs: tuple[IndexSpec, ...]) -> None:
         self.conf = conf
         self.app_id = app_id
         self.namespace = Namespace(conf.redis_stack_namespace)
         self.keys: AppKeys = self.namespace.for_app(app_id)
-        self.schemas = OrchestratorSchemas.load()
+        self.specs = specs
         self._client: Client | None = None
         self._page_cap = MAX_PAGE
 
@@ -91,6 +95,7 @@ class OrchestratorStore:
             marker = (
                 connection_url(self.conf) or f"{self.conf.redis_host}:{self.conf.redis_port}",
                 self.namespace.namespace,
+                tuple(spec.name for spec in self.specs),
             )
             with _prepared_lock:
                 if marker not in _prepared:
@@ -103,14 +108,10 @@ class OrchestratorStore:
     def _ensure_indexes(self) -> None:
         client = self._client or get_client(self.conf)
         created = ensure_indexes(
-            client, self.namespace, self.schemas.all(), create_missing=self.conf.redis_stack_create_indexes
+            client, self.namespace, self.specs, create_missing=self.conf.redis_stack_create_indexes
         )
         if created:
             logger.info("created RediSearch indexes %s", ", ".join(created))
-
-    @cached_property
-    def scripts(self) -> Scripts:
-        return Scripts(self.client)
 
     @property
     def batch_size(self) -> int:
@@ -122,10 +123,6 @@ class OrchestratorStore:
     def where(self, spec: IndexSpec, **tags: str) -> query.Filter:
         """A filter on this app's documents of ``spec`` with exact ``tags``."""
         return query.where(spec, self.app_id, **tags)
-
-    def server_micros(self) -> int:
-        """The server's clock, in epoch microseconds (one clock for every host)."""
-        return int(call(self.scripts.server_time, self.client, [], []))
 
     # -- complete reads --------------------------------------------------------------------
 
@@ -221,3 +218,19 @@ class OrchestratorStore:
                 raise
             self._page_cap = int(match.group(1))
             return None
+
+
+class OrchestratorStore(DocumentStore):
+    """The orchestrator's documents of one app (:class:`OrchestratorSchemas`) and its scripts."""
+
+    def __init__(self, conf: ConfigRedisStackKeyspace, app_id: str) -> None:
+        self.schemas = OrchestratorSchemas.load()
+        super().__init__(conf, app_id, self.schemas.all())
+
+    @cached_property
+    def scripts(self) -> Scripts:
+        return Scripts(self.client)
+
+    def server_micros(self) -> int:
+        """The server's clock, in epoch microseconds (one clock for every host)."""
+        return int(call(self.scripts.server_time, self.client, [], []))
