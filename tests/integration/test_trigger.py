@@ -9,7 +9,9 @@
   apps whose ids differ only by such characters;
 - event and trigger-run lookups (code, state, emitter, time range, paging) against a Python
   model of the same records;
-- complete answers on a server whose result caps are 25 (stands for Redis Stack's 10 000).
+- complete answers on a server whose result caps are 25 (stands for Redis Stack's 10 000);
+- two runner hosts on this package's components alone: an event trigger and a status trigger
+  each run once, through the trigger loop in the atomic service.
 """
 
 from __future__ import annotations
@@ -533,3 +535,111 @@ def test_answers_are_complete_past_the_servers_result_cap(low_cap_url: str, tmp_
     assert trigger._cascade_delete_runs_for_events([f"e{n:03}" for n in range(100)]) == 120
     trigger.purge()
     assert trigger.count_events() == 0 and trigger.list_event_codes() == []
+
+
+# -- end to end: runners of an app built only of this package's components ------------------------
+
+
+def e2e_source(label: str) -> str:
+    """Emits the event the ``on_event`` trigger listens to; its success fires ``on_status``."""
+    from pynenc import context
+
+    invocation = context.get_dist_invocation_context(E2E_APP_ID)
+    assert invocation is not None
+    invocation.app.trigger.emit_event(HOSTILE[6], {"label": label})
+    return label
+
+
+def e2e_from_event(label: str) -> str:
+    return f"event:{label}"
+
+
+def e2e_from_status(label: str) -> str:
+    return f"status:{label}"
+
+
+def e2e_event_args(context: Any) -> dict[str, str]:
+    return {"label": str(context.payload["label"])}
+
+
+def e2e_status_args(context: Any) -> dict[str, str]:
+    return {"label": str(context.arguments.kwargs["label"])}
+
+
+E2E_APP_ID = "e2e-trigger {x}|y"
+
+
+def e2e_app(url: str) -> tuple[Pynenc, Any]:
+    """One runner host's app: every component from this package, tasks registered on it."""
+    from pynenc.trigger.trigger_builder import on_event, on_status
+
+    built = (
+        PynencBuilder()
+        .app_id(E2E_APP_ID)
+        .redis_stack(url=url, components="all")
+        .runner_tuning(runner_loop_sleep_time_sec=0.01, invocation_wait_results_sleep_time_sec=0.01)
+        .build()
+    )
+    built.conf.atomic_service_interval_minutes = 0.01
+    built.conf.atomic_service_check_interval_minutes = 0.005
+    built.conf.atomic_service_spread_margin_minutes = 0.0
+    built.conf.atomic_service_max_start_slot_fraction = 1.0
+    source = built.task(e2e_source)
+    built.task(e2e_from_event, triggers=on_event(HOSTILE[6]).with_args_from_event(e2e_event_args))
+    built.task(e2e_from_status, triggers=on_status(source).with_args_from_status(e2e_status_args))
+    return built, source
+
+
+def e2e_runs(trigger: RedisStackTrigger) -> list[TriggerRunRecord]:
+    """The runs of this test's triggers (pynenc's own cron tasks, e.g. recovery, run too)."""
+    window_end = datetime.now(UTC) + timedelta(minutes=1)
+    return [r for r in trigger.get_trigger_runs_in_timerange(BASE, window_end) if ".e2e_" in r.task_id_key]
+
+
+def test_runners_on_this_packages_components_alone_fire_each_trigger_once(redis_url: str) -> None:
+    """Two runner hosts (two app objects, two ThreadRunners) sharing only the server: a task
+    emits an event and succeeds; the event trigger and the status trigger each run once, and
+    their invocations succeed with the arguments taken from the event and the status."""
+    import time
+
+    from pynenc.runner.thread_runner import ThreadRunner
+
+    hosts = [e2e_app(redis_url) for _ in range(2)]
+    first, source = hosts[0]
+    first.purge()
+    for app_of_host, _source in hosts:
+        app_of_host.register_deferred_triggers()
+    runners = [ThreadRunner(app_of_host) for app_of_host, _source in hosts]
+    threads = [threading.Thread(target=runner.run, daemon=True) for runner in runners]
+    for thread in threads:
+        thread.start()
+    try:
+        invocation = source("go")
+        assert invocation.result == "go"
+        trigger = trigger_of(first)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the trigger loop runs in the atomic service
+            runs = e2e_runs(trigger)
+            if len(runs) >= 2:
+                break
+            time.sleep(0.05)
+        by_task = {run.task_id_key.rsplit(".", 1)[-1]: run for run in runs}
+        assert sorted(by_task) == ["e2e_from_event", "e2e_from_status"], runs
+        results = {
+            name: first.state_backend.get_invocation(run.triggered_invocation_id).result  # type: ignore[arg-type]
+            for name, run in by_task.items()
+        }
+        assert results == {"e2e_from_event": "event:go", "e2e_from_status": "status:go"}
+        (event_record,) = trigger.get_events(event_code=HOSTILE[6])
+        assert event_record.emitted_by_invocation_id == invocation.invocation_id
+        assert event_record.triggered_invocation_ids == [by_task["e2e_from_event"].triggered_invocation_id]
+        assert [
+            r.trigger_run_id for r in trigger.get_trigger_runs_sourced_by_invocation(invocation.invocation_id)
+        ] == [by_task["e2e_from_status"].trigger_run_id]
+        assert len(e2e_runs(trigger)) == 2
+    finally:
+        for runner in runners:
+            runner.stop_runner_loop()
+        for thread in threads:
+            thread.join(timeout=10)
+        first.purge()
