@@ -47,10 +47,11 @@ def combination_app(
     redis_url: str,
     orchestrator_cls: str | None = None,
     all_components: bool = False,
+    trigger: bool = False,
 ) -> Pynenc:
     """The app of one of pynenc's combinations (``request.param``) with this package's state
-    backend, its orchestrator when ``orchestrator_cls`` names it, and its broker and client
-    data store if ``all_components``.
+    backend, its orchestrator when ``orchestrator_cls`` names it, its broker and client data
+    store if ``all_components``, and its trigger if ``trigger``.
 
     Configured through the environment, like pynenc's own fixture, so that runner
     subprocesses build the same app.
@@ -76,6 +77,8 @@ def combination_app(
     if all_components:
         settings["BROKER_CLS"] = "RedisStackBroker"
         settings["CLIENT_DATA_STORE_CLS"] = "RedisStackClientDataStore"
+    if trigger:
+        settings["TRIGGER_CLS"] = "RedisStackTrigger"
     for name, value in settings.items():
         monkeypatch.setenv(f"PYNENC__{name}", value)
     app = Pynenc()
@@ -83,6 +86,9 @@ def combination_app(
     if all_components:
         app.broker.purge()
         app.client_data_store.purge()
+    if trigger:
+        assert isinstance(app.trigger, RedisStackTrigger)
+        app.trigger.purge()
     return app
 
 
