@@ -1,6 +1,6 @@
 """RedisStackTrigger on the real server: atomic claims, hostile ids, answers against truth, caps.
 
-- claimers of one trigger run (and of one cron tick) racing from separate connections: exactly
+- claimers of one trigger run (threads, and spawned processes) and of one cron tick: exactly
   one wins; the same race run as a plain read-then-write lets every claimer win, which is
   what the claim script rules out;
 - two trigger loops (two app instances, one app) processing the same event: one trigger run;
@@ -151,6 +151,43 @@ def test_concurrent_claimers_of_one_trigger_run_exactly_one_wins(
     assert triggers[4].claim_trigger_run("short") is False
     triggers[0].purge()
     assert triggers[5].claim_trigger_run("run-0-a-b.c:d") is True  # purge releases claims
+
+
+def claim_in_process(
+    url: str, app_id: str, sqlite_path: str, run_ids: list[str], start: Any, out: Any
+) -> None:
+    """One claimer process: its own app, connection pool and interpreter."""
+    trigger = trigger_of(build_app(app_id, url, Path(sqlite_path)))
+    start.wait()
+    out.put([run_id for run_id in run_ids if trigger.claim_trigger_run(run_id)])
+
+
+def test_claimer_processes_of_the_same_runs_win_each_run_once(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> None:
+    """Four processes (spawned: nothing shared but the server) claim the same 200 runs in the
+    same order after a common start: every run has exactly one winner."""
+    import multiprocessing
+
+    app_id = unique_app_id(request)
+    trigger_of(build_app(app_id, redis_url, tmp_path / "t.db")).purge()
+    run_ids = [f"run-{n}-{HOSTILE[n % len(HOSTILE)]}" for n in range(200)]
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(4), context.Queue()
+    processes = [
+        context.Process(
+            target=claim_in_process, args=(redis_url, app_id, str(tmp_path / f"{n}.db"), run_ids, start, out)
+        )
+        for n in range(4)
+    ]
+    for process in processes:
+        process.start()
+    won = [out.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    assert sorted(run_id for batch in won for run_id in batch) == sorted(run_ids)
+    trigger_of(build_app(app_id, redis_url, tmp_path / "t.db")).purge()
 
 
 def test_without_the_claim_script_every_racer_wins(app: Pynenc) -> None:
