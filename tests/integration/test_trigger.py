@@ -279,20 +279,27 @@ def test_two_trigger_loops_on_one_event_run_the_trigger_once(
 
 def test_links_survive_a_rewrite_of_the_event_and_count_once(app: Pynenc) -> None:
     """pynenc writes an event, then again with its matched conditions; a trigger loop on
-    another host may link an invocation in between. The link stays, counted once."""
+    another host may link invocations in between. The links stay (hostile ids round-trip
+    through the script's JSON), each counted once."""
     trigger = trigger_of(app)
     record = event("e", "code", BASE, triggered_invocation_ids=["from-record"])
     trigger.store_event(record)
-    trigger.link_trigger_run_to_events(["e", "never-stored"], HOSTILE[3], trigger_run_id="r")
-    trigger.link_trigger_run_to_events(["e"], HOSTILE[3], trigger_run_id="r")
+    linked = HOSTILE[3:]
+    for invocation_id in linked:
+        trigger.link_trigger_run_to_events(["e", "never-stored"], invocation_id, trigger_run_id="r")
+    trigger.link_trigger_run_to_events(["e"], linked[0], trigger_run_id="r")
     record.matched_condition_ids = ["c1"]
     record.triggered_invocation_ids = []
     trigger.store_event(record)
-    assert trigger.get_invocations_triggered_by_event("e") == ["from-record", HOSTILE[3]]
+    trigger.store_event(record)
+    assert trigger.get_invocations_triggered_by_event("e") == ["from-record", *linked]
     stored = trigger.get_event("e")
-    assert stored is not None and stored.triggered_invocation_ids == ["from-record", HOSTILE[3]]
+    assert stored is not None and stored.triggered_invocation_ids == ["from-record", *linked]
     assert stored.matched_condition_ids == ["c1"]
     assert trigger.count_events(triggered=True) == 1 and trigger.count_events(matched=True) == 1
+    assert run(trigger.store.client, "JSON.GET", trigger.keys.trigger_event("e"), "$.triggered") == (
+        f"[{1 + len(linked)}]"
+    )
     page = trigger.get_event_markers_in_timerange(BASE, BASE, state="triggered")
     assert [m.event_id for m in page.markers] == ["e"] and page.total == 1
     assert trigger.get_event("never-stored") is None
