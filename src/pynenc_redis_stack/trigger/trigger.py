@@ -183,11 +183,8 @@ class RedisStackTrigger(BaseTrigger):
 
         def remove_task_definitions(pipe: redis.client.Pipeline) -> None:
             stored: dict[str, str] = run(pipe, "HGETALL", definitions_key)  # immediate: the pipe watches
-            mine = {
-                trigger_id: _definition_of(trigger_id, text)
-                for trigger_id, text in stored.items()
-                if orjson.loads(text)["task_id_key"] == task_id.key
-            }
+            definitions = (_definition_of(trigger_id, text) for trigger_id, text in stored.items())
+            mine = {d.trigger_id: d for d in definitions if d.task_id.key == task_id.key}
             pipe.multi()
             if not mine:
                 return
