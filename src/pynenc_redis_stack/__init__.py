@@ -6,6 +6,7 @@ from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.broker import RedisStackBroker
 from pynenc_redis_stack.builder import RedisStackBuilderPlugin
 from pynenc_redis_stack.client_data_store import RedisStackClientDataStore
+from pynenc_redis_stack.trigger import RedisStackTrigger
 
 try:
     __version__ = version("pynenc-redis-stack")
@@ -17,5 +18,6 @@ __all__ = [
     "RedisStackBuilderPlugin",
     "RedisStackClientDataStore",
     "RedisStackStateBackend",
+    "RedisStackTrigger",
     "__version__",
 ]

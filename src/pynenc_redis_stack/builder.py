@@ -16,6 +16,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "broker": ("broker_cls", "RedisStackBroker"),
     "client_data_store": ("client_data_store_cls", "RedisStackClientDataStore"),
     "orchestrator": ("orchestrator_cls", ORCHESTRATOR_CLS),
+    "trigger": ("trigger_cls", "RedisStackTrigger"),
 }
 """Component name -> (pynenc config key, class name) of every component this package provides."""
 

@@ -11,6 +11,7 @@ from pynenc.conf.config_broker import ConfigBroker
 from pynenc.conf.config_client_data_store import ConfigClientDataStore
 from pynenc.conf.config_orchestrator import ConfigOrchestrator
 from pynenc.conf.config_state_backend import ConfigStateBackend
+from pynenc.conf.config_trigger import ConfigTrigger
 
 
 class ConfigRedisStack(ConfigPynencBase):
@@ -151,3 +152,9 @@ class ConfigBrokerRedisStack(ConfigBroker, ConfigRedisStackKeyspace):
 class ConfigClientDataStoreRedisStack(ConfigClientDataStore, ConfigRedisStackKeyspace):
     """Configuration of :class:`~pynenc_redis_stack.client_data_store.RedisStackClientDataStore`
     (the namespace and connection settings are the state backend's)."""
+
+
+class ConfigTriggerRedisStack(ConfigTrigger, ConfigRedisStackKeyspace):
+    """Configuration of :class:`~pynenc_redis_stack.trigger.RedisStackTrigger`: pynenc's
+    trigger settings (scheduler, event retention and capacities) plus the connection and
+    namespace every component of this package shares."""

@@ -260,7 +260,15 @@ class OrchestratorSchemas(SchemaSet):
     executions: IndexSpec = schema_file("atomic_service_executions")
 
 
-SCHEMA_SETS: tuple[type[SchemaSet], ...] = (Schemas, OrchestratorSchemas)
+@dataclass(frozen=True)
+class TriggerSchemas(SchemaSet):
+    """The trigger's indexes (:mod:`pynenc_redis_stack.trigger`), by role."""
+
+    events: IndexSpec = schema_file("trigger_events")
+    runs: IndexSpec = schema_file("trigger_runs")
+
+
+SCHEMA_SETS: tuple[type[SchemaSet], ...] = (Schemas, OrchestratorSchemas, TriggerSchemas)
 """Every schema set the package defines, one per component with indexes. ``index
 status/migrate/drop``, prune and purge cover exactly these (:func:`all_specs`); a component's
 indexes join by adding its set here, and ``tests/unit/test_schema_and_keys.py`` fails while a

@@ -106,3 +106,15 @@ def all_components_app(request: pytest.FixtureRequest, redis_url: str, temp_sqli
     )
     assert_all_redis_stack(app)
     return app
+
+
+TRIGGER_SUITE_MODULES = (
+    "test_trigger_all_instances",
+    "test_trigger_auto_purge",
+    "test_trigger_backend_monitoring",
+)
+"""The modules of pynenc's unit trigger suite (``pynenc_tests.unit.trigger.all_tests``)."""
+
+
+trigger_app = all_components_app
+"""The app of pynenc's trigger and pynmon suites: every component from this package."""

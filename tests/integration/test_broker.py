@@ -436,7 +436,7 @@ def test_builder_all_components_in_either_order(
     assert isinstance(app.broker, RedisStackBroker)
     assert isinstance(app.client_data_store, RedisStackClientDataStore)
     assert type(app.orchestrator).__name__ == "RedisStackOrchestrator"  # "all": every component of ours
-    assert type(app.trigger).__name__ == "SQLiteTrigger"  # not provided yet
+    assert type(app.trigger).__name__ == "RedisStackTrigger"
     invocation = register(app, 5)
     assert app.broker.retrieve_invocation() == invocation.invocation_id
 

@@ -490,5 +490,68 @@ def test_least_privilege_user_runs_the_orchestrator(
     assert refusals(redis_client, user) == []
 
 
+def test_least_privilege_user_runs_the_trigger(
+    redis_client: redis.Redis, acl_user: MakeUser, namespace: str, tmp_path: Path
+) -> None:
+    """The documented rule covers RedisStackTrigger (its scripts' commands included):
+    conditions, definitions, valid conditions, cron compare-and-set, run claims, events,
+    links, runs, every lookup, retention and purge; the server refuses nothing."""
+    from pynenc.trigger.arguments import StaticArgumentProvider, create_argument_filter
+    from pynenc.trigger.conditions import EventCondition
+    from pynenc.trigger.monitoring import TriggerRunRecord
+    from pynenc.trigger.trigger_definitions import TriggerDefinition
+
+    url, user, _password = acl_user(acl_rule(namespace))
+    app = Pynenc(
+        config_values={
+            "app_id": f"acl-{uuid.uuid4().hex[:6]}",
+            "state_backend_cls": "RedisStackStateBackend",
+            "trigger_cls": "RedisStackTrigger",
+            "sqlite_db_path": str(tmp_path / "pynenc.db"),
+            "redis_stack_url": url,
+            "redis_stack_namespace": namespace,
+        }
+    )
+    task = app.task(_sum)
+    trigger = app.trigger
+    condition = EventCondition("acl.event", create_argument_filter(None))
+    trigger.register_condition(condition)
+    definition = TriggerDefinition(
+        task_id=task.task_id,
+        condition_ids=[condition.condition_id],
+        argument_provider=StaticArgumentProvider({}),
+    )
+    trigger.register_trigger(definition.to_dto(app))
+    trigger.register_source_task_condition(task.task_id, condition.condition_id)
+    assert [c.condition_id for c in trigger.get_conditions_sourced_from_task(task.task_id)] == [
+        condition.condition_id
+    ]
+    event_id = trigger.emit_event("acl.event", {"k": "v"})
+    assert len(trigger.get_valid_conditions()) == 1
+    now = datetime.now(UTC)
+    assert trigger.store_last_cron_execution(condition.condition_id, now)
+    assert trigger.get_last_cron_execution(condition.condition_id) is not None
+    assert trigger.claim_trigger_run("run") and not trigger.claim_trigger_run("run")
+    trigger.link_trigger_run_to_events([event_id], "inv", trigger_run_id="run")
+    trigger.store_trigger_run(
+        TriggerRunRecord(
+            "run", "t", "tasks.x", "and", event_ids=[event_id], executed_at=now, atomic_service_run_id="s"
+        )
+    )
+    assert trigger.count_events(triggered=True) == 1 and trigger.list_event_codes() == ["acl.event"]
+    assert trigger.get_event_markers_in_timerange(now.replace(year=2000), now).total == 1
+    assert [r.trigger_run_id for r in trigger.get_trigger_runs_for_event(event_id)] == ["run"]
+    assert trigger.get_referenced_atomic_service_run_ids() == {"s"}
+    assert len(trigger.get_triggers_for_condition(condition.condition_id)) == 1
+    trigger.clean_task_trigger_definitions(task.task_id)
+    trigger.clear_valid_conditions(trigger.get_valid_conditions().values())
+    trigger.conf.event_max_records = 1
+    trigger.conf.trigger_run_max_records = 1
+    trigger.auto_purge_events()
+    trigger.purge()
+    assert trigger.count_events() == 0
+    assert refusals(redis_client, user) == []
+
+
 def _sum(x: int = 1, y: int = 2) -> int:
     return x + y

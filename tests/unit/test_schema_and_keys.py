@@ -13,6 +13,7 @@ from pynenc_redis_stack.schema import (
     SCHEMA_SETS,
     IndexSpec,
     OrchestratorSchemas,
+    TriggerSchemas,
     all_specs,
     load_schema_set,
     load_schemas,
@@ -45,9 +46,11 @@ def test_every_schema_file_loads_and_every_index_filters_by_app() -> None:
             "orchestrator_waits",
             "runner_heartbeats",
             "atomic_service_executions",
+            "trigger_events",
+            "trigger_runs",
         ]
     )
-    for spec in (*schemas.all(), *OrchestratorSchemas.load().all()):
+    for spec in (*schemas.all(), *OrchestratorSchemas.load().all(), *TriggerSchemas.load().all()):
         assert spec.field("app_id").type == "tag"
 
 
@@ -264,3 +267,29 @@ def test_broker_and_client_data_keys_of_look_alike_apps_differ() -> None:
     queue_keys = {Namespace("ns").for_app(app).broker_queue("default") for app in apps}
     data_keys = {Namespace("ns").for_app(app).client_data() for app in apps}
     assert len(queue_keys) == len(data_keys) == len(apps)
+
+
+@pytest.mark.parametrize("event_id", ["x:y", "a%3Ab", "{x}|y", "日本 z", "a\\c", ""])
+def test_trigger_keys_give_back_their_ids_and_keep_apps_apart(event_id: str) -> None:
+    keys = Namespace("pynenc").for_app("a:b")
+    key = keys.trigger_event(event_id)
+    assert key.startswith("pynenc:trigger-event:a%3Ab:")
+    assert keys.trigger_event_ids_of([key]) == [event_id]
+    assert keys.trigger_condition_triggers("c:1").endswith(":c%3A1")
+    other = Namespace("pynenc").for_app("a%3Ab")
+    per_app = [
+        "trigger_conditions",
+        "trigger_definitions",
+        "trigger_sets",
+        "trigger_valid_conditions",
+        "trigger_cron",
+        "trigger_run_claims",
+    ]
+    mine = {getattr(keys, name)() for name in per_app} | {keys.trigger_run(event_id), key}
+    theirs = {getattr(other, name)() for name in per_app} | {
+        other.trigger_run(event_id),
+        other.trigger_event(event_id),
+    }
+    assert len(mine) == len(per_app) + 2
+    assert not mine & theirs
+    assert all(k.startswith("pynenc:trigger-") for k in mine)

@@ -17,7 +17,7 @@ from pynenc_redis_stack.client import Client, run
 from pynenc_redis_stack.keys import AppKeys, Namespace
 from pynenc_redis_stack.lifecycle import connect
 from pynenc_redis_stack.orchestrator.scripts import Scripts, call
-from pynenc_redis_stack.schema import IndexSpec, OrchestratorSchemas, load_schema_set
+from pynenc_redis_stack.schema import IndexSpec, OrchestratorSchemas, SchemaSet, load_schema_set
 from pynenc_redis_stack.search import fetch_all
 
 if TYPE_CHECKING:
@@ -32,19 +32,21 @@ a lower cap is detected from its refusal and followed)."""
 _CAP_MESSAGE = re.compile(r"LIMIT exceeds maximum of (\d+)")
 
 
-class OrchestratorStore:
-    """One app's orchestrator documents on one server: keys, indexes, scripts, complete reads.
+class DocumentStore[S: SchemaSet]:
+    """One app's documents of one component's indexes on one server: keys, indexes, complete
+    reads. Shared by the orchestrator and the trigger.
 
     :param conf: Connection and keyspace settings.
     :param app_id: The app whose documents these are.
+    :param schemas: The component's indexes (checked, and created if missing, on first use).
     """
 
-    def __init__(self, conf: ConfigRedisStackKeyspace, app_id: str) -> None:
+    def __init__(self, conf: ConfigRedisStackKeyspace, app_id: str, schemas: S) -> None:
         self.conf = conf
         self.app_id = app_id
         self.namespace = Namespace(conf.redis_stack_namespace)
         self.keys: AppKeys = self.namespace.for_app(app_id)
-        self.schemas = load_schema_set(OrchestratorSchemas)
+        self.schemas = schemas
         self._client: Client | None = None
         self._page_cap = MAX_PAGE
 
@@ -57,10 +59,6 @@ class OrchestratorStore:
             self._client = connect(self.conf, self.schemas)
         return self._client
 
-    @cached_property
-    def scripts(self) -> Scripts:
-        return Scripts(self.client)
-
     @property
     def batch_size(self) -> int:
         return max(1, min(int(self.conf.redis_stack_batch_size), MAX_PAGE))
@@ -71,10 +69,6 @@ class OrchestratorStore:
     def where(self, spec: IndexSpec, **tags: str) -> query.Filter:
         """A filter on this app's documents of ``spec`` with exact ``tags``."""
         return query.where(spec, self.app_id, **tags)
-
-    def server_micros(self) -> int:
-        """The server's clock, in epoch microseconds (one clock for every host)."""
-        return int(call(self.scripts.server_time, self.client, [], []))
 
     # -- complete reads --------------------------------------------------------------------
 
@@ -170,3 +164,18 @@ class OrchestratorStore:
                 raise
             self._page_cap = int(match.group(1))
             return None
+
+
+class OrchestratorStore(DocumentStore[OrchestratorSchemas]):
+    """The orchestrator's documents of one app (:class:`OrchestratorSchemas`) and its scripts."""
+
+    def __init__(self, conf: ConfigRedisStackKeyspace, app_id: str) -> None:
+        super().__init__(conf, app_id, load_schema_set(OrchestratorSchemas))
+
+    @cached_property
+    def scripts(self) -> Scripts:
+        return Scripts(self.client)
+
+    def server_micros(self) -> int:
+        """The server's clock, in epoch microseconds (one clock for every host)."""
+        return int(call(self.scripts.server_time, self.client, [], []))

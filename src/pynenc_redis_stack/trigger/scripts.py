@@ -1,0 +1,84 @@
+"""The trigger's server-side scripts: each check-and-set runs as one step on the server."""
+
+from __future__ import annotations
+
+from pynenc_redis_stack.scripts import Script
+
+STORE_EVENT = Script(
+    """
+-- KEYS[1]: an event document. ARGV[1]: the document (JSON object), whose
+-- triggered_invocation_ids are the record's own.
+-- Invocations already linked to the event (link_trigger_run_to_events, maybe from another
+-- process, between pynenc's two writes of one event) stay linked and counted.
+local linked = nil
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  linked = redis.call('JSON.GET', KEYS[1], '$.triggered_invocation_ids')
+end
+redis.call('JSON.SET', KEYS[1], '$', ARGV[1])
+if linked then
+  local ids = cjson.decode(linked)[1]
+  if type(ids) == 'table' then
+    for _, id in ipairs(ids) do
+      local value = cjson.encode(id)
+      if redis.call('JSON.ARRINDEX', KEYS[1], '$.triggered_invocation_ids', value)[1] == -1 then
+        redis.call('JSON.ARRAPPEND', KEYS[1], '$.triggered_invocation_ids', value)
+        redis.call('JSON.NUMINCRBY', KEYS[1], '$.triggered', 1)
+      end
+    end
+  end
+end
+return 1
+""",
+    repeatable=True,
+)
+
+LINK_EVENTS = Script(
+    """
+-- KEYS: event documents. ARGV[1]: an invocation id (JSON string).
+-- Appends the invocation to each event's triggered invocations once (a second link changes
+-- nothing) and counts it; an event that is not stored (purged) is left alone.
+local linked = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1
+    and redis.call('JSON.ARRINDEX', key, '$.triggered_invocation_ids', ARGV[1])[1] == -1 then
+    redis.call('JSON.ARRAPPEND', key, '$.triggered_invocation_ids', ARGV[1])
+    redis.call('JSON.NUMINCRBY', key, '$.triggered', 1)
+    linked = linked + 1
+  end
+end
+return linked
+""",
+    repeatable=True,
+)
+
+CLAIM_RUN = Script(
+    """
+-- KEYS[1]: the app's claimed trigger runs (sorted set: run id -> claim expiry, server ms).
+-- ARGV[1]: the trigger run id; ARGV[2]: seconds the claim lasts.
+-- Exactly one caller wins an unclaimed (or expired) run: the check and the write are one step.
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now_ms + math.floor(tonumber(ARGV[2]) * 1000), ARGV[1])
+return 1
+"""
+)
+# Not repeatable: sent again after a lost reply, a won claim would read as lost.
+
+STORE_CRON_EXECUTION = Script(
+    """
+-- KEYS[1]: the app's last cron executions (hash: condition id -> epoch us).
+-- ARGV[1]: condition id; ARGV[2]: this execution (epoch us); ARGV[3]: the execution the caller
+-- read ('' for never executed). Writes only if the stored one is still that one.
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (current or '') ~= ARGV[3] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+)
+# Not repeatable: sent again after a lost reply, its own write would read as another's.
