@@ -80,6 +80,7 @@ from pynenc_redis_stack.schema import (
 )
 from pynenc_redis_stack.scripts import prune_invocations_script
 from pynenc_redis_stack.search import Row, fetch_complete, iter_cursor
+from pynenc_redis_stack.trigger.trigger import purge_trigger_keys
 
 DEFAULT_BATCH_SIZE = 500
 """Invocations per batch (each id is one query parameter of the dependents' lookups)."""
@@ -565,7 +566,8 @@ def purge_app(
     any other app: the state backend's documents (:func:`purge_state`), every other
     component's documents (each schema set of :func:`schema_sets_in_use`: the orchestrator's
     statuses, blocking edges, runner heartbeats and atomic-service executions), the broker's
-    queues, taken entries and counter, and the client data store's values.
+    queues, taken entries and counter, the trigger's conditions, definitions, claims and
+    sets, and the client data store's values.
     """
     keys = namespace.for_app(app_id)
     for schema_set in schema_sets_in_use(client, namespace):
@@ -577,4 +579,5 @@ def purge_app(
             for rows in iter_cursor(client, request, page_size):
                 client.unlink(*(row["__key"] for row in rows))
     purge_broker_keys(client, keys)
+    purge_trigger_keys(client, keys)
     client.unlink(keys.client_data())

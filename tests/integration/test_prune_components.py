@@ -25,6 +25,7 @@ from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation import DistributedInvocation
 from pynenc.invocation.status import InvocationStatus
 from pynenc.runner.runner_context import RunnerContext
+from pynenc.trigger.monitoring import EventRecord
 
 from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.broker import RedisStackBroker
@@ -218,6 +219,11 @@ def test_purge_app_of_one_app_leaves_the_other_intact(
     ours, neighbour = two_apps
     backend = ours.app.state_backend
     assert isinstance(backend, RedisStackStateBackend)
+    for loaded in two_apps:  # the trigger's keys and documents too
+        assert loaded.app.trigger.claim_trigger_run(f"run of {loaded.app.app_id}")
+        loaded.app.trigger.store_event(
+            EventRecord(event_id="e:1", event_code="code", timestamp=datetime.now(UTC), payload={})
+        )
     before = app_keys(redis_client, ours.app.app_id)
     neighbour_before = app_keys(redis_client, neighbour.app.app_id)
     kinds = {key.split(":")[1] for key in before}
@@ -230,7 +236,9 @@ def test_purge_app_of_one_app_leaves_the_other_intact(
         "broker-taken",
         "broker-queues",
         "client-data",
-    } <= kinds
+        "trigger-run-claims",
+        "trigger-event",
+    } <= kinds, kinds
 
     purge_app(backend.client, backend.namespace, ours.app.app_id, page_size=2)
 

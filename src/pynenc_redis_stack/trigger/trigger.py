@@ -280,28 +280,9 @@ class RedisStackTrigger(BaseTrigger):
     # -- purge -------------------------------------------------------------------------------
 
     def _purge(self) -> None:
-        """Delete every trigger key and document of the app.
-
-        ``WATCH`` on the set of set names: a condition or trigger registered between reading
-        it and deleting makes the transaction run again.
-        """
+        """Delete every trigger key and document of the app."""
         self.records.purge()
-        sets_key = self.keys.trigger_sets()
-        fixed = [
-            sets_key,
-            self.keys.trigger_conditions(),
-            self.keys.trigger_definitions(),
-            self.keys.trigger_valid_conditions(),
-            self.keys.trigger_cron(),
-            self.keys.trigger_run_claims(),
-        ]
-
-        def delete_everything(pipe: redis.client.Pipeline) -> None:
-            set_names: set[str] = run(pipe, "SMEMBERS", sets_key)  # immediate: the pipe watches
-            pipe.multi()
-            run(pipe, "UNLINK", *fixed, *sorted(set_names))
-
-        self.store.client.transaction(delete_everything, sets_key)
+        purge_trigger_keys(self.store.client, self.keys)
 
     # -- monitoring ------------------------------------------------------------------------
 
@@ -424,3 +405,28 @@ class RedisStackTrigger(BaseTrigger):
 
     def _cap_purge_trigger_runs(self) -> int:
         return self.records.cap_purge_runs(int(self.conf.trigger_run_max_records))
+
+
+def purge_trigger_keys(client: redis.Redis, keys: AppKeys) -> None:
+    """Delete every trigger key of one app but its event and run documents: conditions,
+    definitions, valid conditions, cron executions, run claims and the per-condition sets.
+
+    ``WATCH`` on the set of set names: a condition or trigger registered between reading it
+    and deleting makes the transaction run again (redis-py's ``transaction``).
+    """
+    sets_key = keys.trigger_sets()
+    fixed = [
+        sets_key,
+        keys.trigger_conditions(),
+        keys.trigger_definitions(),
+        keys.trigger_valid_conditions(),
+        keys.trigger_cron(),
+        keys.trigger_run_claims(),
+    ]
+
+    def delete_everything(pipe: redis.client.Pipeline) -> None:
+        set_names: set[str] = run(pipe, "SMEMBERS", sets_key)  # immediate: the pipe watches
+        pipe.multi()
+        run(pipe, "UNLINK", *fixed, *sorted(set_names))
+
+    client.transaction(delete_everything, sets_key)
