@@ -72,9 +72,11 @@ from pynenc_redis_stack.keys import RELATIONS, AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.lifecycle import IndexState, ensure_indexes, inspect_indexes
 from pynenc_redis_stack.schema import (
     SCHEMA_SETS,
+    IndexSpec,
     OrchestratorSchemas,
     Schemas,
     SchemaSet,
+    TriggerSchemas,
     load_schema_set,
     load_schemas,
 )
@@ -123,6 +125,8 @@ class PruneReport:
     :ivar orchestrator_invocations: The orchestrator's status documents of deleted invocations.
     :ivar orchestrator_waits: The orchestrator's blocking edges whose either end was deleted.
     :ivar broker_entries: Broker queue and taken entries naming deleted invocations.
+    :ivar trigger_events: The trigger's events older than the cutoff.
+    :ivar trigger_runs: The trigger's runs older than the cutoff or of a deleted event.
     """
 
     app_id: str
@@ -134,6 +138,8 @@ class PruneReport:
     orchestrator_invocations: int = 0
     orchestrator_waits: int = 0
     broker_entries: int = 0
+    trigger_events: int = 0
+    trigger_runs: int = 0
 
     COUNTED: ClassVar[tuple[DocumentKind, ...]] = (
         DocumentKind.INVOCATION,
@@ -157,12 +163,20 @@ class PruneReport:
             "orchestrator-invocation": self.orchestrator_invocations,
             "orchestrator-wait": self.orchestrator_waits,
             "broker-entry": self.broker_entries,
+            "trigger-event": self.trigger_events,
+            "trigger-run": self.trigger_runs,
         }
 
     @property
     def deleted_documents(self) -> int:
         """Total documents deleted (or deletable), the orchestrator's included."""
-        return sum(self.deleted.values()) + self.orchestrator_invocations + self.orchestrator_waits
+        return (
+            sum(self.deleted.values())
+            + self.orchestrator_invocations
+            + self.orchestrator_waits
+            + self.trigger_events
+            + self.trigger_runs
+        )
 
 
 def check_cutoff(cutoff: datetime, allow_all: bool = False, now: datetime | None = None) -> None:
@@ -505,7 +519,39 @@ def prune_invocations(
             progress(done, max(total, done))  # invocations that got old meanwhile are pruned too
     pruner.sweep_broker()
     pruner.prune_workflows()
+    if load_schema_set(TriggerSchemas) in schema_sets_in_use(client, namespace):
+        prune_trigger_records(client, namespace, app_id, older_than, pruner.report, batch_size)
     return pruner.report
+
+
+def prune_trigger_records(
+    client: redis.Redis,
+    namespace: Namespace,
+    app_id: str,
+    older_than: datetime,
+    report: PruneReport,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> None:
+    """Delete (count, on a dry run) ``app_id``'s trigger events older than ``older_than`` and
+    its trigger runs executed (else claimed) before it or linked to a deleted event, as
+    pynenc's own age purge does on every trigger loop (this is that purge for a cutoff of
+    the operator's choosing, and for apps whose runners are stopped)."""
+    trigger = load_schema_set(TriggerSchemas)
+    bound = docs.to_micros(older_than)
+    keys = namespace.for_app(app_id)
+
+    def matching(spec: IndexSpec, request_filter: query.Filter) -> list[str]:
+        request = query.Aggregate(namespace.alias(spec), request_filter, tuple(query.LOAD_KEY))
+        return [row["__key"] for rows in iter_cursor(client, request, batch_size) for row in rows]
+
+    events = matching(trigger.events, query.where(trigger.events, app_id).before("ts", bound))
+    runs = set(matching(trigger.runs, query.where(trigger.runs, app_id).before("ts", bound)))
+    for event_ids in itertools.batched(keys.trigger_event_ids_of(events), batch_size):
+        runs.update(matching(trigger.runs, query.where(trigger.runs, app_id).tag_in("event_id", event_ids)))
+    report.trigger_events, report.trigger_runs = len(events), len(runs)
+    if not report.dry_run:
+        for batch in itertools.batched([*events, *sorted(runs)], batch_size):
+            client.unlink(*batch)
 
 
 def schema_sets_in_use(client: redis.Redis, namespace: Namespace) -> list[SchemaSet]:

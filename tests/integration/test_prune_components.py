@@ -25,7 +25,7 @@ from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation import DistributedInvocation
 from pynenc.invocation.status import InvocationStatus
 from pynenc.runner.runner_context import RunnerContext
-from pynenc.trigger.monitoring import EventRecord
+from pynenc.trigger.monitoring import EventRecord, TriggerRunRecord
 
 from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.broker import RedisStackBroker
@@ -176,6 +176,8 @@ def test_prune_leaves_nothing_of_pruned_invocations_and_touches_nothing_else(
         "orchestrator-invocation": 4,
         "orchestrator-wait": 1,  # the leftover edge to invocation 1
         "broker-entry": 5,  # four taken entries (never acknowledged) and dup-3's second routing
+        "trigger-event": 0,
+        "trigger-run": 0,
     }
 
     after = app_keys(redis_client, ours.app.app_id)
@@ -279,3 +281,57 @@ def test_an_invocation_the_orchestrator_moved_on_is_kept_whole(
     assert redis_client.exists(orchestrator_key, ours.keys.invocation(moved)) == 2
     assert [h.status_record.status for h in backend.get_history(InvocationId(moved))][-1] is S.SUCCESS
     assert ours.app.orchestrator.get_invocation_status(InvocationId(moved)) is S.RETRY
+
+
+def test_prune_takes_trigger_events_and_runs_older_than_the_cutoff(
+    two_apps: tuple[Loaded, Loaded], redis_client: redis.Redis
+) -> None:
+    """Events before the cutoff go, with every run linked to them whatever its time; runs
+    executed before the cutoff go; newer ones and the other app's stay. A dry run counts the
+    same and deletes nothing."""
+    ours, neighbour = two_apps
+    backend = ours.app.state_backend
+    assert isinstance(backend, RedisStackStateBackend)
+    now = datetime.now(UTC)
+    old, new = now - timedelta(days=3), now - timedelta(minutes=1)
+    for loaded in two_apps:
+        trigger = loaded.app.trigger
+        for event_id, at in (("old:{e}|1", old), ("old:{e}|2", old), ("new e", new)):
+            trigger.store_event(EventRecord(event_id=event_id, event_code="code", timestamp=at, payload={}))
+        runs = (
+            ("run-old", old, []),
+            ("run-new-of-old-event", new, ["old:{e}|1"]),
+            ("run-new", new, ["new e"]),
+        )
+        for run_id, at, event_ids in runs:
+            trigger.store_trigger_run(
+                TriggerRunRecord(
+                    trigger_run_id=run_id,
+                    executed_at=at,
+                    trigger_id="t",
+                    task_id_key="tasks.x",
+                    logic_value="and",
+                    event_ids=event_ids,
+                )
+            )
+    cutoff = now - timedelta(days=1)
+    neighbour_before = app_keys(redis_client, neighbour.app.app_id)
+
+    def prune(dry_run: bool) -> Any:
+        return prune_invocations(
+            backend.client, backend.namespace, backend.schemas, ours.app.app_id, cutoff, dry_run=dry_run
+        )
+
+    planned = prune(dry_run=True)
+    assert (planned.trigger_events, planned.trigger_runs) == (2, 2)
+    assert ours.app.trigger.get_trigger_run("run-old") is not None
+    report = prune(dry_run=False)
+    assert (report.trigger_events, report.trigger_runs) == (2, 2)
+    assert report.other_counts()["trigger-event"] == 2
+    trigger = ours.app.trigger
+    assert [e.event_id for e in trigger.get_events()] == ["new e"]
+    assert trigger.get_trigger_run("run-new") is not None
+    assert (
+        trigger.get_trigger_run("run-old") is None and trigger.get_trigger_run("run-new-of-old-event") is None
+    )
+    assert app_keys(redis_client, neighbour.app.app_id) == neighbour_before
