@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,9 +37,10 @@ from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack import RedisStackStateBackend
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
-from tests.conftest import SESSION_MARKER, unique_app_id
+from tests.conftest import SESSION_MARKER, RedisCli, unique_app_id
 
 REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
 APP_MODULE = "tests.integration.distributed_app"
 DEADLINE_SECONDS = 180.0
 """Upper bound of any one wait; reached only when something is broken. (Recovery can take up
@@ -139,6 +141,20 @@ def observer(app_id: str, redis_url: str, **settings: Any) -> Pynenc:
     return PynencBuilder().app_id(app_id).redis_stack(url=redis_url).custom_config(**settings).build()
 
 
+def readme_checks() -> dict[str, str]:
+    """``{title: command}`` of the README's redis-cli block for distributed setups."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"<!-- distributed-checks:start -->\s*```[a-z-]*\n(.*?)```", text, re.S)
+    assert block, "README has no distributed-checks block"
+    checks, title = {}, ""
+    for line in block.group(1).splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("# ").strip()
+        elif line.strip():
+            checks[f"{title} ({line.split()[0]})"] = line.strip()
+    return checks
+
+
 def runs_of(backend: RedisStackStateBackend, invocation_id: str) -> tuple[list[InvocationStatus], list[int]]:
     """The statuses of an invocation's history, and the pid of the runner of each RUNNING entry."""
     history = backend.get_history(invocation_id)  # type: ignore[arg-type]
@@ -208,6 +224,7 @@ def test_a_runner_killed_mid_task_has_its_invocation_recovered_and_finished_by_a
     request: pytest.FixtureRequest,
     redis_url: str,
     redis_client: redis.Redis,
+    redis_cli: RedisCli,
     processes: Callable[[dict[str, str]], Processes],
 ) -> None:
     app_id = unique_app_id(request)
@@ -241,6 +258,16 @@ def test_a_runner_killed_mid_task_has_its_invocation_recovered_and_finished_by_a
     )
     second = group.start("runner-second", "run_runner()")
     assert wait_for("the recovered task started again", started) == second.pid, group.logs()
+
+    # the README's checks, while the second runner runs the recovered invocation
+    (alive,) = [runner.runner_id for runner in orchestrator.get_active_runners()]
+    answers = {title: redis_cli(command.replace("<app>", app_id)) for title, command in readme_checks().items()}
+    assert len(answers) == 5
+    for title, answer in answers.items():
+        if title.startswith("runners"):
+            assert alive in answer, answer
+        elif title.startswith("RUNNING"):
+            assert held_id in answer and alive in answer, answer
     redis_client.rpush(f"{name}:release", "go")
     try:
         out, _ = client.communicate(timeout=DEADLINE_SECONDS)
