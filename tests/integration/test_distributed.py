@@ -237,8 +237,16 @@ def test_a_runner_killed_mid_task_has_its_invocation_recovered_and_finished_by_a
 
     # The first runner checks its atomic services (and beats) at start, then only every 30 s:
     # the kill below cannot land inside one of its atomic-service executions, whose RUNNING
-    # record nobody would end (pynenc 0.4 admits no execution while one is RUNNING).
-    first = group.start("runner-first", "run_runner()", ATOMIC_SERVICE_CHECK_INTERVAL_MINUTES="0.5")
+    # record nobody would end (pynenc 0.4 admits no execution while one is RUNNING). Its
+    # recovery cron never fires: alone, it would find nothing, and a trigger shared by every
+    # runner (this package's) would then hold the second runner's first run of the same cron
+    # until the next minute.
+    first = group.start(
+        "runner-first",
+        "run_runner()",
+        ATOMIC_SERVICE_CHECK_INTERVAL_MINUTES="0.5",
+        RECOVER_RUNNING_INVOCATIONS_CRON="0 0 1 1 *",
+    )
     client = group.start("client", f"submit_held({name!r})", stdout=subprocess.PIPE)
 
     def started() -> int | None:
