@@ -143,8 +143,8 @@ def keep_redis_stack_state_backend(config: dict[str, Any]) -> None:
 
 
 def keep_redis_stack_components(config: dict[str, Any]) -> None:
-    """Re-select every component ``redis_stack()`` was told to use (the state backend always,
-    the others when named in ``components``), whatever builder calls (``.sqlite()``,
+    """Re-select every component ``redis_stack()`` was told to use (without ``components``
+    the state backend, with it the components named), whatever builder calls (``.sqlite()``,
     ``.memory()``, ``.redis()``) came after."""
     for name in config.get("redis_stack_components", ()):
         config_key, class_name = COMPONENTS[name]
