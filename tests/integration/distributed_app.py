@@ -14,7 +14,7 @@ import os
 import time
 
 import redis
-from pynenc import PynencBuilder
+from pynenc import PynencBuilder, context
 
 RUNNER_THREADS = 2
 """Invocations one runner process runs at once: three ``meet`` invocations cannot all run in
@@ -59,10 +59,12 @@ def meet(rendezvous: str, parties: int, index: int) -> int:
 
 @app.task
 def hold_until_released(name: str) -> int:
-    """Push this process's pid to ``<name>:started``, then block until the test pushes to
-    ``<name>:release``; return the pid that finished."""
+    """Push this process's pid and the invocation's id to ``<name>:started`` (JSON), then block
+    until the test pushes to ``<name>:release``; return the pid that finished."""
     client = _client()
-    client.rpush(f"{name}:started", os.getpid())
+    invocation = context.get_dist_invocation_context(app.app_id)
+    assert invocation is not None  # set by pynenc while an invocation runs
+    client.rpush(f"{name}:started", json.dumps([os.getpid(), invocation.invocation_id]))
     deadline = time.monotonic() + WAIT_SECONDS
     while client.blpop([f"{name}:release"], timeout=1) is None:
         if time.monotonic() > deadline:
