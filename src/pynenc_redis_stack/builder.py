@@ -56,6 +56,8 @@ def redis_stack(
       ``.sqlite().redis_stack(url=...)`` and ``.redis_stack(url=...).sqlite()`` both mean
       this state backend with pynenc's SQLite for the rest (likewise ``.memory()``,
       pynenc-redis's ``.redis()``, ``.custom_config(broker_cls=...)``).
+      On pynenc 0.3 it is the state backend alone: the other components implement pynenc
+      0.4's contracts (pynenc-redis's ``.redis()`` provides them there).
     - ``components="all"`` or a collection of names (``("state_backend", "broker")``;
       :data:`STATE_BACKEND_ONLY` for the state backend alone): exactly those, kept whatever
       builder calls come after; other calls choose only the rest.
@@ -84,7 +86,7 @@ def redis_stack(
         builder._config["redis_stack_create_indexes"] = create_indexes
     if "state_backend" in selected:
         builder._config["redis_stack_selected"] = True
-    if components is None:
+    if components is None and _pynenc_04_or_later():
         # Chosen only where no earlier call chose: a later call overwrites them, and the
         # validator does not restore them (it restores only what was named).
         for config_key, class_name in COMPONENTS.values():
@@ -106,6 +108,13 @@ def redis_stack_orchestrator(builder: PynencBuilder) -> PynencBuilder:
     :return: The builder, for chaining.
     """
     return redis_stack(builder, components=("orchestrator",))
+
+
+def _pynenc_04_or_later() -> bool:
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("pynenc").split(".")[:2])
+    return (major, minor) >= (0, 4)
 
 
 def _component_names(components: Literal["all"] | Iterable[str]) -> tuple[str, ...]:
