@@ -11,7 +11,9 @@ broker, state backend and client data store carry everything between them.
 - a runner killed with SIGKILL while its task blocks: once its heartbeat is older than
   ``runner_considered_dead_after_minutes``, pynenc's ``recover_running_invocations`` (run
   by a second runner's atomic service) reroutes the invocation and the second runner
-  finishes it.
+  finishes it;
+- the README's remedy for an atomic-service pass left RUNNING by a killed runner (which
+  blocks every later pass): find its key with the README's command, delete it.
 
 Every wait is on a condition with a deadline (a process's exit, a ``BLPOP``, a polled
 state); every process started is killed in a ``finally``.
@@ -34,6 +36,7 @@ import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
 from pynenc.invocation.status import InvocationStatus
+from pynenc.orchestrator.atomic_service import AtomicServiceRun
 
 from pynenc_redis_stack import RedisStackStateBackend
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
@@ -298,3 +301,22 @@ def test_a_runner_killed_mid_task_has_its_invocation_recovered_and_finished_by_a
     ]
     assert statuses[-1] is InvocationStatus.SUCCESS
     assert held_id not in orchestrator.get_running_invocations_for_recovery()
+
+
+def test_a_pass_left_running_by_a_killed_runner_blocks_others_until_its_key_is_deleted(
+    request: pytest.FixtureRequest, redis_url: str, redis_cli: RedisCli
+) -> None:
+    """The README's remedy, as an operator runs it: an atomic-service pass whose runner was
+    killed stays RUNNING and no other is admitted (pynenc 0.4's rule); the README's command
+    finds it, and once that key is deleted the next pass runs."""
+    app = observer(unique_app_id(request), redis_url)
+    orchestrator = app.orchestrator
+    assert isinstance(orchestrator, RedisStackOrchestrator)
+    assert orchestrator.record_atomic_service_execution_start(AtomicServiceRun(runner_id="killed"), None)
+    assert not orchestrator.record_atomic_service_execution_start(AtomicServiceRun(runner_id="next"), None)
+
+    (find,) = [command for title, command in readme_checks().items() if title.startswith("the atomic-service")]
+    found = re.findall(r'^2\) "([^"]+)"$', redis_cli(find.replace("<app>", app.app_id)), re.M)
+    assert len(found) == 1 and "killed" in redis_cli(f"JSON.GET {found[0]} $.runner_id")
+    assert "(integer) 1" in redis_cli(f"DEL {found[0]}")
+    assert orchestrator.record_atomic_service_execution_start(AtomicServiceRun(runner_id="next"), None)
