@@ -46,8 +46,9 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 APP_MODULE = "tests.integration.distributed_app"
 DEADLINE_SECONDS = 180.0
-"""Upper bound of any one wait; reached only when something is broken. (Recovery can take up
-to a minute and a half: pynenc's cron has minute precision, see the SIGKILL test.)"""
+"""Upper bound of any one wait; reached only when something is broken. (Generous: pynenc's
+cron has minute precision, so a recovery pass that had to wait for its cron would take up to a
+minute and a half; see the SIGKILL test for why it does not.)"""
 
 
 def wait_for[T](what: str, probe: Callable[[], T | None], deadline: float = DEADLINE_SECONDS) -> T:
