@@ -20,9 +20,9 @@ COMPONENTS: dict[str, tuple[str, str]] = {
 }
 """Component name -> (pynenc config key, class name) of every component this package provides."""
 
-DEFAULT_COMPONENTS = ("state_backend",)
-"""What ``redis_stack()`` selects without ``components``: the state backend alone, as before
-the other components existed (the default becomes ``"all"`` once every component is here)."""
+STATE_BACKEND_ONLY = ("state_backend",)
+"""``components=STATE_BACKEND_ONLY``: this package's state backend with pynenc's defaults (or
+whatever other builder calls choose) for every other component."""
 
 
 class RedisStackBuilderPlugin:
@@ -45,26 +45,35 @@ def redis_stack(
     url: str | None = None,
     namespace: str | None = None,
     create_indexes: bool | None = None,
-    components: Literal["all"] | Iterable[str] = DEFAULT_COMPONENTS,
+    components: Literal["all"] | Iterable[str] | None = None,
 ) -> PynencBuilder:
-    """Use this package's components: by default the state backend alone.
+    """Use this package's components: by default every one that no other builder call chooses.
 
-    Only the selected components change: the others stay as other builder calls set them
-    (``.sqlite()``, pynenc-redis's ``.redis()``), in whichever order they are called.
-    ``components="all"`` selects every component this package provides (:data:`COMPONENTS`);
-    a collection of names selects those (``("state_backend", "broker")``).
+    Which components, in one rule whatever the order of the calls:
+
+    - ``components`` not given: the state backend, and every other component of this package
+      (:data:`COMPONENTS`) that no other builder call chooses, before or after this one. So
+      ``PynencBuilder().redis_stack(url=...)`` alone is a complete distributed app, while
+      ``.sqlite().redis_stack(url=...)`` and ``.redis_stack(url=...).sqlite()`` both mean
+      this state backend with pynenc's SQLite for the rest (likewise ``.memory()``,
+      pynenc-redis's ``.redis()``, ``.custom_config(broker_cls=...)``).
+      On pynenc 0.3 it is the state backend alone: the other components implement pynenc
+      0.4's contracts (pynenc-redis's ``.redis()`` provides them there).
+    - ``components="all"`` or a collection of names (``("state_backend", "broker")``;
+      :data:`STATE_BACKEND_ONLY` for the state backend alone): exactly those, kept whatever
+      builder calls come after; other calls choose only the rest.
 
     :param builder: The builder.
     :param url: Server URL for this backend (``redis://host:port/0``); stored as
         ``redis_stack_url`` so a pynenc-redis ``redis_url`` may point elsewhere.
     :param namespace: Key and index namespace (default ``pynenc``).
     :param create_indexes: Create missing indexes on first use (default True).
-    :param components: ``"all"`` or names from :data:`COMPONENTS`.
+    :param components: ``"all"`` or names from :data:`COMPONENTS`; not given: as above.
     :return: The builder, for chaining.
     :raises ValueError: If the URL selects a database other than 0, or a component name is
         unknown.
     """
-    selected = _component_names(components)
+    selected = STATE_BACKEND_ONLY if components is None else _component_names(components)
     if url is not None:
         _check_url(url)
         builder._config["redis_stack_url"] = url
@@ -78,6 +87,11 @@ def redis_stack(
         builder._config["redis_stack_create_indexes"] = create_indexes
     if "state_backend" in selected:
         builder._config["redis_stack_selected"] = True
+    if components is None and _pynenc_04_or_later():
+        # Chosen only where no earlier call chose: a later call overwrites them, and the
+        # validator does not restore them (it restores only what was named).
+        for config_key, class_name in COMPONENTS.values():
+            builder._config.setdefault(config_key, class_name)
     # a list, not a tuple: config values are stored as JSON (app info) and must read back equal
     builder._config["redis_stack_components"] = list(
         dict.fromkeys([*builder._config.get("redis_stack_components", ()), *selected])
@@ -95,6 +109,13 @@ def redis_stack_orchestrator(builder: PynencBuilder) -> PynencBuilder:
     :return: The builder, for chaining.
     """
     return redis_stack(builder, components=("orchestrator",))
+
+
+def _pynenc_04_or_later() -> bool:
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("pynenc").split(".")[:2])
+    return (major, minor) >= (0, 4)
 
 
 def _component_names(components: Literal["all"] | Iterable[str]) -> tuple[str, ...]:
@@ -132,8 +153,9 @@ def keep_redis_stack_state_backend(config: dict[str, Any]) -> None:
 
 
 def keep_redis_stack_components(config: dict[str, Any]) -> None:
-    """Re-select every component ``redis_stack(components=...)`` chose, whatever builder calls
-    (``.sqlite()``, ``.memory()``, ``.redis()``) came after."""
+    """Re-select every component ``redis_stack()`` was told to use (without ``components``
+    the state backend, with it the components named), whatever builder calls (``.sqlite()``,
+    ``.memory()``, ``.redis()``) came after."""
     for name in config.get("redis_stack_components", ()):
         config_key, class_name = COMPONENTS[name]
         config[config_key] = class_name

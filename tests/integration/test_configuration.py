@@ -10,6 +10,7 @@ from pynenc.state_backend import SQLiteStateBackend
 from pynenc_redis.state_backend import RedisStateBackend
 
 from pynenc_redis_stack import RedisStackStateBackend
+from pynenc_redis_stack.builder import COMPONENTS, STATE_BACKEND_ONLY
 from pynenc_redis_stack.errors import ServerNotSupportedError
 from tests.conftest import unique_app_id
 
@@ -56,6 +57,46 @@ def test_pyproject_tool_pynenc(request: pytest.FixtureRequest, tmp_path: Path, r
         f'state_backend_cls = "RedisStackStateBackend"\nredis_url = "{redis_url}"\n'
     )
     _assert_working(Pynenc(config_filepath=str(path)))
+
+
+def test_builder_alone_selects_every_component_of_this_package(
+    request: pytest.FixtureRequest, redis_url: str
+) -> None:
+    app = PynencBuilder().app_id(unique_app_id(request)).redis_stack(url=redis_url).build()
+    chosen = {name: type(getattr(app, name)).__name__ for name in COMPONENTS}
+    assert chosen == {name: class_name for name, (_key, class_name) in COMPONENTS.items()}
+    _assert_working(app)
+
+
+def test_builder_state_backend_only_leaves_pynenc_defaults(request: pytest.FixtureRequest, redis_url: str) -> None:
+    app = (
+        PynencBuilder()
+        .app_id(unique_app_id(request))
+        .redis_stack(url=redis_url, components=STATE_BACKEND_ONLY)
+        .build()
+    )
+    assert type(app.orchestrator).__name__ == "MemOrchestrator"
+    assert type(app.broker).__name__ == "MemBroker"
+    assert type(app.client_data_store).__name__ == "MemClientDataStore"
+    _assert_working(app)
+
+
+@pytest.mark.parametrize("order", ["stack-last", "stack-first"])
+def test_builder_composes_with_memory_in_either_order(
+    request: pytest.FixtureRequest, redis_url: str, order: str
+) -> None:
+    """``.memory()`` chooses every other component whichever call comes first (the default
+    selection yields to it); a later ``components=`` call is kept over it."""
+    builder = PynencBuilder().app_id(unique_app_id(request))
+    if order == "stack-last":
+        builder = builder.memory().redis_stack(url=redis_url)
+    else:
+        builder = builder.redis_stack(url=redis_url).memory()
+    app = builder.redis_stack(components=["broker"]).build()
+    assert type(app.orchestrator).__name__ == "MemOrchestrator"
+    assert type(app.client_data_store).__name__ == "MemClientDataStore"
+    assert type(app.broker).__name__ == "RedisStackBroker"
+    _assert_working(app)
 
 
 @pytest.mark.parametrize("order", ["stack-last", "stack-first"])

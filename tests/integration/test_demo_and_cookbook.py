@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 import redis
 from pynenc.invocation.status import InvocationStatus
 
+from pynenc_redis_stack.builder import COMPONENTS
+from pynenc_redis_stack.demo.__main__ import PYNENC_COMPONENTS
 from pynenc_redis_stack.documents import to_micros
 from pynenc_redis_stack.redis_cli import split_redis_cli_line
 from tests.conftest import RedisCli
@@ -34,11 +37,10 @@ def cookbook_commands() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def demo_state(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def demo_state(redis_url: str) -> dict[str, str]:
     """Run the demo once on the session server and collect values for the placeholders."""
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("PYNENC__REDIS_STACK_URL", redis_url)
-    monkeypatch.setenv("PYNENC__SQLITE_DB_PATH", str(tmp_path_factory.mktemp("demo") / "db"))
     try:
         from pynenc_redis_stack.demo.__main__ import main
         from pynenc_redis_stack.demo.tasks import app, check_positive, sum_of_squares
@@ -95,6 +97,27 @@ def test_demo_prints_its_expected_failure_in_one_line(redis_url: str) -> None:
         "check_positive(-1) failed as expected: -1 is negative"
     ]
     assert "-> 3 children" in demo.stdout
+
+
+def test_demo_runs_on_this_packages_components(redis_url: str) -> None:
+    """The demo prints each component's class: every one this package provides is its own,
+    none is SQLite, and its state is on the server alone (no SQLite path is configured)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYNENC__")}
+    demo = subprocess.run(
+        [sys.executable, "-m", "pynenc_redis_stack.demo", "--url", redis_url, "--children", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    listed = re.search(r"^Components:\n((?:  .*\n)+)", demo.stdout, re.M)
+    assert listed, demo.stdout
+    classes = dict(line.split()[:2] for line in listed.group(1).splitlines())
+    assert sorted(classes) == sorted(PYNENC_COMPONENTS)
+    for name, (_key, class_name) in COMPONENTS.items():
+        assert classes[name].startswith("pynenc_redis_stack.") and classes[name].endswith(f".{class_name}")
+    assert not [c for c in classes.values() if "sqlite" in c.lower()]
 
 
 def _leaves(reply: object) -> list[str]:

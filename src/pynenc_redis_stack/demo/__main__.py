@@ -1,8 +1,10 @@
 """Run the demo: ``python -m pynenc_redis_stack.demo`` (or ``./dev demo``).
 
 1. start (or reuse) the embedded Redis Stack;
-2. run a pynenc app with a real runner: a parent task fans out child tasks;
-3. answer operators' questions from the state backend's indexes and print the
+2. build a pynenc app on this package's components, print them and check them
+   (:func:`check_components`);
+3. run it with a real runner: a parent task fans out child tasks;
+4. answer operators' questions from the state backend's indexes and print the
    ``FT.AGGREGATE`` each answer comes from.
 """
 
@@ -12,18 +14,24 @@ import argparse
 import contextlib
 import logging
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack import query
+from pynenc_redis_stack.builder import COMPONENTS
 from pynenc_redis_stack.client import redacted_url
 from pynenc_redis_stack.server import EmbeddedRedisStack
+
+if TYPE_CHECKING:
+    from pynenc import Pynenc
+
+PYNENC_COMPONENTS = ("orchestrator", "broker", "state_backend", "client_data_store", "trigger")
+"""The components every pynenc 0.4 app has (its attribute names)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     # The embedded server's URL carries its generated local password, printed on purpose (as
     # `server url` does) so redis-cli can follow along; a given --url is the user's secret.
     print(f"Redis Stack: {redacted_url(url) if options.url else url}")
-    with tempfile.TemporaryDirectory(prefix="pynenc-demo-") as workdir:
-        os.environ["PYNENC__REDIS_STACK_URL"] = url
-        os.environ["PYNENC__SQLITE_DB_PATH"] = str(Path(workdir) / "pynenc.db")
-        return _run(options.children)
+    os.environ["PYNENC__REDIS_STACK_URL"] = url
+    return _run(options.children)
 
 
 def _uses_external_server() -> bool:
@@ -74,11 +80,30 @@ def _expected_failure_in_one_line(logger: logging.Logger, expected: type[BaseExc
         logger.removeFilter(not_expected)
 
 
+def check_components(app: Pynenc) -> None:
+    """Print the class of each of the app's components; fail unless every one is this
+    package's (:data:`COMPONENTS`).
+
+    :param app: The demo's app.
+    :raises RuntimeError: Naming every component that breaks the rule.
+    """
+    print("Components:")
+    wrong = []
+    for name in PYNENC_COMPONENTS:
+        component = type(getattr(app, name))
+        print(f"  {name:<18} {component.__module__}.{component.__name__}")
+        if name not in COMPONENTS or component.__module__.partition(".")[0] != "pynenc_redis_stack":
+            wrong.append(f"{name}={component.__name__}")
+    if wrong:
+        raise RuntimeError(f"the demo must run on this package's components alone: {', '.join(wrong)}")
+
+
 def _run(children: int) -> int:
     from pynenc_redis_stack.demo.tasks import NegativeNumberError, app, check_positive, sum_of_squares
 
+    check_components(app)
     backend = app.state_backend
-    backend.purge()  # a fresh demo each run; purge touches only this app's documents
+    app.purge()  # a fresh demo each run; every component's purge touches only this app's keys
     started = datetime.now(UTC)
 
     with warnings.catch_warnings(), _expected_failure_in_one_line(app.logger, NegativeNumberError):

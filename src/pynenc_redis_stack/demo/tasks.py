@@ -1,8 +1,9 @@
 """The demo's pynenc app and tasks.
 
-The app reads its connection and SQLite path from the environment
-(``PYNENC__REDIS_STACK_URL``, ``PYNENC__SQLITE_DB_PATH``), which :mod:`.__main__` sets
-before importing this module.
+Every component is this package's (``redis_stack()`` without ``components``: nothing else is
+chosen), so the app keeps no state outside the Redis Stack. It reads its connection from the
+environment (``PYNENC__REDIS_STACK_URL``), which :mod:`.__main__` sets before importing this
+module.
 """
 
 from pynenc import PynencBuilder
@@ -10,7 +11,6 @@ from pynenc import PynencBuilder
 app = (
     PynencBuilder()
     .app_id("pynenc-redis-stack-demo")
-    .sqlite()
     .redis_stack()
     .thread_runner()
     .logging_level("error")
