@@ -68,7 +68,9 @@ def test_builder_alone_selects_every_component_of_this_package(
     _assert_working(app)
 
 
-def test_builder_state_backend_only_leaves_pynenc_defaults(request: pytest.FixtureRequest, redis_url: str) -> None:
+def test_builder_state_backend_only_leaves_pynenc_defaults(
+    request: pytest.FixtureRequest, redis_url: str
+) -> None:
     app = (
         PynencBuilder()
         .app_id(unique_app_id(request))

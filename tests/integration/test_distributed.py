@@ -70,7 +70,9 @@ class Processes:
         self.started: dict[str, subprocess.Popen[str]] = {}
         self._logs: list[IO[str]] = []
 
-    def start(self, name: str, call: str, stdout: int | None = None, **settings: str) -> subprocess.Popen[str]:
+    def start(
+        self, name: str, call: str, stdout: int | None = None, **settings: str
+    ) -> subprocess.Popen[str]:
         """Start ``python -c 'from distributed_app import ...; <call>'`` with the shared
         environment plus ``settings`` (``PYNENC__`` names without the prefix)."""
         log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed in kill_all
@@ -260,7 +262,9 @@ def test_a_runner_killed_mid_task_has_its_invocation_recovered_and_finished_by_a
 
     first_pid, held_id = wait_for("the task started", started)
     assert first_pid == first.pid, group.logs()
-    wait_for("no atomic-service execution running", lambda: not orchestrator.get_active_atomic_service_executions())
+    wait_for(
+        "no atomic-service execution running", lambda: not orchestrator.get_active_atomic_service_executions()
+    )
     first.send_signal(signal.SIGKILL)
     assert first.wait(timeout=30) == -signal.SIGKILL
     assert orchestrator.get_active_atomic_service_executions() == [], "killed inside an atomic-service run"
@@ -276,7 +280,9 @@ def test_a_runner_killed_mid_task_has_its_invocation_recovered_and_finished_by_a
 
     # the README's checks, while the second runner runs the recovered invocation
     (alive,) = [runner.runner_id for runner in orchestrator.get_active_runners()]
-    answers = {title: redis_cli(command.replace("<app>", app_id)) for title, command in readme_checks().items()}
+    answers = {
+        title: redis_cli(command.replace("<app>", app_id)) for title, command in readme_checks().items()
+    }
     assert len(answers) == 5
     for title, answer in answers.items():
         if title.startswith("runners"):
@@ -304,20 +310,36 @@ def test_a_runner_killed_mid_task_has_its_invocation_recovered_and_finished_by_a
     assert held_id not in orchestrator.get_running_invocations_for_recovery()
 
 
-def test_a_pass_left_running_by_a_killed_runner_blocks_others_until_its_key_is_deleted(
+def test_a_pass_left_running_by_a_dead_runner_gives_way_to_the_next(
     request: pytest.FixtureRequest, redis_url: str, redis_cli: RedisCli
 ) -> None:
-    """The README's remedy, as an operator runs it: an atomic-service pass whose runner was
-    killed stays RUNNING and no other is admitted (pynenc 0.4's rule); the README's command
-    finds it, and once that key is deleted the next pass runs."""
+    """An atomic-service pass whose runner was killed stays RUNNING (the README's command shows
+    it) and blocks others while its runner's heartbeat is fresh; once the heartbeat is older
+    than ``runner_considered_dead_after_minutes`` the next pass is admitted and the dead one is
+    ABANDONED, naming its runner."""
     app = observer(unique_app_id(request), redis_url)
     orchestrator = app.orchestrator
     assert isinstance(orchestrator, RedisStackOrchestrator)
-    assert orchestrator.record_atomic_service_execution_start(AtomicServiceRun(runner_id="killed"), None)
+    orchestrator.register_runner_heartbeats(["killed"], can_run_atomic_service=True)
+    killed = AtomicServiceRun(runner_id="killed")
+    assert orchestrator.record_atomic_service_execution_start(killed, None)
     assert not orchestrator.record_atomic_service_execution_start(AtomicServiceRun(runner_id="next"), None)
 
-    (find,) = [command for title, command in readme_checks().items() if title.startswith("the atomic-service")]
+    (find,) = [
+        command for title, command in readme_checks().items() if title.startswith("the atomic-service")
+    ]
     found = re.findall(r'^2\) "([^"]+)"$', redis_cli(find.replace("<app>", app.app_id)), re.M)
     assert len(found) == 1 and "killed" in redis_cli(f"JSON.GET {found[0]} $.runner_id")
-    assert "(integer) 1" in redis_cli(f"DEL {found[0]}")
+    # the runner died: its last heartbeat ages past the timeout (written back, as time would)
+    dead_for = int((app.conf.runner_considered_dead_after_minutes * 60 + 1) * 1_000_000)
+    heartbeat = orchestrator.store.keys.runner_heartbeat("killed")
+    last = int(orchestrator.store.read(heartbeat)["last_heartbeat_ts"])  # type: ignore[index]
+    orchestrator.store.client.execute_command(
+        "JSON.SET", heartbeat, "$.last_heartbeat_ts", str(last - dead_for)
+    )
+
     assert orchestrator.record_atomic_service_execution_start(AtomicServiceRun(runner_id="next"), None)
+    (active,) = orchestrator.get_active_atomic_service_executions()
+    assert active.runner_id == "next"
+    abandoned = redis_cli(f"JSON.GET {found[0]} $.status $.reason")
+    assert "abandoned" in abandoned and "runner_dead:killed" in abandoned

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,7 @@ def test_a_claim_that_loses_the_compare_and_set_is_validated_again(
 
 def test_concurrent_atomic_service_claims_admit_one_running_execution(app: Pynenc) -> None:
     runs = [AtomicServiceRun(runner_id=f"runner-{n}-{HOSTILE[n]}") for n in range(8)]
+    orchestrator(app).register_runner_heartbeats([run.runner_id for run in runs], can_run_atomic_service=True)
     barrier = threading.Barrier(len(runs))
     admitted: list[AtomicServiceRun] = []
 
@@ -227,6 +229,30 @@ def test_concurrent_atomic_service_claims_admit_one_running_execution(app: Pynen
         e.reason == f"prior_running:{admitted[0].atomic_service_run_id} runner:{admitted[0].runner_id}"
         for e in blocked
     )
+
+
+def test_a_running_pass_of_a_runner_without_heartbeat_is_abandoned_for_the_next(app: Pynenc) -> None:
+    """A pass whose runner never beat (or stopped beating) cannot block the app for good: the
+    next start abandons it. A runner id with ':' and '%' finds its heartbeat key exactly."""
+    alive, dead = "alive:100%", "dead:100%"
+    orchestrator(app).register_runner_heartbeats([alive], can_run_atomic_service=True)
+    first = AtomicServiceRun(runner_id=alive)
+    assert orchestrator(app).record_atomic_service_execution_start(first, None)
+    assert not orchestrator(app).record_atomic_service_execution_start(AtomicServiceRun(runner_id=dead), None)
+    orchestrator(app).finalize_atomic_service_execution(
+        first, datetime.now(UTC), AtomicServiceExecutionStatus.COMPLETED
+    )
+    stuck = AtomicServiceRun(runner_id=dead)
+    assert orchestrator(app).record_atomic_service_execution_start(stuck, None)
+    assert orchestrator(app).record_atomic_service_execution_start(AtomicServiceRun(runner_id=alive), None)
+    (active,) = orchestrator(app).get_active_atomic_service_executions()
+    assert active.runner_id == alive
+    assert stuck.started_at is not None
+    window = orchestrator(app).get_atomic_service_executions_in_timerange(
+        stuck.started_at.replace(year=2000), stuck.started_at.replace(year=2100), 100
+    )
+    (abandoned,) = [e for e in window if e.status == AtomicServiceExecutionStatus.ABANDONED]
+    assert (abandoned.runner_id, abandoned.reason) == (dead, f"runner_dead:{dead}")
 
 
 # -- concurrency control ------------------------------------------------------------------

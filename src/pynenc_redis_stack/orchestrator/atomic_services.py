@@ -69,7 +69,9 @@ class AtomicServiceExecutions:
         status: AtomicServiceExecutionStatus,
         reason: str,
     ) -> bool:
-        """Store the attempt; RUNNING only if no other execution of the app is RUNNING.
+        """Store the attempt; RUNNING only if no other execution of the app is RUNNING (one
+        whose runner's heartbeat is older than ``runner_considered_dead_after_minutes`` is
+        ABANDONED first: its runner died mid-run and will never finalize it).
 
         :return: Whether the run may do its work (RUNNING admitted, or a non-blocked status).
         """
@@ -89,6 +91,8 @@ class AtomicServiceExecutions:
                 str(status),
                 "" if started_at is None else str(to_micros(started_at)),
                 json_text(reason),
+                self.store.keys.runner_heartbeat(""),
+                str(int(float(self.app.conf.runner_considered_dead_after_minutes) * 60 * 1_000_000)),
                 *running.args(),
             ],
         )

@@ -124,10 +124,13 @@ START_ATOMIC_SERVICE = (
     """
 -- KEYS[1]: the execution document of this run. ARGV[1]: the document (JSON object) without
 -- status, start_ts, end_ts, duration_us, reason; ARGV[2]: status; ARGV[3]: start (epoch us, or
--- '' for the server's clock); ARGV[4]: reason (JSON string); ARGV[5...]: the FT.SEARCH
--- (NOCONTENT) that finds the app's RUNNING executions.
+-- '' for the server's clock); ARGV[4]: reason (JSON string); ARGV[5]: the app's runner
+-- heartbeat key prefix; ARGV[6]: microseconds after which a runner without a heartbeat is
+-- dead; ARGV[7...]: the FT.SEARCH (NOCONTENT) that finds the app's RUNNING executions.
 -- RUNNING is admitted only if no execution of the app is RUNNING (the same run again is);
--- otherwise the run is stored BLOCKED, zero-width, naming the running one.
+-- otherwise the run is stored BLOCKED, zero-width, naming the running one. A RUNNING execution
+-- whose runner is dead (killed mid-run: nobody will finalize it) is first ABANDONED, so one
+-- killed runner cannot stop every later pass (recovery included) for good.
 -- Returns {admitted (1 or 0), start}.
 """
     + _NOW
@@ -142,17 +145,29 @@ local function store(status, end_ts, reason)
   redis.call('JSON.SET', KEYS[1], '$', text .. '}')
 end
 if ARGV[2] == 'running' then
-  local found = redis.call(unpack(ARGV, 5))
+  local found = redis.call(unpack(ARGV, 7))
+  local alive = {}
   for i = 2, #found do
     if found[i] == KEYS[1] then
       return {1, string.match(redis.call('JSON.GET', KEYS[1], '$.start_ts'), '%-?%d+')}
     end
+    local prior = cjson.decode(redis.call('JSON.GET', found[i], '$'))[1]
+    -- keys.encode_segment: '%' and ':' escaped
+    local heartbeat = ARGV[5] .. string.gsub(string.gsub(prior.runner_id, '%%', '%%25'), ':', '%%3A')
+    local last = redis.call('JSON.GET', heartbeat, '$.last_heartbeat_ts')
+    last = last and tonumber(string.match(last, '%-?%d+'))
+    if not last or tonumber(now) - last > tonumber(ARGV[6]) then
+      redis.call('JSON.MERGE', found[i], '$', '{"status":"abandoned","end_ts":' .. now .. ',"duration_us":'
+        .. string.format('%d', tonumber(now) - prior.start_ts) .. ',"reason":'
+        .. cjson.encode('runner_dead:' .. prior.runner_id) .. '}')
+    else
+      alive[#alive + 1] = prior
+    end
   end
-  if #found > 1 then
+  if #alive > 0 then
     local reason = ARGV[4]
     if reason == '""' then
-      local prior = cjson.decode(redis.call('JSON.GET', found[2], '$'))[1]
-      reason = cjson.encode('prior_running:' .. prior.run_id .. ' runner:' .. prior.runner_id)
+      reason = cjson.encode('prior_running:' .. alive[1].run_id .. ' runner:' .. alive[1].runner_id)
     end
     store('blocked', start, reason)
     return {0, start}
