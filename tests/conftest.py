@@ -54,31 +54,10 @@ DESELECTED = {
 }
 
 
-ALL_REDIS_STACK_COMBINATIONS = "test_pynenc_combinations_all_redis_stack.py"
-"""pynenc's whole combinations suite with every component from this package: by default only
-its ThreadRunner combination runs (the process-based runners start a Python process per
-invocation or worker: about 13 minutes more on a loaded 2-core machine);
-``--all-redis-stack-runners`` runs every runner."""
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--all-redis-stack-runners",
-        action="store_true",
-        help=f"run {ALL_REDIS_STACK_COMBINATIONS} with every runner, not only ThreadRunner (~13 min more)",
-    )
-
-
 def _deselection_reason(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     combination = callspec.params.get("app_combination_instance") if callspec else None
     runner = type(None) if combination is None else combination.runner
-    if (
-        item.path.name == ALL_REDIS_STACK_COMBINATIONS
-        and runner.__name__ != "ThreadRunner"
-        and not item.config.getoption("--all-redis-stack-runners")
-    ):
-        return "process-based runners on every Redis Stack component run with --all-redis-stack-runners"
     return DESELECTED.get((getattr(item, "originalname", item.name), runner.__name__))
 
 

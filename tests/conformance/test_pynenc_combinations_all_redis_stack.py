@@ -1,11 +1,7 @@
 """pynenc's whole combinations suite (real runners executing real tasks), unmodified, with
-every component from this package (``redis_stack(components="all")``): the distributed app.
-
-By default only the ThreadRunner combination runs (the process-based runners start a Python
-process per invocation or worker: every runner takes about 13 minutes on a loaded 2-core
-machine, beyond the CI budget); ``pytest --all-redis-stack-runners`` runs every runner. The
-broker's files and the runner kill tests run with every runner by default
-(``test_pynenc_combinations_all_components.py``)."""
+every component from this package (``redis_stack(url=...)``: the distributed app), with every
+runner: the broker's queue files, the runner kill/reroute tests and the cron-triggered
+recovery core tasks (through this package's trigger and atomic-service passes) included."""
 
 import pytest
 from pynenc import Pynenc
