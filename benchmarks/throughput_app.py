@@ -9,8 +9,8 @@ by importing its module), so both build the same app from the same variables:
 - ``PYNENC_BENCH_APP_ID``; ``PYNENC__REDIS_STACK_URL`` and ``PYNENC__SQLITE_DB_PATH`` (read by
   pynenc's configuration).
 
-Components this package does not provide yet (the trigger) are pynenc's SQLite ones in both
-compositions, so they cost the same on both sides.
+``redis_stack(components="all")`` after ``.sqlite()`` selects every component of this package
+over the SQLite ones.
 """
 
 from __future__ import annotations
