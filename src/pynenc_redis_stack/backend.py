@@ -28,7 +28,8 @@ from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
 from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.lifecycle import connect
-from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations, purge_state
+from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
+from pynenc_redis_stack.purge import purge_state
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
 from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_seek

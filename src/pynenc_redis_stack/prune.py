@@ -1,6 +1,4 @@
-"""Deleting an app's documents: retention (:func:`prune_invocations`) and :func:`purge_app`
-(everything of an app: the state backend's documents, the orchestrator's, the broker's queues
-and the client data store's values).
+"""Retention: :func:`prune_invocations` (everything of an app: :mod:`pynenc_redis_stack.purge`).
 
 Retention deletes the finished invocations whose latest status is older than a cutoff.
 
@@ -39,7 +37,8 @@ hash of their content, so one value is shared by every invocation (old or new, o
 whose argument, result or exception serializes to the same text, and nothing records who
 refers to it. A value is also stored before the invocation that refers to it is written, so a
 sweep for values no document refers to would delete the value of an invocation being
-registered. They go with :func:`purge_app` (or the client data store's own purge).
+registered. They go with :func:`~pynenc_redis_stack.purge.purge_app` (or the client data
+store's own purge).
 
 Workflows are collected after the invocations. The script that deletes an invocation adds
 its workflows to the app's pending-workflows set in the same atomic step, and every run
@@ -66,23 +65,19 @@ from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
-from pynenc_redis_stack.broker import TakenEntry, purge_broker_keys, queue_member_invocation_id
+from pynenc_redis_stack.broker import TakenEntry, queue_member_invocation_id
 from pynenc_redis_stack.errors import PruneRefusedError, RedisStackError, check_batch_size
-from pynenc_redis_stack.keys import RELATIONS, AppKeys, DocumentKind, Namespace
-from pynenc_redis_stack.lifecycle import IndexState, ensure_indexes, inspect_indexes
+from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
+from pynenc_redis_stack.purge import schema_sets_in_use
 from pynenc_redis_stack.schema import (
-    SCHEMA_SETS,
     IndexSpec,
     OrchestratorSchemas,
     Schemas,
-    SchemaSet,
     TriggerSchemas,
     load_schema_set,
-    load_schemas,
 )
 from pynenc_redis_stack.scripts import prune_invocations_script
 from pynenc_redis_stack.search import Row, fetch_complete, iter_cursor
-from pynenc_redis_stack.trigger.trigger import purge_trigger_keys
 
 DEFAULT_BATCH_SIZE = 500
 """Invocations per batch (each id is one query parameter of the dependents' lookups)."""
@@ -552,78 +547,3 @@ def prune_trigger_records(
     if not report.dry_run:
         for batch in itertools.batched([*events, *sorted(runs)], batch_size):
             client.unlink(*batch)
-
-
-def schema_sets_in_use(client: redis.Redis, namespace: Namespace) -> list[SchemaSet]:
-    """Return the schema sets of :data:`~pynenc_redis_stack.schema.SCHEMA_SETS` whose indexes
-    are on the server: the state backend's (checked by the caller's connection), and each
-    other component's whose first use (or ``index migrate``) created them. A component whose
-    indexes are all missing never ran in this namespace, so none of its documents exist.
-
-    :raises IndexDefinitionMismatchError: If a component's indexes are only partly there, or
-        differ from their files (``index migrate`` brings them in line).
-    """
-    in_use: list[SchemaSet] = [load_schemas()]
-    for schema_set in SCHEMA_SETS:
-        if schema_set is Schemas:
-            continue
-        specs = load_schema_set(schema_set)
-        statuses = inspect_indexes(client, namespace, specs.all())
-        if all(status.state is IndexState.MISSING for status in statuses):
-            continue
-        ensure_indexes(client, namespace, specs.all(), create_missing=False)
-        in_use.append(specs)
-    return in_use
-
-
-def purge_state(
-    client: redis.Redis, namespace: Namespace, schemas: Schemas, app_id: str, page_size: int
-) -> None:
-    """Delete every state backend document of ``app_id`` but its app info (its registration),
-    with the invocations' history lists and relation sets and the pending-workflows set, and
-    nothing of any other app. The key saying the app's relation sets are complete stays: it
-    still holds.
-
-    Found through the indexes, a cursor page at a time, each page one ``UNLINK``.
-    """
-    keys = namespace.for_app(app_id)
-    for spec in schemas.all():
-        if spec is schemas.app_infos:
-            continue
-        steps = tuple(query.LOAD_KEY)
-        if spec is schemas.invocations:
-            steps += query.load_fields(*RELATIONS)
-        request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), steps)
-        for rows in iter_cursor(client, request, page_size):
-            page = [row["__key"] for row in rows]
-            if spec is schemas.invocations:
-                page += keys.history_lists_of(page)
-                page += {
-                    keys.relation_set(name, row[name]) for row in rows for name in RELATIONS if row.get(name)
-                }
-            client.unlink(*page)
-    client.unlink(keys.prune_pending_workflows())
-
-
-def purge_app(
-    client: redis.Redis, namespace: Namespace, app_id: str, page_size: int = DEFAULT_BATCH_SIZE
-) -> None:
-    """Delete everything this package stores for ``app_id`` but its app info, and nothing of
-    any other app: the state backend's documents (:func:`purge_state`), every other
-    component's documents (each schema set of :func:`schema_sets_in_use`: the orchestrator's
-    statuses, blocking edges, runner heartbeats and atomic-service executions), the broker's
-    queues, taken entries and counter, the trigger's conditions, definitions, claims and
-    sets, and the client data store's values.
-    """
-    keys = namespace.for_app(app_id)
-    for schema_set in schema_sets_in_use(client, namespace):
-        if isinstance(schema_set, Schemas):
-            purge_state(client, namespace, schema_set, app_id, page_size)
-            continue
-        for spec in schema_set.all():
-            request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), tuple(query.LOAD_KEY))
-            for rows in iter_cursor(client, request, page_size):
-                client.unlink(*(row["__key"] for row in rows))
-    purge_broker_keys(client, keys)
-    purge_trigger_keys(client, keys)
-    client.unlink(keys.client_data())

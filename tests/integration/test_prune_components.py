@@ -31,7 +31,8 @@ from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.broker import RedisStackBroker
 from pynenc_redis_stack.keys import AppKeys, Namespace, encode_segment
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
-from pynenc_redis_stack.prune import prune_invocations, purge_app
+from pynenc_redis_stack.prune import prune_invocations
+from pynenc_redis_stack.purge import purge_app
 from tests.conftest import unique_app_id
 
 S = InvocationStatus

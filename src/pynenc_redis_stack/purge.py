@@ -1,0 +1,92 @@
+"""Purge: everything this package stores for one app (:func:`purge_app`), and nothing of any
+other app; retention of old invocations is :mod:`pynenc_redis_stack.prune`."""
+
+from __future__ import annotations
+
+import redis
+
+from pynenc_redis_stack import query
+from pynenc_redis_stack.broker import purge_broker_keys
+from pynenc_redis_stack.keys import RELATIONS, Namespace
+from pynenc_redis_stack.lifecycle import IndexState, ensure_indexes, inspect_indexes
+from pynenc_redis_stack.schema import SCHEMA_SETS, Schemas, SchemaSet, load_schema_set, load_schemas
+from pynenc_redis_stack.search import iter_cursor
+from pynenc_redis_stack.trigger.trigger import purge_trigger_keys
+
+DEFAULT_PAGE_SIZE = 500
+"""Keys per cursor page (each page one ``UNLINK``)."""
+
+
+def schema_sets_in_use(client: redis.Redis, namespace: Namespace) -> list[SchemaSet]:
+    """Return the schema sets of :data:`~pynenc_redis_stack.schema.SCHEMA_SETS` whose indexes
+    are on the server: the state backend's (checked by the caller's connection), and each
+    other component's whose first use (or ``index migrate``) created them. A component whose
+    indexes are all missing never ran in this namespace, so none of its documents exist.
+
+    :raises IndexDefinitionMismatchError: If a component's indexes are only partly there, or
+        differ from their files (``index migrate`` brings them in line).
+    """
+    in_use: list[SchemaSet] = [load_schemas()]
+    for schema_set in SCHEMA_SETS:
+        if schema_set is Schemas:
+            continue
+        specs = load_schema_set(schema_set)
+        statuses = inspect_indexes(client, namespace, specs.all())
+        if all(status.state is IndexState.MISSING for status in statuses):
+            continue
+        ensure_indexes(client, namespace, specs.all(), create_missing=False)
+        in_use.append(specs)
+    return in_use
+
+
+def purge_state(
+    client: redis.Redis, namespace: Namespace, schemas: Schemas, app_id: str, page_size: int
+) -> None:
+    """Delete every state backend document of ``app_id`` but its app info (its registration),
+    with the invocations' history lists and relation sets and the pending-workflows set, and
+    nothing of any other app. The key saying the app's relation sets are complete stays: it
+    still holds.
+
+    Found through the indexes, a cursor page at a time, each page one ``UNLINK``.
+    """
+    keys = namespace.for_app(app_id)
+    for spec in schemas.all():
+        if spec is schemas.app_infos:
+            continue
+        steps = tuple(query.LOAD_KEY)
+        if spec is schemas.invocations:
+            steps += query.load_fields(*RELATIONS)
+        request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), steps)
+        for rows in iter_cursor(client, request, page_size):
+            page = [row["__key"] for row in rows]
+            if spec is schemas.invocations:
+                page += keys.history_lists_of(page)
+                page += {
+                    keys.relation_set(name, row[name]) for row in rows for name in RELATIONS if row.get(name)
+                }
+            client.unlink(*page)
+    client.unlink(keys.prune_pending_workflows())
+
+
+def purge_app(
+    client: redis.Redis, namespace: Namespace, app_id: str, page_size: int = DEFAULT_PAGE_SIZE
+) -> None:
+    """Delete everything this package stores for ``app_id`` but its app info, and nothing of
+    any other app: the state backend's documents (:func:`purge_state`), every other
+    component's documents (each schema set of :func:`schema_sets_in_use`: the orchestrator's
+    statuses, blocking edges, runner heartbeats and atomic-service executions), the broker's
+    queues, taken entries and counter, the trigger's conditions, definitions, claims and
+    sets, and the client data store's values.
+    """
+    keys = namespace.for_app(app_id)
+    for schema_set in schema_sets_in_use(client, namespace):
+        if isinstance(schema_set, Schemas):
+            purge_state(client, namespace, schema_set, app_id, page_size)
+            continue
+        for spec in schema_set.all():
+            request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), tuple(query.LOAD_KEY))
+            for rows in iter_cursor(client, request, page_size):
+                client.unlink(*(row["__key"] for row in rows))
+    purge_broker_keys(client, keys)
+    purge_trigger_keys(client, keys)
+    client.unlink(keys.client_data())
