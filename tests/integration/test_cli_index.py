@@ -116,8 +116,9 @@ def test_schema_dir_is_compared_instead_of_the_installed_files(
         (tmp_path / source.name).write_text(text)
     assert main(["index", "status", "--namespace", namespace, "--schema-dir", str(tmp_path)]) == 1
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    versions = {f"{namespace}:{spec.name}": f"v{spec.version}" for spec in all_specs()}
     assert [(row[0], row[2]) for row in rows] == [
-        (alias, "v4" if alias.endswith(":invocations") else "v1") for alias in _expected(namespace)
+        (alias, "v4" if alias.endswith(":invocations") else versions[alias]) for alias in _expected(namespace)
     ]
 
 
@@ -180,13 +181,18 @@ def test_the_orchestrators_first_use_creates_its_indexes_through_the_lifecycle(
     )
     assert list(app.orchestrator.get_task_invocation_ids(TaskId("tests.cli", "nothing"))) == []
     assert _ours(redis_client_of(redis_url), used_namespace) == sorted(
-        f"{used_namespace}:idx:{name}:v1" for name in ORCHESTRATOR_INDEXES
+        f"{used_namespace}:idx:{name}:v{_version(name)}" for name in ORCHESTRATOR_INDEXES
     )
     assert main(["index", "status", "--namespace", used_namespace]) == 1  # the backend's are missing
     states = _states(capsys.readouterr().out)
     assert list(states) == [spec.name for spec in all_specs()]
     assert {name: states[name] for name in ORCHESTRATOR_INDEXES} == dict.fromkeys(ORCHESTRATOR_INDEXES, "ok")
     assert set(states.values()) == {"ok", "missing"}
+
+
+def _version(index_name: str) -> int:
+    (version,) = [spec.version for spec in all_specs() if spec.name == index_name]
+    return version
 
 
 def redis_client_of(url: str) -> redis.Redis:
@@ -198,19 +204,22 @@ def test_migrate_creates_and_rebuilds_and_drop_drops_the_orchestrators_indexes(
 ) -> None:
     ns = used_namespace
     args = ["--namespace", ns]
-    every = sorted(f"{ns}:idx:{spec.name}:v1" for spec in all_specs())
+    every = sorted(f"{ns}:idx:{spec.name}:v{spec.version}" for spec in all_specs())
 
     # dry runs change nothing, and print the orchestrator's commands with the others
     assert main(["index", "migrate", "--dry-run", *args]) == 0
     printed = capsys.readouterr().out.splitlines()
     for name in ORCHESTRATOR_INDEXES:
-        assert f"FT.ALIASADD {ns}:{name} {ns}:idx:{name}:v1" in printed
-        assert any(line.startswith(f"FT.CREATE {ns}:idx:{name}:v1 ON JSON PREFIX 1 ") for line in printed)
+        physical = f"{ns}:idx:{name}:v{_version(name)}"
+        assert f"FT.ALIASADD {ns}:{name} {physical}" in printed
+        assert any(line.startswith(f"FT.CREATE {physical} ON JSON PREFIX 1 ") for line in printed)
     assert _ours(redis_client, ns) == []
 
     assert main(["index", "migrate", *args]) == 0
     created = capsys.readouterr().out.splitlines()
-    assert created == [f"{ns}:{spec.name}: created {ns}:idx:{spec.name}:v1" for spec in all_specs()]
+    assert created == [
+        f"{ns}:{spec.name}: created {ns}:idx:{spec.name}:v{spec.version}" for spec in all_specs()
+    ]
     assert _ours(redis_client, ns) == every
     assert main(["index", "status", *args]) == 0
     assert set(_states(capsys.readouterr().out).values()) == {"ok"}

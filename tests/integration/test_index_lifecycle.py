@@ -195,32 +195,33 @@ def test_status_of_empty_namespace_then_migrate_then_nothing_to_do(
     width = max(len(f"{ns}:{s.name}") for s in specs)
     assert out[0] == f"{'ALIAS'.ljust(width)}  INDEX  FILE  STATE    DOCS  FAILURES  DETAIL"
     assert out[1:] == [
-        f"{f'{ns}:{s.name}'.ljust(width)}  -      v1    missing     -         -" for s in specs
+        f"{f'{ns}:{s.name}'.ljust(width)}  -      v{s.version}    missing     -         -" for s in specs
     ]
     assert [s.state for s in index_status(conf)] == [IndexState.MISSING] * len(specs)
     assert ours(redis_client, ns) == []  # status only reads
 
     assert main(["index", "migrate", *args]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"{ns}:{s.name}: created {ns}:idx:{s.name}:v1" for s in specs
+        f"{ns}:{s.name}: created {ns}:idx:{s.name}:v{s.version}" for s in specs
     ]
 
     write_invocations(redis_client, ns, "app", 3, parents=1)
     assert main(["index", "status", *args]) == 0
     out = capsys.readouterr().out.splitlines()
-    index_width = max(len(f"{ns}:idx:{s.name}:v1") for s in specs)
+    index_width = max(len(f"{ns}:idx:{s.name}:v{s.version}") for s in specs)
     assert (
         out[0] == f"{'ALIAS'.ljust(width)}  {'INDEX'.ljust(index_width)}  FILE  STATE  DOCS  FAILURES  DETAIL"
     )
     assert out[1:] == [
-        f"{f'{ns}:{s.name}'.ljust(width)}  {f'{ns}:idx:{s.name}:v1'.ljust(index_width)}  v1    ok     "
+        f"{f'{ns}:{s.name}'.ljust(width)}  {f'{ns}:idx:{s.name}:v{s.version}'.ljust(index_width)}  v{s.version}    ok     "
         f"{3 if s.name == 'invocations' else 0:>4}         0"
         for s in specs
     ]
     assert main(["index", "status", "--json", *args]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["alias"], r["index"], r["state"], r["num_docs"]) for r in rows] == [
-        (f"{ns}:{s.name}", f"{ns}:idx:{s.name}:v1", "ok", 3 if s.name == "invocations" else 0) for s in specs
+        (f"{ns}:{s.name}", f"{ns}:idx:{s.name}:v{s.version}", "ok", 3 if s.name == "invocations" else 0)
+        for s in specs
     ]
 
     watched = ("FT.CREATE", "FT.ALIASADD", "FT.ALIASUPDATE", "FT.DROPINDEX")
@@ -637,8 +638,8 @@ def test_dry_run_prints_exactly_what_migrate_sends(
     for spec in v1:
         expected += [
             redis_cli_line(create_command(namespace, spec)),
-            f"# wait until FT.INFO {ns}:idx:{spec.name}:v1 shows indexing 0 and percent_indexed 1",
-            f"FT.ALIASADD {ns}:{spec.name} {ns}:idx:{spec.name}:v1",
+            f"# wait until FT.INFO {ns}:idx:{spec.name}:v{spec.version} shows indexing 0 and percent_indexed 1",
+            f"FT.ALIASADD {ns}:{spec.name} {ns}:idx:{spec.name}:v{spec.version}",
         ]
     assert lines == expected
     assert lines[0].startswith(
