@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import redis
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack import relations
+from pynenc_redis_stack import relations, timeline
 from pynenc_redis_stack.client import address_options, get_client, redacted_url
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import AppImportError
@@ -43,6 +43,7 @@ from pynenc_redis_stack.importer import DEFAULT_BATCH_SIZE as IMPORT_BATCH_SIZE
 from pynenc_redis_stack.importer import ImportReport, import_from_redis
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import (
+    DataFill,
     DropReport,
     IndexStatus,
     MigrationReport,
@@ -200,9 +201,11 @@ def index_migrate(
         lock_timeout=timeout if lock_timeout is None else lock_timeout,
         lock_ttl=lock_ttl,
         notify=notify,
-        # Data the indexes do not cover: stores written before 0.3 get their relation sets.
-        fill=lambda heartbeat: relations.backfill(
-            client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
+        # Data the indexes do not cover: stores written before 0.3 get their relation sets,
+        # before 0.4 their history timeline.
+        fill=lambda heartbeat: DataFill(
+            relations.backfill(client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat),
+            timeline.backfill(client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat),
         ),
     )
 

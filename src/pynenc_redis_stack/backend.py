@@ -22,7 +22,7 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack import query, relations
+from pynenc_redis_stack import query, relations, timeline
 from pynenc_redis_stack.client import Client, run, run_raw
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
@@ -66,6 +66,7 @@ class RedisStackStateBackend(BaseStateBackend):
         self._client: Client | None = None
         self._prepared_searches: dict[tuple[str, ...], PreparedSearch] = {}
         self._relation_sets = False  # set at first use (see relations.sets_complete)
+        self._timeline = False  # set at first use (see timeline.timeline_complete)
 
     @cached_property
     def conf(self) -> ConfigStateBackendRedisStack:
@@ -92,6 +93,7 @@ class RedisStackStateBackend(BaseStateBackend):
         if self._client is None:
             client = connect(self.conf, self.schemas)
             self._relation_sets = relations.sets_complete(client, self.keys, self.schemas, self.namespace)
+            self._timeline = timeline.timeline_complete(client, self.keys, self.schemas, self.namespace)
             self._client = client
         return self._client
 
@@ -388,14 +390,19 @@ class RedisStackStateBackend(BaseStateBackend):
     ) -> Iterator[list[InvocationHistory]]:
         """Stream every entry with ``start_time <= timestamp <= end_time`` in timestamp order.
 
-        Pages of ``max(batch_size, redis_stack_batch_size)`` entries are cut into batches of
-        ``batch_size``.
+        Pages of ``max(batch_size, redis_stack_batch_size)`` entries, read from the app's
+        history timeline (:mod:`pynenc_redis_stack.timeline`; through the history index while
+        a store written before it is not backfilled), are cut into batches of ``batch_size``.
         """
         check_batch_size(batch_size)
         bounds = (docs.to_micros(start_time), docs.to_micros(end_time))
-        request_filter = query.where(self.schemas.history, self.app.app_id)
         page_size = min(max(batch_size, self.page_size), MAX_PAGE)
-        pages = self._history_pages(request_filter, bounds, page_size)
+        client = self.client
+        if self._timeline:
+            pages = timeline.iter_range(client, self.keys.history_timeline(), bounds, page_size)
+        else:
+            request_filter = query.where(self.schemas.history, self.app.app_id)
+            pages = self._history_pages(request_filter, bounds, page_size)
         for batch in itertools.batched((entry for page in pages for entry in page), batch_size):
             yield list(batch)
 

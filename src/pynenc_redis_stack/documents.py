@@ -226,6 +226,33 @@ def listed_entry(entry: Document) -> str:
     return orjson.dumps(values).decode()
 
 
+TIMELINE_SEQ_DIGITS = 12
+"""Hex digits of the seq that starts each timeline member: fixed width, so members of equal
+ts sort by arrival (a 48-bit counter: 2.8e14 entries)."""
+
+
+def timeline_member(invocation_id: str, listed: str) -> str:
+    """Return an entry's member of its app's history timeline without the seq prefix the
+    history script adds: ``[invocation id, ts, status, runner context, {rest}?]``, the listed
+    entry (:func:`listed_entry`) with the invocation id first. The whole entry, so a time range
+    is read from the set alone."""
+    return orjson.dumps([invocation_id]).decode()[:-1] + "," + listed[1:]
+
+
+def history_from_timeline(member: bytes) -> tuple[int, InvocationHistory]:
+    """Rebuild the history entry of a timeline member (:func:`timeline_member` after its seq):
+    ``(ts, entry)``."""
+    invocation_id, ts, status, runner_context_id, *rest = loads(member[TIMELINE_SEQ_DIGITS:])
+    if rest:
+        entry: Document = {"invocation_id": invocation_id, "ts": ts, "status": status}
+        entry["runner_context_id"] = runner_context_id
+        entry.update(rest[0])
+        return ts, history_from_document(entry)
+    timestamp = from_micros(ts)
+    record = InvocationStatusRecord(_STATUSES[status], runner_context_id, timestamp)
+    return ts, _history(invocation_id, record, runner_context_id, None, timestamp)
+
+
 def history_from_listed(text: str | bytes, invocation_id: str) -> tuple[tuple[int, int], InvocationHistory]:
     """Rebuild a history entry of an invocation's history list: ``((ts, seq), entry)``."""
     seq, ts, status, runner_context_id, *rest = loads(text)

@@ -80,6 +80,8 @@ class DocumentKind(StrEnum):
 _HISTORY_LIST = "history-list"
 _PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
 _RELATION_SETS = "relation-sets"
+_HISTORY_TIMELINE = "history-timeline"
+_HISTORY_TIMELINE_COMPLETE = "history-timeline-complete"
 
 RELATIONS = {
     "parent_invocation_id": "children",
@@ -233,6 +235,19 @@ class AppKeys:
 
     def history(self, invocation_id: str, entry_id: str) -> str:
         return self._key(DocumentKind.HISTORY, invocation_id, entry_id)
+
+    def history_prefix(self) -> str:
+        """The prefix of this app's history entry keys (the prune script tells them apart)."""
+        return self._key(DocumentKind.HISTORY, "")
+
+    def history_timeline(self) -> str:
+        """The sorted set of this app's history entries by time (``iter_history_in_timerange``;
+        see :mod:`pynenc_redis_stack.timeline`)."""
+        return self._key(_HISTORY_TIMELINE)
+
+    def history_timeline_complete(self) -> str:
+        """The key whose presence says the app's timeline holds every history entry."""
+        return self._key(_HISTORY_TIMELINE_COMPLETE)
 
     def runner_context(self, runner_id: str) -> str:
         return self._key(DocumentKind.RUNNER_CONTEXT, runner_id)

@@ -352,11 +352,12 @@ class _Pruner:
         if self.report.dry_run:
             deleted = [True] * len(rows)
         else:
-            script_keys = [self.pending_key]
+            script_keys = [self.pending_key, self.keys.history_timeline()]
             script_args = [
                 orjson.dumps(self.keys.relation_prefixes()).decode(),
                 str(self.cutoff_us),
                 orjson.dumps(FINAL_STATUSES).decode(),
+                self.keys.history_prefix(),
             ]
             for row, orchestrator_key in zip(rows, orchestrator_keys, strict=True):
                 owned = [*found.keys_of(row["invocation_id"]), self.keys.history_list(row["invocation_id"])]

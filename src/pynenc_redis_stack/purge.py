@@ -43,9 +43,9 @@ def purge_state(
     client: redis.Redis, namespace: Namespace, schemas: Schemas, app_id: str, page_size: int
 ) -> None:
     """Delete every state backend document of ``app_id`` but its app info (its registration),
-    with the invocations' history lists and relation sets and the pending-workflows set, and
-    nothing of any other app. The key saying the app's relation sets are complete stays: it
-    still holds.
+    with the invocations' history lists and relation sets, the history timeline and the
+    pending-workflows set, and nothing of any other app. The keys saying the app's relation
+    sets and timeline are complete stay: they still hold.
 
     Found through the indexes, a cursor page at a time, each page one ``UNLINK``.
     """
@@ -65,7 +65,7 @@ def purge_state(
                     keys.relation_set(name, row[name]) for row in rows for name in RELATIONS if row.get(name)
                 }
             client.unlink(*page)
-    client.unlink(keys.prune_pending_workflows())
+    client.unlink(keys.prune_pending_workflows(), keys.history_timeline())
 
 
 def purge_app(

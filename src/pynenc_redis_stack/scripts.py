@@ -10,35 +10,40 @@ import orjson
 import redis
 
 from pynenc_redis_stack.client import raise_server_error, register_repeatable_script, run
-from pynenc_redis_stack.documents import EMPTY_INVOCATION, Document, dumps, listed_entry
+from pynenc_redis_stack.documents import EMPTY_INVOCATION, Document, dumps, listed_entry, timeline_member
 from pynenc_redis_stack.keys import RELATIONS
 
 RECORD_HISTORY = """
--- KEYS[1]: the history sequence counter; then per entry: the invocation key, the entry key,
--- the invocation's history list. ARGV per entry: entry document (JSON object), listed entry
--- (JSON array), ts (epoch us, decimal string), status as JSON, invocation stub; seq is spliced
--- into the two JSON texts here (last field of the object, first value of the array).
--- Each entry gets the next seq (ties on ts are ordered by arrival) and is stored twice: as its
--- own document (for the history index) and at the end of its invocation's history list (so
--- get_history is one LRANGE). Invocations stored before 0.2 have no list and no
--- "history_list" mark: their history is read through the index, so nothing is listed for them.
+-- KEYS[1]: the history sequence counter; KEYS[2]: the app's history timeline; then per entry:
+-- the invocation key, the entry key, the invocation's history list. ARGV per entry: entry
+-- document (JSON object), listed entry (JSON array), ts (epoch us, decimal string), status as
+-- JSON, invocation stub, timeline member without its seq; seq is spliced into the JSON texts
+-- here (last field of the object, first value of the array, 12 hex digits before the member).
+-- Each entry gets the next seq (ties on ts are ordered by arrival) and is stored three times:
+-- as its own document (for the history index), at the end of its invocation's history list (so
+-- get_history is one LRANGE) and in the app's timeline scored by ts (so a time range is read
+-- with ZRANGE; members of equal ts sort by their seq prefix). Invocations stored before 0.2
+-- have no list and no "history_list" mark: their history is read through the index, so nothing
+-- is listed for them.
 -- The invocation's status moves only forward in time: the latest ts wins however writers race
 -- or arrive late. An entry whose key exists is skipped: a re-send after a lost reply (the
 -- backend's entry keys are new random ids) or a re-import changes nothing, and no entry gets
 -- a second seq or a second place in the list.
 local written = 0
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local invocation_key = KEYS[2 + 3 * i]
-  local entry_key = KEYS[3 + 3 * i]
-  local list_key = KEYS[4 + 3 * i]
+for i = 0, (#KEYS - 2) / 3 - 1 do
+  local invocation_key = KEYS[3 + 3 * i]
+  local entry_key = KEYS[4 + 3 * i]
+  local list_key = KEYS[5 + 3 * i]
   if redis.call('EXISTS', entry_key) == 0 then
-    local ts_text = ARGV[3 + 5 * i]
-    local seq = string.format('%d', redis.call('INCR', KEYS[1]))
-    redis.call('JSON.SET', entry_key, '$', string.sub(ARGV[1 + 5 * i], 1, -2) .. ',"seq":' .. seq .. '}')
-    local listed = '[' .. seq .. ',' .. string.sub(ARGV[2 + 5 * i], 2)
+    local ts_text = ARGV[3 + 6 * i]
+    local seq_number = redis.call('INCR', KEYS[1])
+    local seq = string.format('%d', seq_number)
+    redis.call('JSON.SET', entry_key, '$', string.sub(ARGV[1 + 6 * i], 1, -2) .. ',"seq":' .. seq .. '}')
+    redis.call('ZADD', KEYS[2], ts_text, string.format('%012x', seq_number) .. ARGV[6 + 6 * i])
+    local listed = '[' .. seq .. ',' .. string.sub(ARGV[2 + 6 * i], 2)
     if redis.call('EXISTS', invocation_key) == 0 then
       -- history can precede the invocation's upsert; the upsert merges into this stub
-      redis.call('JSON.SET', invocation_key, '$', ARGV[5 + 5 * i])
+      redis.call('JSON.SET', invocation_key, '$', ARGV[5 + 6 * i])
       redis.call('RPUSH', list_key, listed)
     else
       if redis.call('EXISTS', list_key) == 1
@@ -47,7 +52,7 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
       end
       local current = tonumber(string.match(redis.call('JSON.GET', invocation_key, '$.status_ts'), '%-?%d+') or '')
       if current == nil or tonumber(ts_text) >= current then
-        redis.call('JSON.SET', invocation_key, '$.status', ARGV[4 + 5 * i])
+        redis.call('JSON.SET', invocation_key, '$.status', ARGV[4 + 6 * i])
         redis.call('JSON.SET', invocation_key, '$.status_ts', ts_text)
       end
     end
@@ -56,6 +61,38 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
 end
 return written
 """
+
+
+TIMELINE_FUNCTIONS = """
+-- The history timeline (timeline.py): members are the entry's seq in 12 hex digits, then the
+-- entry; scored by ts. The member of seq (12 hex digits) at ts, or nil.
+local function timeline_member(timeline_key, ts, seq_hex)
+  for _, member in ipairs(redis.call('ZRANGE', timeline_key, ts, ts, 'BYSCORE')) do
+    if string.sub(member, 1, 12) == seq_hex then return member end
+  end
+  return nil
+end
+"""
+
+BACKFILL_TIMELINE = (
+    TIMELINE_FUNCTIONS
+    + """
+-- KEYS[1]: the app's history timeline; then history entry keys. ARGV per entry: its ts, its seq
+-- in 12 hex digits, its member without the seq. An entry is added only while its document
+-- exists (prune may have deleted it since it was read) and no member of its seq is there (the
+-- history script, or an earlier run, added it). Returns the number added.
+local added = 0
+for i = 2, #KEYS do
+  local j = 3 * (i - 2)
+  local ts, seq_hex = ARGV[j + 1], ARGV[j + 2]
+  if redis.call('EXISTS', KEYS[i]) == 1 and not timeline_member(KEYS[1], ts, seq_hex) then
+    redis.call('ZADD', KEYS[1], ts, seq_hex .. ARGV[j + 3])
+    added = added + 1
+  end
+end
+return added
+"""
+)
 
 
 RELATION_FUNCTIONS = """
@@ -273,13 +310,13 @@ class HistoryBatch:
 
     script = Script(RECORD_HISTORY, repeatable=True)
 
-    def __init__(self, seq_key: str) -> None:
-        self.keys = [seq_key]
+    def __init__(self, seq_key: str, timeline_key: str) -> None:
+        self.keys = [seq_key, timeline_key]
         self.args: list[str] = []
 
     def add(self, invocation_key: str, entry_key: str, list_key: str, entry: Document) -> None:
         """Queue one validated history entry document for the invocation at ``invocation_key``
-        whose history list is ``list_key``."""
+        whose history list is ``list_key`` (the timeline is the batch's: one app's)."""
         stub = {
             "app_id": entry["app_id"],
             "invocation_id": entry["invocation_id"],
@@ -287,13 +324,21 @@ class HistoryBatch:
             "status_ts": entry["ts"],
             "history_list": True,
         }
+        listed = listed_entry(entry)
         self.keys.extend((invocation_key, entry_key, list_key))
         self.args.extend(
-            (dumps(entry), listed_entry(entry), str(entry["ts"]), dumps(entry["status"]), dumps(stub))
+            (
+                dumps(entry),
+                listed,
+                str(entry["ts"]),
+                dumps(entry["status"]),
+                dumps(stub),
+                timeline_member(entry["invocation_id"], listed),
+            )
         )
 
     def __len__(self) -> int:
-        return (len(self.keys) - 1) // 3
+        return (len(self.keys) - 2) // 3
 
     def run_in(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Execute ``pipe`` with this batch's script call appended (see :meth:`Script.run_in`)."""
@@ -302,12 +347,14 @@ class HistoryBatch:
 
 PRUNE_INVOCATIONS = (
     RELATION_FUNCTIONS
+    + TIMELINE_FUNCTIONS
     + """
--- KEYS[1]: the app's pending-workflows set; then per invocation, its invocation key, its
--- orchestrator document key, then the keys that belong to it. ARGV[1]: the app's relation-set
--- prefixes; ARGV[2]: the cutoff (epoch us, decimal string); ARGV[3]: the final statuses as a
--- JSON array; then per invocation, the number of keys that belong to it, the workflows it
--- refers to as a JSON array, and its id.
+-- KEYS[1]: the app's pending-workflows set; KEYS[2]: the app's history timeline; then per
+-- invocation, its invocation key, its orchestrator document key, then the keys that belong to
+-- it. ARGV[1]: the app's relation-set prefixes; ARGV[2]: the cutoff (epoch us, decimal
+-- string); ARGV[3]: the final statuses as a JSON array; ARGV[4]: the prefix of the app's
+-- history entry keys; then per invocation, the number of keys that belong to it, the workflows
+-- it refers to as a JSON array, and its id. Each history entry deleted leaves the timeline.
 -- An invocation is deleted only if its status is still final and older than the cutoff, and
 -- its orchestrator document (RedisStackOrchestrator), if any, holds a final status too: one
 -- that got a new status after it was selected (re-queued, retried, rerouted...) is left whole,
@@ -321,9 +368,20 @@ local final = {}
 for _, status in ipairs(cjson.decode(ARGV[3])) do
   final[status] = true
 end
+local history_prefix = ARGV[4]
+local function remove_from_timeline(entry_key)
+  local raw = redis.call('JSON.GET', entry_key, '$.ts', '$.seq')
+  if not raw then return end
+  local found = cjson.decode(raw)
+  local ts, seq = found['$.ts'][1], found['$.seq'][1]
+  if type(ts) ~= 'number' or type(seq) ~= 'number' then return end
+  local ts_text = string.format('%d', ts)
+  local member = timeline_member(KEYS[2], ts_text, string.format('%012x', seq))
+  if member then redis.call('ZREM', KEYS[2], member) end
+end
 local deleted = {}
-local k = 2
-for i = 4, #ARGV, 3 do
+local k = 3
+for i = 5, #ARGV, 3 do
   local count = tonumber(ARGV[i])
   local invocation_key = KEYS[k]
   local prunable = true  -- an invocation deleted meanwhile: its leftovers go
@@ -343,6 +401,9 @@ for i = 4, #ARGV, 3 do
   if prunable then
     for f, value in pairs(relation_values(invocation_key)) do
       redis.call('SREM', relation_set(f, value), ARGV[i + 2])
+    end
+    for j = k + 2, k + 1 + count do
+      if string.sub(KEYS[j], 1, #history_prefix) == history_prefix then remove_from_timeline(KEYS[j]) end
     end
     local first = k
     local last = k + 1 + count

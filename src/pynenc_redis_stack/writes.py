@@ -77,7 +77,7 @@ class DocumentWrites:
 
     def history_batch(self, entries: Iterable[HistoryEntry]) -> HistoryBatch:
         """Return the history script call storing ``entries`` (in this order: their ``seq``)."""
-        batch = HistoryBatch(self.keys.namespace.history_seq())
+        batch = HistoryBatch(self.keys.namespace.history_seq(), self.keys.history_timeline())
         for entry in entries:
             invocation_id = entry.invocation_id
             batch.add(

@@ -174,7 +174,7 @@ def test_add_histories_with_cached_context_is_one_evalsha(
     )
 
     # Inside the script, per entry: EXISTS entry (absent: not a re-send), INCR (seq), JSON.SET
-    # entry, EXISTS invocation, EXISTS history list (49 have none yet: JSON.GET of the
+    # entry, ZADD to the app's timeline, EXISTS invocation, EXISTS history list (49 have none yet: JSON.GET of the
     # invocation's history_list mark), RPUSH, JSON.GET status_ts, then JSON.SET status +
     # JSON.SET status_ts (the entry is the newest).
     assert commands == {
@@ -182,6 +182,7 @@ def test_add_histories_with_cached_context_is_one_evalsha(
         "incr": 50,
         "exists": 50 + 50 + 50,
         "rpush": 50,
+        "zadd": 50,
         "json.get": 49 + 50,
         "json.set": 150,
     }
@@ -209,8 +210,9 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     )
 
     # Two runner context documents (context and parent) + per entry: EXISTS entry, INCR,
-    # JSON.SET entry, EXISTS invocation, JSON.SET stub (no invocation document yet), RPUSH.
-    assert commands == {"json.set": 2 + 100, "evalsha": 1, "incr": 50, "exists": 50 + 50, "rpush": 50}
+    # JSON.SET entry, ZADD, EXISTS invocation, JSON.SET stub (no invocation document yet), RPUSH.
+    expected = {"json.set": 2 + 100, "evalsha": 1, "incr": 50, "exists": 50 + 50, "rpush": 50, "zadd": 50}
+    assert commands == expected
     assert trips == 1
     assert sorted(
         c.runner_id for c in backend.get_matching_runner_contexts("-runner") if c.runner_id != "loader-runner"
@@ -229,6 +231,7 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
         "incr": 50,
         "exists": 50 + 50 + 50,
         "rpush": 50,
+        "zadd": 50,
         "json.get": 50,
         "json.set": 150,
     }
@@ -258,6 +261,7 @@ def test_add_history_single_is_one_round_trip(
         "incr": 1,
         "exists": 3,
         "rpush": 1,
+        "zadd": 1,
         "json.get": 1,
         "json.set": 3,
     }
@@ -339,6 +343,7 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         "incr": 10,
         "exists": 10 + 10 + 1,
         "rpush": 10,
+        "zadd": 10,
         "json.get": 1,
         "json.set": 10 + 2 + 9,
     }
@@ -360,6 +365,7 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         "incr": 10,
         "exists": 10 + 10 + 10,
         "rpush": 10,
+        "zadd": 10,
         "json.get": 10,
         "json.set": 30,
     }

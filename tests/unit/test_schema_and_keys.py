@@ -223,7 +223,7 @@ def test_index_names_and_aliases() -> None:
     namespace = Namespace("prod-eu")
     spec = load_schemas().history
     assert namespace.alias(spec) == "prod-eu:history"
-    assert namespace.physical_index(spec) == "prod-eu:idx:history:v1"
+    assert namespace.physical_index(spec) == f"prod-eu:idx:history:v{spec.version}"
     assert namespace.prefixes(spec) == ["prod-eu:history:"]
 
 

@@ -94,6 +94,9 @@ def format_migration(report: MigrationReport) -> list[str]:
     for app_id, count in filled.items():
         verb = "would add" if report.dry_run else "added"
         lines.append(f"relation sets of app {app_id!r}: {verb} {count} invocations")
+    for app_id, count in (report.timeline.entries if report.timeline else {}).items():
+        verb = "would look at" if report.dry_run else "added"
+        lines.append(f"history timeline of app {app_id!r}: {verb} {count} entries")
 
     return lines
 

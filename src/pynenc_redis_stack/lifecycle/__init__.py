@@ -22,6 +22,7 @@ from pynenc_redis_stack.lifecycle.definition import create_command, definition_d
 from pynenc_redis_stack.lifecycle.first_use import connect, ensure_indexes
 from pynenc_redis_stack.lifecycle.lock import LifecycleLock
 from pynenc_redis_stack.lifecycle.operations import (
+    DataFill,
     DropReport,
     IndexResult,
     MigrationReport,
@@ -43,6 +44,7 @@ __all__ = [
     "LifecycleLock",
     "LockLostError",
     "LockTimeoutError",
+    "DataFill",
     "MigrationReport",
     "ServerSnapshot",
     "connect",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pynenc_redis_stack.keys import Namespace
     from pynenc_redis_stack.relations import BackfillReport
     from pynenc_redis_stack.schema import IndexSpec
+    from pynenc_redis_stack.timeline import TimelineReport
 
 
 def inspect_indexes(
@@ -70,6 +71,15 @@ class IndexResult:
 
 
 @dataclass
+class DataFill:
+    """What the data step of a migration did (or, in a dry run, would do): the stores that
+    predate a structure beside the indexes get it filled (``admin.index_migrate``)."""
+
+    relation_sets: BackfillReport | None = None
+    timeline: TimelineReport | None = None
+
+
+@dataclass
 class MigrationReport:
     """Outcome of :func:`migrate`.
 
@@ -86,13 +96,16 @@ class MigrationReport:
     relation_sets: BackfillReport | None = None
     """Invocations put in their relation sets, per app (``admin.index_migrate``; a dry run
     counts them)."""
+    timeline: TimelineReport | None = None
+    """History entries added to their app's timeline, per app (a dry run counts them)."""
 
     @property
     def nothing_to_do(self) -> bool:
         """True when every index was already at its file version, with nothing to clean up,
-        and every app's relation sets were complete."""
+        and every app's relation sets and timeline were complete."""
         return all(result.plan.action is Action.NONE for result in self.results) and not (
-            self.relation_sets and self.relation_sets.invocations
+            (self.relation_sets and self.relation_sets.invocations)
+            or (self.timeline and self.timeline.entries)
         )
 
     @property
@@ -141,7 +154,7 @@ def migrate(
     lock_timeout: float = 3600.0,
     lock_ttl: float = 30.0,
     notify: Callable[[str], None] | None = None,
-    fill: Callable[[Callable[[], None]], BackfillReport] | None = None,
+    fill: Callable[[Callable[[], None]], DataFill] | None = None,
 ) -> MigrationReport:
     """Bring every index to its schema file's version with zero downtime.
 
@@ -160,7 +173,8 @@ def migrate(
     :param lock_timeout: Seconds to wait for another run's lock.
     :param lock_ttl: Lease of the lock; how long a killed run blocks the next one.
     :param notify: Receives human-readable notices (waiting for the lock).
-    :param fill: The data step (:func:`pynenc_redis_stack.relations.backfill`), run under the
+    :param fill: The data step (:func:`pynenc_redis_stack.relations.backfill` and
+        :func:`pynenc_redis_stack.timeline.backfill`), run under the
         lock once every index is done, with the lock's refresh as its heartbeat.
     :raises LockTimeoutError: If another run holds the lock past ``lock_timeout``.
     :raises LockLostError: If the lock was lost mid-run (nothing more is changed).
@@ -170,7 +184,8 @@ def migrate(
             read_snapshot(client, namespace, specs), namespace, specs, rebuild_drifted=rebuild_drifted
         )
         results = [_execute(plan, executor) for plan in plans]
-        return MigrationReport(True, results, relation_sets=fill(_no_heartbeat) if fill else None)
+        data = fill(_no_heartbeat) if fill else DataFill()
+        return MigrationReport(True, results, relation_sets=data.relation_sets, timeline=data.timeline)
     lock = LifecycleLock(client, namespace, ttl=lock_ttl)
 
     def waiting(holder: str) -> None:
@@ -188,10 +203,17 @@ def migrate(
             results.append(_execute(plan, executor))
             lock.refresh()
         final = inspect_indexes(client, namespace, specs)
-        filled = fill(lock.refresh) if fill and all(result.ok for result in results) else None
+        filled = fill(lock.refresh) if fill and all(result.ok for result in results) else DataFill()
     finally:
         lock.release()
-    return MigrationReport(False, results, lock_wait=waited, final=final, relation_sets=filled)
+    return MigrationReport(
+        False,
+        results,
+        lock_wait=waited,
+        final=final,
+        relation_sets=filled.relation_sets,
+        timeline=filled.timeline,
+    )
 
 
 def _no_heartbeat() -> None:
