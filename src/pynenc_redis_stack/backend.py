@@ -10,7 +10,6 @@ read lists and sets the write scripts keep in the same atomic step (:mod:`relati
 from __future__ import annotations
 
 import itertools
-import secrets
 from collections.abc import Iterator
 from datetime import datetime
 from functools import cached_property
@@ -280,14 +279,9 @@ class RedisStackStateBackend(BaseStateBackend):
     # -- history -------------------------------------------------------------------------
 
     def _history_batch(self, histories: list[InvocationHistory]) -> HistoryBatch:
-        """The history script call storing ``histories``, each under a new random entry id (the
-        script skips an entry key that exists, so a re-send after a lost reply changes nothing).
-
-        64 random bits in 11 characters: ids only need to differ within one invocation, and each
-        is held twice per entry (the key, and the index's document table), so a 32-character
-        uuid cost ~250 B per invocation of the memory budget."""
-        entries = (self._writes.history_entry(history, secrets.token_urlsafe(8)) for history in histories)
-        return self._writes.history_batch(entries)
+        """The history script call storing ``histories``, each under a new random key (the
+        script skips an entry key that exists, so a re-send after a lost reply changes nothing)."""
+        return self._writes.history_batch(self._writes.history_entry(history) for history in histories)
 
     def _record(
         self,

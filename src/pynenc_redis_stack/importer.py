@@ -22,6 +22,7 @@ import redis
 from pynenc.runner.runner_context import RunnerContext
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
+from pynenc_redis_stack import relations, timeline
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import RedisStackError, check_batch_size
@@ -123,12 +124,18 @@ def _target(
         conf = target
         namespace = Namespace(str(conf.redis_stack_namespace))
 
-        return _Target(
-            namespace,
-            schemas,
-            namespace.for_app(target_app_id or app_id),
-            lambda: connect(conf, schemas, recheck=True),
-        )
+        keys = namespace.for_app(target_app_id or app_id)
+
+        def connect_and_mark() -> redis.Redis:
+            # Before the first write, as a backend's first use does: an app with nothing
+            # stored yet is marked complete, since every write below keeps its relation
+            # sets and history timeline (an app with older data waits for index migrate).
+            client = connect(conf, schemas, recheck=True)
+            relations.sets_complete(client, keys, schemas, namespace)
+            timeline.timeline_complete(client, keys, schemas, namespace)
+            return client
+
+        return _Target(namespace, schemas, keys, connect_and_mark)
     backend = target
     return _Target(
         backend.namespace,
@@ -137,8 +144,6 @@ def _target(
         lambda: backend.client,
     )
 
-
-# -- the import ------------------------------------------------------------------------------
 
 # -- the import ------------------------------------------------------------------------------
 
@@ -280,7 +285,7 @@ def _convert(
             # The list's key says whose history this is (pynenc-redis's batch write pushes one
             # entry JSON to every invocation's list), as get_history(<id>) reads it.
             history.invocation_id = ids[0]
-            entries.append(writes.history_entry(history, history_entry_id(position, raw_entry)))
+            entries.append(writes.imported_history_entry(history, history_entry_id(position, raw_entry)))
         if entries:  # Redis deletes empty lists, but a key may empty between TYPE and LRANGE
             batch.histories.append(entries)
         return len(entries)

@@ -233,7 +233,17 @@ class AppKeys:
         prefix = self._key(_HISTORY_LIST, "")
         return [prefix + key[start:] for key in invocation_keys]
 
-    def history(self, invocation_id: str, entry_id: str) -> str:
+    def history(self, entry_id: str) -> str:
+        """The key of a history entry written by the backend: ``entry_id`` is random and unique
+        in the app (which invocation it belongs to is in the document). The invocation id
+        is not in the key because each key is held twice per entry, in the keyspace and in
+        the index's document table (docs/performance.md, memory)."""
+        return self._key(DocumentKind.HISTORY, entry_id)
+
+    def imported_history(self, invocation_id: str, entry_id: str) -> str:
+        """The key of a history entry copied by ``import-redis`` (and of every entry written
+        before 0.4): ``entry_id`` is deterministic within the invocation, so a re-import
+        finds what it wrote."""
         return self._key(DocumentKind.HISTORY, invocation_id, entry_id)
 
     def history_prefix(self) -> str:

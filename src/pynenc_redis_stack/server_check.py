@@ -49,7 +49,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("SSCAN", "{key}", "0"),
     ("SREM", "{key}", "1"),
     ("PEXPIRE", "{key}", "1"),
-    # the broker (its scripts included) and the client data store
+    # sorted sets: the history timeline, the broker (its scripts included); the client data store
     ("ZADD", "{key}", "1", "1"),
     ("ZPOPMIN", "{key}"),
     ("ZREM", "{key}", "1"),

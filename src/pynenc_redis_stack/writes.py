@@ -9,6 +9,7 @@ imported store holds exactly what the backend would have written.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -69,11 +70,21 @@ class DocumentWrites:
         )
         batch.add(self.keys.invocation(inv.invocation_id), document, dict(call.serialized_arguments))
 
-    def history_entry(self, history: InvocationHistory, entry_id: str) -> HistoryEntry:
-        """Return the validated document of a history entry, stored under ``entry_id``."""
+    def history_entry(self, history: InvocationHistory) -> HistoryEntry:
+        """Return the validated document of a new history entry, under a new random key.
+
+        96 random bits (16 characters): unique in the app, and a re-send of the history
+        script after a lost reply finds its own keys and changes nothing.
+        """
+        document = docs.validated(self.schemas.history, docs.history_document(self.keys.app_id, history))
+        return HistoryEntry(history.invocation_id, self.keys.history(secrets.token_urlsafe(12)), document)
+
+    def imported_history_entry(self, history: InvocationHistory, entry_id: str) -> HistoryEntry:
+        """Return the validated document of a copied history entry, under the deterministic
+        ``entry_id`` within its invocation (see :meth:`AppKeys.imported_history`)."""
         document = docs.validated(self.schemas.history, docs.history_document(self.keys.app_id, history))
         invocation_id = history.invocation_id
-        return HistoryEntry(invocation_id, self.keys.history(invocation_id, entry_id), document)
+        return HistoryEntry(invocation_id, self.keys.imported_history(invocation_id, entry_id), document)
 
     def history_batch(self, entries: Iterable[HistoryEntry]) -> HistoryBatch:
         """Return the history script call storing ``entries`` (in this order: their ``seq``)."""

@@ -267,8 +267,10 @@ def _expected_deleted(backend: RedisStackStateBackend, before: set[str]) -> set[
             keys.result(invocation_id),
             keys.exception(invocation_id),
         }
-        history_prefix = keys.history(invocation_id, "")
-        expected |= {k for k in before if k.startswith(history_prefix)}
+    # History entry keys do not name their invocation: the documents do.
+    entry_keys = [k for k in before if k.startswith(keys.history_prefix())]
+    owners = backend.client.json().mget(entry_keys, "$.invocation_id") if entry_keys else []
+    expected |= {k for k, owner in zip(entry_keys, owners, strict=True) if owner and owner[0] in OLD_IDS}
     for workflow_id, sub in SUB_INVOCATIONS:
         if sub in OLD_IDS:
             expected.add(keys.workflow_sub_invocation(workflow_id, sub))

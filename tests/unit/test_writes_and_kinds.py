@@ -29,7 +29,8 @@ def test_every_document_kind_is_covered_by_exactly_one_index() -> None:
     ("kind", "key"),
     [
         (DocumentKind.INVOCATION, KEYS.invocation("i")),
-        (DocumentKind.HISTORY, KEYS.history("i", "e")),
+        (DocumentKind.HISTORY, KEYS.history("e")),
+        (DocumentKind.HISTORY, KEYS.imported_history("i", "e")),
         (DocumentKind.RESULT, KEYS.result("i")),
         (DocumentKind.EXCEPTION, KEYS.exception("i")),
         (DocumentKind.RUNNER_CONTEXT, KEYS.runner_context("r")),
