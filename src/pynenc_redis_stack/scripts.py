@@ -324,11 +324,12 @@ class HistoryBatch:
             "status_ts": entry["ts"],
             "history_list": True,
         }
+        document = dumps(entry)  # first: it names a value JSON cannot carry
         listed = listed_entry(entry)
         self.keys.extend((invocation_key, entry_key, list_key))
         self.args.extend(
             (
-                dumps(entry),
+                document,
                 listed,
                 str(entry["ts"]),
                 dumps(entry["status"]),

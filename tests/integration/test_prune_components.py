@@ -11,6 +11,7 @@ here only; the code under test finds everything through indexes and the apps' ow
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -136,13 +137,21 @@ def app_keys(client: redis.Redis, app_id: str) -> dict[str, str]:
 
 
 def keys_naming(keys: dict[str, str], client: redis.Redis, invocation_ids: list[str]) -> set[str]:
-    """The keys whose name, or whose sorted-set members, name one of ``invocation_ids``."""
+    """The keys whose name, history entry document, or sorted-set members (broker entries,
+    history timeline members) name one of ``invocation_ids``."""
     segments = [encode_segment(i) for i in invocation_ids]
     named = {key for key in keys if any(segment in key for segment in segments)}
     for key in keys:
-        if client.type(key) == "zset":
+        key_type = client.type(key)
+        if key_type == "ReJSON-RL" and ":history:" in key:
+            if client.json().get(key, "$.invocation_id") in ([i] for i in invocation_ids):
+                named.add(key)
+        elif key_type == "zset":
             members = [str(member) for member in client.zrange(key, 0, -1)]
-            if any(member.endswith(":" + i) for member in members for i in invocation_ids):
+            timeline = [json.loads(member[12:])[0] for member in members if member[12:13] == "["]
+            if any(member.endswith(":" + i) for member in members for i in invocation_ids) or (
+                set(timeline) & set(invocation_ids)
+            ):
                 named.add(key)
     return named
 
@@ -246,7 +255,12 @@ def test_purge_app_of_one_app_leaves_the_other_intact(
     purge_app(backend.client, backend.namespace, ours.app.app_id, page_size=2)
 
     left = app_keys(redis_client, ours.app.app_id)
-    assert set(left) <= {ours.keys.app_info(), ours.keys.relation_sets_complete()}  # its registration
+    # its registration, and what still holds: its relation sets and timeline are complete
+    assert set(left) <= {
+        ours.keys.app_info(),
+        ours.keys.relation_sets_complete(),
+        ours.keys.history_timeline_complete(),
+    }
     assert app_keys(redis_client, neighbour.app.app_id) == neighbour_before
     neighbour_orchestrator = neighbour.app.orchestrator
     assert neighbour_orchestrator.get_invocation_status(InvocationId(neighbour.finished[0])) is S.SUCCESS
