@@ -106,11 +106,6 @@ def index_info(client: redis.Redis, name: str) -> dict[str, Any] | None:
         raise
 
 
-def list_indexes(client: redis.Redis) -> list[str]:
-    """Return every physical index name on the server (``FT._LIST``)."""
-    return [str(name) for name in run(client, "FT._LIST")]
-
-
 def is_indexing(info: Mapping[str, Any]) -> bool:
     """Tell whether ``FT.INFO`` shows a backfill in progress."""
     return str(info.get("indexing", "0")) not in ("0", "0.0")

@@ -35,7 +35,7 @@ from pynenc_tests.conftest import MockPynenc
 
 from pynenc_redis_stack.errors import ConcurrencyLockTimeoutError
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
-from pynenc_redis_stack.orchestrator.orchestrator import concurrency_digest
+from pynenc_redis_stack.orchestrator.documents import concurrency_digest
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips, commandstats, delta

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+from pathlib import Path
 
 import pytest
 
-from pynenc_redis_stack.cli.main import main
+from pynenc_redis_stack.cli import format_table
+from pynenc_redis_stack.cli.main import build_parser, main
 from pynenc_redis_stack.cli.progress import ProgressBar
 
 CLOSED = "redis://127.0.0.1:1/0"
@@ -49,14 +52,90 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place() -> None:
     )
 
 
-@pytest.mark.parametrize("command", [["index", "status"], ["prune", "--older-than", "30d", "--app-id", "a"]])
+def _verbs(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every runnable command line of ``parser``: ``("server", "start")``, ``("prune",)``..."""
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        return [path]
+    return [verb for name, sub in groups[0].choices.items() for verb in _verbs(sub, (*path, name))]
+
+
+VERBS = _verbs(build_parser())
+
+
+def test_every_verb_is_listed() -> None:
+    assert set(VERBS) == {
+        ("server", "start"), ("server", "stop"), ("server", "status"), ("server", "url"),
+        ("index", "status"), ("index", "migrate"), ("index", "drop"), ("import-redis",), ("prune",),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_every_verb_takes_traceback(verb: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*verb, "--help"]) == 0
+    assert "--traceback" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb", [v for v in VERBS if v[0] != "server"], ids=" ".join)
+def test_every_configured_verb_takes_the_one_option_set(
+    verb: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*verb, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "connection and configuration (as pynenc resolves them)" in out
+    for option in ("--url", "--app", "--config-file", "--namespace"):
+        assert option in out
+
+
+UNREACHABLE = [
+    ["index", "status", "--url", CLOSED],
+    ["index", "migrate", "--url", CLOSED],
+    ["index", "drop", "--yes", "--url", CLOSED],
+    ["import-redis", "--app-id", "a", "--url", CLOSED, "--source-url", CLOSED],
+    ["prune", "--older-than", "30d", "--app-id", "a", "--url", CLOSED],
+]
+
+
+@pytest.mark.parametrize("command", UNREACHABLE, ids=lambda command: " ".join(command[:2]))
 def test_an_error_is_one_line_unless_traceback_is_asked(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main([*command, "--url", CLOSED]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("pynenc-redis-stack: ") and "127.0.0.1:1" in err
+    assert main(command) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith("pynenc-redis-stack: ")
+    assert "127.0.0.1:1" in captured.err and "Traceback" not in captured.out + captured.err
 
-    assert main(["--traceback", *command, "--url", CLOSED]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("Traceback (most recent call last)") and "ConnectionError" in err
+    for with_traceback in (["--traceback", *command], [*command, "--traceback"]):
+        assert main(with_traceback) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback (most recent call last)") and "ConnectionError" in err
+
+
+def test_a_server_verb_error_is_one_line_unless_traceback_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The data directory cannot be made (a file stands in its path): the error comes before
+    any server is looked for."""
+    (tmp_path / "file").touch()
+    command = ["server", "start", "--data-dir", str(tmp_path / "file" / "data")]
+    assert main(command) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("pynenc-redis-stack: ")
+    assert "Not a directory" in captured.err
+
+    for with_traceback in (["--traceback", *command], [*command, "--traceback"]):
+        assert main(with_traceback) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback (most recent call last)") and "NotADirectoryError" in err
+
+
+def test_the_status_table_aligns_numbers_and_their_header_right() -> None:
+    assert format_table(
+        [("ALIAS", "DOCS", "DETAIL"), ("ns:invocations", "200000", ""), ("ns:history", "7", "drifted")],
+        right_aligned={1},
+    ) == [
+        "ALIAS             DOCS  DETAIL",
+        "ns:invocations  200000",
+        "ns:history           7  drifted",
+    ]

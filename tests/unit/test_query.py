@@ -114,7 +114,7 @@ def test_cursor_request_shape() -> None:
 
 
 def test_backend_builds_no_query_syntax_and_never_scans() -> None:
-    """Query syntax lives in query.py; the backend uses no keyspace scans or hand-kept sets."""
+    """Query syntax lives in query/; the backend uses no keyspace scans or hand-kept sets."""
     from pathlib import Path
 
     import pynenc_redis_stack.backend as backend
@@ -125,6 +125,22 @@ def test_backend_builds_no_query_syntax_and_never_scans() -> None:
     for call in ("scan", "keys(", "smembers", "sadd", "zadd", "zrange"):
         assert f".{call}" not in source.lower(), call
     assert "KEYS" not in source.replace("keys", "")
+
+
+def test_no_module_outside_query_writes_query_syntax() -> None:
+    """Every query string and pipeline step of the package is built in query/, the one place
+    that escapes values; the other modules only pass values and field names to it."""
+    from pathlib import Path
+
+    import pynenc_redis_stack
+
+    package = Path(pynenc_redis_stack.__file__).parent
+    modules = [path for path in package.rglob("*.py") if path.parent.name != "query"]
+    assert len(modules) > 40
+    for path in modules:
+        source = path.read_text(encoding="utf-8")
+        for forbidden in ('"FILTER"', '"SORTBY"', '"GROUPBY"', '"PARAMS"', "@app_id", "DIALECT"):
+            assert forbidden not in source, (path.relative_to(package), forbidden)
 
 
 def test_load_paths_and_has_value() -> None:
@@ -161,8 +177,8 @@ def test_excluding_negates_a_conjunction_with_shared_parameters() -> None:
 
 
 def test_orchestrator_builds_no_query_syntax_and_never_scans() -> None:
-    """The orchestrator's modules, like the backend, leave query syntax to query.py (its Lua
-    scripts receive the commands query.py rendered)."""
+    """The orchestrator's modules, like the backend, leave query syntax to query/ (its Lua
+    scripts receive the commands query/ rendered)."""
     from pathlib import Path
 
     import pynenc_redis_stack.orchestrator as orchestrator

@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from pynenc_redis_stack import admin
-from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, fail, guarded
+from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, fail, format_table, guarded
 from pynenc_redis_stack.cli.options import (
+    add_batch_size,
     app_id_from_args,
     config_from_args,
     connection_options,
-    positive_int,
 )
 from pynenc_redis_stack.cli.progress import ProgressBar
 from pynenc_redis_stack.importer import DEFAULT_BATCH_SIZE, KINDS, ImportReport
@@ -36,11 +36,7 @@ def format_import(report: ImportReport) -> list[str]:
     for kind in KINDS:
         row = (kind, str(report.found[kind]))
         rows.append(row if report.dry_run else (*row, str(report.written[kind])))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
-        for row in rows
-    ]
+    lines = format_table(rows, right_aligned=range(1, len(header)))
     if report.unchanged:
         lines.append(f"history entries already imported, left as they were: {report.unchanged}")
     lines.append(f"derived keys (sets rebuilt by the indexes, not copied): {report.derived_keys}")
@@ -111,10 +107,5 @@ def add_parser(subparsers: SubParsers) -> None:
     )
     command.add_argument("--target-app-id", help="write the documents for this app id instead")
     command.add_argument("--dry-run", action="store_true", help="count what would be copied; write nothing")
-    command.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"source keys per batch (default {DEFAULT_BATCH_SIZE})",
-    )
+    add_batch_size(command, DEFAULT_BATCH_SIZE, "source keys")
     command.set_defaults(handler=_import)

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from pynenc_redis_stack import admin
-from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, fail, guarded, usage_handler
+from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, add_group, fail, format_table, guarded
 from pynenc_redis_stack.cli.options import config_from_args, connection_options, positive_float
 from pynenc_redis_stack.cli.progress import ProgressBar
 from pynenc_redis_stack.lifecycle import Action, IndexState, IndexStatus, MigrationReport
@@ -48,16 +48,7 @@ def format_status(statuses: Sequence[IndexStatus]) -> list[str]:
         )
         for status in statuses
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(STATUS_HEADER))]
-    numeric = {4, 5}
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(widths[i]) if i in numeric and row is not STATUS_HEADER else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return lines
+    return format_table(rows, right_aligned={4, 5})
 
 
 def format_migration(report: MigrationReport) -> list[str]:
@@ -117,9 +108,7 @@ def add_parser(subparsers: SubParsers) -> None:
         default=None,
         help="folder of schema files to compare with (default: the installed schemas/)",
     )
-    group = subparsers.add_parser("index", help="see, migrate and drop the RediSearch indexes")
-    group.set_defaults(handler=usage_handler(group))
-    verbs = group.add_subparsers(dest="verb", metavar="<verb>")
+    verbs = add_group(subparsers, "index", help="see, migrate and drop the RediSearch indexes")
 
     status = verbs.add_parser(
         "status", parents=[common], help="one line per index; exit 1 unless every index is ok"

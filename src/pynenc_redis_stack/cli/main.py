@@ -6,8 +6,8 @@ it registers the group and sets ``handler`` (``args -> exit code``) on every
 verb. Add a group by appending its ``add_parser`` to ``GROUPS``.
 
 Exit codes: 0 ok, 1 server or runtime failure, 2 bad input. Errors print as one line;
-``--traceback`` (before the group: ``pynenc-redis-stack --traceback index migrate``) prints
-the full traceback instead.
+``--traceback`` (after any verb, or before the group: ``pynenc-redis-stack --traceback index
+migrate``) prints the full traceback instead.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from pynenc_redis_stack.cli import (
     EXIT_USAGE,
+    TRACEBACK_HELP,
     Handler,
     SubParsers,
     import_commands,
@@ -44,12 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pynenc-redis-stack",
         description="Tools for the pynenc Redis Stack state backend.",
     )
-    parser.add_argument(
-        "--traceback", action="store_true", help="on an error, print the traceback instead of one line"
-    )
+    parser.add_argument("--traceback", action="store_true", help=TRACEBACK_HELP)
     subparsers = parser.add_subparsers(dest="group", metavar="<group>")
-    for add_group in GROUPS:
-        add_group(subparsers)
+    for register in GROUPS:
+        register(subparsers)
     return parser
 
 

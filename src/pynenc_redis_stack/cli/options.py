@@ -1,11 +1,14 @@
 """The options every server command shares: where the configuration comes from (as pynenc
-resolves it) and the overrides, parsed into the backend configuration."""
+resolves it) and the overrides, parsed into the backend configuration; and the number types
+of the options."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from pynenc_redis_stack.admin import load_config, resolve_app_id
+from pynenc_redis_stack.cli import verb_options
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 
 
@@ -14,7 +17,7 @@ def connection_options(*, app_id: bool = False) -> argparse.ArgumentParser:
 
     :param app_id: Also take ``--app-id`` (commands that work on one app's documents).
     """
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, parents=[verb_options()])
     group = common.add_argument_group("connection and configuration (as pynenc resolves them)")
     if app_id:
         group.add_argument(
@@ -32,6 +35,13 @@ def connection_options(*, app_id: bool = False) -> argparse.ArgumentParser:
     return common
 
 
+def add_batch_size(command: argparse.ArgumentParser, default: int, unit: str) -> None:
+    """Add ``--batch-size`` (a positive integer) to ``command``: ``unit`` per batch."""
+    command.add_argument(
+        "--batch-size", type=positive_int, default=default, help=f"{unit} per batch (default {default})"
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> ConfigStateBackendRedisStack:
     """Return the backend configuration the options describe."""
     return load_config(url=args.url, app=args.app, config_file=args.config_file, namespace=args.namespace)
@@ -42,12 +52,16 @@ def app_id_from_args(args: argparse.Namespace) -> str:
     return resolve_app_id(args.app_id, args.app, args.config_file)
 
 
+def _number[N: (int, float)](value: str, convert: Callable[[str], N], noun: str) -> N:
+    try:
+        return convert(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {noun}: {value!r}") from None
+
+
 def positive_int(value: str) -> int:
     """Parse a positive integer for argparse."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    number = _number(value, int, "an integer")
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
     return number
@@ -55,10 +69,15 @@ def positive_int(value: str) -> int:
 
 def positive_float(value: str) -> float:
     """Parse a positive number of seconds for argparse."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    number = _number(value, float, "a number")
     if number <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {value}")
     return number
+
+
+def port_number(value: str) -> int:
+    """Parse a TCP port (1-65535) for argparse."""
+    port = _number(value, int, "a port number")
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
+    return port

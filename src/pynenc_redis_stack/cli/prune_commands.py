@@ -20,12 +20,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from pynenc_redis_stack import admin
-from pynenc_redis_stack.cli import EXIT_OK, EXIT_USAGE, SubParsers, fail, guarded
+from pynenc_redis_stack.cli import EXIT_OK, EXIT_USAGE, SubParsers, fail, format_table, guarded
 from pynenc_redis_stack.cli.options import (
+    add_batch_size,
     app_id_from_args,
     config_from_args,
     connection_options,
-    positive_int,
 )
 from pynenc_redis_stack.cli.progress import ProgressBar
 from pynenc_redis_stack.errors import PruneRefusedError
@@ -62,8 +62,7 @@ def format_prune(report: PruneReport) -> list[str]:
     header = ("KIND", "WOULD DELETE" if report.dry_run else "DELETED")
     counts = {str(kind): count for kind, count in report.counts().items()} | report.other_counts()
     rows = [header, *((kind, str(count)) for kind, count in counts.items())]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    lines = [f"{row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}" for row in rows]
+    lines = format_table(rows, right_aligned={1})
     lines.append(f"workflow runs kept (still referenced by newer invocations): {report.workflows_kept}")
     if report.skipped:
         lines.append(f"invocations kept because they got a newer status meanwhile: {report.skipped}")
@@ -134,10 +133,5 @@ def add_parser(subparsers: SubParsers) -> None:
         help="allow a duration of 0 (everything up to now); alone, delete every finished invocation",
     )
     command.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
-    command.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"invocations per batch (default {DEFAULT_BATCH_SIZE})",
-    )
+    add_batch_size(command, DEFAULT_BATCH_SIZE, "invocations")
     command.set_defaults(handler=_prune)

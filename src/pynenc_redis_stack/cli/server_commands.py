@@ -11,32 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pynenc_redis_stack.cli import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    SubParsers,
-    fail,
-    usage_handler,
-)
-from pynenc_redis_stack.errors import EmbeddedServerError
+from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, add_group, fail, guarded, verb_options
+from pynenc_redis_stack.cli.options import port_number
 from pynenc_redis_stack.server import EmbeddedRedisStack, ServerStatus
-
-
-def _port(value: str) -> int:
-    """
-    Parse a TCP port for argparse.
-
-    :param value: Raw argument.
-    :return: The port.
-    :raises argparse.ArgumentTypeError: If it is not an integer in 1-65535.
-    """
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
-    return port
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -45,20 +22,17 @@ def add_parser(subparsers: SubParsers) -> None:
 
     :param subparsers: The top-level subparsers of the CLI.
     """
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, parents=[verb_options()])
     common.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help="server data directory (default: $PYNENC_REDIS_STACK_HOME or ~/.cache/pynenc-redis-stack)",
     )
-    group = subparsers.add_parser("server", help="run a local Redis Stack (Redis + RediSearch + RedisJSON)")
-    # Verb handlers override this one; it only runs for a bare "server".
-    group.set_defaults(handler=usage_handler(group))
-    verbs = group.add_subparsers(dest="verb", metavar="<verb>")
+    verbs = add_group(subparsers, "server", help="run a local Redis Stack (Redis + RediSearch + RedisJSON)")
 
     start = verbs.add_parser("start", parents=[common], help="start the server and print its URL")
-    start.add_argument("--port", type=_port, default=None, help="port on 127.0.0.1 (default: free)")
+    start.add_argument("--port", type=port_number, default=None, help="port on 127.0.0.1 (default: free)")
     start.add_argument(
         "--no-persist",
         dest="persist",
@@ -85,22 +59,17 @@ def _stack(args: argparse.Namespace, persistent: bool = True) -> EmbeddedRedisSt
     return EmbeddedRedisStack(args.data_dir, persistent=persistent)
 
 
+@guarded
 def _start(args: argparse.Namespace) -> int:
     """Start the server; print its URL."""
-    try:
-        url = _stack(args, persistent=args.persist).start(port=args.port)
-    except EmbeddedServerError as exc:
-        return fail(str(exc))
-    print(url)
+    print(_stack(args, persistent=args.persist).start(port=args.port))
     return EXIT_OK
 
 
+@guarded
 def _stop(args: argparse.Namespace) -> int:
     """Stop the server; not running is not an error (stop is idempotent)."""
-    try:
-        stopped = _stack(args).stop()
-    except EmbeddedServerError as exc:
-        return fail(str(exc))
+    stopped = _stack(args).stop()
     print("stopped" if stopped else "not running")
     return EXIT_OK
 
@@ -125,6 +94,7 @@ def _format_status(status: ServerStatus) -> list[str]:
     return lines
 
 
+@guarded
 def _status(args: argparse.Namespace) -> int:
     """Print the server status; exit 1 when it is not running."""
     status = _stack(args).status()
@@ -132,6 +102,7 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK if status.running else EXIT_FAILURE
 
 
+@guarded
 def _url(args: argparse.Namespace) -> int:
     """Print just the URL; exit 1 when the server is not running."""
     url = _stack(args).url()

@@ -10,7 +10,6 @@ what won, so two runners claiming one invocation cannot both succeed.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from pynenc import context
 from pynenc.conf.config_task import ConcurrencyControlType
 from pynenc.identifiers.invocation_id import InvocationId
@@ -40,6 +38,12 @@ from pynenc_redis_stack.documents import dumps, from_micros, validated
 from pynenc_redis_stack.errors import ConcurrencyLockTimeoutError
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
 from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
+from pynenc_redis_stack.orchestrator.documents import (
+    argument_pair_tag,
+    concurrency_digest,
+    running_slot_of,
+    status_record_of,
+)
 from pynenc_redis_stack.orchestrator.scripts import call, json_text
 from pynenc_redis_stack.orchestrator.store import OrchestratorStore
 
@@ -56,41 +60,6 @@ MAX_STATUS_ATTEMPTS = 100
 """Compare-and-set attempts of one status change. Each lost attempt means another transition
 of the same invocation came in between; every status chain is short and ends in a final status
 (which refuses further transitions), so this bound is only a guard against a livelock."""
-
-
-def argument_pair_tag(name: str, serialized_value: str) -> str:
-    """Return the tag that stands for one (argument name, serialized value) pair.
-
-    A digest, not the value: serialized arguments may be megabytes long, and a fixed-width
-    hexadecimal tag needs no escaping anywhere.
-    """
-    return hashlib.sha256(orjson.dumps([name, serialized_value])).hexdigest()
-
-
-def concurrency_digest(key_arguments: dict[str, str] | None) -> str:
-    """The digest naming one concurrency slot of a task: its key arguments (none: the task)."""
-    return hashlib.sha256(orjson.dumps(sorted((key_arguments or {}).items()))).hexdigest()
-
-
-def running_slot_of(invocation: DistributedInvocation[Any, Any]) -> dict[str, str]:
-    """``{"running_slot": digest}`` for a task with running concurrency, else nothing."""
-    concurrency = invocation.task.conf.running_concurrency
-    if concurrency == ConcurrencyControlType.DISABLED:
-        return {}
-    return {
-        "running_slot": concurrency_digest(
-            invocation.call.serialized_args_for_concurrency_control(concurrency)
-        )
-    }
-
-
-def status_record_of(document: Document) -> InvocationStatusRecord:
-    """Return the status record stored in an orchestrator invocation document."""
-    return InvocationStatusRecord(
-        status=InvocationStatus(document["status"]),
-        runner_id=document.get("runner_id"),
-        timestamp=from_micros(int(document["status_ts"])),
-    )
 
 
 class RedisStackOrchestrator(BaseOrchestrator):
