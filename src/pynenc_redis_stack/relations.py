@@ -17,75 +17,30 @@ app in its sets and written the app's completeness key, the backend answers thro
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import orjson
 import redis
 
 from pynenc_redis_stack import query
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.executor import index_info
+from pynenc_redis_stack.backfill import BackfillReport, Rows, complete_or_empty, fill_apps
 from pynenc_redis_stack.keys import AppKeys, Namespace
 from pynenc_redis_stack.schema import Schemas
 from pynenc_redis_stack.scripts import BACKFILL_RELATIONS, Script
-from pynenc_redis_stack.search import iter_cursor
-
-logger = logging.getLogger(__name__)
-
-BACKFILL_BATCH = 500
-"""Invocations per backfill script call (each call blocks the server for its duration)."""
 
 _backfill = Script(BACKFILL_RELATIONS, repeatable=True)
 
 
 def sets_complete(client: redis.Redis, keys: AppKeys, schemas: Schemas, namespace: Namespace) -> bool:
-    """Tell whether the app's relation sets hold every invocation; say so for a new app.
-
-    An app without any invocation is complete by definition: every invocation it gets is
-    written by the upsert script, which keeps the sets. One ``EXISTS`` when the key is there.
-    """
-    if run(client, "EXISTS", keys.relation_sets_complete()):
-        return True
-    request = query.Search(
-        namespace.alias(schemas.invocations),
-        query.where(schemas.invocations, keys.app_id),
-        limit=0,
-        keys_only=True,
+    """Tell whether the app's relation sets hold every invocation; say so for a new app (see
+    :func:`~pynenc_redis_stack.backfill.complete_or_empty`)."""
+    stale = (
+        "has invocations stored before relation sets existed (pynenc-redis-stack < 0.3): children, "
+        "parent-event and workflow lookups go through the index"
     )
-    if int(run(client, *request.args())[0]) == 0:
-        run(client, "SET", keys.relation_sets_complete(), "1")
-        return True
-    logger.warning(
-        "App %r has invocations stored before relation sets existed (pynenc-redis-stack < 0.3): "
-        "children, parent-event and workflow lookups go through the index until "
-        "'pynenc-redis-stack index migrate' has filled the sets.",
-        keys.app_id,
+    return complete_or_empty(
+        client, namespace, schemas.invocations, keys, keys.relation_sets_complete(), stale
     )
-    return False
-
-
-@dataclass
-class BackfillReport:
-    """What :func:`backfill` did: invocations put in their sets, per app."""
-
-    invocations: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.invocations.values())
-
-
-def _apps_to_fill(client: redis.Redis, namespace: Namespace, schemas: Schemas) -> Iterator[str]:
-    request = query.Aggregate(
-        namespace.alias(schemas.invocations), query.Filter(schemas.invocations), query.group_by("app_id")
-    )
-    for rows in iter_cursor(client, request, 1000):
-        for row in rows:
-            app_id = str(row["app_id"])
-            if not run(client, "EXISTS", namespace.for_app(app_id).relation_sets_complete()):
-                yield app_id
 
 
 def backfill(
@@ -101,28 +56,22 @@ def backfill(
 
     :param heartbeat: Called after every batch (``index migrate`` keeps its lock alive).
     """
-    report = BackfillReport()
-    spec = schemas.invocations
-    if index_info(client, namespace.alias(spec)) is None:
-        return report  # no index yet (a dry run before creating it): no invocation to find
-    for app_id in list(_apps_to_fill(client, namespace, schemas)):
-        keys = namespace.for_app(app_id)
-        request = query.Aggregate(
-            namespace.alias(spec), query.where(spec, app_id), query.load_fields("invocation_id")
-        )
+
+    def add(keys: AppKeys, rows: Rows) -> int:
+        ids = [str(row["invocation_id"]) for row in rows]
         prefixes = orjson.dumps(keys.relation_prefixes()).decode()
-        count = 0
-        for rows in iter_cursor(client, request, BACKFILL_BATCH):
-            ids = [str(row["invocation_id"]) for row in rows]
-            if dry_run:
-                count += len(ids)
-                continue
-            invocation_keys = [keys.invocation(invocation_id) for invocation_id in ids]
-            replies = _backfill.run_in(client.pipeline(transaction=False), invocation_keys, [prefixes, *ids])
-            count += int(replies[-1])
-            if heartbeat is not None:
-                heartbeat()
-        if not dry_run:
-            run(client, "SET", keys.relation_sets_complete(), "1")
-        report.invocations[app_id] = count
-    return report
+        invocation_keys = [keys.invocation(invocation_id) for invocation_id in ids]
+        return int(
+            _backfill.run_in(client.pipeline(transaction=False), invocation_keys, [prefixes, *ids])[-1]
+        )
+
+    return fill_apps(
+        client,
+        namespace,
+        schemas.invocations,
+        AppKeys.relation_sets_complete,
+        query.load_fields("invocation_id"),
+        add,
+        dry_run=dry_run,
+        heartbeat=heartbeat,
+    )

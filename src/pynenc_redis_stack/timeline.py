@@ -18,51 +18,32 @@ an app and written the app's completeness key, the backend reads ranges through 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import redis
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
-from pynenc_redis_stack.client import run, run_raw
-from pynenc_redis_stack.executor import index_info
+from pynenc_redis_stack.backfill import BackfillReport, Rows, complete_or_empty, fill_apps
+from pynenc_redis_stack.client import run_raw
 from pynenc_redis_stack.keys import AppKeys, Namespace
 from pynenc_redis_stack.schema import Schemas
 from pynenc_redis_stack.scripts import BACKFILL_TIMELINE, Script
-from pynenc_redis_stack.search import iter_cursor
-
-logger = logging.getLogger(__name__)
-
-BACKFILL_BATCH = 500
-"""Entries per backfill script call (each call blocks the server for its duration)."""
 
 _backfill = Script(BACKFILL_TIMELINE, repeatable=True)
 
 
 def timeline_complete(client: redis.Redis, keys: AppKeys, schemas: Schemas, namespace: Namespace) -> bool:
-    """Tell whether the app's timeline holds every history entry; say so for a new app.
-
-    An app without any history entry is complete by definition: every entry it gets is
-    written by the history script, which adds it. One ``EXISTS`` when the key is there.
-    """
-    if run(client, "EXISTS", keys.history_timeline_complete()):
-        return True
-    request = query.Search(
-        namespace.alias(schemas.history), query.where(schemas.history, keys.app_id), limit=0, keys_only=True
+    """Tell whether the app's timeline holds every history entry; say so for a new app (see
+    :func:`~pynenc_redis_stack.backfill.complete_or_empty`)."""
+    stale = (
+        "has history stored before the history timeline existed (pynenc-redis-stack < 0.4): time "
+        "ranges are read through the index"
     )
-    if int(run(client, *request.args())[0]) == 0:
-        run(client, "SET", keys.history_timeline_complete(), "1")
-        return True
-    logger.warning(
-        "App %r has history stored before the history timeline existed (pynenc-redis-stack < 0.4): "
-        "time ranges are read through the index until 'pynenc-redis-stack index migrate' has "
-        "filled the timeline.",
-        keys.app_id,
+    return complete_or_empty(
+        client, namespace, schemas.history, keys, keys.history_timeline_complete(), stale
     )
-    return False
 
 
 def iter_range(
@@ -133,35 +114,13 @@ def _after(
     return later, len(members) < count
 
 
-@dataclass
-class TimelineReport:
-    """What :func:`backfill` did: history entries added to each app's timeline."""
-
-    entries: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.entries.values())
-
-
-def _apps_to_fill(client: redis.Redis, namespace: Namespace, schemas: Schemas) -> Iterator[str]:
-    request = query.Aggregate(
-        namespace.alias(schemas.history), query.Filter(schemas.history), query.group_by("app_id")
-    )
-    for rows in iter_cursor(client, request, 1000):
-        for row in rows:
-            app_id = str(row["app_id"])
-            if not run(client, "EXISTS", namespace.for_app(app_id).history_timeline_complete()):
-                yield app_id
-
-
 def backfill(
     client: redis.Redis,
     namespace: Namespace,
     schemas: Schemas,
     dry_run: bool = False,
     heartbeat: Callable[[], None] | None = None,
-) -> TimelineReport:
+) -> BackfillReport:
     """Add every history entry of every app without a complete timeline to it, then mark the
     app complete. Safe to run again and alongside writers and prune: the script adds an entry
     only while its document exists and no member of its seq is there. With ``dry_run``, only
@@ -169,37 +128,28 @@ def backfill(
 
     :param heartbeat: Called after every batch (``index migrate`` keeps its lock alive).
     """
-    report = TimelineReport()
-    spec = schemas.history
-    if index_info(client, namespace.alias(spec)) is None:
-        return report  # no index yet (a dry run before creating it): no entry to find
-    for app_id in list(_apps_to_fill(client, namespace, schemas)):
-        keys = namespace.for_app(app_id)
-        request = query.Aggregate(
-            namespace.alias(spec), query.where(spec, app_id), (*query.LOAD_KEY, *query.LOAD_DOCUMENT)
-        )
-        count = 0
-        for rows in iter_cursor(client, request, BACKFILL_BATCH):
-            if dry_run:
-                count += len(rows)
-                continue
-            entry_keys: list[str] = []
-            args: list[str] = []
-            for row in rows:
-                entry = docs.loads(row["doc"])
-                seq = entry.pop("seq")
-                entry_keys.append(row["__key"])
-                args.extend((str(entry["ts"]), f"{seq:0{docs.TIMELINE_SEQ_DIGITS}x}", _member(entry)))
-            replies = _backfill.run_in(
-                client.pipeline(transaction=False), [keys.history_timeline(), *entry_keys], args
-            )
-            count += int(replies[-1])
-            if heartbeat is not None:
-                heartbeat()
-        if not dry_run:
-            run(client, "SET", keys.history_timeline_complete(), "1")
-        report.entries[app_id] = count
-    return report
+
+    def add(keys: AppKeys, rows: Rows) -> int:
+        entry_keys: list[str] = []
+        args: list[str] = []
+        for row in rows:
+            entry = docs.loads(row["doc"])
+            seq = entry.pop("seq")
+            entry_keys.append(row["__key"])
+            args.extend((str(entry["ts"]), f"{seq:0{docs.TIMELINE_SEQ_DIGITS}x}", _member(entry)))
+        timeline_and_entries = [keys.history_timeline(), *entry_keys]
+        return int(_backfill.run_in(client.pipeline(transaction=False), timeline_and_entries, args)[-1])
+
+    return fill_apps(
+        client,
+        namespace,
+        schemas.history,
+        AppKeys.history_timeline_complete,
+        (*query.LOAD_KEY, *query.LOAD_DOCUMENT),
+        add,
+        dry_run=dry_run,
+        heartbeat=heartbeat,
+    )
 
 
 def _member(entry: docs.Document) -> str:

@@ -150,13 +150,13 @@ def test_a_store_without_relation_sets_is_read_through_the_index_until_backfille
 
     # what an operator runs: `pynenc-redis-stack index migrate` (a dry run first)
     dry = admin.index_migrate(legacy.conf, dry_run=True, out=io.StringIO())
-    assert dry.relation_sets is not None and dry.relation_sets.invocations[app_id] == 30
+    assert dry.relation_sets is not None and dry.relation_sets.per_app[app_id] == 30
     assert f"relation sets of app {app_id!r}: would add 30 invocations" in format_migration(dry)
     assert not redis_client.exists(legacy.keys.relation_set("parent_invocation_id", "the-parent"))
     report = admin.index_migrate(legacy.conf)
-    assert report.relation_sets is not None and report.relation_sets.invocations[app_id] == 30
+    assert report.relation_sets is not None and report.relation_sets.per_app[app_id] == 30
     again = admin.index_migrate(legacy.conf)
-    assert again.relation_sets is not None and app_id not in again.relation_sets.invocations  # done once
+    assert again.relation_sets is not None and app_id not in again.relation_sets.per_app  # done once
 
     filled = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
     measure = Measure(filled, redis_client, round_trips)

@@ -161,14 +161,14 @@ def test_a_store_without_a_timeline_is_read_through_the_index_until_backfilled(
 
     # what an operator runs: `pynenc-redis-stack index migrate` (a dry run first)
     dry = admin.index_migrate(legacy.conf, dry_run=True, out=io.StringIO())
-    assert dry.timeline is not None and dry.timeline.entries[app_id] == 30
+    assert dry.timeline is not None and dry.timeline.per_app[app_id] == 30
     assert f"history timeline of app {app_id!r}: would look at 30 entries" in format_migration(dry)
     assert not redis_client.exists(legacy.keys.history_timeline())
     writer._add_histories([InvocationId("late")], _history("late", BASE + timedelta(hours=1), "rc-late"))
     report = admin.index_migrate(legacy.conf)
-    assert report.timeline is not None and report.timeline.entries[app_id] == 30  # "late" was there
+    assert report.timeline is not None and report.timeline.per_app[app_id] == 30  # "late" was there
     again = admin.index_migrate(legacy.conf)
-    assert again.timeline is not None and app_id not in again.timeline.entries  # done once
+    assert again.timeline is not None and app_id not in again.timeline.per_app  # done once
     assert redis_client.zcard(legacy.keys.history_timeline()) == 31
 
     filled = _app(redis_url, app_id).state_backend

@@ -24,10 +24,9 @@ from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
 from pynenc_redis_stack.lifecycle.status import IndexStatus, index_status
 
 if TYPE_CHECKING:
+    from pynenc_redis_stack.backfill import BackfillReport
     from pynenc_redis_stack.keys import Namespace
-    from pynenc_redis_stack.relations import BackfillReport
     from pynenc_redis_stack.schema import IndexSpec
-    from pynenc_redis_stack.timeline import TimelineReport
 
 
 def inspect_indexes(
@@ -76,7 +75,7 @@ class DataFill:
     predate a structure beside the indexes get it filled (``admin.index_migrate``)."""
 
     relation_sets: BackfillReport | None = None
-    timeline: TimelineReport | None = None
+    timeline: BackfillReport | None = None
 
 
 @dataclass
@@ -96,7 +95,7 @@ class MigrationReport:
     relation_sets: BackfillReport | None = None
     """Invocations put in their relation sets, per app (``admin.index_migrate``; a dry run
     counts them)."""
-    timeline: TimelineReport | None = None
+    timeline: BackfillReport | None = None
     """History entries added to their app's timeline, per app (a dry run counts them)."""
 
     @property
@@ -104,8 +103,7 @@ class MigrationReport:
         """True when every index was already at its file version, with nothing to clean up,
         and every app's relation sets and timeline were complete."""
         return all(result.plan.action is Action.NONE for result in self.results) and not (
-            (self.relation_sets and self.relation_sets.invocations)
-            or (self.timeline and self.timeline.entries)
+            (self.relation_sets and self.relation_sets.per_app) or (self.timeline and self.timeline.per_app)
         )
 
     @property
