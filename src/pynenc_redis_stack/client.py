@@ -157,10 +157,10 @@ class Client(redis.Redis):
     def read_raw(self, *args: str) -> Any:
         """Send one read that names no index, its reply strings kept bytes (as :func:`run_raw`),
         on a pooled connection directly: the first attempt skips redis-py's per-command layer
-        (retry closure, response callbacks, its per-command metrics), a sixth of the time of
-        a ``JSON.GET`` as ``get_invocation`` sends it (docs/performance.md). Retries, server
-        errors and health checks are as :meth:`execute_command`'s; redis-py's
-        ``record_operation_duration`` is not called for it (the pool's metrics still are).
+        (retry closure, response callbacks, its per-command metrics), about a tenth of a
+        ``get_invocation`` call (docs/performance.md). Retries, server errors and health
+        checks are as :meth:`execute_command`'s; redis-py's ``record_operation_duration`` is
+        not called for it (the pool's connection metrics still are).
         """
         if self.connection is not None:  # a single-connection client: redis-py's path
             return run_raw(self, *args)

@@ -291,7 +291,9 @@ def test_a_stalled_invocation_read_is_sent_again(
     assert _calls(admin, "json.get") - reads >= 2  # the stalled one, then the re-send
 
 
-def test_a_stalled_invocation_read_without_retries_fails(request: pytest.FixtureRequest, faults: FaultServer) -> None:
+def test_a_stalled_invocation_read_without_retries_fails(
+    request: pytest.FixtureRequest, faults: FaultServer
+) -> None:
     backend = _backend(faults.url, unique_app_id(request), max_connection_attempts=1)
     invocation_id = InvocationId(min(_store(backend, 1)))
     sleeper = stall(faults)

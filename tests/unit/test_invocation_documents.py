@@ -25,7 +25,9 @@ WORKFLOWS = [
 ]
 
 
-def _pair(workflow: WorkflowIdentity | None, parent: str | None, event: str | None) -> tuple[InvocationDTO, CallDTO]:
+def _pair(
+    workflow: WorkflowIdentity | None, parent: str | None, event: str | None
+) -> tuple[InvocationDTO, CallDTO]:
     inv = InvocationDTO(
         invocation_id=InvocationId("inv-é \"'*?"),
         call_id=CALL_ID,
