@@ -186,7 +186,7 @@ class RedisStackStateBackend(BaseStateBackend):
         batch.run_in(self.client.pipeline(transaction=False))
 
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
-        raw = run_raw(self.client, "JSON.GET", self.keys.invocation(invocation_id))
+        raw = self.client.read_raw("JSON.GET", self.keys.invocation(invocation_id))
         if raw is None:
             return None
         document = docs.loads(raw)

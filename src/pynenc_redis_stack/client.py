@@ -120,6 +120,9 @@ def run_raw(target: redis.Redis, *args: str | int) -> Any:
     return target.execute_command(*args, **{NEVER_DECODE: []})  # type: ignore[no-untyped-call]
 
 
+_NEVER_DECODE: dict[str, Any] = {NEVER_DECODE: []}
+"""redis-py's option keeping reply strings bytes (never modified: redis-py copies options)."""
+
 NO_RETRY = Retry(NoBackoff(), 0)
 """One attempt: what a plain redis-py client (not a :class:`Client`) gets."""
 
@@ -151,11 +154,43 @@ class Client(redis.Redis):
             self.on_missing_index()
             return self._send(args, options)
 
-    def _send(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    def read_raw(self, *args: str) -> Any:
+        """Send one read that names no index, its reply strings kept bytes (as :func:`run_raw`),
+        on a pooled connection directly: the first attempt skips redis-py's per-command layer
+        (retry closure, response callbacks, its per-command metrics), about a tenth of a
+        ``get_invocation`` call (docs/performance.md). Retries, server errors and health
+        checks are as :meth:`execute_command`'s; redis-py's ``record_operation_duration`` is
+        not called for it (the pool's connection metrics still are).
+        """
+        if self.connection is not None:  # a single-connection client: redis-py's path
+            return run_raw(self, *args)
+        try:
+            return self._send(args, _NEVER_DECODE, self._pooled_read)
+        except redis.ResponseError as error:
+            raise_server_error(error)
+
+    def _pooled_read(self, args: tuple[Any, ...]) -> Any:
+        pool = self.connection_pool
+        connection = pool.get_connection()
+        try:
+            # both disconnect the connection themselves when they fail
+            connection.send_command(*args)  # type: ignore[no-untyped-call]
+            return connection.read_response(disable_decoding=True)
+        finally:
+            pool.release(connection)
+
+    def _send(
+        self,
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        first_attempt: Callable[[tuple[Any, ...]], Any] | None = None,
+    ) -> Any:
         send = redis.Redis.execute_command
         try:
             # The first attempt outside the retry loop: most calls succeed, and the loop's
             # frames cost a few percent of a sub-millisecond read.
+            if first_attempt is not None:
+                return first_attempt(args)
             return send(self, *args, **options)  # type: ignore[no-untyped-call]
         except (redis.ConnectionError, redis.TimeoutError) as error:
             if not is_repeatable(args):

@@ -143,12 +143,37 @@ def invocation_document(app_id: str, inv: InvocationDTO, call: CallDTO) -> Docum
 
 def invocation_from_document(doc: Document) -> tuple[InvocationDTO, CallDTO]:
     """Rebuild the DTO pair from an invocation document."""
+    workflow_id = doc.get("workflow_id")
+    arguments = dict(doc.get("serialized_arguments") or {})
+    if _DTOS_ARE_PLAIN:
+        task = _plain(TaskId, module=doc["task_module"], func_name=doc["task_func"])
+        call_id = _plain(CallId, task_id=task, args_id=doc["arguments_id"])
+        workflow = None
+        if workflow_id is not None:
+            workflow_type = _plain(
+                TaskId, module=doc["workflow_type_module"], func_name=doc["workflow_type_func"]
+            )
+            workflow = _plain(
+                WorkflowIdentity,
+                workflow_id=workflow_id,
+                workflow_type=workflow_type,
+                parent_workflow_id=doc.get("parent_workflow_id"),
+            )
+        inv = _plain(
+            InvocationDTO,
+            invocation_id=doc["invocation_id"],
+            call_id=call_id,
+            workflow=workflow,
+            parent_invocation_id=doc.get("parent_invocation_id"),
+            parent_event_id=doc.get("parent_event_id"),
+        )
+        return inv, _plain(CallDTO, call_id=call_id, serialized_arguments=arguments)
     task = TaskId(doc["task_module"], doc["task_func"])
     call_id = CallId(task_id=task, args_id=doc["arguments_id"])
     workflow = None
-    if doc.get("workflow_id") is not None:
+    if workflow_id is not None:
         workflow = WorkflowIdentity(
-            workflow_id=InvocationId(doc["workflow_id"]),
+            workflow_id=InvocationId(workflow_id),
             workflow_type=TaskId(doc["workflow_type_module"], doc["workflow_type_func"]),
             parent_workflow_id=_inv_id(doc.get("parent_workflow_id")),
         )
@@ -159,10 +184,44 @@ def invocation_from_document(doc: Document) -> tuple[InvocationDTO, CallDTO]:
         parent_invocation_id=_inv_id(doc.get("parent_invocation_id")),
         parent_event_id=doc.get("parent_event_id"),
     )
-    return inv, CallDTO(
-        call_id=call_id,
-        serialized_arguments=dict(doc.get("serialized_arguments") or {}),
+    return inv, CallDTO(call_id=call_id, serialized_arguments=arguments)
+
+
+_DTO_FIELDS: dict[type, set[str]] = {
+    TaskId: {"module", "func_name"},
+    CallId: {"task_id", "args_id"},
+    WorkflowIdentity: {"workflow_id", "workflow_type", "parent_workflow_id"},
+    InvocationDTO: {"invocation_id", "call_id", "workflow", "parent_invocation_id", "parent_event_id"},
+    CallDTO: {"call_id", "serialized_arguments"},
+}
+
+
+def _is_plain_dataclass(cls: type, fields: set[str]) -> bool:
+    """Whether ``cls`` is a dataclass with exactly ``fields``, kept in its instances'
+    ``__dict__``, whose constructor only stores them (no ``__post_init__``)."""
+    declared = getattr(cls, "__dataclass_fields__", None)
+    return (
+        declared is not None
+        and set(declared) == fields
+        and not hasattr(cls, "__slots__")
+        and not hasattr(cls, "__post_init__")
     )
+
+
+_DTOS_ARE_PLAIN = all(_is_plain_dataclass(cls, fields) for cls, fields in _DTO_FIELDS.items())
+
+
+def _plain[T](cls: type[T], **fields: Any) -> T:
+    """An instance of the frozen dataclass ``cls`` with ``fields`` stored directly.
+
+    A frozen dataclass's constructor sets each field through ``object.__setattr__``: for the
+    five objects of an invocation, 2 of the 5 µs :func:`invocation_from_document` took.
+    Only used when :data:`_DTOS_ARE_PLAIN` (pynenc's classes have the shape this module
+    knows); any other shape goes through the constructors.
+    """
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance
 
 
 def _inv_id(value: str | None) -> InvocationId | None:

@@ -271,6 +271,58 @@ def test_a_stalled_children_lookup_is_sent_again_and_answers_whole(
     assert _calls(admin, command) - reads >= 2  # the stalled one, then the re-send
 
 
+def test_a_stalled_invocation_read_is_sent_again(
+    loaded: tuple[RedisStackStateBackend, set[str]], faults: FaultServer
+) -> None:
+    """``get_invocation`` sends its ``JSON.GET`` on a pooled connection directly
+    (``Client.read_raw``); a timed-out first attempt goes through the retry policy."""
+    backend, ids = loaded
+    invocation_id = InvocationId(min(ids))
+    expected = backend._get_invocation(invocation_id)
+    admin = faults.admin()
+    reads = _calls(admin, "json.get")
+    sleeper = stall(faults)
+
+    found = backend.get_invocation(invocation_id)
+
+    sleeper.join()
+    assert expected is not None
+    assert (found.to_dto(), found.call.to_dto()) == expected
+    assert _calls(admin, "json.get") - reads >= 2  # the stalled one, then the re-send
+
+
+def test_a_stalled_invocation_read_without_retries_fails(
+    request: pytest.FixtureRequest, faults: FaultServer
+) -> None:
+    backend = _backend(faults.url, unique_app_id(request), max_connection_attempts=1)
+    invocation_id = InvocationId(min(_store(backend, 1)))
+    sleeper = stall(faults)
+
+    with pytest.raises(redis.TimeoutError):
+        backend._get_invocation(invocation_id)
+
+    sleeper.join()
+    assert backend._get_invocation(invocation_id) is not None  # the pool replaced the dropped connection
+
+
+def test_a_refused_invocation_read_raises_the_server_error_and_frees_its_connection(
+    request: pytest.FixtureRequest, faults: FaultServer
+) -> None:
+    """A server error on the direct read (a string where the invocation document belongs)
+    is raised as is, and its connection goes back to the pool: with a pool of one
+    connection, the next commands still get it."""
+    backend = _backend(faults.url, unique_app_id(request), redis_pool_max_connections=1)
+    stored = InvocationId(min(_store(backend, 1)))
+    backend.client.set(backend.keys.invocation("not-a-document"), "a string")
+
+    for _ in range(3):
+        with pytest.raises(redis.ResponseError):
+            backend._get_invocation(InvocationId("not-a-document"))
+
+    assert backend._get_invocation(stored) is not None
+    assert backend.client.ping()
+
+
 def test_a_whole_answer_restarts_after_a_stalled_cursor_read(
     loaded: tuple[RedisStackStateBackend, set[str]], faults: FaultServer
 ) -> None:
