@@ -1,7 +1,8 @@
 """What the benchmark measures besides wall time: Redis commands, round trips, memory.
 
 - Commands per call: the delta of ``INFO commandstats`` (``calls`` per command, ``info``
-  itself left out) over a few calls, divided by their number.
+  itself left out) around each of a few calls made for counting only (an ``INFO`` right
+  before a timed call would leave the server's caches cold for it), averaged.
 - Round trips per call: every request redis-py writes to a socket goes through
   ``AbstractConnection.send_packed_command`` exactly once (a pipeline or ``MULTI``/``EXEC``
   block is packed into one write), and each write is followed by reading its replies before
