@@ -127,9 +127,10 @@ def encode_segment(value: str) -> str:
     :raises InvalidDocumentError: If ``value`` holds a lone surrogate (no key can carry it:
         nothing can be stored under it, and a lookup is refused the same way).
     """
-    position = lone_surrogate(value)
-    if position is not None:
-        raise InvalidDocumentError(lone_surrogate_message("identifier", value, position))
+    if not value.isascii():  # an ASCII string has no surrogate (the common case, checked in C)
+        position = lone_surrogate(value)
+        if position is not None:
+            raise InvalidDocumentError(lone_surrogate_message("identifier", value, position))
     return value.replace("%", "%25").replace(":", "%3A")
 
 
@@ -215,7 +216,7 @@ class AppKeys:
         return ":".join(segments)
 
     def invocation(self, invocation_id: str) -> str:
-        return self._key(DocumentKind.INVOCATION, invocation_id)
+        return self._invocation_prefix + encode_segment(invocation_id)  # _key's, on the hot path
 
     def invocation_ids_of(self, keys: list[str]) -> list[str]:
         """Return the invocation ids of this app's invocation document keys (as the
