@@ -9,6 +9,7 @@ file with every number and the log-log plot. Exits 1 if any answer was wrong.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import random
 import sys
@@ -72,6 +73,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def balanced_orders(subjects: list[Subject]) -> list[tuple[Subject, ...]]:
+    """The orders the backends run in, one per repetition in turn: every permutation.
+
+    Alternating spreads drift and noise over all backends, but which call runs right before
+    matters too (the caches it leaves): with the order fixed (ours first), single-command
+    calls of 0.1-0.3 ms measured 1.1-1.4x pynenc-redis's where a loop alternating two
+    backends measured 0.94-1.05x; rotating the first backend still put ours right after
+    SQLite's call in two repetitions of three and pynenc-redis's right after ours (both on
+    redis-py) in two of three, and measured 1.04-1.18 where the two alone measured 0.88-0.96.
+    Over all permutations each backend follows each other equally often.
+    """
+    return list(itertools.permutations(subjects))
+
+
 COUNTED_CALLS = 20
 """Repetitions whose Redis commands are counted (``INFO commandstats`` before and after each)."""
 
@@ -94,12 +109,9 @@ def measure_call(
     trips: dict[str, int] = {s.name: 0 for s in runs}
     commands: dict[str, Counter[str]] = {s.name: Counter() for s in runs}
     checks: dict[str, CallResult] = {s.name: CallResult(summary=None) for s in runs}
+    orders = balanced_orders(runs)
     for rep, argument in enumerate(tqdm(arguments, desc=f"{spec.name} n={data.n}", unit="rep", leave=False)):
-        # alternating, so drift and noise spread over all of them; the first backend rotates,
-        # so none always runs right after the same other call (with the order fixed, ours
-        # first, single-command calls of 0.1-0.3 ms measured 1.1-1.4x pynenc-redis's where a
-        # loop alternating the order measured 0.94-1.05x, same code, same machine)
-        for subject in runs[rep % len(runs) :] + runs[: rep % len(runs)]:
+        for subject in orders[rep % len(orders)]:
             # The round-trip counter (client side) is active for every backend.
             with round_trips.counting():
                 started = time.perf_counter_ns()
@@ -148,8 +160,9 @@ def measure_pages(
                 pynmon_pages.register(subject, data, page)
             samples: dict[str, list[int]] = {s.name: [] for s in subjects}
             results = {s.name: CallResult(summary=None) for s in subjects}
-            for _ in tqdm(range(reps), desc=f"{page.name} n={data.n}", unit="rep", leave=False):
-                for subject in subjects:
+            orders = balanced_orders(subjects)
+            for rep in tqdm(range(reps), desc=f"{page.name} n={data.n}", unit="rep", leave=False):
+                for subject in orders[rep % len(orders)]:
                     elapsed, problem = pynmon_pages.request(pynmon_app, client, subject, page)
                     samples[subject.name].append(elapsed)
                     results[subject.name].record(problem, known=None)

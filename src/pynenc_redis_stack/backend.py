@@ -22,7 +22,7 @@ from pynenc.state_backend.base_state_backend import BaseStateBackend, Invocation
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query, relations, timeline
-from pynenc_redis_stack.client import Client, run, run_raw
+from pynenc_redis_stack.client import Client, run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
 from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
@@ -205,7 +205,7 @@ class RedisStackStateBackend(BaseStateBackend):
         if not all(value for _field, value in relations):
             return iter(())  # never stored: empty identifiers are refused
         keys = [self.keys.relation_set(field, value) for field, value in relations]
-        members = run_raw(client, "SMEMBERS", keys[0]) if len(keys) == 1 else run_raw(client, "SINTER", *keys)
+        members = client.read_raw("SMEMBERS", keys[0]) if len(keys) == 1 else client.read_raw("SINTER", *keys)
         return iter([InvocationId(member.decode()) for member in members])
 
     def get_child_invocations(self, parent_invocation_id: InvocationId) -> Iterator[InvocationId]:
@@ -365,7 +365,7 @@ class RedisStackStateBackend(BaseStateBackend):
         none (nor does one without any entry yet): their entries are found through the history
         index (one ``FT.SEARCH``, or seek pages if more than one reply holds).
         """
-        listed = run_raw(self.client, "LRANGE", self.keys.history_list(invocation_id), "0", "-1")
+        listed = self.client.read_raw("LRANGE", self.keys.history_list(invocation_id), "0", "-1")
         if listed:
             entries = sorted((docs.history_from_listed(text, invocation_id) for text in listed), key=_order)
             return [entry for _order_key, entry in entries]

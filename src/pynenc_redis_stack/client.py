@@ -158,7 +158,8 @@ class Client(redis.Redis):
         """Send one read that names no index, its reply strings kept bytes (as :func:`run_raw`),
         on a pooled connection directly: the first attempt skips redis-py's per-command layer
         (retry closure, response callbacks, its per-command metrics), about a tenth of a
-        ``get_invocation`` call (docs/performance.md). Retries, server errors and health
+        ``get_invocation`` call (docs/performance.md); used by the hot single-key reads
+        (``get_invocation``, ``get_history``, the relation sets). Retries, server errors and health
         checks are as :meth:`execute_command`'s; redis-py's ``record_operation_duration`` is
         not called for it (the pool's connection metrics still are).
         """

@@ -207,6 +207,7 @@ class AppKeys:
         self.app_id = app_id
         self._app_segment = encode_segment(app_id)
         self._invocation_prefix = self._key(DocumentKind.INVOCATION, "")
+        self._history_list_prefix = self._key(_HISTORY_LIST, "")
         self._relation_prefixes = {name: self._key(entity, "") for name, entity in RELATIONS.items()}
         self._app_tag = "{" + self._app_segment.replace("{", "%7B").replace("}", "%7D") + "}"
 
@@ -226,13 +227,12 @@ class AppKeys:
 
     def history_list(self, invocation_id: str) -> str:
         """The list of an invocation's history entries, in arrival order (``get_history``)."""
-        return self._key(_HISTORY_LIST, invocation_id)
+        return self._history_list_prefix + encode_segment(invocation_id)
 
     def history_lists_of(self, invocation_keys: list[str]) -> list[str]:
         """Return the history lists of this app's invocation document keys."""
         start = len(self._invocation_prefix)
-        prefix = self._key(_HISTORY_LIST, "")
-        return [prefix + key[start:] for key in invocation_keys]
+        return [self._history_list_prefix + key[start:] for key in invocation_keys]
 
     def history(self, entry_id: str) -> str:
         """The key of a history entry written by the backend: ``entry_id`` is random and unique
