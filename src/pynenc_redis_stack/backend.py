@@ -186,13 +186,21 @@ class RedisStackStateBackend(BaseStateBackend):
         batch.run_in(self.client.pipeline(transaction=False))
 
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
-        raw = self.client.read_raw("JSON.GET", self.keys.invocation(invocation_id))
+        """One ``GET`` of the invocation's call text; an invocation stored before 0.4 has none,
+        and is rebuilt from its document (which then holds the same fields)."""
+        client = self.client
+        raw = client.read_raw("GET", self.keys.invocation_call(invocation_id))
         if raw is None:
-            return None
-        document = docs.loads(raw)
-        if "task_module" not in document:
-            return None  # only a status written before the upsert
-        return docs.invocation_from_document(document)
+            raw = client.read_raw("JSON.GET", self.keys.invocation(invocation_id))
+            if raw is None:
+                return None
+            fields = docs.loads(raw)
+            if "task_module" not in fields:
+                return None  # no invocation: only a status written before its upsert
+        else:
+            fields = docs.loads(raw)
+            fields["invocation_id"] = invocation_id
+        return docs.invocation_from_document(fields)
 
     def _related(self, *relations: tuple[str, str]) -> Iterator[InvocationId]:
         """Stream the ids of this app's invocations with every ``(field, value)`` relation

@@ -116,33 +116,59 @@ def loads(raw: str | bytes) -> Any:
 
 
 def invocation_document(app_id: str, inv: InvocationDTO, call: CallDTO) -> Document:
-    """Return the invocation document, without its status (owned by history writes).
-
-    Module and function names are stored apart because ``TaskId.from_key`` cannot split a
-    key back when the function name contains a dot.
-    """
+    """Return the invocation document: the indexed fields, without its status (owned by
+    history writes). What ``get_invocation`` rebuilds the invocation from is its call text
+    (:func:`invocation_call`)."""
     task = call.call_id.task_id
     workflow = inv.workflow
     return {
         "app_id": app_id,
         "invocation_id": inv.invocation_id,
         "task_id_key": task.key,
-        "task_module": task.module,
-        "task_func": task.func_name,
         "call_id_key": call.call_id.key,
-        "arguments_id": call.call_id.args_id,
         "parent_invocation_id": inv.parent_invocation_id,
         "parent_event_id": inv.parent_event_id,
         "workflow_id": workflow.workflow_id if workflow else None,
         "workflow_type_key": workflow.workflow_type.key if workflow else None,
-        "workflow_type_module": workflow.workflow_type.module if workflow else None,
-        "workflow_type_func": workflow.workflow_type.func_name if workflow else None,
         "parent_workflow_id": workflow.parent_workflow_id if workflow else None,
     }
 
 
+def invocation_call(inv: InvocationDTO, call: CallDTO) -> str:
+    """Return the text ``get_invocation`` reads (one ``GET``): the fields of
+    :func:`invocation_from_document` but the invocation id (its key says it), without
+    ``None``s, as one JSON object.
+
+    A plain string beside the document because a ``GET`` costs the server a fraction of a
+    ``JSON.GET`` (RedisJSON serialises the document on every read, docs/performance.md), and
+    the document then holds only what the index needs. Module and function names are stored
+    apart because ``TaskId.from_key`` cannot split a key back when the function name contains
+    a dot.
+    """
+    task = call.call_id.task_id
+    fields: Document = {
+        "task_module": task.module,
+        "task_func": task.func_name,
+        "arguments_id": call.call_id.args_id,
+        "serialized_arguments": dict(call.serialized_arguments),
+    }
+    if inv.parent_invocation_id is not None:
+        fields["parent_invocation_id"] = inv.parent_invocation_id
+    if inv.parent_event_id is not None:
+        fields["parent_event_id"] = inv.parent_event_id
+    workflow = inv.workflow
+    if workflow is not None:
+        fields["workflow_id"] = workflow.workflow_id
+        fields["workflow_type_module"] = workflow.workflow_type.module
+        fields["workflow_type_func"] = workflow.workflow_type.func_name
+        if workflow.parent_workflow_id is not None:
+            fields["parent_workflow_id"] = workflow.parent_workflow_id
+    return dumps(fields)
+
+
 def invocation_from_document(doc: Document) -> tuple[InvocationDTO, CallDTO]:
-    """Rebuild the DTO pair from an invocation document."""
+    """Rebuild the DTO pair from an invocation's call text (with its ``invocation_id``
+    added), or from a document stored before 0.4 (which holds the same fields)."""
     workflow_id = doc.get("workflow_id")
     arguments = dict(doc.get("serialized_arguments") or {})
     if _DTOS_ARE_PLAIN:

@@ -81,6 +81,7 @@ _HISTORY_LIST = "history-list"
 _PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
 _RELATION_SETS = "relation-sets"
 _HISTORY_TIMELINE = "history-timeline"
+_INVOCATION_CALL = "invocation-call"
 _HISTORY_TIMELINE_COMPLETE = "history-timeline-complete"
 
 RELATIONS = {
@@ -208,6 +209,7 @@ class AppKeys:
         self._app_segment = encode_segment(app_id)
         self._invocation_prefix = self._key(DocumentKind.INVOCATION, "")
         self._history_list_prefix = self._key(_HISTORY_LIST, "")
+        self._invocation_call_prefix = self._key(_INVOCATION_CALL, "")
         self._relation_prefixes = {name: self._key(entity, "") for name, entity in RELATIONS.items()}
         self._app_tag = "{" + self._app_segment.replace("{", "%7B").replace("}", "%7D") + "}"
 
@@ -218,6 +220,15 @@ class AppKeys:
 
     def invocation(self, invocation_id: str) -> str:
         return self._invocation_prefix + encode_segment(invocation_id)  # _key's, on the hot path
+
+    def invocation_call(self, invocation_id: str) -> str:
+        """The string ``get_invocation`` reads (see :func:`~pynenc_redis_stack.documents.invocation_call`)."""
+        return self._invocation_call_prefix + encode_segment(invocation_id)
+
+    def invocation_calls_of(self, invocation_keys: list[str]) -> list[str]:
+        """Return the call texts of this app's invocation document keys."""
+        start = len(self._invocation_prefix)
+        return [self._invocation_call_prefix + key[start:] for key in invocation_keys]
 
     def invocation_ids_of(self, keys: list[str]) -> list[str]:
         """Return the invocation ids of this app's invocation document keys (as the

@@ -360,7 +360,11 @@ class _Pruner:
                 self.keys.history_prefix(),
             ]
             for row, orchestrator_key in zip(rows, orchestrator_keys, strict=True):
-                owned = [*found.keys_of(row["invocation_id"]), self.keys.history_list(row["invocation_id"])]
+                owned = [
+                    *found.keys_of(row["invocation_id"]),
+                    self.keys.history_list(row["invocation_id"]),
+                    self.keys.invocation_call(row["invocation_id"]),
+                ]
                 script_keys.extend((self.keys.invocation(row["invocation_id"]), orchestrator_key))
                 script_keys.extend(owned)
                 script_args.extend(

@@ -43,7 +43,7 @@ def purge_state(
     client: redis.Redis, namespace: Namespace, schemas: Schemas, app_id: str, page_size: int
 ) -> None:
     """Delete every state backend document of ``app_id`` but its app info (its registration),
-    with the invocations' history lists and relation sets, the history timeline and the
+    with the invocations' call texts, history lists and relation sets, the history timeline and the
     pending-workflows set, and nothing of any other app. The keys saying the app's relation
     sets and timeline are complete stay: they still hold.
 
@@ -60,7 +60,7 @@ def purge_state(
         for rows in iter_cursor(client, request, page_size):
             page = [row["__key"] for row in rows]
             if spec is schemas.invocations:
-                page += keys.history_lists_of(page)
+                page += keys.history_lists_of(page) + keys.invocation_calls_of(page)
                 page += {
                     keys.relation_set(name, row[name]) for row in rows for name in RELATIONS if row.get(name)
                 }

@@ -124,17 +124,16 @@ end
 UPSERT_INVOCATIONS = (
     RELATION_FUNCTIONS
     + """
--- KEYS: per invocation, its document key. ARGV[1]: relation-set prefixes (above); then per
--- invocation: its id, the document fields (JSON object, nulls delete), the serialized
--- arguments (JSON object), its relation values (JSON array in keys.RELATIONS order, null
--- for none).
+-- KEYS: per invocation, its document key and its call text's key. ARGV[1]: relation-set
+-- prefixes (above); then per invocation: its id, the document fields (JSON object, nulls
+-- delete), its call text (what get_invocation reads), its relation values (JSON array in
+-- keys.RELATIONS order, null for none).
 -- Per invocation: create the document if there is none (so the merge never stores nulls,
 -- which exists() would count as values), merge the fields (the status owned by history
--- writes is kept), replace the arguments whole (a merge would keep stale argument names),
--- and move the id between relation sets where a relation changed. Running it twice changes
--- nothing.
-for i = 1, #KEYS do
-  local key = KEYS[i]
+-- writes is kept), replace the call text whole, and move the id between relation sets
+-- where a relation changed. Running it twice changes nothing.
+for i = 1, #KEYS / 2 do
+  local key = KEYS[2 * i - 1]
   local invocation_id = ARGV[4 * i - 2]
   local before, exists = relation_values(key)
   if not exists then
@@ -143,7 +142,7 @@ for i = 1, #KEYS do
     + """')
   end
   redis.call('JSON.MERGE', key, '$', ARGV[4 * i - 1])
-  redis.call('JSON.SET', key, '$.serialized_arguments', ARGV[4 * i])
+  redis.call('SET', KEYS[2 * i], ARGV[4 * i])
   local after = cjson.decode(ARGV[4 * i + 1])
   for f = 1, #relation_fields do
     local new = after[f]
@@ -154,7 +153,7 @@ for i = 1, #KEYS do
     end
   end
 end
-return #KEYS
+return #KEYS / 2
 """
 )
 
@@ -287,18 +286,11 @@ class InvocationBatch:
         self.keys: list[str] = []
         self.args = [orjson.dumps(relation_prefixes).decode()]
 
-    def add(self, invocation_key: str, document: Document, serialized_arguments: dict[str, str]) -> None:
-        """Queue one validated invocation document (without ``serialized_arguments``)."""
-        self.keys.append(invocation_key)
+    def add(self, invocation_key: str, call_key: str, document: Document, call: str) -> None:
+        """Queue one validated invocation document and its call text."""
+        self.keys.extend((invocation_key, call_key))
         relations = [document[name] for name in RELATIONS]
-        self.args.extend(
-            (
-                document["invocation_id"],
-                dumps(document),
-                dumps(serialized_arguments),
-                orjson.dumps(relations).decode(),
-            )
-        )
+        self.args.extend((document["invocation_id"], dumps(document), call, orjson.dumps(relations).decode()))
 
     def run_in(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Execute ``pipe`` with this batch's script call appended (see :meth:`Script.run_in`)."""

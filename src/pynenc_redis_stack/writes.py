@@ -68,7 +68,10 @@ class DocumentWrites:
         document = docs.validated(
             self.schemas.invocations, docs.invocation_document(self.keys.app_id, inv, call)
         )
-        batch.add(self.keys.invocation(inv.invocation_id), document, dict(call.serialized_arguments))
+        invocation_id = inv.invocation_id
+        keys = self.keys
+        call_text = docs.invocation_call(inv, call)
+        batch.add(keys.invocation(invocation_id), keys.invocation_call(invocation_id), document, call_text)
 
     def history_entry(self, history: InvocationHistory) -> HistoryEntry:
         """Return the validated document of a new history entry, under a new random key.

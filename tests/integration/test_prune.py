@@ -222,14 +222,18 @@ def _ours(app_id: str, redis_url: str, batch_size: int = 3) -> RedisStackStateBa
 
 def _app_keys(client: redis.Redis, backend: RedisStackStateBackend) -> set[str]:
     """Every document key of the app (a test may scan; the code under test never does);
-    history lists, which are not documents, are checked on their own."""
+    history lists and call texts, which are not documents, are checked on their own."""
     segment = encode_segment(backend.app.app_id).replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
     segment = segment.replace("[", "\\[").replace("]", "\\]")
     ns = backend.namespace.namespace
     keys = set(client.scan_iter(match=f"{ns}:*:{segment}:*", count=1000)) | set(
         client.scan_iter(match=f"{ns}:app-info:{segment}", count=1000)
     )
-    not_documents = (backend.keys.history_list(""), *backend.keys.relation_prefixes())
+    not_documents = (
+        backend.keys.history_list(""),
+        backend.keys.invocation_call(""),
+        *backend.keys.relation_prefixes(),
+    )
     return {
         key
         for key in keys
@@ -330,6 +334,9 @@ def test_prune_deletes_exactly_the_old_invocations(loaded: Loaded) -> None:
     with_history = [i for i, (_workflow, times) in INVOCATIONS.items() if times]
     lists = {loaded.ours.keys.history_list(i): i in OLD_IDS for i in with_history}
     assert {key: not loaded.client.exists(key) for key in lists} == lists
+    # and its call text
+    calls = {loaded.ours.keys.invocation_call(i): i in OLD_IDS for i in INVOCATIONS}
+    assert {key: not loaded.client.exists(key) for key in calls} == calls
     after = _app_keys(client, ours)
     assert before - after == expected_deleted
     # Deleted invocations left their relation sets; the others are still found there.

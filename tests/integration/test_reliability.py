@@ -274,13 +274,13 @@ def test_a_stalled_children_lookup_is_sent_again_and_answers_whole(
 def test_a_stalled_invocation_read_is_sent_again(
     loaded: tuple[RedisStackStateBackend, set[str]], faults: FaultServer
 ) -> None:
-    """``get_invocation`` sends its ``JSON.GET`` on a pooled connection directly
+    """``get_invocation`` sends its ``GET`` on a pooled connection directly
     (``Client.read_raw``); a timed-out first attempt goes through the retry policy."""
     backend, ids = loaded
     invocation_id = InvocationId(min(ids))
     expected = backend._get_invocation(invocation_id)
     admin = faults.admin()
-    reads = _calls(admin, "json.get")
+    reads = _calls(admin, "get")
     sleeper = stall(faults)
 
     found = backend.get_invocation(invocation_id)
@@ -288,7 +288,7 @@ def test_a_stalled_invocation_read_is_sent_again(
     sleeper.join()
     assert expected is not None
     assert (found.to_dto(), found.call.to_dto()) == expected
-    assert _calls(admin, "json.get") - reads >= 2  # the stalled one, then the re-send
+    assert _calls(admin, "get") - reads >= 2  # the stalled one, then the re-send
 
 
 def test_a_stalled_invocation_read_without_retries_fails(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pytest
 import redis
 import redis.connection
@@ -110,9 +111,9 @@ def test_upsert_batch_is_one_script_call_in_one_round_trip(
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    # Per invocation: read its relations (none yet), create, merge, replace the arguments,
+    # Per invocation: read its relations (none yet), create, merge, write its call text,
     # join its parent's children set.
-    assert commands == {"evalsha": 1, "json.get": 50, "json.set": 100, "json.merge": 50, "sadd": 50}
+    assert commands == {"evalsha": 1, "json.get": 50, "json.set": 50, "json.merge": 50, "set": 50, "sadd": 50}
     assert trips == 1
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == {
         str(i.invocation_id) for i in [*invocations, *_invocations(app, 1, "warm")]
@@ -127,7 +128,7 @@ def test_upsert_again_leaves_the_relation_sets_alone(
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    assert commands == {"evalsha": 1, "json.get": 10, "json.set": 10, "json.merge": 10}
+    assert commands == {"evalsha": 1, "json.get": 10, "set": 10, "json.merge": 10}
     assert trips == 1
 
 
@@ -268,18 +269,38 @@ def test_add_history_single_is_one_round_trip(
     assert trips == 1
 
 
-def test_get_invocation_is_one_json_get(
-    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
-) -> None:
+def test_get_invocation_is_one_get(app: Pynenc, backend: RedisStackStateBackend, measure: Measure) -> None:
     invocation = _invocations(app, 1)[0]
     backend.upsert_invocations([invocation])
 
     commands, trips, fetched = measure(lambda: backend.get_invocation(invocation.invocation_id))
 
-    assert commands == {"json.get": 1}
+    assert commands == {"get": 1}  # its call text
     assert trips == 1
     assert fetched == invocation
     assert fetched.parent_invocation_id == "the-parent"
+
+
+def test_an_invocation_stored_before_call_texts_is_read_from_its_document(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure, redis_client: redis.Redis
+) -> None:
+    """A store written before 0.4: the document holds the call's fields, there is no call text."""
+    invocation = _invocations(app, 1)[0]
+    backend.upsert_invocations([invocation])
+    key, call_key = (
+        backend.keys.invocation(invocation.invocation_id),
+        backend.keys.invocation_call(invocation.invocation_id),
+    )
+    call_fields = orjson.loads(redis_client.get(call_key))
+    redis_client.execute_command("JSON.MERGE", key, "$", orjson.dumps(call_fields).decode())
+    assert redis_client.delete(call_key) == 1
+
+    commands, trips, fetched = measure(lambda: backend.get_invocation(invocation.invocation_id))
+
+    assert commands == {"get": 1, "json.get": 1}
+    assert trips == 2
+    assert fetched == invocation
+    assert backend._get_invocation(InvocationId("never-stored")) is None
 
 
 def test_get_history_is_one_lrange(app: Pynenc, backend: RedisStackStateBackend, measure: Measure) -> None:

@@ -227,9 +227,13 @@ def test_purge_of_many_documents_across_cursor_pages(
             backend._store_runner_context(runner_context(f"runner-{n}"))
             backend._set_result(ids[n], "r")
     kept_keys = sorted(_keys_of(redis_client, kept.app_id))
-    # 120 invocations and their 120 history lists, 240 entries, 30 contexts, 30 results, the
-    # children set of "parent", the history timeline
-    assert len(_keys_of(redis_client, doomed.app_id)) == len(kept_keys) == 120 + 120 + 240 + 30 + 30 + 1 + 1
+    # 120 invocations, their 120 call texts and 120 history lists, 240 entries, 30 contexts,
+    # 30 results, the children set of "parent", the history timeline
+    assert (
+        len(_keys_of(redis_client, doomed.app_id))
+        == len(kept_keys)
+        == 120 + 120 + 120 + 240 + 30 + 30 + 1 + 1
+    )
 
     doomed.state_backend.purge()
 
