@@ -204,8 +204,12 @@ def index_migrate(
         # Data the indexes do not cover: stores written before 0.3 get their relation sets,
         # before 0.4 their history timeline.
         fill=lambda heartbeat: DataFill(
-            relations.backfill(client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat),
-            timeline.backfill(client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat),
+            relations.RELATION_SETS.backfill(
+                client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
+            ),
+            timeline.TIMELINE.backfill(
+                client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
+            ),
         ),
     )
 

@@ -64,8 +64,8 @@ class RedisStackStateBackend(BaseStateBackend):
         super().__init__(app)
         self._client: Client | None = None
         self._prepared_searches: dict[tuple[str, ...], PreparedSearch] = {}
-        self._relation_sets = False  # set at first use (see relations.sets_complete)
-        self._timeline = False  # set at first use (see timeline.timeline_complete)
+        self._relation_sets = False  # set at first use (see relations.RELATION_SETS)
+        self._timeline = False  # set at first use (see timeline.TIMELINE)
 
     @cached_property
     def conf(self) -> ConfigStateBackendRedisStack:
@@ -91,8 +91,10 @@ class RedisStackStateBackend(BaseStateBackend):
         """The Redis client; the first access checks the server and the indexes."""
         if self._client is None:
             client = connect(self.conf, self.schemas)
-            self._relation_sets = relations.sets_complete(client, self.keys, self.schemas, self.namespace)
-            self._timeline = timeline.timeline_complete(client, self.keys, self.schemas, self.namespace)
+            self._relation_sets = relations.RELATION_SETS.complete(
+                client, self.keys, self.schemas, self.namespace
+            )
+            self._timeline = timeline.TIMELINE.complete(client, self.keys, self.schemas, self.namespace)
             self._client = client
         return self._client
 

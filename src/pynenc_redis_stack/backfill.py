@@ -5,8 +5,8 @@ Each structure is written by the same script that writes the documents it derive
 it is complete for an app from that app's first document on. A store written by a version
 before the structure existed is not: a per-app completeness key says which apps are, the
 backend reads through the index for the others, and ``index migrate`` fills them and writes
-the key (:func:`pynenc_redis_stack.relations.backfill`,
-:func:`pynenc_redis_stack.timeline.backfill`).
+the key. Each structure is one :class:`DerivedStructure` (``relations.RELATION_SETS``,
+``timeline.TIMELINE``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pynenc_redis_stack import query
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.executor import index_info
 from pynenc_redis_stack.keys import AppKeys, Namespace
-from pynenc_redis_stack.schema import IndexSpec
+from pynenc_redis_stack.schema import IndexSpec, Schemas
 from pynenc_redis_stack.search import iter_cursor
 
 type Rows = list[dict[str, Any]]
@@ -114,3 +114,50 @@ def fill_apps(
             run(client, "SET", complete_key_of(keys), "1")
         report.per_app[app_id] = count
     return report
+
+
+@dataclass(frozen=True)
+class DerivedStructure:
+    """A structure kept beside one index by the script that writes the index's documents.
+
+    :ivar spec_of: The index whose documents it derives from.
+    :ivar complete_key_of: The app's completeness key.
+    :ivar stale: What reads the index meanwhile (logged for an app that is not complete).
+    :ivar steps: The ``FT.AGGREGATE`` steps loading what :attr:`add` needs of each document.
+    :ivar add: Adds one page of an app's documents to the structure (one script call) and
+        returns how many items it added.
+    """
+
+    spec_of: Callable[[Schemas], IndexSpec]
+    complete_key_of: Callable[[AppKeys], str]
+    stale: str
+    steps: tuple[str, ...]
+    add: Callable[[redis.Redis, AppKeys, Rows], int]
+
+    def complete(self, client: redis.Redis, keys: AppKeys, schemas: Schemas, namespace: Namespace) -> bool:
+        """Tell whether the app's structure is complete; say so for a new app (see
+        :func:`complete_or_empty`)."""
+        spec = self.spec_of(schemas)
+        return complete_or_empty(client, namespace, spec, keys, self.complete_key_of(keys), self.stale)
+
+    def backfill(
+        self,
+        client: redis.Redis,
+        namespace: Namespace,
+        schemas: Schemas,
+        dry_run: bool = False,
+        heartbeat: Callable[[], None] | None = None,
+    ) -> BackfillReport:
+        """Fill the structure of every app whose completeness key is missing, then write the
+        key (:func:`fill_apps`). Safe to run again and alongside writers: :attr:`add` reads
+        each document when it adds it."""
+        return fill_apps(
+            client,
+            namespace,
+            self.spec_of(schemas),
+            self.complete_key_of,
+            self.steps,
+            lambda keys, rows: self.add(client, keys, rows),
+            dry_run=dry_run,
+            heartbeat=heartbeat,
+        )

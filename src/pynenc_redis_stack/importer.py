@@ -131,8 +131,8 @@ def _target(
             # stored yet is marked complete, since every write below keeps its relation
             # sets and history timeline (an app with older data waits for index migrate).
             client = connect(conf, schemas, recheck=True)
-            relations.sets_complete(client, keys, schemas, namespace)
-            timeline.timeline_complete(client, keys, schemas, namespace)
+            relations.RELATION_SETS.complete(client, keys, schemas, namespace)
+            timeline.TIMELINE.complete(client, keys, schemas, namespace)
             return client
 
         return _Target(namespace, schemas, keys, connect_and_mark)

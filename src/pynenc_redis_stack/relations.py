@@ -17,61 +17,32 @@ app in its sets and written the app's completeness key, the backend answers thro
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import orjson
 import redis
 
 from pynenc_redis_stack import query
-from pynenc_redis_stack.backfill import BackfillReport, Rows, complete_or_empty, fill_apps
-from pynenc_redis_stack.keys import AppKeys, Namespace
-from pynenc_redis_stack.schema import Schemas
+from pynenc_redis_stack.backfill import DerivedStructure, Rows
+from pynenc_redis_stack.keys import AppKeys
 from pynenc_redis_stack.scripts import BACKFILL_RELATIONS, Script
 
 _backfill = Script(BACKFILL_RELATIONS, repeatable=True)
 
 
-def sets_complete(client: redis.Redis, keys: AppKeys, schemas: Schemas, namespace: Namespace) -> bool:
-    """Tell whether the app's relation sets hold every invocation; say so for a new app (see
-    :func:`~pynenc_redis_stack.backfill.complete_or_empty`)."""
-    stale = (
-        "has invocations stored before relation sets existed (pynenc-redis-stack < 0.3): children, "
-        "parent-event and workflow lookups go through the index"
-    )
-    return complete_or_empty(
-        client, namespace, schemas.invocations, keys, keys.relation_sets_complete(), stale
-    )
+def _add(client: redis.Redis, keys: AppKeys, rows: Rows) -> int:
+    """Put a page of an app's invocations in the sets their documents name now."""
+    ids = [str(row["invocation_id"]) for row in rows]
+    prefixes = orjson.dumps(keys.relation_prefixes()).decode()
+    invocation_keys = [keys.invocation(invocation_id) for invocation_id in ids]
+    return int(_backfill.run_in(client.pipeline(transaction=False), invocation_keys, [prefixes, *ids])[-1])
 
 
-def backfill(
-    client: redis.Redis,
-    namespace: Namespace,
-    schemas: Schemas,
-    dry_run: bool = False,
-    heartbeat: Callable[[], None] | None = None,
-) -> BackfillReport:
-    """Put every invocation of every app without complete relation sets in its sets, then mark
-    the app complete. Safe to run again and alongside writers (the script reads each document
-    when it adds it). With ``dry_run``, only count what would be added.
-
-    :param heartbeat: Called after every batch (``index migrate`` keeps its lock alive).
-    """
-
-    def add(keys: AppKeys, rows: Rows) -> int:
-        ids = [str(row["invocation_id"]) for row in rows]
-        prefixes = orjson.dumps(keys.relation_prefixes()).decode()
-        invocation_keys = [keys.invocation(invocation_id) for invocation_id in ids]
-        return int(
-            _backfill.run_in(client.pipeline(transaction=False), invocation_keys, [prefixes, *ids])[-1]
-        )
-
-    return fill_apps(
-        client,
-        namespace,
-        schemas.invocations,
-        AppKeys.relation_sets_complete,
-        query.load_fields("invocation_id"),
-        add,
-        dry_run=dry_run,
-        heartbeat=heartbeat,
-    )
+RELATION_SETS = DerivedStructure(
+    spec_of=lambda schemas: schemas.invocations,
+    complete_key_of=AppKeys.relation_sets_complete,
+    stale="has invocations stored before relation sets existed (pynenc-redis-stack < 0.3): "
+    "children, parent-event and workflow lookups go through the index",
+    steps=query.load_fields("invocation_id"),
+    add=_add,
+)
+"""The relation sets: complete for an app (``RELATION_SETS.complete``), filled by
+``index migrate`` (``RELATION_SETS.backfill``)."""

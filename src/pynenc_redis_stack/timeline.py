@@ -18,32 +18,19 @@ an app and written the app's completeness key, the backend reads ranges through 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import redis
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
 from pynenc_redis_stack import documents as docs
 from pynenc_redis_stack import query
-from pynenc_redis_stack.backfill import BackfillReport, Rows, complete_or_empty, fill_apps
+from pynenc_redis_stack.backfill import DerivedStructure, Rows
 from pynenc_redis_stack.client import run_raw
-from pynenc_redis_stack.keys import AppKeys, Namespace
-from pynenc_redis_stack.schema import Schemas
+from pynenc_redis_stack.keys import AppKeys
 from pynenc_redis_stack.scripts import BACKFILL_TIMELINE, Script
 
 _backfill = Script(BACKFILL_TIMELINE, repeatable=True)
-
-
-def timeline_complete(client: redis.Redis, keys: AppKeys, schemas: Schemas, namespace: Namespace) -> bool:
-    """Tell whether the app's timeline holds every history entry; say so for a new app (see
-    :func:`~pynenc_redis_stack.backfill.complete_or_empty`)."""
-    stale = (
-        "has history stored before the history timeline existed (pynenc-redis-stack < 0.4): time "
-        "ranges are read through the index"
-    )
-    return complete_or_empty(
-        client, namespace, schemas.history, keys, keys.history_timeline_complete(), stale
-    )
 
 
 def iter_range(
@@ -114,42 +101,19 @@ def _after(
     return later, len(members) < count
 
 
-def backfill(
-    client: redis.Redis,
-    namespace: Namespace,
-    schemas: Schemas,
-    dry_run: bool = False,
-    heartbeat: Callable[[], None] | None = None,
-) -> BackfillReport:
-    """Add every history entry of every app without a complete timeline to it, then mark the
-    app complete. Safe to run again and alongside writers and prune: the script adds an entry
-    only while its document exists and no member of its seq is there. With ``dry_run``, only
-    count the entries it would look at.
-
-    :param heartbeat: Called after every batch (``index migrate`` keeps its lock alive).
-    """
-
-    def add(keys: AppKeys, rows: Rows) -> int:
-        entry_keys: list[str] = []
-        args: list[str] = []
-        for row in rows:
-            entry = docs.loads(row["doc"])
-            seq = entry.pop("seq")
-            entry_keys.append(row["__key"])
-            args.extend((str(entry["ts"]), f"{seq:0{docs.TIMELINE_SEQ_DIGITS}x}", _member(entry)))
-        timeline_and_entries = [keys.history_timeline(), *entry_keys]
-        return int(_backfill.run_in(client.pipeline(transaction=False), timeline_and_entries, args)[-1])
-
-    return fill_apps(
-        client,
-        namespace,
-        schemas.history,
-        AppKeys.history_timeline_complete,
-        (*query.LOAD_KEY, *query.LOAD_DOCUMENT),
-        add,
-        dry_run=dry_run,
-        heartbeat=heartbeat,
-    )
+def _add(client: redis.Redis, keys: AppKeys, rows: Rows) -> int:
+    """Add a page of an app's history entries to its timeline: the script adds an entry only
+    while its document exists (prune may have deleted it since it was read) and no member of
+    its seq is there (the history script, or an earlier run, added it)."""
+    entry_keys: list[str] = []
+    args: list[str] = []
+    for row in rows:
+        entry = docs.loads(row["doc"])
+        seq = entry.pop("seq")
+        entry_keys.append(row["__key"])
+        args.extend((str(entry["ts"]), f"{seq:0{docs.TIMELINE_SEQ_DIGITS}x}", _member(entry)))
+    timeline_and_entries = [keys.history_timeline(), *entry_keys]
+    return int(_backfill.run_in(client.pipeline(transaction=False), timeline_and_entries, args)[-1])
 
 
 def _member(entry: docs.Document) -> str:
@@ -158,3 +122,15 @@ def _member(entry: docs.Document) -> str:
     if "status_record" in entry:  # the nested layout written before 0.2
         entry = docs.history_document(entry["app_id"], docs.history_from_document(entry))
     return docs.timeline_member(entry["invocation_id"], docs.listed_entry(entry))
+
+
+TIMELINE = DerivedStructure(
+    spec_of=lambda schemas: schemas.history,
+    complete_key_of=AppKeys.history_timeline_complete,
+    stale="has history stored before the history timeline existed (pynenc-redis-stack < 0.4): "
+    "time ranges are read through the index",
+    steps=(*query.LOAD_KEY, *query.LOAD_DOCUMENT),
+    add=_add,
+)
+"""The history timeline: complete for an app (``TIMELINE.complete``), filled by
+``index migrate`` (``TIMELINE.backfill``)."""

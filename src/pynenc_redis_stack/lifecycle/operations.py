@@ -171,8 +171,8 @@ def migrate(
     :param lock_timeout: Seconds to wait for another run's lock.
     :param lock_ttl: Lease of the lock; how long a killed run blocks the next one.
     :param notify: Receives human-readable notices (waiting for the lock).
-    :param fill: The data step (:func:`pynenc_redis_stack.relations.backfill` and
-        :func:`pynenc_redis_stack.timeline.backfill`), run under the
+    :param fill: The data step (``relations.RELATION_SETS.backfill`` and
+        ``timeline.TIMELINE.backfill``), run under the
         lock once every index is done, with the lock's refresh as its heartbeat.
     :raises LockTimeoutError: If another run holds the lock past ``lock_timeout``.
     :raises LockLostError: If the lock was lost mid-run (nothing more is changed).
