@@ -9,6 +9,7 @@ import os
 import select
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +189,36 @@ def test_outdated_alias_is_refused(
     app = make_app(unique_app_id(request), redis_url, redis_stack_namespace=fresh_namespace)
     with pytest.raises(IndexDefinitionMismatchError, match=f"{fresh_namespace}:history: outdated"):
         app.state_backend.get_history(InvocationId("x"))
+
+
+def test_the_demo_names_index_migrate_in_one_line_on_an_outdated_index(
+    redis_url: str, redis_client: redis.Redis, fresh_namespace: str
+) -> None:
+    namespace = Namespace(fresh_namespace)
+    spec = load_schemas().history
+    command = create_command(namespace, spec)
+    command[1] = f"{fresh_namespace}:idx:history:v99"
+    run(redis_client, *command)
+    run(redis_client, "FT.ALIASADD", namespace.alias(spec), command[1])
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYNENC__")}
+    environment["PYNENC__REDIS_STACK_NAMESPACE"] = fresh_namespace
+
+    demo = subprocess.run(
+        [sys.executable, "-m", "pynenc_redis_stack.demo", "--url", redis_url, "--children", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+
+    assert demo.returncode == 1, demo.stdout + demo.stderr
+    assert "Traceback" not in demo.stderr
+    errors = demo.stderr.splitlines()
+    assert errors[0].startswith(
+        f"demo: RediSearch indexes do not match schemas/: {fresh_namespace}:history: outdated"
+    )
+    assert errors[1].startswith("demo: for this server: pynenc-redis-stack index migrate --url ")
+    assert len(errors) == 2
 
 
 def test_missing_indexes_are_refused_when_creation_is_off(

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import logging
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc_redis_stack import query
 from pynenc_redis_stack.builder import COMPONENTS
 from pynenc_redis_stack.client import redacted_url
+from pynenc_redis_stack.errors import IndexDefinitionMismatchError, RedisStackError
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
 if TYPE_CHECKING:
@@ -47,7 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     # `server url` does) so redis-cli can follow along; a given --url is the user's secret.
     print(f"Redis Stack: {redacted_url(url) if options.url else url}")
     os.environ["PYNENC__REDIS_STACK_URL"] = url
-    return _run(options.children)
+    try:
+        return _run(options.children)
+    except RedisStackError as error:
+        # A problem of the server or its indexes: its message names the fix; no traceback.
+        print(f"demo: {error}", file=sys.stderr)
+        if isinstance(error, IndexDefinitionMismatchError):
+            shown = redacted_url(url) if options.url else url
+            print(f"demo: for this server: pynenc-redis-stack index migrate --url '{shown}'", file=sys.stderr)
+        return 1
 
 
 def _uses_external_server() -> bool:
