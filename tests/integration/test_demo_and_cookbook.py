@@ -81,15 +81,24 @@ def _cli_repr(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def test_demo_prints_its_expected_failure_in_one_line(redis_url: str) -> None:
-    """check_positive(-1) fails on purpose: one line says so, no traceback (pynenc's log of
-    the exception and the runner thread's re-raise are both kept quiet for that error only)."""
-    demo = subprocess.run(
-        [sys.executable, "-m", "pynenc_redis_stack.demo", "--url", redis_url, "--children", "3"],
+def run_demo(redis_url: str, children: int, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run the demo in a process of its own on ``redis_url``, with only the given pynenc
+    settings from the environment (``PYNENC__<NAME>``)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYNENC__")}
+    environment.update({f"PYNENC__{name.upper()}": value for name, value in settings.items()})
+    return subprocess.run(
+        [sys.executable, "-m", "pynenc_redis_stack.demo", "--url", redis_url, "--children", str(children)],
         capture_output=True,
         text=True,
         timeout=300,
+        env=environment,
     )
+
+
+def test_demo_prints_its_expected_failure_in_one_line(redis_url: str) -> None:
+    """check_positive(-1) fails on purpose: one line says so, no traceback (pynenc's log of
+    the exception and the runner thread's re-raise are both kept quiet for that error only)."""
+    demo = run_demo(redis_url, 3)
     output = demo.stdout + demo.stderr
     assert demo.returncode == 0, output
     assert "Traceback" not in output and "Running in a secondary thread" not in output
@@ -102,14 +111,7 @@ def test_demo_prints_its_expected_failure_in_one_line(redis_url: str) -> None:
 def test_demo_runs_on_this_packages_components(redis_url: str) -> None:
     """The demo prints each component's class: every one this package provides is its own,
     none is SQLite, and its state is on the server alone (no SQLite path is configured)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYNENC__")}
-    demo = subprocess.run(
-        [sys.executable, "-m", "pynenc_redis_stack.demo", "--url", redis_url, "--children", "2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment,
-    )
+    demo = run_demo(redis_url, 2)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     listed = re.search(r"^Components:\n((?:  .*\n)+)", demo.stdout, re.M)
     assert listed, demo.stdout

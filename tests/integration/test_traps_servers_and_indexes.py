@@ -28,6 +28,7 @@ from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import create_command
 from pynenc_redis_stack.schema import load_schemas
 from tests.conftest import unique_app_id
+from tests.integration.test_demo_and_cookbook import run_demo
 from tests.integration.traps import make_app
 
 # -- servers this backend cannot use --------------------------------------------------------
@@ -200,16 +201,8 @@ def test_the_demo_names_index_migrate_in_one_line_on_an_outdated_index(
     command[1] = f"{fresh_namespace}:idx:history:v99"
     run(redis_client, *command)
     run(redis_client, "FT.ALIASADD", namespace.alias(spec), command[1])
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYNENC__")}
-    environment["PYNENC__REDIS_STACK_NAMESPACE"] = fresh_namespace
 
-    demo = subprocess.run(
-        [sys.executable, "-m", "pynenc_redis_stack.demo", "--url", redis_url, "--children", "2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment,
-    )
+    demo = run_demo(redis_url, 2, redis_stack_namespace=fresh_namespace)
 
     assert demo.returncode == 1, demo.stdout + demo.stderr
     assert "Traceback" not in demo.stderr
