@@ -38,7 +38,7 @@ REPEATABLE_COMMANDS = frozenset(
     {
         # reads
         "EXISTS", "FT.INFO", "FT.SEARCH", "FT._LIST", "GET", "HGET", "INFO", "JSON.GET", "JSON.MGET",
-        "JSON.TYPE", "LRANGE", "PING", "SCRIPT", "SINTER", "SMEMBERS", "ZCARD",
+        "JSON.TYPE", "LRANGE", "PING", "SCRIPT", "SINTER", "SMEMBERS", "ZCARD", "ZRANGE",
         # writes of a value computed by the client (never derived from the stored one), and
         # deletions: a second send leaves the same state
         "DEL", "HSET", "JSON.MERGE", "JSON.SET", "UNLINK",

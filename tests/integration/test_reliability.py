@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from tests.conftest import unique_app_id
 pytestmark = pytest.mark.faults
 
 STALL_SECONDS = 1.0
+BASE = datetime(2025, 7, 1, 9, 0, 0, tzinfo=UTC)
 SOCKET_TIMEOUT = 0.5
 """A command sent to the stalled server times out (0.5 s) while the server sleeps (1 s); a
 retry sent right then gets its answer before its own timeout (the server wakes first)."""
@@ -350,6 +352,34 @@ def test_a_whole_answer_restarts_after_a_stalled_cursor_read(
 
     stalled[0].join()
     assert sorted(row["invocation_id"] for row in rows) == sorted(ids)
+
+
+def test_a_stalled_time_range_page_is_sent_again_and_the_range_stays_whole(
+    request: pytest.FixtureRequest, faults: FaultServer
+) -> None:
+    """Each page of a time range is one ``ZRANGE`` of the app's timeline, a read: a page that
+    stalls mid-scan is sent again, and every entry comes once, in order."""
+    backend = _backend(faults.url, unique_app_id(request))
+    moments = [BASE + timedelta(microseconds=n // 3) for n in range(3 * BATCH + 7)]  # ties in threes
+    for n, moment in enumerate(moments):
+        history = InvocationHistory(
+            InvocationId(f"inv-{n % 5}"),
+            InvocationStatusRecord(InvocationStatus.RUNNING, "r", moment),
+            f"rc-{n}",
+        )
+        history._timestamp = moment
+        backend._add_histories([InvocationId(f"inv-{n % 5}")], history)
+    admin = faults.admin()
+    pages = backend.iter_history_in_timerange(BASE, BASE + timedelta(days=1), batch_size=BATCH)
+    first = next(pages)
+    reads = _calls(admin, "zrange")
+    sleeper = stall(faults)
+
+    rest = [entry for page in pages for entry in page]
+
+    sleeper.join()
+    assert [h.runner_context_id for h in [*first, *rest]] == [f"rc-{n}" for n in range(len(moments))]
+    assert _calls(admin, "zrange") - reads >= 4  # three pages, one of them sent twice
 
 
 def test_a_stalled_history_write_is_stored_once(request: pytest.FixtureRequest, faults: FaultServer) -> None:
