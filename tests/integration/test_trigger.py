@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -26,9 +27,18 @@ from typing import Any
 import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
+from pynenc.identifiers.task_id import TaskId
+from pynenc.invocation.status import InvocationStatus
+from pynenc.models.trigger_definition_dto import TriggerDefinitionDTO
 from pynenc.orchestrator.atomic_service import AtomicServiceRun
 from pynenc.trigger.arguments import StaticArgumentProvider, create_argument_filter
-from pynenc.trigger.conditions import EventCondition
+from pynenc.trigger.conditions import (
+    CompositeLogic,
+    EventCondition,
+    EventContext,
+    StatusCondition,
+    StatusContext,
+)
 from pynenc.trigger.monitoring import EventRecord, TriggerRunParticipant, TriggerRunRecord
 from pynenc.trigger.trigger_definitions import TriggerDefinition
 from pynenc_tests.conftest import MockPynenc
@@ -61,12 +71,12 @@ def triggered_task(x: int) -> int:
     return x
 
 
-def build_app(app_id: str, url: str, sqlite_path: Path) -> Pynenc:
+def build_app(app_id: str, url: str, sqlite_path: Path, namespace: str | None = None) -> Pynenc:
     return (
         PynencBuilder()
         .app_id(app_id)
         .sqlite(sqlite_db_path=str(sqlite_path))
-        .redis_stack(url=url, components=("state_backend", "trigger"))
+        .redis_stack(url=url, namespace=namespace, components=("state_backend", "trigger"))
         .build()
     )
 
@@ -304,6 +314,167 @@ def test_links_survive_a_rewrite_of_the_event_and_count_once(app: Pynenc) -> Non
     assert [m.event_id for m in page.markers] == ["e"] and page.total == 1
     assert trigger.get_event("never-stored") is None
     assert trigger.get_invocations_triggered_by_event("never-stored") == []
+
+
+# -- trigger definitions and conditions ---------------------------------------------------------
+
+ANY_ARGUMENTS = create_argument_filter(None)
+
+TASKS = [TaskId(f"mod.{text}", f"Outer.{text}") for text in HOSTILE[:4]] + [TaskId("plain.mod", "fn")]
+"""Tasks whose function names hold a dot (``TaskId.from_key`` would split them elsewhere)."""
+
+
+def definition(trigger_id: str, task: TaskId, condition_ids: list[str], n: int) -> TriggerDefinitionDTO:
+    return TriggerDefinitionDTO(
+        trigger_id=trigger_id,
+        task_id=task,
+        condition_ids=condition_ids,
+        logic=CompositeLogic.AND if n % 2 else CompositeLogic.OR,
+        argument_provider_json=None if n % 3 == 0 else json.dumps({"static": {"n": n, "id": trigger_id}}),
+    )
+
+
+def registered(trigger: RedisStackTrigger) -> tuple[list[Any], list[Any], list[TriggerDefinitionDTO]]:
+    """Register an event condition per hostile code, a status condition per task, and a
+    trigger per event condition (each also using the first one), on tasks in turn."""
+    events = [EventCondition(text, ANY_ARGUMENTS) for text in HOSTILE]
+    statuses = [StatusCondition(task, [InvocationStatus.SUCCESS], ANY_ARGUMENTS) for task in TASKS]
+    for condition in events + statuses:
+        trigger.register_condition(condition)  # the status ones record their task as source
+    definitions = [
+        definition(text, TASKS[n % len(TASKS)], [events[n].condition_id, events[0].condition_id], n)
+        for n, text in enumerate(HOSTILE)
+    ]
+    for dto in definitions:
+        trigger.register_trigger(dto)
+    return events, statuses, definitions
+
+
+def ids(conditions: list[Any]) -> list[str]:
+    return [c.condition_id for c in conditions]
+
+
+def test_definitions_and_conditions_read_back_through_documents_and_indexes(app: Pynenc) -> None:
+    trigger = trigger_of(app)
+    events, statuses, definitions = registered(trigger)
+    for dto in definitions:
+        assert trigger._get_trigger(dto.trigger_id) == dto  # the dotted function name included
+    assert trigger._get_trigger("absent") is None
+    by_id = sorted(definitions, key=lambda d: d.trigger_id)
+    assert trigger.get_triggers_for_condition(events[0].condition_id) == by_id
+    for n, condition in enumerate(events[1:], start=1):
+        assert trigger.get_triggers_for_condition(condition.condition_id) == [definitions[n]]
+    assert trigger.get_triggers_for_condition("absent") == []
+    everything = events + statuses
+    assert ids(trigger._get_all_conditions()) == sorted(ids(everything))
+    for condition in everything:
+        found = trigger.get_condition(condition.condition_id)
+        assert found is not None and found.to_json(app) == condition.to_json(app)
+    batch = trigger.get_conditions_batch([events[2].condition_id, "absent", statuses[1].condition_id])
+    assert [None if c is None else c.condition_id for c in batch.values()] == [
+        events[2].condition_id,
+        None,
+        statuses[1].condition_id,
+    ]
+    # a definition is one document holding all of it
+    stored = json.loads(run(trigger.store.client, "JSON.GET", trigger.keys.trigger_definition(HOSTILE[1])))
+    assert stored == {
+        "app_id": app.app_id,
+        "trigger_id": HOSTILE[1],
+        "task_id_key": TASKS[1].key,
+        "task_module": TASKS[1].module,
+        "task_func": TASKS[1].func_name,
+        "condition_ids": [events[1].condition_id, events[0].condition_id],
+        "logic": "and",
+        "argument_provider_json": definitions[1].argument_provider_json,
+    }
+    # cleaning a task's definitions leaves the others
+    trigger.clean_task_trigger_definitions(TASKS[0])
+    kept = [d for d in by_id if d.task_id != TASKS[0]]
+    assert trigger.get_triggers_for_condition(events[0].condition_id) == kept
+    assert trigger._get_trigger(definitions[0].trigger_id) is None
+
+
+def test_conditions_sourced_from_a_task_are_recorded_once_and_found_by_task(app: Pynenc) -> None:
+    trigger = trigger_of(app)
+    events, statuses, _definitions = registered(trigger)
+    for n, task in enumerate(TASKS):
+        assert ids(trigger.get_conditions_sourced_from_task(task)) == [statuses[n].condition_id]
+    # a second source task of an event condition, recorded twice (and by a second trigger object)
+    trigger._register_source_task_condition(TASKS[0], events[3].condition_id)
+    trigger._register_source_task_condition(TASKS[0], events[3].condition_id)
+    trigger._register_source_task_condition(TASKS[1], events[3].condition_id)
+    sources = run(
+        trigger.store.client, "JSON.GET", trigger.keys.trigger_condition(events[3].condition_id), "$"
+    )
+    assert json.loads(sources)[0]["source_task_keys"] == [TASKS[0].key, TASKS[1].key]
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[0])) == sorted(
+        [statuses[0].condition_id, events[3].condition_id]
+    )
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[0], StatusContext)) == [
+        statuses[0].condition_id
+    ]
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[0], EventContext)) == [events[3].condition_id]
+    # a source task recorded before its condition: the condition reads as absent until registered
+    late = EventCondition("registered late", ANY_ARGUMENTS)
+    trigger._register_source_task_condition(TASKS[4], late.condition_id)
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[4])) == [statuses[4].condition_id]
+    assert trigger.get_condition(late.condition_id) is None
+    assert late.condition_id not in ids(trigger._get_all_conditions())
+    trigger._register_condition(late)
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[4])) == sorted(
+        [statuses[4].condition_id, late.condition_id]
+    )
+    trigger._register_condition(late)  # registering again keeps its source tasks
+    assert late.condition_id in ids(trigger.get_conditions_sourced_from_task(TASKS[4]))
+    assert trigger.get_conditions_sourced_from_task(TaskId("absent", "task")) == []
+
+
+def test_trigger_lookups_query_the_indexes_and_read_no_set_or_hash(low_cap_url: str, tmp_path: Path) -> None:
+    """On a server of its own (nothing else sends it commands): the lookups by condition, by
+    source task and of all conditions send FT.SEARCH / FT.AGGREGATE, and read documents with
+    JSON.GET / JSON.MGET only (INFO commandstats after CONFIG RESETSTAT)."""
+    trigger = trigger_of(build_app("lookups", low_cap_url, tmp_path / "t.db"))
+    events, statuses, definitions = registered(trigger)
+
+    def lookups() -> list[Any]:
+        return [
+            trigger.get_triggers_for_condition(events[0].condition_id),
+            trigger.get_conditions_sourced_from_task(TASKS[0]),
+            trigger.get_conditions_sourced_from_task(TASKS[0], StatusContext),
+            trigger._get_all_conditions(),
+            trigger.get_conditions_batch([events[1].condition_id]),
+            trigger.get_condition(events[1].condition_id),
+            trigger._get_trigger(definitions[1].trigger_id),
+        ]
+
+    lookups()  # the first use checks the server and its indexes
+    server = redis.Redis.from_url(low_cap_url, decode_responses=True)
+    server.config_resetstat()
+    answers = lookups()
+    stats = {
+        name.lower().removeprefix("cmdstat_"): value["calls"]
+        for name, value in server.info("commandstats").items()
+    }
+    server.close()
+    stats.pop("config|resetstat", None)
+    assert len(answers[0]) == len(HOSTILE) and len(answers[3]) == len(events) + len(statuses)
+    assert {"ft.search", "ft.aggregate"} & set(stats), stats
+    assert all(name.startswith(("ft.", "json.get", "json.mget")) for name in stats), stats
+    forbidden = {
+        "smembers",
+        "sinter",
+        "sscan",
+        "hget",
+        "hmget",
+        "hvals",
+        "hgetall",
+        "hscan",
+        "zrange",
+        "lrange",
+        "get",
+    }
+    assert not forbidden & set(stats), stats
 
 
 # -- hostile input --------------------------------------------------------------------------------

@@ -82,3 +82,29 @@ return 1
 """
 )
 # Not repeatable: sent again after a lost reply, its own write would read as another's.
+
+ADD_SOURCE_TASK = Script(
+    """
+-- KEYS[1]: a trigger condition document. ARGV[1]: the document to start from when there is
+-- none yet (the condition's task recorded before the condition itself: app and condition ids,
+-- source_task_keys holding this task); ARGV[2]: the task key (JSON string).
+-- Adds the task to the condition's source tasks once: a second call changes nothing, and
+-- concurrent calls for other tasks of the same condition each add theirs.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('JSON.SET', KEYS[1], '$', ARGV[1])
+  return 1
+end
+local found = redis.call('JSON.ARRINDEX', KEYS[1], '$.source_task_keys', ARGV[2])[1]
+if not found then
+  -- a document written by register_condition alone has no source tasks yet
+  redis.call('JSON.SET', KEYS[1], '$.source_task_keys', '[' .. ARGV[2] .. ']')
+  return 1
+end
+if found == -1 then
+  redis.call('JSON.ARRAPPEND', KEYS[1], '$.source_task_keys', ARGV[2])
+  return 1
+end
+return 0
+""",
+    repeatable=True,
+)
