@@ -16,9 +16,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +47,7 @@ from pynenc_tests.conftest import MockPynenc
 
 from pynenc_redis_stack import RedisStackTrigger
 from pynenc_redis_stack.client import run
+from pynenc_redis_stack.keys import encode_segment
 from tests.conftest import unique_app_id
 
 HOSTILE = [
@@ -475,6 +478,168 @@ def test_trigger_lookups_query_the_indexes_and_read_no_set_or_hash(low_cap_url: 
         "get",
     }
     assert not forbidden & set(stats), stats
+
+
+# -- index migrate: the earlier layout (hashes and lookup sets) becomes documents ------------------
+
+
+@pytest.fixture
+def namespace(redis_client: redis.Redis) -> Iterator[str]:
+    """A namespace no other test uses; its indexes and keys are removed afterwards."""
+    name = f"t-trig-{uuid.uuid4().hex[:10]}"
+    yield name
+    for index in run(redis_client, "FT._LIST"):
+        if str(index).startswith(f"{name}:"):
+            run(redis_client, "FT.DROPINDEX", index)
+    for key in list(redis_client.scan_iter(match=f"{name}:*", count=10_000)):
+        redis_client.unlink(key)
+
+
+def write_earlier_layout(
+    client: redis.Redis,
+    namespace: str,
+    app_id: str,
+    conditions: list[Any],
+    definitions: list[TriggerDefinitionDTO],
+    sources: dict[str, list[str]],
+    app: Pynenc,
+) -> None:
+    """Write what the earlier trigger wrote, command for command: conditions and definitions
+    in two hashes, the triggers of each condition and the conditions of each source task in
+    sets, and the names of those sets in a set."""
+
+    def key(entity: str, *ids: str) -> str:
+        return ":".join([namespace, entity, encode_segment(app_id), *map(encode_segment, ids)])
+
+    for condition in conditions:  # _register_condition
+        client.execute_command(
+            "HSET", key("trigger-conditions"), condition.condition_id, condition.to_json(app)
+        )
+    for dto in definitions:  # register_trigger
+        text = json.dumps(
+            {
+                "task_id_key": dto.task_id.key,
+                "condition_ids": list(dto.condition_ids),
+                "logic": dto.logic.value,
+                "argument_provider_json": dto.argument_provider_json,
+            }
+        )
+        pipe = client.pipeline(transaction=True)
+        pipe.execute_command("HSET", key("trigger-definitions"), dto.trigger_id, text)
+        sets = [key("trigger-condition-triggers", c) for c in dto.condition_ids]
+        for condition_set in sets:
+            pipe.execute_command("SADD", condition_set, dto.trigger_id)
+        pipe.execute_command("SADD", key("trigger-sets"), *sets)
+        pipe.execute()
+    for task_key, condition_ids in sources.items():  # _register_source_task_condition
+        for condition_id in condition_ids:
+            pipe = client.pipeline(transaction=True)
+            pipe.execute_command("SADD", key("trigger-source-task", task_key), condition_id)
+            pipe.execute_command("SADD", key("trigger-sets"), key("trigger-source-task", task_key))
+            pipe.execute()
+    # the queue and schedule keys keep their layout
+    client.execute_command("HSET", key("trigger-cron"), conditions[0].condition_id, "1767225600000000")
+
+
+def earlier_keys(client: redis.Redis, namespace: str) -> list[str]:
+    entities = [
+        "trigger-conditions",
+        "trigger-definitions",
+        "trigger-condition-triggers",
+        "trigger-source-task",
+    ]
+    return sorted(
+        str(key)
+        for entity in [*entities, "trigger-sets"]
+        for key in client.scan_iter(match=f"{namespace}:{entity}:*", count=10_000)
+    )
+
+
+def test_index_migrate_turns_the_earlier_layout_into_documents_that_read_back_equal(
+    redis_url: str, redis_client: redis.Redis, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two apps (one with a hostile id) written in the earlier layout. A dry run lists the
+    work and changes nothing; a run interrupted part-way and a second run convert everything:
+    every lookup reads back what was written, no earlier key is left, and a third run has
+    nothing to do."""
+    from pynenc_redis_stack import admin
+    from pynenc_redis_stack.cli.index_commands import format_migration
+    from pynenc_redis_stack.trigger import migration
+
+    apps = {
+        app_id: build_app(app_id, redis_url, tmp_path / "t.db", namespace) for app_id in ("a:b{c}*?", "plain")
+    }
+    events = [EventCondition(text, ANY_ARGUMENTS) for text in HOSTILE[:5]]
+    statuses = [StatusCondition(task, [InvocationStatus.SUCCESS], ANY_ARGUMENTS) for task in TASKS[:3]]
+    conditions = events + statuses
+    # definitions of tasks whose function has no dot: the earlier layout kept only the task key
+    tasks = [TaskId(f"mod.{text}", "fn") for text in HOSTILE[:3]]
+    definitions = [
+        definition(text, tasks[n % 3], [events[n % 5].condition_id, events[0].condition_id], n)
+        for n, text in enumerate(HOSTILE)
+    ]
+    sources = {
+        task.key: [statuses[n].condition_id, events[n].condition_id] for n, task in enumerate(TASKS[:3])
+    }
+    for app_id, app in apps.items():
+        write_earlier_layout(redis_client, namespace, app_id, conditions, definitions, sources, app)
+    written = earlier_keys(redis_client, namespace)
+    # per app: the two hashes, the set of set names, 5 condition sets, 3 source-task sets
+    assert len(written) == 2 * 11
+
+    conf = admin.load_config(url=redis_url, namespace=namespace)
+    dry = admin.index_migrate(conf, dry_run=True, out=io.StringIO())
+    assert dry.trigger_layout is not None and sorted(dry.trigger_layout.per_app) == sorted(apps)
+    for planned in dry.trigger_layout.per_app.values():
+        assert (planned.conditions, planned.definitions, planned.source_links) == (8, len(HOSTILE), 6)
+    assert sorted(k for p in dry.trigger_layout.per_app.values() for k in p.deleted) == written
+    assert earlier_keys(redis_client, namespace) == written  # a dry run changes nothing
+    printed = format_migration(dry)
+    assert all(f"would delete {key}" in "\n".join(printed) for key in written)
+    assert not list(redis_client.scan_iter(match=f"{namespace}:trigger-condition:*"))
+
+    calls = 0
+    real_add = migration.add_source_task
+
+    def interrupted(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise ConnectionError("the run is killed here")
+        real_add(*args)
+
+    monkeypatch.setattr(migration, "add_source_task", interrupted)
+    with pytest.raises(ConnectionError):
+        admin.index_migrate(conf)
+    monkeypatch.setattr(migration, "add_source_task", real_add)
+    assert earlier_keys(redis_client, namespace)  # part of the work is left for the next run
+    report = admin.index_migrate(conf)
+    assert report.trigger_layout is not None and sorted(report.trigger_layout.per_app) == sorted(apps)
+    assert earlier_keys(redis_client, namespace) == []
+
+    for app in apps.values():
+        trigger = trigger_of(app)
+        assert ids(trigger._get_all_conditions()) == sorted(ids(conditions))
+        for condition in conditions:
+            found = trigger.get_condition(condition.condition_id)
+            assert found is not None and found.to_json(app) == condition.to_json(app)
+            using = sorted(
+                (d for d in definitions if condition.condition_id in d.condition_ids),
+                key=lambda d: d.trigger_id,
+            )
+            assert trigger.get_triggers_for_condition(condition.condition_id) == using
+        for dto in definitions:
+            assert trigger._get_trigger(dto.trigger_id) == dto
+        for task_key, condition_ids in sources.items():
+            sourced = trigger.get_conditions_sourced_from_task(TaskId.from_key(task_key))
+            assert ids(sourced) == sorted(condition_ids)
+        assert trigger.get_last_cron_execution(conditions[0].condition_id) == datetime(2026, 1, 1, tzinfo=UTC)
+        trigger.clean_task_trigger_definitions(tasks[0])
+        assert all(d.task_id != tasks[0] for d in trigger.get_triggers_for_condition(events[0].condition_id))
+
+    again = admin.index_migrate(conf)
+    assert again.trigger_layout is not None and again.trigger_layout.per_app == {}
+    assert again.nothing_to_do
 
 
 # -- hostile input --------------------------------------------------------------------------------
