@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -36,12 +37,14 @@ from pynenc.orchestrator.atomic_service import AtomicServiceRun
 from pynenc.trigger.arguments import StaticArgumentProvider, create_argument_filter
 from pynenc.trigger.conditions import (
     CompositeLogic,
+    CronCondition,
     EventCondition,
     EventContext,
     StatusCondition,
     StatusContext,
 )
 from pynenc.trigger.monitoring import EventRecord, TriggerRunParticipant, TriggerRunRecord
+from pynenc.trigger.trigger_context import TriggerContext
 from pynenc.trigger.trigger_definitions import TriggerDefinition
 from pynenc_tests.conftest import MockPynenc
 
@@ -288,6 +291,129 @@ def test_two_trigger_loops_on_one_event_run_the_trigger_once(
     assert triggers[0].get_valid_conditions() == {}
     triggers[0].purge()
     apps[0].state_backend.purge()
+
+
+# -- a pass that fails or stops part-way: no firing lost, none doubled -----------------------------
+
+
+@pytest.fixture
+def two_runners(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[list[Pynenc]]:
+    """Two runners' apps of one app (one SQLite file for their orchestrator and broker), an
+    event trigger registered on both."""
+    app_id = unique_app_id(request)
+    apps = [build_app(app_id, redis_url, tmp_path / "shared.db") for _ in range(2)]
+    trigger_of(apps[0]).purge()
+    apps[0].state_backend.purge()
+    triggered_task.app = apps[0]
+    condition = EventCondition("pass-faults", ANY_ARGUMENTS)
+    definition = TriggerDefinition(
+        task_id=triggered_task.task_id,
+        condition_ids=[condition.condition_id],
+        argument_provider=StaticArgumentProvider({"x": 1}),
+    )
+    for runner_app in apps:
+        trigger_of(runner_app).register_condition(condition)
+        trigger_of(runner_app).register_trigger(definition.to_dto(runner_app))
+    yield apps
+    trigger_of(apps[0]).purge()
+    apps[0].state_backend.purge()
+
+
+SERVICE_RUN = AtomicServiceRun(runner_id="r", atomic_service_run_id="s")
+
+
+def expire_claims(trigger: RedisStackTrigger) -> None:
+    """Move every claim's expiry into the past: what the next pass finds once a claim's
+    minute is over."""
+    key = trigger.keys.trigger_run_claims()
+    for run_id in run(trigger.store.client, "ZRANGE", key, "0", "-1"):
+        run(trigger.store.client, "ZADD", key, "1", run_id)
+
+
+def test_a_pass_that_fails_after_its_claim_releases_it_and_the_next_pass_fires(
+    two_runners: list[Pynenc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first runner's pass claims the run, then cannot route the task (that runner lacks
+    it: pynenc raises). The other runner's pass, within the claim's minute, fires it once
+    (before: its claim was refused and it cleared the condition, so it never fired)."""
+    first, second = map(trigger_of, two_runners)
+    event_id = first.emit_event("pass-faults", {"k": "v"})
+    monkeypatch.setattr(two_runners[0], "get_task", lambda _task_id: None)
+    with pytest.raises(ValueError, match="not found"):
+        first.trigger_loop_iteration(SERVICE_RUN)
+    assert len(first.get_valid_conditions()) == 1
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert len(second.get_trigger_runs_for_event(event_id)) == 1
+    assert second.get_valid_conditions() == {}
+
+
+def test_a_pass_that_stops_after_its_claim_leaves_the_condition_until_the_claim_expires(
+    two_runners: list[Pynenc],
+) -> None:
+    """A pass killed right after its claim leaves the claim and the valid condition. Another
+    pass within the claim's minute is refused the claim and keeps the condition (before: it
+    cleared it, and the firing was lost); once the claim has expired, the next pass fires."""
+    first, second = map(trigger_of, two_runners)
+    event_id = first.emit_event("pass-faults", {"k": "v"})
+    (valid,) = first.get_valid_conditions().values()
+    (dto,) = first.get_triggers_for_condition(valid.condition.condition_id)
+    context = TriggerContext(valid_conditions={valid.valid_condition_id: valid})
+    (run_id,) = TriggerDefinition.from_dto(dto, two_runners[0]).generate_trigger_run_ids(context)
+    assert first.claim_trigger_run(run_id)  # what the killed pass left
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert second.get_trigger_runs_for_event(event_id) == []
+    assert list(second.get_valid_conditions()) == [valid.valid_condition_id]
+    expire_claims(second)
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert [r.trigger_run_id for r in second.get_trigger_runs_for_event(event_id)] == [run_id]
+    assert second.get_valid_conditions() == {}
+
+
+def test_a_pass_that_stops_after_recording_its_run_does_not_fire_it_again(
+    two_runners: list[Pynenc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass routes and records its run, then stops before clearing the condition. Long
+    after (the claim expired), another pass is refused the run because its record exists,
+    and clears the condition (before: it claimed the run again and fired a second time)."""
+    first, second = map(trigger_of, two_runners)
+    event_id = first.emit_event("pass-faults", {"k": "v"})
+
+    def stopped(_conditions: Any) -> None:
+        raise ConnectionError("the pass stops before clearing")
+
+    monkeypatch.setattr(first, "clear_valid_conditions", stopped)
+    with pytest.raises(ConnectionError):
+        first.trigger_loop_iteration(SERVICE_RUN)
+    fired = second.get_invocations_triggered_by_event(event_id)
+    assert len(fired) == 1
+    expire_claims(second)
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert second.get_invocations_triggered_by_event(event_id) == fired
+    assert [r.triggered_invocation_id for r in second.get_trigger_runs_for_event(event_id)] == fired
+    assert second.get_valid_conditions() == {}
+    assert not second.claim_trigger_run(second.get_trigger_runs_for_event(event_id)[0].trigger_run_id)
+
+
+def test_a_cron_tick_is_stored_with_its_valid_condition(app: Pynenc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tick's compare-and-set and its valid condition are one script: a pass that would
+    stop between the two (pynenc makes them two calls; here the second one fails) still
+    leaves the tick's valid condition, and a later check in the same minute adds none."""
+    trigger = trigger_of(app)
+    cron = CronCondition("* * * * *")
+    trigger.register_condition(cron)
+    tick = datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC)
+
+    def stopped(_valid_conditions: Any) -> None:
+        raise ConnectionError("the pass stops before storing the valid condition")
+
+    monkeypatch.setattr(trigger, "record_valid_conditions", stopped)
+    with contextlib.suppress(ConnectionError):
+        trigger.check_time_based_triggers(tick, atomic_service_run=SERVICE_RUN)
+    monkeypatch.undo()
+    trigger.check_time_based_triggers(tick + timedelta(seconds=20), atomic_service_run=SERVICE_RUN)
+    ticks = list(trigger.get_valid_conditions().values())
+    assert [(vc.condition.condition_id, vc.context.timestamp) for vc in ticks] == [(cron.condition_id, tick)]
+    assert trigger.get_last_cron_execution(cron.condition_id) == tick
 
 
 def test_links_survive_a_rewrite_of_the_event_and_count_once(app: Pynenc) -> None:
@@ -697,7 +823,9 @@ def test_hostile_ids_and_event_codes_are_matched_literally(app: Pynenc) -> None:
         assert [r.trigger_run_id for r in by_task] == [text]
         trigger.link_trigger_run_to_events([text], text + "!", trigger_run_id=text)
         assert trigger.get_invocations_triggered_by_event(text) == [text + "!"]
-        assert trigger.claim_trigger_run(text) and not trigger.claim_trigger_run(text)
+        assert not trigger.claim_trigger_run(text)  # its record is stored: it ran
+        unrecorded = f"next {text}"
+        assert trigger.claim_trigger_run(unrecorded) and not trigger.claim_trigger_run(unrecorded)
     assert trigger.get_referenced_atomic_service_run_ids() == set(HOSTILE)
     assert trigger.count_events(event_code="*") == 0 and trigger.get_trigger_runs_for_event("*") == []
 
@@ -711,13 +839,13 @@ def test_apps_whose_ids_differ_by_special_characters_stay_apart(redis_url: str, 
         trigger.store_event(event("same-id", "same-code", BASE))
         trigger.store_trigger_run(trigger_run("same-run", BASE, event_ids=["same-id"]))
         trigger.record_valid_conditions([])
-        assert trigger.claim_trigger_run("same-run")
+        assert trigger.claim_trigger_run("same-claim")
     triggers[0].purge()
     assert triggers[0].count_events() == 0 and triggers[0].get_trigger_run("same-run") is None
     for trigger in triggers[1:]:
         assert trigger.count_events() == 1 and trigger.list_event_codes() == ["same-code"]
         assert [r.trigger_run_id for r in trigger.get_trigger_runs_for_event("same-id")] == ["same-run"]
-        assert not trigger.claim_trigger_run("same-run")
+        assert not trigger.claim_trigger_run("same-claim")
         trigger.purge()
 
 

@@ -7,21 +7,25 @@ for the trigger loop (a queue), cron last executions (a schedule) and trigger-ru
 
 Every runner sharing the server's URL and namespace sees one trigger state, so a trigger
 fires once across hosts: ``claim_trigger_run`` is one script (check and claim in one step,
-expiry on the server's clock), and a cron condition's last execution moves only by a
-compare-and-set script.
+expiry on the server's clock, a recorded run never claimed again), and a cron condition's
+last execution moves only by a compare-and-set script that also stores the tick's valid
+condition. How a pass that fails part-way keeps its firings: docs/distributed.md (Trigger).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from pynenc.conf.validation_trigger import validate_trigger_config
 from pynenc.trigger.base_trigger import BaseTrigger
-from pynenc.trigger.conditions import TriggerCondition, ValidCondition
+from pynenc.trigger.conditions import CronCondition, CronContext, TriggerCondition, ValidCondition
+from pynenc.trigger.log_messages import TriggerLogMsg, join_tokens, ref
 
 from pynenc_redis_stack import query
 from pynenc_redis_stack.client import run
@@ -43,12 +47,30 @@ from pynenc_redis_stack.trigger.scripts import CLAIM_RUN, STORE_CRON_EXECUTION
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
     from pynenc.identifiers.task_id import TaskId
+    from pynenc.invocation.base_invocation import BaseInvocation
     from pynenc.models.trigger_definition_dto import TriggerDefinitionDTO
+    from pynenc.orchestrator.atomic_service import AtomicServiceRun
     from pynenc.trigger.conditions import ConditionContext
     from pynenc.trigger.monitoring import EventMarkerPage, EventRecord, TriggerRunRecord
+    from pynenc.trigger.trigger_context import TriggerContext
+    from pynenc.trigger.trigger_definitions import TriggerDefinition
     from pynenc.trigger.types import ConditionId
 
     from pynenc_redis_stack.keys import AppKeys
+
+
+@dataclass
+class _Pass:
+    """What one pass of the trigger loop has done so far (see RedisStackTrigger's pass)."""
+
+    run_conditions: dict[str, set[str]] = field(default_factory=dict)
+    """The valid conditions of each run the pass considered."""
+    claimed: list[str] = field(default_factory=list)
+    """Runs this pass claimed, in order."""
+    routed: set[str] = field(default_factory=set)
+    """Claimed runs whose task this pass routed."""
+    held_elsewhere: set[str] = field(default_factory=set)
+    """Runs claimed by another pass that has not recorded them."""
 
 
 def _checked(what: str, value: str) -> str:
@@ -189,11 +211,6 @@ class RedisStackTrigger(BaseTrigger):
         stored: dict[str, str] = run(self.store.client, "HGETALL", self.keys.trigger_valid_conditions())
         return {vc_id: ValidCondition.from_json(text, self.app) for vc_id, text in stored.items()}
 
-    def clear_valid_conditions(self, conditions: Iterable[ValidCondition]) -> None:
-        ids = list(dict.fromkeys(c.valid_condition_id for c in conditions))
-        if ids:
-            run(self.store.client, "HDEL", self.keys.trigger_valid_conditions(), *ids)
-
     # -- cron and claims ------------------------------------------------------------------------
 
     def get_last_cron_execution(self, condition_id: ConditionId) -> datetime | None:
@@ -213,23 +230,160 @@ class RedisStackTrigger(BaseTrigger):
         ``None`` expects that the condition never ran: of two runners that both read "never",
         only one stores (pynenc's SQLite trigger lets both).
         """
+        return self._store_cron_execution(condition_id, execution_time, expected_last_execution, None)
+
+    def _store_cron_execution(
+        self,
+        condition_id: ConditionId,
+        execution_time: datetime,
+        expected_last_execution: datetime | None,
+        tick: ValidCondition | None,
+    ) -> bool:
+        """The compare-and-set of a cron execution; with ``tick``, that valid condition is
+        stored in the same script (no tick is stored without it)."""
         expected = "" if expected_last_execution is None else str(to_micros(expected_last_execution))
-        stored = STORE_CRON_EXECUTION.run_in(
-            self.store.client.pipeline(transaction=False),
-            [self.keys.trigger_cron()],
-            [_checked("condition id", condition_id), str(to_micros(execution_time)), expected],
-        )[-1]
+        keys = [self.keys.trigger_cron()]
+        args = [_checked("condition id", condition_id), str(to_micros(execution_time)), expected]
+        if tick is not None:
+            keys.append(self.keys.trigger_valid_conditions())
+            args.extend((_checked("valid condition id", tick.valid_condition_id), tick.to_json(self.app)))
+        stored = STORE_CRON_EXECUTION.run_in(self.store.client.pipeline(transaction=False), keys, args)[-1]
         return bool(stored)
+
+    def check_time_based_triggers(
+        self, current_time: datetime | None = None, *, atomic_service_run: AtomicServiceRun
+    ) -> None:
+        """pynenc's cron check, with each tick's compare-and-set and its valid condition in
+        one script: a pass that stops between the two (pynenc makes them two calls) would
+        have moved the schedule without firing, losing the tick."""
+        if not self.conf.enable_scheduler:
+            return
+        now = current_time or datetime.now(UTC)
+        for condition in self._get_all_conditions():
+            if isinstance(condition, CronCondition):
+                self._tick_cron_condition(condition, now, atomic_service_run)
+
+    def _tick_cron_condition(
+        self, condition: CronCondition, now: datetime, atomic_service_run: AtomicServiceRun
+    ) -> None:
+        """pynenc's ``_should_trigger_cron_condition`` (same checks, cache and logs), storing
+        the valid condition with the compare-and-set."""
+        condition_id = condition.condition_id
+        context = CronContext(timestamp=now)
+        cached = self._last_cron_execution_cache.get(condition_id)
+        if cached:
+            context = CronContext(timestamp=now, last_execution=cached)
+            if not condition.is_satisfied_by(context):
+                return
+        stored = self.get_last_cron_execution(condition_id)
+        if stored:
+            self._last_cron_execution_cache[condition_id] = stored
+            context = CronContext(timestamp=now, last_execution=stored)
+            if not condition.is_satisfied_by(context):
+                return
+        service_run = ref("atomic-service-run", atomic_service_run.atomic_service_run_id)
+        if self._store_cron_execution(condition_id, now, stored, ValidCondition(condition, context)):
+            self._last_cron_execution_cache[condition_id] = now
+            self.app.logger.info(
+                join_tokens(
+                    TriggerLogMsg.CRON_CLAIMED,
+                    service_run,
+                    ref("condition", condition_id),
+                    f"timestamp:{now.isoformat()}",
+                )
+            )
+            return
+        self.app.logger.info(
+            join_tokens(
+                TriggerLogMsg.CRON_SKIPPED,
+                service_run,
+                ref("condition", condition_id),
+                "reason:already-claimed",
+            )
+        )
+        fresh = self.get_last_cron_execution(condition_id)
+        if fresh:
+            self._last_cron_execution_cache[condition_id] = fresh
 
     def claim_trigger_run(self, trigger_run_id: str, expiration_seconds: int = 60) -> bool:
         """Claim ``trigger_run_id`` for ``expiration_seconds`` (server clock); exactly one
-        caller wins, across processes and hosts."""
-        won = CLAIM_RUN.run_in(
+        caller wins, across processes and hosts, and a run whose record is stored (it ran)
+        is never claimed again."""
+        outcome: int = CLAIM_RUN.run_in(
             self.store.client.pipeline(transaction=False),
-            [self.keys.trigger_run_claims()],
+            [self.keys.trigger_run_claims(), self.keys.trigger_run(trigger_run_id)],
             [_checked("trigger run id", trigger_run_id), str(max(0, expiration_seconds))],
         )[-1]
-        return bool(won)
+        current = self._pass
+        if current is not None:
+            if outcome == 1:
+                current.claimed.append(trigger_run_id)
+            elif outcome == 0:
+                current.held_elsewhere.add(trigger_run_id)
+        return outcome == 1
+
+    # -- one pass of the trigger loop ----------------------------------------------------------
+    # pynenc's pass claims each run, routes its task, records the run, and at the end clears
+    # every valid condition none of whose triggers is still pending, counting a run whose
+    # claim was refused as done. Here a pass also keeps what it learns (_Pass): a pass that
+    # fails releases the claims it has not routed, and a valid condition stays while one of
+    # its runs is claimed by a pass that has not recorded it (refused claims of recorded runs
+    # count as done), so a pass that stops after its claim cannot make another pass drop the
+    # firing; the claim expires and the next pass runs it.
+
+    @property
+    def _pass(self) -> _Pass | None:
+        current: _Pass | None = getattr(self._pass_state, "current", None)
+        return current
+
+    @cached_property
+    def _pass_state(self) -> threading.local:
+        return threading.local()
+
+    def _process_loop_iteration(self, atomic_service_run: AtomicServiceRun) -> None:
+        current = self._pass_state.current = _Pass()
+        try:
+            super()._process_loop_iteration(atomic_service_run)
+        except BaseException:
+            unrouted = [run_id for run_id in current.claimed if run_id not in current.routed]
+            if unrouted:
+                run(self.store.client, "ZREM", self.keys.trigger_run_claims(), *unrouted)
+            raise
+        finally:
+            self._pass_state.current = None
+
+    def _execution_contexts_for_trigger(
+        self, trigger: TriggerDefinition, context: TriggerContext
+    ) -> list[TriggerContext]:
+        contexts: list[TriggerContext] = super()._execution_contexts_for_trigger(trigger, context)
+        current = self._pass
+        if current is not None:
+            for execution_context in contexts:
+                for run_id in trigger.generate_trigger_run_ids(execution_context):
+                    current.run_conditions[run_id] = set(execution_context.valid_conditions)
+        return contexts
+
+    def execute_task(
+        self, task_id: TaskId, arguments: dict[str, Any] | None = None, *, parent_event_id: str | None = None
+    ) -> BaseInvocation:
+        invocation = super().execute_task(task_id, arguments, parent_event_id=parent_event_id)
+        current = self._pass
+        if current is not None and current.claimed:
+            current.routed.add(current.claimed[-1])  # pynenc routes right after each claim
+        return invocation
+
+    def clear_valid_conditions(self, conditions: Iterable[ValidCondition]) -> None:
+        current = self._pass
+        kept: set[str] = set()
+        if current is not None:
+            kept = {
+                vc_id for run_id in current.held_elsewhere for vc_id in current.run_conditions.get(run_id, ())
+            }
+        ids = list(
+            dict.fromkeys(c.valid_condition_id for c in conditions if c.valid_condition_id not in kept)
+        )
+        if ids:
+            run(self.store.client, "HDEL", self.keys.trigger_valid_conditions(), *ids)
 
     # -- purge -------------------------------------------------------------------------------
 
