@@ -11,7 +11,12 @@
   model of the same records;
 - complete answers on a server whose result caps are 25 (stands for Redis Stack's 10 000);
 - two runner hosts on this package's components alone: an event trigger and a status trigger
-  each run once, through the trigger loop in the atomic service.
+  each run once, through the trigger loop in the atomic service;
+- trigger definitions and conditions: documents read back whole, lookups through the indexes
+  only (the server's command statistics), and ``index migrate`` converting the earlier layout
+  of hashes and sets (dry run, interrupted run, reruns);
+- a trigger pass that fails, or a runner SIGKILLed mid-pass: no firing lost, none doubled but
+  the documented one; a cron tick stored with its valid condition.
 """
 
 from __future__ import annotations
@@ -392,6 +397,67 @@ def test_a_pass_that_stops_after_recording_its_run_does_not_fire_it_again(
     assert [r.triggered_invocation_id for r in second.get_trigger_runs_for_event(event_id)] == fired
     assert second.get_valid_conditions() == {}
     assert not second.claim_trigger_run(second.get_trigger_runs_for_event(event_id)[0].trigger_run_id)
+
+
+KILL_POINTS = {
+    "claimed": "execute_task",  # after its claim, before routing the task
+    "routed": "store_trigger_run",  # after routing, before recording the run
+    "recorded": "clear_valid_conditions",  # after recording, before clearing the condition
+}
+"""Where a runner's pass is SIGKILLed: the trigger method whose call kills it."""
+
+
+def pass_killed_at(url: str, app_id: str, sqlite_path: str, step: str) -> None:
+    """A runner process whose trigger pass is SIGKILLed at ``step`` (nothing after it runs)."""
+    import os
+    import signal
+
+    runner_app = build_app(app_id, url, Path(sqlite_path))
+    triggered_task.app = runner_app
+    trigger = trigger_of(runner_app)
+
+    def killed(*_args: Any, **_kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(trigger, KILL_POINTS[step], killed)
+    trigger.trigger_loop_iteration(SERVICE_RUN)
+
+
+@pytest.mark.parametrize(
+    ("step", "passes", "fired"),
+    [
+        # the next pass within the claim's minute keeps the condition; the one after expiry fires
+        pytest.param("claimed", ["pass", "expire", "pass"], 1, id="after-claim"),
+        # the known duplicate (docs/distributed.md, Trigger): routed, never recorded
+        pytest.param("routed", ["pass", "expire", "pass"], 2, id="after-route"),
+        # however late the next pass comes, the recorded run is not fired again
+        pytest.param("recorded", ["expire", "pass", "pass"], 1, id="after-record"),
+    ],
+)
+def test_a_runner_killed_mid_pass_loses_no_firing(
+    two_runners: list[Pynenc], redis_url: str, tmp_path: Path, step: str, passes: list[str], fired: int
+) -> None:
+    """A runner process is SIGKILLed inside its trigger pass; the other runner's passes then
+    fire the event's trigger once (twice in the one documented window), and leave nothing
+    pending."""
+    import multiprocessing
+
+    first, second = map(trigger_of, two_runners)
+    first.emit_event("pass-faults", {"k": "v"})
+    process = multiprocessing.get_context("spawn").Process(
+        target=pass_killed_at, args=(redis_url, two_runners[0].app_id, str(tmp_path / "shared.db"), step)
+    )
+    process.start()
+    process.join(timeout=50)
+    assert process.exitcode == -9  # killed where intended
+    for action in passes:
+        if action == "expire":
+            expire_claims(second)
+        else:
+            second.trigger_loop_iteration(SERVICE_RUN)
+    routed = list(two_runners[1].orchestrator.get_existing_invocations(triggered_task))
+    assert len(routed) == fired
+    assert second.get_valid_conditions() == {}
 
 
 def test_a_cron_tick_is_stored_with_its_valid_condition(app: Pynenc, monkeypatch: pytest.MonkeyPatch) -> None:
