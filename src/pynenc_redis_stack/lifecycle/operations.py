@@ -110,7 +110,8 @@ class MigrationReport:
     @property
     def nothing_to_do(self) -> bool:
         """True when every index was already at its file version, with nothing to clean up,
-        and every app's relation sets and timeline were complete."""
+        every app's relation sets and timeline were complete, and no trigger key of the
+        earlier layout was left."""
         return all(result.plan.action is Action.NONE for result in self.results) and not (
             (self.relation_sets and self.relation_sets.per_app)
             or (self.timeline and self.timeline.per_app)
