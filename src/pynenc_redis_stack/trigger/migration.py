@@ -158,10 +158,15 @@ def migrate_trigger_layout(
 
 
 def _count(client: redis.Redis, legacy: LegacyKeys) -> AppConversion:
+    def entries(key: str | None) -> int:
+        return sum(1 for _entry in client.hscan_iter(key, count=SCAN_COUNT)) if key else 0
+
     return AppConversion(
-        conditions=int(run(client, "HLEN", legacy.conditions)) if legacy.conditions else 0,
-        definitions=int(run(client, "HLEN", legacy.definitions)) if legacy.definitions else 0,
-        source_links=sum(int(run(client, "SCARD", key)) for key in legacy.source_sets),
+        conditions=entries(legacy.conditions),
+        definitions=entries(legacy.definitions),
+        source_links=sum(
+            1 for key in legacy.source_sets for _member in client.sscan_iter(key, count=SCAN_COUNT)
+        ),
         deleted=legacy.all(),
     )
 
