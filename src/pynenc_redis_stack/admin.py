@@ -55,6 +55,7 @@ from pynenc_redis_stack.lifecycle import (
 from pynenc_redis_stack.prune import DEFAULT_BATCH_SIZE as PRUNE_BATCH_SIZE
 from pynenc_redis_stack.prune import PruneReport, check_cutoff, prune_invocations
 from pynenc_redis_stack.schema import IndexSpec, all_specs, load_schemas
+from pynenc_redis_stack.trigger.migration import migrate_trigger_layout
 
 type Counter = Callable[[int, int], None]
 """Receives ``(done, total)`` while a prune or an import runs."""
@@ -210,6 +211,9 @@ def index_migrate(
             timeline.TIMELINE.backfill(
                 client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
             ),
+            # -- trigger layout: definitions and conditions of the earlier layout become documents --
+            trigger_layout=migrate_trigger_layout(client, namespace, dry_run=dry_run, heartbeat=heartbeat),
+            # -- end trigger layout --
         ),
     )
 

@@ -23,15 +23,15 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:client-data:<app>                a hash: the client data store's values by reference key
     <ns>:trigger-event:<app>:<event>      a JSON document: one trigger event (trigger/records.py)
     <ns>:trigger-run:<app>:<run>          a JSON document: one trigger run
-    <ns>:trigger-conditions:<app>         a hash: condition id -> condition (pynenc's JSON)
-    <ns>:trigger-definitions:<app>        a hash: trigger id -> trigger definition
-    <ns>:trigger-condition-triggers:<app>:<condition>   a set: the ids of the triggers using it
-    <ns>:trigger-source-task:<app>:<task> a set: the conditions sourced from the task
-    <ns>:trigger-sets:<app>               a set: the names of the app's two kinds of sets above
-                                          (so purge finds them without a keyspace scan)
-    <ns>:trigger-valid-conditions:<app>   a hash: valid condition id -> valid condition
-    <ns>:trigger-cron:<app>               a hash: cron condition id -> last execution (epoch us)
+    <ns>:trigger-definition:<app>:<trigger>  a JSON document: one trigger definition
+    <ns>:trigger-condition:<app>:<condition> a JSON document: one trigger condition, with the
+                                          tasks it is sourced from
+    <ns>:trigger-valid-conditions:<app>   a hash: valid condition id -> valid condition (the
+                                          trigger loop's work queue)
+    <ns>:trigger-cron:<app>               a hash: cron condition id -> last execution (epoch us;
+                                          the cron schedule, moved by compare-and-set)
     <ns>:trigger-run-claims:<app>         a sorted set: claimed trigger run ids by claim expiry
+                                          (leases)
 
 The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
 app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
@@ -109,14 +109,12 @@ _BROKER_SEQ = "broker-seq"
 _BROKER_TAKEN = "broker-taken"
 _CLIENT_DATA = "client-data"
 
-# The trigger's documents (indexed by schemas/trigger_*.yaml) and its registry keys.
+# The trigger's documents (indexed by schemas/trigger_*.yaml) and its queue, schedule and
+# lease keys (not documents).
 _TRIGGER_EVENT = "trigger-event"
 _TRIGGER_RUN = "trigger-run"
-_TRIGGER_CONDITIONS = "trigger-conditions"
-_TRIGGER_DEFINITIONS = "trigger-definitions"
-_TRIGGER_CONDITION_TRIGGERS = "trigger-condition-triggers"
-_TRIGGER_SOURCE_TASK = "trigger-source-task"
-_TRIGGER_SETS = "trigger-sets"
+_TRIGGER_DEFINITION = "trigger-definition"
+_TRIGGER_CONDITION = "trigger-condition"
 _TRIGGER_VALID_CONDITIONS = "trigger-valid-conditions"
 _TRIGGER_CRON = "trigger-cron"
 _TRIGGER_RUN_CLAIMS = "trigger-run-claims"
@@ -374,25 +372,13 @@ class AppKeys:
     def trigger_run(self, trigger_run_id: str) -> str:
         return self._key(_TRIGGER_RUN, trigger_run_id)
 
-    def trigger_conditions(self) -> str:
-        """The hash of registered conditions, by condition id."""
-        return self._key(_TRIGGER_CONDITIONS)
+    def trigger_definition(self, trigger_id: str) -> str:
+        """The document of one trigger definition."""
+        return self._key(_TRIGGER_DEFINITION, trigger_id)
 
-    def trigger_definitions(self) -> str:
-        """The hash of trigger definitions, by trigger id."""
-        return self._key(_TRIGGER_DEFINITIONS)
-
-    def trigger_condition_triggers(self, condition_id: str) -> str:
-        """The set of the ids of the triggers that use ``condition_id``."""
-        return self._key(_TRIGGER_CONDITION_TRIGGERS, condition_id)
-
-    def trigger_source_task(self, task_id_key: str) -> str:
-        """The set of the ids of the conditions sourced from the task ``task_id_key``."""
-        return self._key(_TRIGGER_SOURCE_TASK, task_id_key)
-
-    def trigger_sets(self) -> str:
-        """The set of the names of this app's per-condition and per-task trigger sets."""
-        return self._key(_TRIGGER_SETS)
+    def trigger_condition(self, condition_id: str) -> str:
+        """The document of one trigger condition (with the tasks it is sourced from)."""
+        return self._key(_TRIGGER_CONDITION, condition_id)
 
     def trigger_valid_conditions(self) -> str:
         """The hash of valid conditions waiting for the trigger loop, by valid condition id."""

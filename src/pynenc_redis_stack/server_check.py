@@ -62,8 +62,6 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("HSET", "{key}", "1", "1"),
     ("HGET", "{key}", "1"),
     # the trigger (its scripts included)
-    ("HMGET", "{key}", "1"),
-    ("HVALS", "{key}"),
     ("HGETALL", "{key}"),
     ("HDEL", "{key}", "1"),
     ("ZSCORE", "{key}", "1"),
@@ -75,6 +73,9 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("DISCARD",),
     ("PING",),
     ("TIME",),
+    # index migrate: finding and reading the trigger's earlier layout (trigger/migration.py)
+    ("SCAN", "0"),
+    ("HSCAN", "{key}", "0"),
 )
 
 # One round trip checks every command above as the connected user, without running any:

@@ -88,6 +88,17 @@ def format_migration(report: MigrationReport) -> list[str]:
     for app_id, count in (report.timeline.per_app if report.timeline else {}).items():
         verb = "would look at" if report.dry_run else "added"
         lines.append(f"history timeline of app {app_id!r}: {verb} {count} entries")
+    # -- trigger layout (trigger/migration.py) --
+    for app_id, converted in (report.trigger_layout.per_app if report.trigger_layout else {}).items():
+        verb = "would convert" if report.dry_run else "converted"
+        lines.append(
+            f"trigger layout of app {app_id!r}: {verb} {converted.conditions} conditions, "
+            f"{converted.definitions} trigger definitions and {converted.source_links} "
+            "source-task links to documents"
+        )
+        verb = "would delete" if report.dry_run else "deleted"
+        lines.extend(f"trigger layout of app {app_id!r}: {verb} {key}" for key in converted.deleted)
+    # -- end trigger layout --
 
     return lines
 

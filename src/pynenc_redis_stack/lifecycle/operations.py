@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pynenc_redis_stack.backfill import BackfillReport
     from pynenc_redis_stack.keys import Namespace
     from pynenc_redis_stack.schema import IndexSpec
+    from pynenc_redis_stack.trigger.migration import TriggerLayoutReport
 
 
 def inspect_indexes(
@@ -76,6 +77,9 @@ class DataFill:
 
     relation_sets: BackfillReport | None = None
     timeline: BackfillReport | None = None
+    # -- trigger layout (trigger/migration.py) --
+    trigger_layout: TriggerLayoutReport | None = None
+    # -- end trigger layout --
 
 
 @dataclass
@@ -97,13 +101,21 @@ class MigrationReport:
     counts them)."""
     timeline: BackfillReport | None = None
     """History entries added to their app's timeline, per app (a dry run counts them)."""
+    # -- trigger layout (trigger/migration.py) --
+    trigger_layout: TriggerLayoutReport | None = None
+    """Trigger definitions and conditions of the earlier layout turned into documents, and
+    its keys deleted, per app (a dry run lists them)."""
+    # -- end trigger layout --
 
     @property
     def nothing_to_do(self) -> bool:
         """True when every index was already at its file version, with nothing to clean up,
-        and every app's relation sets and timeline were complete."""
+        every app's relation sets and timeline were complete, and no trigger key of the
+        earlier layout was left."""
         return all(result.plan.action is Action.NONE for result in self.results) and not (
-            (self.relation_sets and self.relation_sets.per_app) or (self.timeline and self.timeline.per_app)
+            (self.relation_sets and self.relation_sets.per_app)
+            or (self.timeline and self.timeline.per_app)
+            or (self.trigger_layout and self.trigger_layout.per_app)  # trigger layout
         )
 
     @property
@@ -183,7 +195,13 @@ def migrate(
         )
         results = [_execute(plan, executor) for plan in plans]
         data = fill(_no_heartbeat) if fill else DataFill()
-        return MigrationReport(True, results, relation_sets=data.relation_sets, timeline=data.timeline)
+        return MigrationReport(
+            True,
+            results,
+            relation_sets=data.relation_sets,
+            timeline=data.timeline,
+            trigger_layout=data.trigger_layout,  # trigger layout
+        )
     lock = LifecycleLock(client, namespace, ttl=lock_ttl)
 
     def waiting(holder: str) -> None:
@@ -211,6 +229,7 @@ def migrate(
         final=final,
         relation_sets=filled.relation_sets,
         timeline=filled.timeline,
+        trigger_layout=filled.trigger_layout,  # trigger layout
     )
 
 
