@@ -22,7 +22,10 @@ class ConfigRedisStack(ConfigPynencBase):
         host, port, db, username and password. Shared with pynenc-redis.
     :cvar ConfigField[str] redis_stack_url:
         URL for this backend only; overrides ``redis_url``. Set by ``PynencBuilder.redis_stack``
-        so that pynenc-redis components may use another server.
+        so that pynenc-redis components may use another server. Also takes
+        ``redis+sentinel://[user:password@]host:port[,host:port...]/<service>`` (a master
+        found through Sentinel) and ``redis+cluster://[user:password@]host:port[,...]`` (an
+        open-source cluster); ``rediss+...`` for TLS (docs/scale-out.md).
     :cvar ConfigField[str] redis_host:
         Host name, when no URL is given. Defaults to ``localhost``.
     :cvar ConfigField[int] redis_port:
@@ -64,6 +67,14 @@ class ConfigRedisStack(ConfigPynencBase):
         Maximum connections in the pool. Defaults to 100.
     :cvar ConfigField[float] redis_pool_health_check_interval:
         Same as ``health_check_interval`` (pynenc-redis's name for its pool); the shorter wins.
+    :cvar ConfigField[int] redis_stack_wait_replicas:
+        Replicas that must acknowledge each write (``WAIT``) before it returns; 0 (default)
+        waits for none. With Sentinel, 1 makes an acknowledged write survive a failover to
+        that replica, at the cost of one replica round trip per write, and an error
+        (``ReplicaAcknowledgementError``) when fewer replicas answer in time. Not with a
+        cluster URL (docs/scale-out.md).
+    :cvar ConfigField[float] redis_stack_wait_replicas_timeout:
+        Seconds a write waits for ``redis_stack_wait_replicas`` acknowledgements. Defaults to 1.
     """
 
     redis_url = ConfigField("")
@@ -85,6 +96,9 @@ class ConfigRedisStack(ConfigPynencBase):
     max_connection_attempts = ConfigField(3)
     redis_pool_max_connections = ConfigField(100)
     redis_pool_health_check_interval = ConfigField(30.0)
+    # scale-out (docs/scale-out.md)
+    redis_stack_wait_replicas = ConfigField(0)
+    redis_stack_wait_replicas_timeout = ConfigField(1.0)
 
 
 class ConfigRedisStackKeyspace(ConfigRedisStack):

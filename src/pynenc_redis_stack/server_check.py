@@ -121,7 +121,8 @@ def check_server(client: redis.Redis, namespace: str) -> None:
     :raises ServerNotSupportedError: If the database is not 0 or a module is missing.
     :raises MissingPermissionError: If the ACL user lacks a command or key pattern it needs.
     """
-    db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+    pool = getattr(client, "connection_pool", None)  # a RedisCluster has none (and only db 0)
+    db = int(pool.connection_kwargs.get("db") or 0) if pool is not None else 0
     if db != 0:
         raise ServerNotSupportedError(
             f"redis_db is {db}, but RediSearch indexes exist only in database 0 "
