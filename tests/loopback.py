@@ -59,6 +59,7 @@ class Node:
             return False
 
     def kill(self) -> None:
+        """SIGKILL the process (no shutdown, no goodbye to its peers) and reap it."""
         kill(self.process.pid)
         self.process.wait(5)
 
@@ -164,10 +165,11 @@ class LoopbackSentinel:
     master: Node | None = None
     replica: Node | None = None
     sentinel_nodes: list[Node] = field(default_factory=list)
+    extra_replicas: list[Node] = field(default_factory=list)
 
     def start(self) -> str:
         """Start master, replica and sentinels; return a ``redis+sentinel://`` URL."""
-        data_config = f'requirepass {self.password}\nmasterauth {self.password}\nsave ""\nappendonly no\n'
+        data_config = self._data_config()
         self.master = _start(self.directory / "master", data_config, [], self.password)
         self.replica = _start(
             self.directory / "replica",
@@ -209,6 +211,29 @@ class LoopbackSentinel:
         except redis.RedisError:
             return ""
 
+    def _data_config(self) -> str:
+        # no persistence; a replica syncs at once (the default waits 5 s for more replicas)
+        return (
+            f'requirepass {self.password}\nmasterauth {self.password}\nsave ""\nappendonly no\n'
+            "repl-diskless-sync-delay 0\n"
+        )
+
+    def add_replica(self, master_port: int) -> Node:
+        """Start one more replica of the master on ``master_port`` (after a failover, the
+        promoted master has no replica until one joins)."""
+        data_config = self._data_config()
+        node = _start(
+            self.directory / f"replica-of-{master_port}",
+            data_config,
+            ["--replicaof", HOST, str(master_port)],
+            self.password,
+        )
+        self.extra_replicas.append(node)
+        wait_until(
+            lambda: self._replication_field(node, "master_link_status") == "up", "the new replica to sync"
+        )
+        return node
+
     def sentinel_client(self) -> redis.Redis:
         node = self.sentinel_nodes[0]
         return redis.Redis(HOST, node.port, protocol=2, decode_responses=True, socket_timeout=5)
@@ -230,6 +255,6 @@ class LoopbackSentinel:
         return f"redis+sentinel://default:{self.password}@{hosts}/{self.service}"
 
     def stop(self) -> None:
-        for node in [*self.sentinel_nodes, self.replica, self.master]:
-            if node is not None:
+        for node in [*self.sentinel_nodes, *self.extra_replicas, self.replica, self.master]:
+            if node is not None and node.process.poll() is None:
                 node.kill()
