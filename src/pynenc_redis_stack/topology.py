@@ -171,6 +171,29 @@ class ClusterClient(RetryingCommands, redis.RedisCluster):
         for command in KEYLESS_SEARCH_COMMANDS:
             self.command_flags[command] = redis.RedisCluster.DEFAULT_NODE
 
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        pipe: ClusterPipeline = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
+        # the same object, read through the subclass that exposes its queue (class docstring)
+        pipe.__class__ = ClusterPipeline
+        return pipe
+
+
+class ClusterPipeline(redis.cluster.ClusterPipeline):
+    """redis-py's cluster pipeline, whose ``command_stack`` lists the queued ``(args, options)``
+    as a ``redis.client.Pipeline``'s does (redis-py 8.2 queues them in
+    ``_execution_strategy.command_queue`` and leaves ``command_stack`` an unused empty list):
+    ``Script.run_in`` replays the queue after loading a script the server lacked."""
+
+    @property
+    def command_stack(self) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        strategy = self.__dict__.get("_execution_strategy")
+        return [] if strategy is None else [(c.args, c.options) for c in strategy.command_queue]
+
+    @command_stack.setter
+    def command_stack(self, stack: list[Any]) -> None:
+        if stack:  # redis-py's __init__ assigns [] only
+            raise ValueError("a cluster pipeline's queue is filled by queuing commands")
+
 
 KEYLESS_SEARCH_COMMANDS = ("FT._LIST",)
 """Search commands redis-py's cluster client has no route for (checked on redis-py 8.2)."""
