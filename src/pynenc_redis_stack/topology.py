@@ -155,7 +155,7 @@ def check_combination(target: Topology, conf_db: int, wait_replicas: int) -> Non
 class ClusterClient(RetryingCommands, redis.RedisCluster):
     """``redis.RedisCluster`` with this package's retry and healing policy.
 
-    redis-py internals relied on (tests/integration/test_scale_out_clients.py checks them):
+    redis-py internals relied on (tests/integration/test_scale_out_cluster.py checks them):
     ``RedisCluster(retry=...)`` is the cluster-level retry of a command after a connection
     error; it is built here with no retries, so only :class:`RetryingCommands` decides what is
     sent again (as on one server). ``MOVED``/``ASK`` redirections are followed by
@@ -260,17 +260,11 @@ except the read-only query scripts) counts as a write."""
 
 def is_write(args: Sequence[object]) -> bool:
     """Tell whether the command ``args`` may change data (then it is followed by ``WAIT``)."""
-    from pynenc_redis_stack.client import _QUERY_SCRIPTS
+    from pynenc_redis_stack.client import _QUERY_SCRIPTS  # client imports this module lazily
 
     name = str(args[0]).upper()
     if name == "EVALSHA":
         return str(args[1]) not in _QUERY_SCRIPTS
-    if (
-        name == "FT.CURSOR"
-        or name.startswith("FT.")
-        and name not in ("FT.CREATE", "FT.ALTER", "FT.DROPINDEX")
-    ):
-        return name.startswith("FT.ALIAS")
     return name not in READ_COMMANDS
 
 
