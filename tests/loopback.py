@@ -1,8 +1,8 @@
 """Test-only deployments on 127.0.0.1 built from the embedded server's binaries and modules.
 
 - :class:`LoopbackCluster`: N masters with ``cluster-enabled yes``, slots assigned with
-  ``CLUSTER ADDSLOTS`` and joined with ``CLUSTER MEET`` from redis-py (the redis-cli here is
-  6.2 without ``--cluster`` support for modules' needs, and ADDSLOTSRANGE is not used).
+  ``CLUSTER ADDSLOTS`` and joined with ``CLUSTER MEET`` from redis-py (``redis-cli --cluster``
+  and ``CLUSTER ADDSLOTSRANGE`` are not usable here).
   Its Stack 7.4 search module has no coordinator: each node's index sees its own shard only.
 - :class:`LoopbackSentinel`: one master, one replica, and sentinels
   (``redis-server <conf> --sentinel``), all requiring one password.
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pynenc_redis_stack.server.binaries import SEARCH_MODULE_ARGS, locate_binaries
 from pynenc_redis_stack.server.processes import HOST, kill, pick_free_port
@@ -47,13 +49,20 @@ class Node:
     password: str
 
     def client(self, timeout: float = 10.0) -> redis.Redis:
+        # one attempt: redis-py's default retries would hide a stalled or dead node
         return redis.Redis(
-            HOST, self.port, password=self.password, protocol=2, decode_responses=True, socket_timeout=timeout
+            HOST,
+            self.port,
+            password=self.password,
+            protocol=2,
+            decode_responses=True,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
 
-    def answers(self) -> bool:
+    def answers(self, timeout: float = 0.5) -> bool:
         try:
-            with self.client(timeout=0.5) as client:
+            with self.client(timeout=timeout) as client:
                 return bool(client.ping())
         except redis.RedisError:
             return False
@@ -117,6 +126,7 @@ class LoopbackCluster:
         config = (
             f'requirepass {self.password}\nmasterauth {self.password}\nsave ""\nappendonly no\n'
             "cluster-enabled yes\ncluster-config-file nodes-{port}.conf\ncluster-node-timeout 5000\n"
+            "enable-debug-command local\n"  # tests stall a node with DEBUG SLEEP
         )
         for number in range(self.size):
             self.nodes.append(_start(self.directory / f"node-{number}", config, [], self.password))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.orchestrator.scripts import Scripts, call
 from pynenc_redis_stack.topology import ClusterClient
 from tests.conftest import unique_app_id
-from tests.loopback import LoopbackCluster, wait_until
+from tests.loopback import LoopbackCluster, Node, wait_until
 
 NOT_YET_KEY_LAYOUT = (
     "needs issue 18's cluster-safe key layout (later work): the state backend's history script "
@@ -95,6 +96,41 @@ def test_the_cluster_client_keeps_the_package_policy_and_routes_search_listing(c
     assert client.retry.get_retries() == 0
     assert client.command_retry.get_retries() == 2  # max_connection_attempts 3
     assert isinstance(client.execute_command("FT._LIST"), list)
+
+
+def _stall(node: Node, seconds: float) -> threading.Thread:
+    """Block ``node`` for ``seconds`` (DEBUG SLEEP on its own connection); return once a PING
+    on another connection goes unanswered."""
+
+    def sleep() -> None:
+        with node.client() as direct:
+            direct.execute_command("DEBUG", "SLEEP", str(seconds))
+
+    sleeper = threading.Thread(target=sleep, daemon=True)
+    sleeper.start()
+    wait_until(lambda: not node.answers(timeout=0.1), "the node to block on DEBUG SLEEP")
+    return sleeper
+
+
+def test_only_repeatable_commands_are_sent_again_after_a_timeout(
+    cluster: LoopbackCluster, request: pytest.FixtureRequest
+) -> None:
+    settings = {"redis_stack_url": cluster.url, "socket_timeout": 0.5, "max_connection_attempts": 4}
+    client = get_client(ConfigRedisStackKeyspace(config_values=settings))
+    key = f"retry:{unique_app_id(request)}"
+    client.set(key, "0")
+    node = cluster.nodes[_owner(cluster, key)]
+    # GET times out while the node sleeps (2 s, 0.5 s per attempt) and is answered on a retry
+    _stall(node, 2.0)
+    assert client.get(key) == "0"
+    # INCR is not repeatable: the timeout reaches the caller, and no layer sends it again
+    # (redis-py's cluster-level retry would, were it not built with none)
+    sleeper = _stall(node, 2.0)
+    with pytest.raises(redis.TimeoutError):
+        client.incr(key)
+    sleeper.join()
+    with node.client() as direct:
+        assert direct.get(key) == "1"  # the server ran the one INCR it got, once awake
 
 
 def test_each_node_stores_and_indexes_its_own_share(
