@@ -183,6 +183,18 @@ def test_broker_queue_and_leases_work_and_stay_on_the_node_of_the_app_tag(
     assert broker.retrieve_invocation() is None
 
 
+def test_the_client_data_store_works_on_the_cluster(
+    cluster: LoopbackCluster, request: pytest.FixtureRequest
+) -> None:
+    store = _app(cluster, request, "client_data_store").client_data_store
+    store._store("k1", "v" * 10_000)
+    store._store("k2", "w")
+    assert (store._retrieve("k1"), store._retrieve("k2")) == ("v" * 10_000, "w")
+    store._purge()
+    with pytest.raises(KeyError):
+        store._retrieve("k1")
+
+
 def test_locks_work_on_the_cluster(client: ClusterClient, request: pytest.FixtureRequest) -> None:
     name = f"pynenc:lock:{unique_app_id(request)}"
     first = client.lock(name, timeout=10)
