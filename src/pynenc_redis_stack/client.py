@@ -98,8 +98,9 @@ def redacted_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() == "password" for name, _ in pairs):
-            masked = [(name, MASK if name.lower() == "password" else value) for name, value in pairs]
+        # "password", and a Sentinel URL's "sentinel_password"
+        if any(name.lower().endswith("password") for name, _ in pairs):
+            masked = [(name, MASK if name.lower().endswith("password") else value) for name, value in pairs]
             query = urlencode(masked, safe="*")
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pynenc_redis_stack.client import get_client
+from pynenc_redis_stack.client import get_client, redacted_url
 from pynenc_redis_stack.conf import ConfigRedisStackKeyspace
 from pynenc_redis_stack.topology import Topology, is_write, parse_topology
 
@@ -94,3 +94,12 @@ def test_bad_combinations_are_refused_before_connecting(settings: dict[str, obje
 )
 def test_writes_are_told_from_reads(command: tuple[str, ...], write: bool) -> None:
     assert is_write(command) is write
+
+
+def test_messages_mask_the_passwords_of_sentinel_and_cluster_urls() -> None:
+    shown = redacted_url(
+        "redis+sentinel://app:s3cret@s1:26379,s2/m?sentinel_password=w4tch&sentinel_username=u"
+    )
+    assert "s3cret" not in shown and "w4tch" not in shown
+    assert shown.startswith("redis+sentinel://app:***@s1:26379,s2/m?")
+    assert "rediss+cluster://:***@n1:7000" == redacted_url("rediss+cluster://:pw@n1:7000")
