@@ -3,6 +3,7 @@
 Hierarchy::
 
     RedisStackError
+    ├── ConfigValueError          a configuration value is not of its field's type or range
     ├── ServerNotSupportedError   the server lacks the search or JSON module, or db != 0
     ├── MissingPermissionError    the ACL user may not run a command or touch a key it needs
     ├── SchemaError               a schema file in schemas/ is invalid
@@ -24,6 +25,11 @@ Hierarchy::
 
 class RedisStackError(Exception):
     """Base class of every error of this package."""
+
+
+class ConfigValueError(RedisStackError, ValueError):
+    """A configuration value (environment, config file, ``pyproject.toml`` or code) is not of
+    its field's type, or out of its range; the message names the field and the value."""
 
 
 class ServerNotSupportedError(RedisStackError):
