@@ -17,6 +17,7 @@ Hierarchy::
     │   └── ForeignIndexError     index drop refused: an alias points to an index not ours
     ├── PruneRefusedError         a retention cutoff would delete everything
     ├── RedisImportError          import-redis cannot start
+    ├── UnknownAppError           a command was given an app id that has no data
     ├── AppImportError            --app does not name an importable pynenc app
     └── EmbeddedServerError       the embedded Redis Stack could not start or stop
         └── ServerDependencyError the ``server`` extra is not installed
@@ -115,6 +116,15 @@ class PruneRefusedError(RedisStackError, ValueError):
 
 class RedisImportError(RedisStackError):
     """The import cannot start (bad app id, unreachable server)."""
+
+
+class UnknownAppError(RedisStackError):
+    """An app id given to a command has no data where the command looks; the message lists
+    the apps that do."""
+
+    def __init__(self, app_id: str, where: str, existing: list[str]) -> None:
+        apps = ", ".join(repr(app) for app in existing) if existing else "none"
+        super().__init__(f"app {app_id!r} has no data {where}; apps there: {apps}. Give one with --app-id.")
 
 
 class AppImportError(RedisStackError):
