@@ -28,6 +28,7 @@ from pynenc_redis_stack.cli import (
     import_commands,
     index_commands,
     prune_commands,
+    raw_commands,
     server_commands,
 )
 
@@ -36,6 +37,7 @@ GROUPS: tuple[Callable[[SubParsers], None], ...] = (
     index_commands.add_parser,
     import_commands.add_parser,
     prune_commands.add_parser,
+    raw_commands.add_parser,
 )
 
 
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog="pynenc-redis-stack",
-        description="Tools for the pynenc Redis Stack state backend.",
+        description="Tools for pynenc-redis-stack: the embedded server, the indexes, ad-hoc "
+        "queries, raw commands, retention and the import from pynenc-redis.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('pynenc-redis-stack')}")
     parser.add_argument("--traceback", action="store_true", help=TRACEBACK_HELP)
