@@ -28,6 +28,7 @@ from pynenc_redis_stack.cli import (
     import_commands,
     index_commands,
     prune_commands,
+    query_commands,
     raw_commands,
     server_commands,
 )
@@ -37,6 +38,7 @@ GROUPS: tuple[Callable[[SubParsers], None], ...] = (
     index_commands.add_parser,
     import_commands.add_parser,
     prune_commands.add_parser,
+    query_commands.add_parser,
     raw_commands.add_parser,
 )
 
