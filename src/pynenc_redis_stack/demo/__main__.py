@@ -181,7 +181,7 @@ def _run(children: int) -> int:
     for invocation_id, _status, status_time in failed:
         print(f"  {invocation_id}  failed at {status_time.isoformat()}")
 
-    print("\n# The children again, from redis-cli (more in the README's 'Query from redis-cli'):")
+    print("\n# The children again, from redis-cli (more in the README's 'Querying'):")
     children_request = query.Aggregate(
         backend.namespace.alias(backend.schemas.invocations),
         query.where(backend.schemas.invocations, app.app_id, parent_invocation_id=parent.invocation_id),
