@@ -142,16 +142,15 @@ def connect_app(conf: ConfigStateBackendRedisStack, app_id: str) -> redis.Redis:
     :raises UnknownAppError: If no invocation or app info of ``app_id`` is in the namespace,
         listing the apps that are.
     """
-    from pynenc_redis_stack.explore import app_ids
+    from pynenc_redis_stack.explore import app_ids, has_data
 
     schemas = load_schemas()
     client = connect(conf, schemas, recheck=True)
     namespace = Namespace(str(conf.redis_stack_namespace))
-    existing = app_ids(client, namespace, schemas)
-    if app_id not in existing:
-        raise UnknownAppError(
-            app_id, f"in namespace {namespace.namespace!r} at {describe_target(conf)}", existing
-        )
+    if not has_data(client, namespace, schemas, app_id):
+        existing = app_ids(client, namespace, schemas)  # every app: read only to explain the error
+        where = f"in namespace {namespace.namespace!r} at {describe_target(conf)}"
+        raise UnknownAppError(app_id, where, existing)
     return client
 
 

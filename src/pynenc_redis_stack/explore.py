@@ -67,6 +67,16 @@ def app_ids(client: Redis, namespace: Namespace, schemas: Schemas) -> list[str]:
     return sorted(found)
 
 
+def has_data(client: Redis, namespace: Namespace, schemas: Schemas, app_id: str) -> bool:
+    """Return whether ``app_id`` has an invocation or an app info in ``namespace`` (one
+    ``FT.SEARCH ... LIMIT 0 0`` per index, which reads no document)."""
+    for spec in (schemas.invocations, schemas.app_infos):
+        counted = query.Search(namespace.alias(spec), query.where(spec, app_id), limit=0)
+        if int(run(client, *counted.args())[0]) > 0:
+            return True
+    return False
+
+
 def _invocation_filter(
     schemas: Schemas,
     app_id: str,

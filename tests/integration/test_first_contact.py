@@ -3,7 +3,8 @@
 From a copy of the checkout, the README's install block builds the wheel and installs it with
 the ``server`` extra into a fresh venv (pip reads the machine's configured package indexes);
 then, in an empty project directory, the README's ``tasks.py`` and its run block start the
-embedded Redis Stack, a worker in its own process and a caller, which prints the result.
+embedded Redis Stack, a worker in its own process and a caller, which prints the result; and
+the demo ends naming the stop command that venv has.
 Nothing of the test session is shared: not its venv, not its server, not its environment.
 """
 
@@ -91,3 +92,11 @@ def test_the_readme_top_screen_works_from_a_fresh_venv(tmp_path: Path) -> None:
     lines = ran.stdout.splitlines()  # the worker in the background writes here too, at any time
     assert "3" in lines and "stopped" in lines, ran.stdout + ran.stderr[-3000:]
     assert "tasks.add" in ran.stderr and "status:success" in ran.stderr  # the worker's log: it ran add
+
+    # the demo a pip user runs: its last line names a command the venv has, which stops the server
+    demo = run_block("python -m pynenc_redis_stack.demo --children 3", project, environment, timeout=180)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    last_line = demo.stdout.strip().splitlines()[-1]
+    assert "`pynenc-redis-stack server stop` stops it" in last_line
+    stopped = run_block("pynenc-redis-stack server stop", project, environment, timeout=60)
+    assert stopped.returncode == 0 and stopped.stdout.strip() == "stopped", stopped.stdout + stopped.stderr
