@@ -128,13 +128,17 @@ def history(
     invocation: str | None = None,
     time_range: TimeRange | None = None,
 ) -> Question:
-    """History entries of ``app_id``: of one invocation, in a time range, or both."""
+    """History entries of ``app_id``: of one invocation (in time order, arrival order on
+    ties), in a time range (in index order: an answer of any size streams), or both."""
     spec = schemas.history
     selected = query.where(spec, app_id, **({"invocation_id": invocation} if invocation is not None else {}))
     if time_range is not None:
         selected.between("ts", *time_range)
     alias = namespace.alias(spec)
-    request = query.Aggregate(alias, selected, query.load_fields(*HISTORY_COLUMNS))
+    steps = query.load_fields(*HISTORY_COLUMNS, "seq")
+    if invocation is not None:  # one invocation's few entries: sorted by the server
+        steps = (*steps, *query.sorted_by("ts", "seq"))
+    request = query.Aggregate(alias, selected, steps)
     return Question(request, HISTORY_COLUMNS, query.Search(alias, selected, limit=0))
 
 

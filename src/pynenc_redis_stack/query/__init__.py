@@ -44,6 +44,7 @@ from pynenc_redis_stack.query.steps import (
     has_value,
     load_fields,
     load_paths,
+    sorted_by,
     sorted_top,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "load_fields",
     "load_paths",
     "search_form",
+    "sorted_by",
     "sorted_top",
     "string_literal",
     "tag_param",
