@@ -214,9 +214,13 @@ def test_explain_replayed_through_cli_gives_the_same_rows(
                 assert f'"{value}"' in replayed
 
 
-def test_an_unknown_status_lists_the_statuses(cli: Cli) -> None:
+def test_bad_filter_values_are_refused_naming_them(cli: Cli) -> None:
     code, _out, err = cli("query", "invocations", "--status", "done")
     assert code == 2 and "unknown status 'done'" in err and "success" in err
+    code, _out, err = cli("query", "history", "--between", "2026-12-07T15:00", "2026-12-07T14:00")
+    assert code == 1 and "FROM is after TO" in err
+    code, _out, err = cli("query", "history", "--between", "yesterday", "2026-12-07T14:00")
+    assert code == 2 and "not a date and time: 'yesterday'" in err
 
 
 # -- more than the server caps ---------------------------------------------------------------

@@ -66,6 +66,8 @@ def time_range(args: argparse.Namespace) -> explore.TimeRange | None:
         return to_micros(datetime.now(UTC) - args.since), MAX_MICROS
     if args.between is not None:
         start, end = args.between
+        if start > end:
+            raise ValueError(f"--between {start.isoformat()} {end.isoformat()}: FROM is after TO")
         return to_micros(start), to_micros(end)
     return None
 
