@@ -176,6 +176,8 @@ def test_table_output(cli: Cli, demo_state: dict[str, str]) -> None:
     assert len(rows) == 5 and all(demo_state["invocation"] in row for row in rows)
     code, out, _err = cli("query", "count", "--app-id", demo_state["app"], "--by", "status")
     assert out.splitlines()[0].split() == ["STATUS", "INVOCATIONS"]
+    code, out, err = cli("query", "runners", "--app-id", demo_state["app"], "no-runner-id-has-this")
+    assert code == 0 and out == "" and err == "no rows match\n"
 
 
 @pytest.mark.parametrize(

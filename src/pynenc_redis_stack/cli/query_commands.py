@@ -117,6 +117,8 @@ def print_rows(
             break
     if progress is not None and total:
         progress.done("query")
+    if printed == 0 and not as_json:  # a table without rows would print nothing at all
+        print("no rows match", file=sys.stderr)
     return printed
 
 
