@@ -241,6 +241,8 @@ def add_parser(subparsers: SubParsers) -> None:
         "invocations",
         parents=[common, filtered, limited],
         help="invocations by task, status, workflow, parent, time of the latest status",
+        description="Invocations of the app matching every filter given; --since and --between "
+        "select by the time of the latest status.",
     )
     found.set_defaults(handler=_query)
     history = verbs.add_parser(
