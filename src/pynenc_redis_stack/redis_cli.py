@@ -1,7 +1,7 @@
 r"""Quoting and splitting ``redis-cli`` lines: what ``--dry-run`` prints, and what a
 ``Request.redis_cli()`` shows, pasted into ``redis-cli`` gives back the exact arguments; and
-printing a reply as ``redis-cli`` prints it at a terminal (:func:`format_reply`, for the
-``pynenc-redis-stack cli`` command).
+printing a reply as ``redis-cli`` prints it at a terminal (:func:`format_reply`) or with
+``--raw`` (:func:`format_raw_reply`), for the ``pynenc-redis-stack cli`` command.
 
 Hand-written because redis-py only sends argument lists and Python's ``shlex`` follows POSIX
 shell rules, not hiredis ``sdssplitargs`` (``\xHH`` and ``\n`` escapes inside double quotes,
@@ -143,3 +143,24 @@ def format_reply(reply: Any, prefix: str = "") -> str:
             parts.append(format_reply(element, nested))
         return "".join(parts)
     raise TypeError(f"not a RESP2 reply: {reply!r}")
+
+
+def format_raw_reply(reply: Any) -> bytes:
+    """Return ``reply`` as ``redis-cli --raw`` prints it (``cliFormatReplyRaw``, then a
+    newline): strings and statuses as their bytes, integers as digits, nil as nothing, an
+    error as its message, array elements one per line."""
+
+    def raw(part: Any) -> bytes:
+        if part is None:
+            return b""
+        if isinstance(part, ErrorReply):
+            return bytes(part) + b"\n"
+        if isinstance(part, bytes):
+            return bytes(part)
+        if isinstance(part, int):
+            return str(part).encode()
+        if isinstance(part, list):
+            return b"\n".join(raw(element) for element in part)
+        raise TypeError(f"not a RESP2 reply: {part!r}")
+
+    return raw(reply) + b"\n"

@@ -1,6 +1,7 @@
 """``pynenc-redis-stack cli``: a raw command over the configured connection, its reply printed
-byte for byte as the real ``redis-cli`` prints it at a terminal (``--no-raw``), for every
-README cookbook command and for every kind of reply."""
+byte for byte as the real ``redis-cli`` prints it at a terminal (``--no-raw``), and with
+``--raw`` as ``redis-cli --raw`` does, for every README cookbook command and every kind of
+reply."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from tests.integration.test_demo_and_cookbook import cookbook_commands, demo_sta
 __all__ = ["demo_state"]  # the fixture, shared with the cookbook tests
 
 
-def real_redis_cli(redis_cli: RedisCli, line: str) -> str:
+def real_redis_cli(redis_cli: RedisCli, line: str, mode: str = "--no-raw") -> str:
     """The real redis-cli's output for ``line``, error replies included."""
     completed = subprocess.run(
-        [str(redis_cli.binary), "-u", redis_cli.url, "--no-raw"],
+        [str(redis_cli.binary), "-u", redis_cli.url, mode],
         input=line + "\n",
         capture_output=True,
         text=True,
@@ -33,8 +34,8 @@ def real_redis_cli(redis_cli: RedisCli, line: str) -> str:
     return completed.stdout
 
 
-def ours(redis_url: str, line: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(["cli", "--url", redis_url, *split_redis_cli_line(line)])
+def ours(redis_url: str, line: str, capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, str]:
+    code = main(["cli", "--url", redis_url, *options, *split_redis_cli_line(line)])
     return code, capsys.readouterr().out
 
 
@@ -56,6 +57,7 @@ def test_every_cookbook_command_prints_what_redis_cli_prints(
         assert ") num_docs\n" in printed  # a status reply: bare, as redis-cli prints it
     else:
         assert printed == real_redis_cli(redis_cli, filled), title
+        assert ours(redis_url, filled, capsys, "--raw")[1] == real_redis_cli(redis_cli, filled, "--raw")
         assert re.match(r"\s*1\) \(integer\) [1-9]", printed), printed  # not an empty answer
 
 
@@ -80,6 +82,8 @@ def test_every_kind_of_reply_prints_as_redis_cli_prints_it(
             code, printed = ours(redis_url, line, capsys)
             assert printed == real_redis_cli(redis_cli, line), kind
             assert code == (1 if kind == "error" else 0), kind
+            code, printed = ours(redis_url, line, capsys, "--raw")
+            assert printed == real_redis_cli(redis_cli, line, "--raw"), f"{kind} --raw"
     finally:
         redis_client.delete(f"{key}:list", f"{key}:json")
 

@@ -25,7 +25,13 @@ from redis.utils import SENTINEL
 from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, guarded
 from pynenc_redis_stack.cli.options import config_from_args, connection_options
 from pynenc_redis_stack.client import get_client
-from pynenc_redis_stack.redis_cli import ErrorReply, Status, format_reply, split_redis_cli_line
+from pynenc_redis_stack.redis_cli import (
+    ErrorReply,
+    Status,
+    format_raw_reply,
+    format_reply,
+    split_redis_cli_line,
+)
 
 
 class TypedReplyParser(_RESP2Parser):
@@ -85,7 +91,11 @@ def _cli(args: argparse.Namespace) -> int:
     for command in commands:
         reply = send(client, command)
         failed = failed or isinstance(reply, ErrorReply)
-        sys.stdout.write(format_reply(reply))
+        if args.raw:  # bytes as the server sent them, whatever their encoding
+            sys.stdout.flush()
+            sys.stdout.buffer.write(format_raw_reply(reply))
+        else:
+            sys.stdout.write(format_reply(reply))
     return EXIT_FAILURE if failed else EXIT_OK
 
 
@@ -100,9 +110,15 @@ def add_parser(subparsers: SubParsers) -> None:
         parents=[connection_options()],
         help="send one raw command and print the reply as redis-cli does",
         description="Send one raw command (e.g. FT.INFO pynenc:invocations) over the configured "
-        "connection and print the reply as redis-cli prints it at a terminal; exit 1 on an "
+        "connection and print the reply as redis-cli prints it at a terminal (with --raw, as "
+        "redis-cli --raw does); exit 1 on an "
         "error reply. The options come before the command. Without a command, each line of "
         "stdin is a command, split as redis-cli splits a line typed at its prompt.",
+    )
+    command.add_argument(
+        "--raw",
+        action="store_true",
+        help="print as redis-cli --raw does (strings bare, one element per line)",
     )
     command.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG ...]")
     command.set_defaults(handler=_cli)
