@@ -51,11 +51,14 @@ class Question:
     :param columns: The row fields shown, in order.
     :param total: The ``FT.SEARCH ... LIMIT 0 0`` counting its rows; None when only the
         answer itself tells (a ``FILTER`` step, groups).
+    :param order: Numeric fields the whole answer is sorted on, ascending, before it is handed
+        out (small answers only); empty: rows in index order, streamed.
     """
 
     request: query.Aggregate
     columns: tuple[str, ...]
     total: query.Search | None = None
+    order: tuple[str, ...] = ()
 
 
 def app_ids(client: Redis, namespace: Namespace, schemas: Schemas) -> list[str]:
@@ -135,11 +138,11 @@ def history(
     if time_range is not None:
         selected.between("ts", *time_range)
     alias = namespace.alias(spec)
-    steps = query.load_fields(*HISTORY_COLUMNS, "seq")
-    if invocation is not None:  # one invocation's few entries: sorted by the server
-        steps = (*steps, *query.sorted_by("ts", "seq"))
-    request = query.Aggregate(alias, selected, steps)
-    return Question(request, HISTORY_COLUMNS, query.Search(alias, selected, limit=0))
+    request = query.Aggregate(alias, selected, query.load_fields(*HISTORY_COLUMNS, "seq"))
+    # One invocation's few entries are sorted here: FT.AGGREGATE's SORTBY keeps only 10 rows
+    # without MAX, and at most MAXAGGREGATERESULTS with it, silently.
+    order = ("ts", "seq") if invocation is not None else ()
+    return Question(request, HISTORY_COLUMNS, query.Search(alias, selected, limit=0), order)
 
 
 def runners(namespace: Namespace, schemas: Schemas, app_id: str, partial: str = "") -> Question:
@@ -192,5 +195,10 @@ def count_rows(client: Redis, question: Question) -> int | None:
 
 
 def answer(client: Redis, question: Question, batch_size: int) -> Generator[list[Row]]:
-    """Yield the rows of ``question`` in batches (a cursor: complete past the server's caps)."""
-    yield from iter_cursor(client, question.request, batch_size)
+    """Yield the rows of ``question`` in batches (a cursor: complete past the server's caps);
+    a question with an ``order`` in one batch, sorted."""
+    if not question.order:
+        yield from iter_cursor(client, question.request, batch_size)
+        return
+    rows = fetch_complete(client, question.request, batch_size)
+    yield sorted(rows, key=lambda row: tuple(float(row[name]) for name in question.order))

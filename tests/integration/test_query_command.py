@@ -12,7 +12,7 @@ import io
 import json
 import re
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,8 +20,10 @@ from pynenc import PynencBuilder
 from pynenc.identifiers.call_id import CallId
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.identifiers.task_id import TaskId
+from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
+from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
 from pynenc_redis_stack.cli.main import main
@@ -131,6 +133,28 @@ def test_history_of_an_invocation_and_in_a_time_range(cli: Cli, demo_state: dict
     ]
     assert len(in_range) == len(entries) > len(rows)
     assert all(start <= row["ts"] <= end for row in in_range)
+
+
+def test_a_long_history_comes_whole_and_in_order(
+    cli: Cli, request: pytest.FixtureRequest, redis_url: str
+) -> None:
+    """More entries than FT.AGGREGATE's SORTBY keeps by default (10), written out of order,
+    two on the same timestamp (arrival order breaks the tie)."""
+    app_id = unique_app_id(request)
+    backend = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    seconds = [17, 3, 25, 9, 9, 1, 30, 12, 5, 21, 14, 2, 28, 7, 19, 11, 24, 6, 15, 27]
+    for n, second in enumerate(seconds):
+        entry = InvocationHistory(
+            invocation_id=InvocationId("long"),
+            status_record=InvocationStatusRecord(InvocationStatus.RUNNING, runner_id=f"r{n}"),
+            runner_context_id=f"runner-{n}",
+        )
+        entry._timestamp = base + timedelta(seconds=second)
+        backend._add_histories([InvocationId("long")], entry)
+    rows = cli.json_rows("history", "--app-id", app_id, "--invocation", "long")
+    expected = sorted(range(len(seconds)), key=lambda n: seconds[n])  # stable: arrival on ties
+    assert [row["runner_context_id"] for row in rows] == [f"runner-{n}" for n in expected]
 
 
 def test_runners_by_partial_id(cli: Cli, demo_state: dict[str, str]) -> None:

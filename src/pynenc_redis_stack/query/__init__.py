@@ -44,7 +44,6 @@ from pynenc_redis_stack.query.steps import (
     has_value,
     load_fields,
     load_paths,
-    sorted_by,
     sorted_top,
 )
 
@@ -65,7 +64,6 @@ __all__ = [
     "load_fields",
     "load_paths",
     "search_form",
-    "sorted_by",
     "sorted_top",
     "string_literal",
     "tag_param",

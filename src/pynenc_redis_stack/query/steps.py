@@ -64,13 +64,6 @@ def count_by(name: str, alias: str = "count", distinct: str | None = None) -> tu
     return ("GROUPBY", "1", f"@{name}", "REDUCE", *reducer, "AS", alias)
 
 
-def sorted_by(*names: str) -> tuple[str, ...]:
-    """Return a ``SORTBY`` step ascending on ``names`` over every row (no ``MAX``): for answers
-    known to be small, as the server sorts them all in memory. Fields that are not
-    ``SORTABLE`` must be loaded by an earlier step."""
-    return ("SORTBY", str(2 * len(names)), *(part for name in names for part in (f"@{name}", "ASC")))
-
-
 def sorted_top(primary: str, secondary: str, count: int) -> tuple[str, ...]:
     """Return ``SORTBY`` + ``LIMIT`` steps ascending on two sortable fields, keeping the first ``count``.
 
