@@ -141,11 +141,7 @@ def check_server(client: redis.Redis, namespace: str) -> None:
         if isinstance(reply, redis.ResponseError) and "unknown command" in str(reply).lower()
     ]
     if missing:
-        raise ServerNotSupportedError(
-            f"the Redis server lacks the {' and '.join(missing)} module; "
-            f"this backend needs {SUPPORTED_SERVERS}. For development run "
-            "`pynenc-redis-stack server start`."
-        )
+        raise ServerNotSupportedError(_missing_modules_message(client, missing))
     probes = (("FT._LIST", search_reply), (f"JSON.TYPE {namespace}:module-probe", json_reply))
     for probe, reply in probes:
         if isinstance(reply, redis.exceptions.NoPermissionError):
@@ -153,6 +149,24 @@ def check_server(client: redis.Redis, namespace: str) -> None:
         if isinstance(reply, Exception):
             raise ServerNotSupportedError(f"could not check the server's modules: {reply}")
     _check_permissions(client, namespace)
+
+
+def _missing_modules_message(client: redis.Redis, missing: list[str]) -> str:
+    """Name what the server lacks and the fix for its version (asked only on this error path)."""
+    try:
+        version = str(client.info("server").get("redis_version", ""))
+    except redis.RedisError:
+        version = ""
+    lacks = f"the {' and '.join(missing)} module{'s' if len(missing) > 1 else ''}"
+    if version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 8:
+        advice = (
+            f"this Redis {version} was built or packaged without them: use the official redis:8 "
+            "image or packages (modules included), or build with BUILD_WITH_MODULES=yes"
+        )
+    else:
+        server = f"Redis {version}" if version else "this server"
+        advice = f"{server} is not enough: this backend needs {SUPPORTED_SERVERS}"
+    return f"the Redis server lacks {lacks}; {advice}. For development run `pynenc-redis-stack server start`."
 
 
 def _check_permissions(client: redis.Redis, namespace: str) -> None:

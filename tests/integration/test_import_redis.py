@@ -756,7 +756,7 @@ def test_command_line_dry_run_then_import(
         ]
 
         assert main(["import-redis", "--app-id", f"{app_id}-none", "--namespace", namespace]) == 1
-        assert "no pynenc-redis data found" in capsys.readouterr().err
+        assert "has no data in the pynenc-redis store" in capsys.readouterr().err
     finally:
         _drop_source(redis_client, app_id)
         _drop_target(redis_client, namespace)

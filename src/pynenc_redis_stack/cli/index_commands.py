@@ -155,7 +155,12 @@ def add_parser(subparsers: SubParsers) -> None:
     drop_parser = verbs.add_parser(
         "drop", parents=[common], help="drop indexes (documents are kept unless --delete-documents)"
     )
-    drop_parser.add_argument("names", nargs="*", metavar="NAME", help="index names (default: all)")
+    drop_parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="index names as `index status` prints them (pynenc:invocations; the namespace may be left out); default: all",
+    )
     drop_parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     drop_parser.add_argument(
         "--delete-documents", action="store_true", help="also delete the indexed documents (FT.DROPINDEX DD)"

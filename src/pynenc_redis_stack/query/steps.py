@@ -54,6 +54,16 @@ def group_by(*names: str) -> tuple[str, ...]:
     return ("GROUPBY", str(len(names)), *(f"@{n}" for n in names))
 
 
+def count_by(name: str, alias: str = "count", distinct: str | None = None) -> tuple[str, ...]:
+    """Return a ``GROUPBY 1 @name`` step with one count per value of ``name`` as ``alias``:
+    the rows of each value, or with ``distinct`` the distinct values of that field among them.
+
+    Rows without ``name`` form no group of their own.
+    """
+    reducer = ("COUNT_DISTINCT", "1", f"@{distinct}") if distinct else ("COUNT", "0")
+    return ("GROUPBY", "1", f"@{name}", "REDUCE", *reducer, "AS", alias)
+
+
 def sorted_top(primary: str, secondary: str, count: int) -> tuple[str, ...]:
     """Return ``SORTBY`` + ``LIMIT`` steps ascending on two sortable fields, keeping the first ``count``.
 
