@@ -24,8 +24,8 @@ from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
 from pynenc_redis_stack.lifecycle.status import IndexStatus, index_status
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.backfill import BackfillReport
     from pynenc_redis_stack.keys import Namespace
+    from pynenc_redis_stack.lifecycle.legacy import LegacyCleanup
     from pynenc_redis_stack.schema import IndexSpec
 
 
@@ -70,15 +70,6 @@ class IndexResult:
 
 
 @dataclass
-class DataFill:
-    """What the data step of a migration did (or, in a dry run, would do): the stores that
-    predate a structure beside the indexes get it filled (``admin.index_migrate``)."""
-
-    relation_sets: BackfillReport | None = None
-    timeline: BackfillReport | None = None
-
-
-@dataclass
 class MigrationReport:
     """Outcome of :func:`migrate`.
 
@@ -92,18 +83,16 @@ class MigrationReport:
     results: list[IndexResult]
     lock_wait: float = 0.0
     final: list[IndexStatus] = field(default_factory=list)
-    relation_sets: BackfillReport | None = None
-    """Invocations put in their relation sets, per app (``admin.index_migrate``; a dry run
+    legacy: LegacyCleanup | None = None
+    """Keys of the earlier layout merged and deleted (``admin.index_migrate``; a dry run
     counts them)."""
-    timeline: BackfillReport | None = None
-    """History entries added to their app's timeline, per app (a dry run counts them)."""
 
     @property
     def nothing_to_do(self) -> bool:
         """True when every index was already at its file version, with nothing to clean up,
-        and every app's relation sets and timeline were complete."""
+        and no key of the earlier layout was left."""
         return all(result.plan.action is Action.NONE for result in self.results) and not (
-            (self.relation_sets and self.relation_sets.per_app) or (self.timeline and self.timeline.per_app)
+            self.legacy and self.legacy.total
         )
 
     @property
@@ -152,7 +141,7 @@ def migrate(
     lock_timeout: float = 3600.0,
     lock_ttl: float = 30.0,
     notify: Callable[[str], None] | None = None,
-    fill: Callable[[Callable[[], None]], DataFill] | None = None,
+    fill: Callable[[Callable[[], None]], LegacyCleanup] | None = None,
 ) -> MigrationReport:
     """Bring every index to its schema file's version with zero downtime.
 
@@ -171,9 +160,8 @@ def migrate(
     :param lock_timeout: Seconds to wait for another run's lock.
     :param lock_ttl: Lease of the lock; how long a killed run blocks the next one.
     :param notify: Receives human-readable notices (waiting for the lock).
-    :param fill: The data step (``relations.RELATION_SETS.backfill`` and
-        ``timeline.TIMELINE.backfill``), run under the
-        lock once every index is done, with the lock's refresh as its heartbeat.
+    :param fill: The data step (:func:`~pynenc_redis_stack.lifecycle.legacy.clean_legacy`),
+        run under the lock once every index is done, with the lock's refresh as its heartbeat.
     :raises LockTimeoutError: If another run holds the lock past ``lock_timeout``.
     :raises LockLostError: If the lock was lost mid-run (nothing more is changed).
     """
@@ -182,8 +170,7 @@ def migrate(
             read_snapshot(client, namespace, specs), namespace, specs, rebuild_drifted=rebuild_drifted
         )
         results = [_execute(plan, executor) for plan in plans]
-        data = fill(_no_heartbeat) if fill else DataFill()
-        return MigrationReport(True, results, relation_sets=data.relation_sets, timeline=data.timeline)
+        return MigrationReport(True, results, legacy=fill(_no_heartbeat) if fill else None)
     lock = LifecycleLock(client, namespace, ttl=lock_ttl)
 
     def waiting(holder: str) -> None:
@@ -201,7 +188,7 @@ def migrate(
             results.append(_execute(plan, executor))
             lock.refresh()
         final = inspect_indexes(client, namespace, specs)
-        filled = fill(lock.refresh) if fill and all(result.ok for result in results) else DataFill()
+        legacy = fill(lock.refresh) if fill and all(result.ok for result in results) else None
     finally:
         lock.release()
     return MigrationReport(
@@ -209,8 +196,7 @@ def migrate(
         results,
         lock_wait=waited,
         final=final,
-        relation_sets=filled.relation_sets,
-        timeline=filled.timeline,
+        legacy=legacy,
     )
 
 
