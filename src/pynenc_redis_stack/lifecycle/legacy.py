@@ -230,13 +230,9 @@ def _unmark(
     alias = namespace.alias(spec)
     if index_info(client, alias) is None:
         return  # no index yet (a dry run before creating it): nothing to find
-    steps = (
-        *query.LOAD_KEY,
-        *query.load_paths(mark=f"$.{HISTORY_LIST_MARK}"),
-        "FILTER",
-        "exists(@mark)",
+    request = query.Aggregate(
+        alias, query.Filter(spec), (*query.LOAD_KEY, *query.has_path(f"$.{HISTORY_LIST_MARK}"))
     )
-    request = query.Aggregate(alias, query.Filter(spec), steps)
     for rows in iter_cursor(client, request, SCAN_COUNT):
         keys = [row["__key"] for row in rows]
         report.unmarked += len(keys)
