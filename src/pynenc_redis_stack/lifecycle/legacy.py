@@ -28,7 +28,7 @@ import redis
 from pynenc_redis_stack import query
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.executor import Progress, index_info
-from pynenc_redis_stack.keys import DocumentKind, Namespace
+from pynenc_redis_stack.keys import DocumentKind, Namespace, encode_segment
 from pynenc_redis_stack.redis_cli import redis_cli_line
 from pynenc_redis_stack.schema import Schemas
 from pynenc_redis_stack.scripts import Script
@@ -45,16 +45,27 @@ class LegacyKind:
 
 
 INVOCATION_CALL = LegacyKind("invocation-call", "string", "invocation call texts")
+"""``<ns>:invocation-call:<app>:<invocation>``: the fields the document lacked, as JSON."""
+HISTORY_LIST = LegacyKind("history-list", "list", "history lists")
+"""``<ns>:history-list:<app>:<invocation>``: ``[seq, ts, status, runner context, {rest}?]`` each."""
+HISTORY_TIMELINE = LegacyKind("history-timeline", "zset", "history timelines")
+"""``<ns>:history-timeline:<app>``: ``<seq, 12 hex digits>[invocation, ts, ...]`` scored by ts."""
+RELATION_SETS = {
+    "parent_invocation_id": LegacyKind("children", "set", "relation sets by parent"),
+    "parent_event_id": LegacyKind("by-event", "set", "relation sets by parent event"),
+    "workflow_id": LegacyKind("by-workflow", "set", "relation sets by workflow"),
+    "workflow_type_key": LegacyKind("by-workflow-type", "set", "relation sets by workflow type"),
+}
+"""``<ns>:<entity>:<app>:<value>``: the ids of the invocations whose field is ``value``."""
+RELATION_SETS_COMPLETE = LegacyKind("relation-sets", "string", "relation-set completeness keys")
+TIMELINE_COMPLETE = LegacyKind("history-timeline-complete", "string", "timeline completeness keys")
 LEGACY_KINDS: tuple[LegacyKind, ...] = (
     INVOCATION_CALL,
-    LegacyKind("history-list", "list", "history lists"),
-    LegacyKind("history-timeline", "zset", "history timelines"),
-    LegacyKind("children", "set", "relation sets by parent"),
-    LegacyKind("by-event", "set", "relation sets by parent event"),
-    LegacyKind("by-workflow", "set", "relation sets by workflow"),
-    LegacyKind("by-workflow-type", "set", "relation sets by workflow type"),
-    LegacyKind("relation-sets", "string", "relation-set completeness keys"),
-    LegacyKind("history-timeline-complete", "string", "timeline completeness keys"),
+    HISTORY_LIST,
+    HISTORY_TIMELINE,
+    *RELATION_SETS.values(),
+    RELATION_SETS_COMPLETE,
+    TIMELINE_COMPLETE,
 )
 """Every kind of key the earlier layout kept beside the documents."""
 
@@ -118,6 +129,11 @@ class LegacyCleanup:
                 f"earlier layout: {would}remove the {HISTORY_LIST_MARK!r} mark of {self.unmarked} invocations"
             )
         return lines
+
+
+def legacy_key(namespace: Namespace, kind: LegacyKind, app_id: str, *ids: str) -> str:
+    """Return the key the earlier layout gave ``kind`` for ``app_id`` (and ``ids``)."""
+    return ":".join((namespace.namespace, kind.entity, *(encode_segment(part) for part in (app_id, *ids))))
 
 
 def scan_pattern(namespace: Namespace, kind: LegacyKind) -> str:
