@@ -121,11 +121,11 @@ def invocation_document(app_id: str, inv: InvocationDTO, call: CallDTO) -> Docum
 
     Module and function names are stored apart from ``task_id_key`` because
     ``TaskId.from_key`` cannot split a key back when the function name contains a dot.
-    ``None`` values are kept: the upsert's merge deletes a field that became ``None``.
+    ``None`` values are left out (the upsert replaces the document whole).
     """
     task = call.call_id.task_id
     workflow = inv.workflow
-    return {
+    document = {
         "app_id": app_id,
         "invocation_id": inv.invocation_id,
         "task_id_key": task.key,
@@ -142,6 +142,7 @@ def invocation_document(app_id: str, inv: InvocationDTO, call: CallDTO) -> Docum
         "workflow_type_func": workflow.workflow_type.func_name if workflow else None,
         "parent_workflow_id": workflow.parent_workflow_id if workflow else None,
     }
+    return {name: value for name, value in document.items() if value is not None}
 
 
 def invocation_from_document(doc: Document) -> tuple[InvocationDTO, CallDTO]:

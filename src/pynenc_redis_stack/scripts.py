@@ -45,16 +45,22 @@ return written
 
 
 UPSERT_INVOCATIONS = """
--- KEYS: the invocation document keys. ARGV: per invocation, its document (JSON object of
--- every field of the invocation but its status; nulls delete).
--- Per invocation: create the document if there is none (so the merge never stores nulls,
--- which exists() would count as values), then merge the fields: the status owned by history
--- writes is kept. Running it twice changes nothing.
+-- KEYS: the invocation document keys. ARGV: per invocation, its whole document but the
+-- status (a JSON object without nulls).
+-- Per invocation: one JSON.SET of the document (so it is indexed once), which replaces an
+-- earlier upsert's whole; the status and its time, owned by history writes (one may have come
+-- first), are read and kept. Running it twice changes nothing.
 for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('JSON.SET', KEYS[i], '$', '{}')
+  local document = ARGV[i]
+  local current = redis.call('JSON.GET', KEYS[i], '$.status', '$.status_ts')
+  if current then
+    local status = string.match(current, '"%$%.status":%[("[^"]*")%]')
+    local status_ts = string.match(current, '"%$%.status_ts":%[(%-?%d+)%]')
+    if status and status_ts then
+      document = string.sub(document, 1, -2) .. ',"status":' .. status .. ',"status_ts":' .. status_ts .. '}'
+    end
   end
-  redis.call('JSON.MERGE', KEYS[i], '$', ARGV[i])
+  redis.call('JSON.SET', KEYS[i], '$', document)
 end
 return #KEYS
 """

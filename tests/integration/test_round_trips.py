@@ -111,24 +111,28 @@ def test_upsert_batch_is_one_script_call_in_one_round_trip(
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    # Per invocation: EXISTS (none yet), create it empty, merge the whole invocation into it.
-    assert commands == {"evalsha": 1, "exists": 50, "json.set": 50, "json.merge": 50}
+    # Per invocation: JSON.GET of a status a history write may have stored first (none here),
+    # one JSON.SET of the whole document (indexed once).
+    assert commands == {"evalsha": 1, "json.get": 50, "json.set": 50}
     assert trips == 1
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == {
         str(i.invocation_id) for i in [*invocations, *_invocations(app, 1, "warm")]
     }
 
 
-def test_upsert_again_merges_into_the_document(
+def test_upsert_again_replaces_the_document_and_keeps_its_status(
     app: Pynenc, backend: RedisStackStateBackend, measure: Measure
 ) -> None:
-    entries = [(i.to_dto(), i.call.to_dto()) for i in _invocations(app, 10)]
+    invocations = _invocations(app, 10)
+    entries = [(i.to_dto(), i.call.to_dto()) for i in invocations]
     backend._upsert_invocations(entries)
+    backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), _context("r"))
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    assert commands == {"evalsha": 1, "exists": 10, "json.merge": 10}
+    assert commands == {"evalsha": 1, "json.get": 10, "json.set": 10}
     assert trips == 1
+    assert [status for _id, status, _ts in backend.find_invocations()] == [InvocationStatus.PENDING] * 10
 
 
 @pytest.mark.parametrize(

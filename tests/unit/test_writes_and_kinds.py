@@ -61,14 +61,7 @@ def test_invocation_upsert_sends_the_whole_invocation_as_one_document() -> None:
         "task_func": "f",
         "arguments_id": "args",
         "serialized_arguments": {"x": "1"},
-        "parent_invocation_id": "p:1",
-        # None deletes the field in the upsert's merge
-        "parent_event_id": None,
-        "workflow_id": None,
-        "workflow_type_key": None,
-        "workflow_type_module": None,
-        "workflow_type_func": None,
-        "parent_workflow_id": None,
+        "parent_invocation_id": "p:1",  # no null: a field without a value is left out
     }
 
 
