@@ -131,7 +131,10 @@ def test_migrate_cleans_the_previous_layout_and_every_read_stays_equal(
     assert unlinked | deleted_texts == set(written) and len(deleted_texts) == 12
     assert sum(line.startswith("# merge the fields of") for line in printed) == 12
     assert dry.legacy is not None and dry.legacy.merged == 12 and dry.legacy.unmarked == 13
-    assert "earlier layout: would merge 12 invocation call texts" in format_migration(dry)
+    assert (
+        "earlier layout: invocation call texts: 12 would be deleted, 12 would be merged into their "
+        "invocation documents first"
+    ) in format_migration(dry)
     assert _legacy_keys(redis_client, backend) == written
 
     # a writer of this version rewrites one invocation meanwhile: its document wins

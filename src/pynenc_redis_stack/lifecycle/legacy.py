@@ -120,14 +120,17 @@ class LegacyCleanup:
         return self.merged + sum(self.deleted.values()) + self.unmarked
 
     def lines(self, dry_run: bool) -> list[str]:
-        """One line per kind of change, for the command's summary."""
-        would = "would " if dry_run else ""
-        lines = [f"earlier layout: {would}merge {self.merged} invocation call texts"] if self.merged else []
-        lines += [f"earlier layout: {would}delete {n} {what}" for what, n in self.deleted.items() if n]
+        """One line per kind of key found, for the command's summary."""
+        done = "would be " if dry_run else ""
+        lines = []
+        for what, count in self.deleted.items():
+            if what == INVOCATION_CALL.what:
+                merged = f", {self.merged} {done}merged into their invocation documents first"
+                lines.append(f"earlier layout: {what}: {count} {done}deleted{merged}")
+            elif count:
+                lines.append(f"earlier layout: {what}: {count} {done}deleted")
         if self.unmarked:
-            lines.append(
-                f"earlier layout: {would}remove the {HISTORY_LIST_MARK!r} mark of {self.unmarked} invocations"
-            )
+            lines.append(f"earlier layout: {HISTORY_LIST_MARK!r} marks: {self.unmarked} {done}removed")
         return lines
 
 
@@ -224,7 +227,6 @@ def _clean_page(
             for key, _text in pairs:
                 document = invocation_key_of(key, namespace)
                 show(f"# merge the fields of {key} into {document} (unless an upsert rewrote it)")
-                show(redis_cli_line(["JSON.DEL", document, f"$.{HISTORY_LIST_MARK}"]))
                 show(redis_cli_line(["DEL", key]))
         return
     script_keys = [k for key, _text in pairs for k in (invocation_key_of(key, namespace), key)]
