@@ -408,3 +408,48 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         "json.merge": 10,
     }
     assert trips == 1
+
+
+def test_every_lookup_reads_the_indexes_only(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    """No lookup reads a set, list, sorted set or string kept beside the documents."""
+    from datetime import UTC, datetime, timedelta
+
+    from pynenc.identifiers.task_id import TaskId
+    from pynenc.models.invocation_dto import InvocationDTO
+    from pynenc.workflow import WorkflowIdentity
+
+    invocations = _invocations(app, 5)
+    backend.upsert_invocations(invocations)
+    backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.REGISTERED), _context("r-1"))
+    workflow = WorkflowIdentity(InvocationId("wf"), TaskId("flows", "f"))
+    member = invocations[0].to_dto()
+    in_workflow = InvocationDTO(InvocationId("member"), member.call_id, workflow, None, "an-event")
+    backend._upsert_invocations([(in_workflow, invocations[0].call.to_dto())])
+    backend.store_workflow_run(workflow)
+    backend.store_workflow_sub_invocation(InvocationId("wf"), invocations[0].invocation_id)
+    now = datetime.now(UTC)
+    lookups: list[Callable[[], Any]] = [
+        lambda: list(backend.get_child_invocations(InvocationId("the-parent"))),
+        lambda: list(backend.get_invocations_by_parent_event("an-event")),
+        lambda: list(backend.get_invocation_ids_by_workflow(workflow_id="wf")),
+        lambda: list(backend.get_invocation_ids_by_workflow(workflow_type_key="flows.f")),
+        lambda: list(backend.get_invocation_ids_by_workflow("wf", "flows.f")),
+        lambda: list(backend.get_invocation_ids_by_workflow()),
+        lambda: backend.get_history(invocations[0].invocation_id),
+        lambda: list(backend.iter_history_in_timerange(now - timedelta(hours=1), now + timedelta(hours=1))),
+        lambda: list(
+            backend.iter_invocations_in_timerange(now - timedelta(hours=1), now + timedelta(hours=1))
+        ),
+        lambda: list(backend.find_invocations(status=InvocationStatus.REGISTERED)),
+        lambda: list(backend.get_matching_runner_contexts("r-")),
+        lambda: list(backend.get_all_workflow_types()),
+        lambda: list(backend.get_all_workflow_runs()),
+        lambda: list(backend.get_workflow_runs(TaskId("flows", "f"))),
+        lambda: list(backend.get_workflow_sub_invocations(InvocationId("wf"))),
+    ]
+    for lookup in lookups:
+        commands, _trips, answer = measure(lookup)
+        assert answer, lookup
+        assert commands and set(commands) <= {"ft.search", "ft.aggregate", "ft.cursor|read"}, commands
