@@ -15,32 +15,38 @@ RECORD_HISTORY = """
 -- ARGV per entry: the entry document (JSON object), its ts (epoch us, decimal string), the
 -- status change ({"status":...,"status_ts":...}), the invocation stub; seq is spliced into the
 -- entry document here (its last field).
--- Each entry gets the next seq (ties on ts are ordered by arrival) and is stored once, as its
--- own document (the history index answers every history lookup). The invocation's status
--- moves only forward in time: the latest ts wins however writers race or arrive late (one
--- JSON.MERGE, so the invocation is indexed once per entry). An entry whose key exists is
--- skipped: a re-send after a lost reply (the backend's entry keys are new random ids) or a
--- re-import changes nothing, and no entry gets a second seq.
-local written = 0
+-- Each new entry gets the next seq (ties on ts are ordered by arrival; one INCRBY per batch)
+-- and is stored once, as its own document (the history index answers every history lookup).
+-- The invocation's status moves only forward in time: the latest ts wins however writers race
+-- or arrive late (one JSON.MERGE, so the invocation is indexed once per entry). An entry whose
+-- key exists is skipped: a re-send after a lost reply (the backend's entry keys are new random
+-- ids) or a re-import changes nothing, and no entry gets a second seq.
+local new, seen = {}, {}
 for i = 0, #KEYS / 2 - 1 do
-  local invocation_key = KEYS[2 + 2 * i]
   local entry_key = KEYS[3 + 2 * i]
-  if redis.call('EXISTS', entry_key) == 0 then
-    local seq = string.format('%d', redis.call('INCR', KEYS[1]))
-    redis.call('JSON.SET', entry_key, '$', string.sub(ARGV[1 + 4 * i], 1, -2) .. ',"seq":' .. seq .. '}')
-    if redis.call('EXISTS', invocation_key) == 0 then
-      -- history can precede the invocation's upsert; the upsert merges into this stub
-      redis.call('JSON.SET', invocation_key, '$', ARGV[4 + 4 * i])
-    else
-      local current = tonumber(string.match(redis.call('JSON.GET', invocation_key, '$.status_ts'), '%-?%d+') or '')
-      if current == nil or tonumber(ARGV[2 + 4 * i]) >= current then
-        redis.call('JSON.MERGE', invocation_key, '$', ARGV[3 + 4 * i])
-      end
-    end
-    written = written + 1
+  if not seen[entry_key] and redis.call('EXISTS', entry_key) == 0 then
+    seen[entry_key] = true
+    new[#new + 1] = i
   end
 end
-return written
+if #new == 0 then return 0 end
+local seq = redis.call('INCRBY', KEYS[1], #new) - #new
+for _, i in ipairs(new) do
+  seq = seq + 1
+  local invocation_key = KEYS[2 + 2 * i]
+  redis.call('JSON.SET', KEYS[3 + 2 * i], '$', string.sub(ARGV[1 + 4 * i], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}')
+  local raw = redis.call('JSON.GET', invocation_key, '$.status_ts')
+  if not raw then
+    -- history can precede the invocation's upsert; the upsert keeps this status
+    redis.call('JSON.SET', invocation_key, '$', ARGV[4 + 4 * i])
+  else
+    local current = tonumber(string.match(raw, '%-?%d+') or '')
+    if current == nil or tonumber(ARGV[2 + 4 * i]) >= current then
+      redis.call('JSON.MERGE', invocation_key, '$', ARGV[3 + 4 * i])
+    end
+  end
+end
+return #new
 """
 
 

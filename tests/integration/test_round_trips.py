@@ -194,13 +194,14 @@ def test_add_histories_with_cached_context_is_one_evalsha(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
-    # Inside the script, per entry: EXISTS entry (absent: not a re-send), INCR (seq), JSON.SET
-    # entry, EXISTS invocation, JSON.GET status_ts, then one JSON.MERGE of status and status_ts
-    # (the entry is the newest). Nothing but documents is written.
+    # Inside the script: per entry EXISTS (absent: not a re-send); one INCRBY of the seq counter
+    # for the batch; per entry JSON.SET of the entry, JSON.GET of the invocation's status_ts,
+    # then one JSON.MERGE of status and status_ts (the entry is the newest). Nothing but
+    # documents is written.
     assert commands == {
         "evalsha": 1,
-        "incr": 50,
-        "exists": 100,
+        "incrby": 1,
+        "exists": 50,
         "json.set": 50,
         "json.get": 50,
         "json.merge": 50,
@@ -228,9 +229,10 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
         )
     )
 
-    # Two runner context documents (context and parent) + per entry: EXISTS entry, INCR,
-    # JSON.SET entry, EXISTS invocation, JSON.SET stub (no invocation document yet).
-    expected = {"json.set": 2 + 100, "evalsha": 1, "incr": 50, "exists": 50 + 50}
+    # Two runner context documents (context and parent) + per entry: EXISTS entry, JSON.SET
+    # entry, JSON.GET of the invocation (none yet), JSON.SET of its status-only document; one
+    # INCRBY for the batch.
+    expected = {"json.set": 2 + 100, "evalsha": 1, "incrby": 1, "exists": 50, "json.get": 50}
     assert commands == expected
     assert trips == 1
     assert sorted(
@@ -247,8 +249,8 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     )
     assert commands == {
         "evalsha": 1,
-        "incr": 50,
-        "exists": 100,
+        "incrby": 1,
+        "exists": 50,
         "json.set": 50,
         "json.get": 50,
         "json.merge": 50,
@@ -274,7 +276,7 @@ def test_add_history_single_is_one_round_trip(
         )
     )
 
-    assert commands == {"evalsha": 1, "incr": 1, "exists": 2, "json.set": 1, "json.get": 1, "json.merge": 1}
+    assert commands == {"evalsha": 1, "incrby": 1, "exists": 1, "json.set": 1, "json.get": 1, "json.merge": 1}
     assert trips == 1
 
 
@@ -375,14 +377,14 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     )
 
     # EVALSHA refused (NOSCRIPT), SCRIPT LOAD, EVALSHA replayed: three round trips.
-    # The replay: per entry EXISTS entry, INCR, JSON.SET entry, EXISTS invocation; the first
-    # invocation's status is merged (JSON.GET, JSON.MERGE), the nine others get a stub.
+    # The replay: per entry EXISTS, JSON.SET of the entry and JSON.GET of the invocation; the
+    # first invocation's status is merged, the nine others get a status-only document.
     assert commands == {
         "evalsha": 2,
         "script|load": 1,
-        "incr": 10,
-        "exists": 20,
-        "json.get": 1,
+        "incrby": 1,
+        "exists": 10,
+        "json.get": 10,
         "json.set": 10 + 9,
         "json.merge": 1,
     }
@@ -401,8 +403,8 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     )
     assert commands == {
         "evalsha": 1,
-        "incr": 10,
-        "exists": 20,
+        "incrby": 1,
+        "exists": 10,
         "json.set": 10,
         "json.get": 10,
         "json.merge": 10,
