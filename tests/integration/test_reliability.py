@@ -476,7 +476,7 @@ def test_after_a_flush_without_index_creation_the_error_names_migrate(
     backend.conf.redis_stack_create_indexes = False
 
     with pytest.raises(IndexDefinitionMismatchError, match="pynenc-redis-stack index migrate"):
-        list(backend._invocation_ids(parent_invocation_id="the-parent"))
+        list(backend.get_child_invocations(InvocationId("the-parent")))
 
     assert faults.admin().execute_command("FT._LIST") == []
 
@@ -484,11 +484,11 @@ def test_after_a_flush_without_index_creation_the_error_names_migrate(
 def test_the_hot_path_does_not_check_indexes(request: pytest.FixtureRequest, faults: FaultServer) -> None:
     backend = _backend(faults.url, unique_app_id(request))
     _store(backend, 3)
-    list(backend._invocation_ids(parent_invocation_id="the-parent"))
+    list(backend.get_child_invocations(InvocationId("the-parent")))
     admin = faults.admin()
     before = admin.info("commandstats")
 
-    list(backend._invocation_ids(parent_invocation_id="the-parent"))  # an index query
+    list(backend.get_child_invocations(InvocationId("the-parent")))  # an index query
 
     after = admin.info("commandstats")
     changed = {
