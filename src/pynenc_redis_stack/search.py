@@ -54,13 +54,14 @@ def _search(client: Redis, request: Search) -> tuple[int, list[Any]]:
     """Run ``request`` until its reply holds every match it reports, or its total exceeds
     what one reply may hold: ``(total, reply without the total)``."""
     limit = request.limit
-    while True:
+    for _attempt in range(3):  # the first page, an exact one, and one more if matches grew meanwhile
         reply = _capped(client, limit, lambda limit: run(client, *replace(request, limit=limit).args()))
         total = int(reply[0])
         cap = _RESULT_CAPS.get(client.connection_pool, MAX_PAGE)
         if total <= min(limit, cap) or total > cap:
-            return total, reply[1:]
-        limit = total  # a second, exact page (matches written meanwhile make it loop once more)
+            break
+        limit = total
+    return total, reply[1:]
 
 
 def search_keys(client: Redis, request: Search) -> list[str] | None:
