@@ -129,7 +129,8 @@ def test_migrate_cleans_the_previous_layout_and_every_read_stays_equal(
     unlinked = {split_redis_cli_line(line)[1] for line in printed if line.startswith("UNLINK ")}
     deleted_texts = {split_redis_cli_line(line)[1] for line in printed if line.startswith("DEL ")}
     assert unlinked | deleted_texts == set(written) and len(deleted_texts) == 12
-    assert sum(line.startswith("# merge the fields of") for line in printed) == 12
+    merges = [split_redis_cli_line(line) for line in printed if line.startswith("JSON.MERGE ")]
+    assert len(merges) == 12 and all(orjson.loads(args[3])["task_module"] == "tasks" for args in merges)
     assert dry.legacy is not None and dry.legacy.merged == 12 and dry.legacy.unmarked == 13
     assert (
         "earlier layout: invocation call texts: 12 would be deleted, 12 would be merged into their "
@@ -175,3 +176,24 @@ def test_a_call_text_without_its_document_is_deleted_and_other_keys_are_left(
     assert not redis_client.exists(orphan) and redis_client.get(foreign) == "x"
     assert not redis_client.exists(backend.keys.invocation("pruned"))
     redis_client.delete(foreign)
+
+
+def test_the_dry_run_printed_commands_replayed_clean_the_store_as_a_run_does(
+    app: Pynenc, redis_client: redis.Redis
+) -> None:
+    backend: RedisStackStateBackend = app.state_backend
+    ids = _store(backend)
+    before = _reads(backend, ids)
+    to_previous_layout(redis_client, backend)
+    out = io.StringIO()
+    admin.index_migrate(backend.conf, dry_run=True, out=out)
+    lines = [line for line in out.getvalue().splitlines() if line and not line.startswith("#")]
+    legacy_lines = [line for line in lines if not line.startswith("FT.")]
+
+    for line in legacy_lines:  # what an operator pasting them into redis-cli sends
+        redis_client.execute_command(*split_redis_cli_line(line))
+
+    assert _legacy_keys(redis_client, backend) == []
+    assert _reads(backend, ids) == before
+    again = admin.index_migrate(backend.conf)
+    assert again.legacy is not None and again.legacy.total == 0

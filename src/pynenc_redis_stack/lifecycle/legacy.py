@@ -222,11 +222,23 @@ def _clean_page(
     pairs = [(key, text) for key, text in zip(keys, texts, strict=True) if text is not None]
     report.deleted[kind.what] += len(pairs)
     if dry_run:
-        report.merged += len(pairs)
-        if show is not None:
-            for key, _text in pairs:
-                document = invocation_key_of(key, namespace)
-                show(f"# merge the fields of {key} into {document} (unless an upsert rewrote it)")
+        # What the script would do on the store as it is now, as the commands it runs.
+        pipe = client.pipeline(transaction=False)
+        for key, _text in pairs:
+            document = invocation_key_of(key, namespace)
+            run(pipe, "EXISTS", document)
+            run(pipe, "JSON.TYPE", document, "$.task_module")
+        found = pipe.execute(raise_on_error=False)
+        for n, (key, text) in enumerate(pairs):
+            document = invocation_key_of(key, namespace)
+            exists, task_module = found[2 * n], found[2 * n + 1]
+            merge = bool(exists) and not task_module
+            report.merged += merge
+            if show is not None:
+                if merge:
+                    show(redis_cli_line(["JSON.MERGE", document, "$", text]))
+                if exists:
+                    show(redis_cli_line(["JSON.DEL", document, f"$.{HISTORY_LIST_MARK}"]))
                 show(redis_cli_line(["DEL", key]))
         return
     script_keys = [k for key, _text in pairs for k in (invocation_key_of(key, namespace), key)]
