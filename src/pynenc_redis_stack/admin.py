@@ -28,7 +28,6 @@ from typing import Any, TextIO
 import redis
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack import relations, timeline
 from pynenc_redis_stack.client import address_options, get_client, redacted_url
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import AppImportError, UnknownAppError
@@ -44,7 +43,6 @@ from pynenc_redis_stack.importer import DEFAULT_BATCH_SIZE as IMPORT_BATCH_SIZE
 from pynenc_redis_stack.importer import ImportReport, import_from_redis
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import (
-    DataFill,
     DropReport,
     IndexStatus,
     MigrationReport,
@@ -53,6 +51,8 @@ from pynenc_redis_stack.lifecycle import (
     inspect_indexes,
     migrate,
 )
+from pynenc_redis_stack.lifecycle.legacy import clean_legacy
+from pynenc_redis_stack.lifecycle.operations import DataFill
 from pynenc_redis_stack.prune import DEFAULT_BATCH_SIZE as PRUNE_BATCH_SIZE
 from pynenc_redis_stack.prune import PruneReport, check_cutoff, prune_invocations
 from pynenc_redis_stack.schema import IndexSpec, all_specs, load_schemas
@@ -227,18 +227,19 @@ def index_migrate(
         lock_timeout=timeout if lock_timeout is None else lock_timeout,
         lock_ttl=lock_ttl,
         notify=notify,
-        # Data the indexes do not cover: stores written before 0.3 get their relation sets,
-        # before 0.4 their history timeline.
+        # A store written by an earlier layout: its copies beside the documents go, and the
+        # trigger's definitions and conditions become documents.
         fill=lambda heartbeat: DataFill(
-            relations.RELATION_SETS.backfill(
-                client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
+            legacy=clean_legacy(
+                client,
+                namespace,
+                load_schemas(),
+                dry_run=dry_run,
+                print_line=lambda line: print(line, file=out or sys.stdout),
+                heartbeat=heartbeat,
+                progress=None if dry_run else progress,
             ),
-            timeline.TIMELINE.backfill(
-                client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
-            ),
-            # -- trigger layout: definitions and conditions of the earlier layout become documents --
             trigger_layout=migrate_trigger_layout(client, namespace, dry_run=dry_run, heartbeat=heartbeat),
-            # -- end trigger layout --
         ),
     )
 

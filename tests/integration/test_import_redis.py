@@ -255,19 +255,13 @@ def _drop_target(client: redis.Redis, namespace: str) -> None:
 
 
 def _documents(client: redis.Redis, keys: list[str]) -> dict[str, Any]:
-    """Every document (parsed), history list, relation set, history timeline, and the history
-    counter's value."""
+    """Every document (parsed) and the history counter's value: no other kind of key is written."""
     values: dict[str, Any] = {}
     for key in keys:
         key_type = client.type(key)
+        assert key_type in ("string", "ReJSON-RL"), (key, key_type)
         if key_type == "string":
             values[key] = client.get(key)
-        elif key_type == "list":  # an invocation's history list
-            values[key] = client.lrange(key, 0, -1)
-        elif key_type == "set":  # a relation set
-            values[key] = sorted(client.smembers(key))
-        elif key_type == "zset":  # the app's history timeline
-            values[key] = client.zrange(key, 0, -1, withscores=True)
         else:
             values[key] = json.loads(client.execute_command("JSON.GET", key))
     return values

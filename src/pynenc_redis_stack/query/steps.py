@@ -41,6 +41,12 @@ def has_value(spec: IndexSpec, name: str) -> tuple[str, ...]:
     return (*load_fields(name), "FILTER", f"exists(@{name})")
 
 
+def has_path(path: str) -> tuple[str, ...]:
+    """Return ``LOAD`` + ``FILTER`` steps keeping rows whose document has the JSON ``path``
+    (a field no index covers)."""
+    return (*load_paths(found=path), "FILTER", "exists(@found)")
+
+
 def count_rows(alias: str = "count") -> tuple[str, ...]:
     """Return a ``GROUPBY 0 REDUCE COUNT`` step: one row holding the number of matches as ``alias``.
 
