@@ -49,21 +49,9 @@ _REPEATABLE_SCRIPTS: set[str] = set()
 """SHA1 of the Lua scripts whose second run changes nothing (see :func:`register_repeatable_script`)."""
 
 
-_QUERY_SCRIPTS: set[str] = set()
-"""SHA1 of the scripts that run an index query (healed like ``FT.SEARCH`` when its index is
-missing)."""
-
-
 def register_repeatable_script(sha: str) -> None:
     """Declare that running the script ``sha`` twice with the same arguments changes nothing."""
     _REPEATABLE_SCRIPTS.add(sha)
-
-
-def register_query_script(sha: str) -> None:
-    """Declare the script ``sha`` an index query: repeatable, and healed like ``FT.SEARCH``
-    when its index is missing."""
-    _REPEATABLE_SCRIPTS.add(sha)
-    _QUERY_SCRIPTS.add(sha)
 
 
 def is_repeatable(args: Sequence[object]) -> bool:
@@ -220,8 +208,7 @@ def _is_missing_index_on_query(args: Sequence[object], error: redis.ResponseErro
     from pynenc_redis_stack.executor import is_missing_index_error  # executor imports this module
 
     name = str(args[0]).upper()
-    is_query = name in ("FT.AGGREGATE", "FT.SEARCH") or (name == "EVALSHA" and str(args[1]) in _QUERY_SCRIPTS)
-    return is_query and is_missing_index_error(error)
+    return name in ("FT.AGGREGATE", "FT.SEARCH") and is_missing_index_error(error)
 
 
 def connection_url(conf: ConfigRedisStack) -> str:

@@ -11,6 +11,8 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
                                           prune has collected (or kept) their run and data
     <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
     <ns>:orchestrator-seq                 the counter ordering orchestrator registrations
+    <ns>:atomic-service-lease:<app>       a lock: the document key of the app's RUNNING
+                                          atomic-service execution
     <ns>:broker-queue:{<app>}:<queue>     a sorted set: the queue's invocations (broker.py)
     <ns>:broker-queues:{<app>}            a set: the queue names the app routed to (for purge)
     <ns>:broker-seq:{<app>}               the counter ordering equal priorities first in, first out
@@ -79,6 +81,7 @@ _ORCHESTRATOR_INVOCATION = "orchestrator-invocation"
 _ORCHESTRATOR_WAIT = "orchestrator-wait"
 _RUNNER_HEARTBEAT = "runner-heartbeat"
 _ATOMIC_SERVICE_EXECUTION = "atomic-service-execution"
+_ATOMIC_SERVICE_LEASE = "atomic-service-lease"
 _REGISTRATION_LOCK = "registration-lock"
 _RUNNING_LOCK = "running-lock"
 
@@ -260,6 +263,10 @@ class AppKeys:
 
     def atomic_service_execution(self, run_id: str) -> str:
         return self._key(_ATOMIC_SERVICE_EXECUTION, run_id)
+
+    def atomic_service_lease(self) -> str:
+        """The lock naming the document of the app's RUNNING atomic-service execution."""
+        return self._key(_ATOMIC_SERVICE_LEASE)
 
     def registration_lock(self, task_key: str, key_arguments_digest: str) -> str:
         """The lock held while one call of a task with registration concurrency is routed."""
