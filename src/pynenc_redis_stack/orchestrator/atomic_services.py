@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 RUNNING = str(AtomicServiceExecutionStatus.RUNNING)
 
+
 def execution_of(document: Document) -> AtomicServiceExecution:
     """Return the execution stored in an ``atomic-service-execution`` document."""
     end = document.get("end_ts")
