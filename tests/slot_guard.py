@@ -37,7 +37,7 @@ import redis
 import redis.client
 from redis.crc import key_slot
 
-from pynenc_redis_stack.client import Client, RetryingCommands, RetryingPipeline
+from pynenc_redis_stack.client import RetryingCommands, RetryingPipeline
 
 
 class SlotGuardError(redis.ResponseError):
@@ -303,15 +303,6 @@ def _guarded_pipeline_execute(original: Callable[..., Any]) -> Callable[..., Any
     return execute
 
 
-def _guarded_pooled_read(original: Callable[..., Any]) -> Callable[..., Any]:
-    def pooled_read(self: Client, args: tuple[Any, ...]) -> Any:
-        if GUARD is not None:
-            GUARD.check(args)
-        return original(self, args)
-
-    return pooled_read
-
-
 def _learn_scripts_made_later() -> None:
     """Scripts composed at run time (prepared reads, redis-py ``register_script``) are learnt
     when their object is made."""
@@ -359,8 +350,6 @@ def pytest_configure(config: pytest.Config) -> None:
     _learn_scripts_made_later()
     redis.Redis.execute_command = _guarded_execute_command(redis.Redis.execute_command)  # type: ignore[method-assign]
     redis.client.Pipeline.execute = _guarded_pipeline_execute(redis.client.Pipeline.execute)  # type: ignore[method-assign]
-    if hasattr(Client, "_pooled_read"):
-        Client._pooled_read = _guarded_pooled_read(Client._pooled_read)  # type: ignore[method-assign]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -134,11 +134,9 @@ def _check_database(path: Sequence[str], form: str) -> None:
 def check_combination(target: Topology, conf_db: int, wait_replicas: int) -> None:
     """Refuse settings that cannot work with ``target``.
 
-    :raises ValueError: If ``redis_stack_wait_replicas`` is negative, or set for a cluster, or
-        ``redis_db`` is not 0 for a Sentinel or cluster URL.
+    :raises ValueError: If ``redis_stack_wait_replicas`` is set for a cluster, or ``redis_db``
+        is not 0 for a Sentinel or cluster URL.
     """
-    if wait_replicas < 0:
-        raise ValueError(f"redis_stack_wait_replicas is {wait_replicas}; expected 0 (off) or more")
     if target.kind == "cluster" and wait_replicas:
         raise ValueError(
             "redis_stack_wait_replicas is not supported with a cluster URL: the WAIT must run on "
@@ -254,18 +252,13 @@ READ_COMMANDS = frozenset(
         "CONFIG", "CLUSTER", "COMMAND", "HELLO", "AUTH", "SELECT", "ROLE",
     }
 )  # fmt: skip
-"""Commands that change no data: no ``WAIT`` after them. Anything else (scripts included,
-except the read-only query scripts) counts as a write."""
+"""Commands that change no data: no ``WAIT`` after them. Anything else counts as a write,
+every script included (a ``WAIT`` after a script that wrote nothing returns at once)."""
 
 
 def is_write(args: Sequence[object]) -> bool:
     """Tell whether the command ``args`` may change data (then it is followed by ``WAIT``)."""
-    from pynenc_redis_stack.client import _QUERY_SCRIPTS  # client imports this module lazily
-
-    name = str(args[0]).upper()
-    if name == "EVALSHA":
-        return str(args[1]) not in _QUERY_SCRIPTS
-    return name not in READ_COMMANDS
+    return str(args[0]).upper() not in READ_COMMANDS
 
 
 def wait_for_replicas(connection: Any, replicas: int, timeout_ms: int) -> None:

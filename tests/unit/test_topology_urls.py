@@ -70,7 +70,7 @@ def test_bad_urls_are_refused_with_the_fix(url: str, message: str) -> None:
         ),
         (
             {"redis_stack_url": "redis://127.0.0.1:1", "redis_stack_wait_replicas": -1},
-            "expected 0 .off. or more",
+            "redis_stack_wait_replicas: -1 is not at least 0",
         ),
     ],
 )

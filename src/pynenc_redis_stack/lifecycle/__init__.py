@@ -12,6 +12,7 @@ One module per job, top to bottom:
 - :mod:`.plan` and :mod:`.status`: pure functions of (specs, snapshot): the steps that bring
   each index to its file, and what ``index status`` shows;
 - :mod:`.definition`: ``FT.CREATE`` of a spec, and how a live index's ``FT.INFO`` differs;
+- :mod:`.legacy`: the keys an earlier layout kept beside the documents, removed by migrate;
 - :mod:`pynenc_redis_stack.executor`: sends the steps, or prints them (``--dry-run``).
 
 Index and lock names come from :class:`pynenc_redis_stack.keys.Namespace`.
@@ -22,7 +23,6 @@ from pynenc_redis_stack.lifecycle.definition import create_command, definition_d
 from pynenc_redis_stack.lifecycle.first_use import connect, ensure_indexes
 from pynenc_redis_stack.lifecycle.lock import LifecycleLock
 from pynenc_redis_stack.lifecycle.operations import (
-    DataFill,
     DropReport,
     IndexResult,
     MigrationReport,
@@ -44,7 +44,6 @@ __all__ = [
     "LifecycleLock",
     "LockLostError",
     "LockTimeoutError",
-    "DataFill",
     "MigrationReport",
     "ServerSnapshot",
     "connect",
