@@ -75,6 +75,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("DISCARD",),
     ("PING",),
     ("TIME",),
+    ("WAIT", "0", "0"),  # after each write when redis_stack_wait_replicas is set (docs/scale-out.md)
     ("HSCAN", "{key}", "0"),  # index migrate: reading the trigger's earlier hashes
 )
 

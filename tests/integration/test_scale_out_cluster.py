@@ -38,11 +38,11 @@ from tests.loopback import LoopbackCluster, Node, wait_until
 
 NOT_YET_KEY_LAYOUT = (
     "needs issue 18's cluster-safe key layout (later work): the state backend's history script "
-    "touches the global <ns>:history-seq counter and the app's timeline with per-invocation keys, "
-    "the upsert script builds relation-set keys inside Lua (undeclared), the orchestrator's "
-    "registration script uses the global <ns>:orchestrator-seq counter, and batches span "
-    "invocations; and, on this coordinator-less Stack 7.4 cluster only, the first use's "
-    "FT.ALIASADD refuses an alias in another slot than its index (Redis 8's coordinator does not)"
+    "touches the global <ns>:history-seq counter with per-invocation keys, the orchestrator's "
+    "registration script the global <ns>:orchestrator-seq counter, and batches span invocations "
+    "(docs/scale-out.md lists every operation the slot guard finds); and, on this "
+    "coordinator-less Stack 7.4 cluster only, the first use's FT.ALIASADD refuses an alias in "
+    "another slot than its index (Redis 8's coordinator does not)"
 )
 
 
