@@ -136,6 +136,11 @@ def _kill_session_processes(spare: Collection[int] = (), spare_redis: bool = Fal
     psutil.wait_procs(doomed, timeout=5)
 
 
+EXTERNAL_URL_VARIABLE = "PYNENC_REDIS_STACK_TEST_URL"
+"""Set by ``./dev test --url <url>``: the session uses that server (any URL this package
+takes: one server, ``redis+sentinel://``, ``redis+cluster://``) instead of starting one."""
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of the session's Redis Stack, started on first use (never by unit tests) and
@@ -144,6 +149,16 @@ def redis_url() -> Iterator[str]:
     At the end, the runner processes the tests left behind are killed before the server
     stops, so none of them lives on to print connection errors.
     """
+    # --- ./dev test --url: an external server (docs/scale-out.md)
+    if external := os.environ.get(EXTERNAL_URL_VARIABLE):
+        os.environ["PYNENC__REDIS_STACK_URL"] = external
+        try:
+            yield external
+        finally:
+            _kill_session_processes()
+            os.environ.pop("PYNENC__REDIS_STACK_URL", None)
+        return
+    # --- end ./dev test --url
     with tempfile.TemporaryDirectory(prefix="pynenc-redis-stack-tests-") as data_dir:
         server = EmbeddedRedisStack(Path(data_dir), persistent=False)
         url = server.start()
@@ -180,9 +195,7 @@ def _conformance_isolation(request: pytest.FixtureRequest, monkeypatch: pytest.M
     conformance = request.node.path.parent.name in CONFORMANCE_DIRECTORIES
     started: list[BaseRunner] = []
     if conformance:
-        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-        client.flushall()
-        client.close()
+        flush_all(request.getfixturevalue("redis_url"))
         on_start = BaseRunner.on_start
 
         def recording_on_start(runner: BaseRunner) -> None:
@@ -197,6 +210,16 @@ def _conformance_isolation(request: pytest.FixtureRequest, monkeypatch: pytest.M
                 runner.stop_runner_loop()
                 runner.wait_until_stopped(timeout=10)
         _kill_session_processes(spare_redis=True)
+
+
+def flush_all(url: str) -> None:
+    """``FLUSHALL`` on the server ``url`` names (on every master of a cluster)."""
+    from pynenc_redis_stack.client import get_client
+    from pynenc_redis_stack.conf import ConfigRedisStackKeyspace
+
+    client = get_client(ConfigRedisStackKeyspace(config_values={"redis_stack_url": url}))
+    client.flushall()
+    client.close()
 
 
 @pytest.fixture

@@ -137,7 +137,10 @@ def _check_url(url: str) -> None:
     import redis
 
     from pynenc_redis_stack.client import redacted_url
+    from pynenc_redis_stack.topology import parse_topology
 
+    if parse_topology(url).kind != "server":  # a Sentinel or cluster URL: checked by parsing it
+        return
     db = redis.ConnectionPool.from_url(url).connection_kwargs.get("db", 0)
     if db not in (None, 0):
         raise ValueError(

@@ -85,8 +85,9 @@ def redacted_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() == "password" for name, _ in pairs):
-            masked = [(name, MASK if name.lower() == "password" else value) for name, value in pairs]
+        # "password", and a Sentinel URL's "sentinel_password"
+        if any(name.lower().endswith("password") for name, _ in pairs):
+            masked = [(name, MASK if name.lower().endswith("password") else value) for name, value in pairs]
             query = urlencode(masked, safe="*")
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
@@ -101,13 +102,15 @@ NO_RETRY = Retry(NoBackoff(), 0)
 """One attempt: what a plain redis-py client (not a :class:`Client`) gets."""
 
 
-def command_retry(client: redis.Redis) -> Retry:
+def command_retry(client: redis.Redis | redis.RedisCluster) -> Retry:
     """Return the retry policy of ``client`` (one attempt for a plain redis-py client)."""
-    return client.command_retry if isinstance(client, Client) else NO_RETRY
+    return client.command_retry if isinstance(client, RetryingCommands) else NO_RETRY
 
 
-class Client(redis.Redis):
-    """A redis-py client that retries repeatable commands and heals missing indexes.
+class RetryingCommands:
+    """The retry and healing policy of this package's clients, mixed into a redis-py client
+    class (:class:`Client` on ``redis.Redis``, ``topology.ClusterClient`` on
+    ``redis.RedisCluster``): it wraps the next class's ``execute_command``.
 
     :ivar command_retry: Backoff and attempts for commands :func:`is_repeatable` accepts
         (and whole pipelines made only of such commands).
@@ -129,11 +132,11 @@ class Client(redis.Redis):
             return self._send(args, options)
 
     def _send(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-        send = redis.Redis.execute_command
+        send = super().execute_command  # type: ignore[misc]  # the redis-py class mixed with
         try:
             # The first attempt outside the retry loop: most calls succeed, and the loop's
             # frames cost a few percent of a sub-millisecond read.
-            return send(self, *args, **options)  # type: ignore[no-untyped-call]
+            return send(*args, **options)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             if not is_repeatable(args):
                 raise
@@ -142,9 +145,14 @@ class Client(redis.Redis):
         def attempt() -> Any:
             if first_failure:
                 raise first_failure.pop()  # counted and backed off as the loop's own first failure
-            return send(self, *args, **options)  # type: ignore[no-untyped-call]
+            return send(*args, **options)
 
         return self.command_retry.call_with_retry(attempt, no_cleanup)  # redis-py dropped the connection
+
+
+class Client(RetryingCommands, redis.Redis):
+    """A redis-py client on one server (or a Sentinel-managed master) with the policy of
+    :class:`RetryingCommands`."""
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> redis.client.Pipeline:
         pipe = RetryingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
@@ -263,7 +271,7 @@ def _tls_options(conf: ConfigRedisStack) -> dict[str, object]:
         ``redis_ssl_cert_reqs`` is not one of :data:`CERT_REQS`.
     """
     url = connection_url(conf)
-    tls = bool(conf.redis_ssl) or urlsplit(url).scheme == "rediss"
+    tls = bool(conf.redis_ssl) or urlsplit(url).scheme.startswith("rediss")  # rediss+sentinel/cluster too
     files = {
         "ssl_ca_certs": str(conf.redis_ssl_ca_certs or ""),
         "ssl_certfile": str(conf.redis_ssl_certfile or ""),
@@ -290,9 +298,9 @@ def _tls_options(conf: ConfigRedisStack) -> dict[str, object]:
     }
 
 
-def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
+def _connection_options(conf: ConfigRedisStack) -> dict[str, Any]:
     # RESP2 is what our reply parsing expects; redis-py 8 would default to RESP3.
-    options: dict[str, object] = {
+    return {
         "protocol": 2,
         "decode_responses": True,
         "max_connections": conf.redis_pool_max_connections,
@@ -304,12 +312,22 @@ def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
         "retry_on_timeout": False,
         **_tls_options(conf),
     }
+
+
+def _new_pool(conf: ConfigRedisStack) -> redis.ConnectionPool:
+    options = _connection_options(conf)
     url = connection_url(conf)
+    # --- scale-out: a Sentinel URL's pool follows the master (topology.py)
+    from pynenc_redis_stack.topology import parse_topology, sentinel_pool
+
+    if (target := parse_topology(url)).kind == "sentinel":
+        return sentinel_pool(target, options)
+    # --- end scale-out
     if url:
         if urlsplit(url).scheme != "unix":  # a unix socket has no TCP keepalive
             options["socket_keepalive"] = True
         return redis.ConnectionPool.from_url(url, **options)
-    return redis.ConnectionPool(socket_keepalive=True, **address_options(conf), **options)  # type: ignore[arg-type]
+    return redis.ConnectionPool(socket_keepalive=True, **address_options(conf), **options)
 
 
 def address_options(conf: ConfigRedisStack) -> dict[str, Any]:
@@ -328,7 +346,8 @@ def get_client(conf: ConfigRedisStackKeyspace) -> Client:
     """Return a client on the pool for ``conf``, checking the server on first use.
 
     Each call returns a new :class:`Client` (sharing the pool), so each caller may set its
-    own :attr:`Client.on_missing_index`.
+    own :attr:`Client.on_missing_index`. A cluster URL gives a ``topology.ClusterClient``
+    (typed as :class:`Client`: the same commands and policy), each with its own connections.
 
     :raises ServerNotSupportedError: If the database is not 0 or the server lacks the
         search or JSON module.
@@ -337,11 +356,7 @@ def get_client(conf: ConfigRedisStackKeyspace) -> Client:
     """
     key = _pool_key(conf)
     namespace = str(conf.redis_stack_namespace)
-    with _LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = _new_pool(conf)
-    client = Client(connection_pool=pool)
+    client = _new_client(conf, key)
     client.command_retry = new_command_retry(conf)
     # Checked per namespace too: ACL key patterns may allow one namespace and not another.
     checked = (*key, namespace)
@@ -352,4 +367,27 @@ def get_client(conf: ConfigRedisStackKeyspace) -> Client:
         check_server(client, namespace)
         with _LOCK:
             _CHECKED.add(checked)
+    return client
+
+
+def _new_client(conf: ConfigRedisStack, key: tuple[object, ...]) -> Client:
+    """The client for the deployment ``conf`` names: one server or a Sentinel master (on the
+    shared pool; writes followed by ``WAIT`` when ``redis_stack_wait_replicas`` is set), or a
+    cluster (topology.py)."""
+    from pynenc_redis_stack import topology
+
+    target = topology.parse_topology(connection_url(conf))
+    wait_replicas = int(conf.redis_stack_wait_replicas)
+    topology.check_combination(target, int(conf.redis_db), wait_replicas)
+    if target.kind == "cluster":
+        return topology.new_cluster_client(target, _connection_options(conf))  # type: ignore[return-value]
+    with _LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = _new_pool(conf)
+    if not wait_replicas:
+        return Client(connection_pool=pool)
+    client = topology.AcknowledgedClient(connection_pool=pool)
+    client.wait_replicas = wait_replicas
+    client.wait_timeout_ms = round(float(conf.redis_stack_wait_replicas_timeout) * 1000)
     return client

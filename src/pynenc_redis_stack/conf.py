@@ -147,7 +147,10 @@ class ConfigRedisStack(ConfigPynencBase):
         host, port, db, username and password. Shared with pynenc-redis.
     :cvar Setting[str] redis_stack_url:
         URL for this backend only; overrides ``redis_url``. Set by ``PynencBuilder.redis_stack``
-        so that pynenc-redis components may use another server.
+        so that pynenc-redis components may use another server. Also takes
+        ``redis+sentinel://[user:password@]host:port[,host:port...]/<service>`` (a master
+        found through Sentinel) and ``redis+cluster://[user:password@]host:port[,...]`` (an
+        open-source cluster); ``rediss+...`` for TLS (docs/scale-out.md).
     :cvar Setting[str] redis_host:
         Host name, when no URL is given. Defaults to ``localhost``.
     :cvar Setting[int] redis_port:
@@ -189,6 +192,14 @@ class ConfigRedisStack(ConfigPynencBase):
         Maximum connections in the pool. Defaults to 100.
     :cvar Setting[float] redis_pool_health_check_interval:
         Same as ``health_check_interval`` (pynenc-redis's name for its pool); the shorter wins.
+    :cvar Setting[int] redis_stack_wait_replicas:
+        Replicas that must acknowledge each write (``WAIT``) before it returns; 0 (default)
+        waits for none. With Sentinel, 1 makes an acknowledged write survive a failover to
+        that replica, at the cost of one replica round trip per write, and an error
+        (``ReplicaAcknowledgementError``) when fewer replicas answer in time. Not with a
+        cluster URL (docs/scale-out.md).
+    :cvar Setting[float] redis_stack_wait_replicas_timeout:
+        Seconds a write waits for ``redis_stack_wait_replicas`` acknowledgements. Defaults to 1.
     """
 
     redis_url = Setting("")
@@ -210,6 +221,9 @@ class ConfigRedisStack(ConfigPynencBase):
     max_connection_attempts = Setting(3, minimum=1)
     redis_pool_max_connections = Setting(100, minimum=1)
     redis_pool_health_check_interval = Setting(30.0, minimum=0)
+    # scale-out (docs/scale-out.md)
+    redis_stack_wait_replicas = Setting(0, minimum=0)
+    redis_stack_wait_replicas_timeout = Setting(1.0, positive=True)
 
 
 class ConfigRedisStackKeyspace(ConfigRedisStack):

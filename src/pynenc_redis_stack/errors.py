@@ -70,6 +70,11 @@ class ServerOutOfMemoryError(RedisStackError):
     """The server refused a write because it reached ``maxmemory`` (policy ``noeviction``)."""
 
 
+class ReplicaAcknowledgementError(RedisStackError):
+    """A write was applied on the master but fewer replicas than ``redis_stack_wait_replicas``
+    acknowledged it in time: a failover could still lose it."""
+
+
 class EmbeddedServerError(RedisStackError):
     """The embedded Redis Stack server could not be started, reached or stopped."""
 

@@ -75,6 +75,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("DISCARD",),
     ("PING",),
     ("TIME",),
+    ("WAIT", "0", "0"),  # after each write when redis_stack_wait_replicas is set (docs/scale-out.md)
     ("HSCAN", "{key}", "0"),  # index migrate: reading the trigger's earlier hashes
 )
 
@@ -121,7 +122,8 @@ def check_server(client: redis.Redis, namespace: str) -> None:
     :raises ServerNotSupportedError: If the database is not 0 or a module is missing.
     :raises MissingPermissionError: If the ACL user lacks a command or key pattern it needs.
     """
-    db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+    pool = getattr(client, "connection_pool", None)  # a RedisCluster has none (and only db 0)
+    db = int(pool.connection_kwargs.get("db") or 0) if pool is not None else 0
     if db != 0:
         raise ServerNotSupportedError(
             f"redis_db is {db}, but RediSearch indexes exist only in database 0 "
