@@ -25,7 +25,7 @@ from tqdm import tqdm
 from benchmarks import dataset, pynmon_pages
 from benchmarks.backends import Subject, build_subjects, load
 from benchmarks.calls import CallSpec, calls
-from benchmarks.measure import RoundTripCounter, command_counts, commands_between, summarise
+from benchmarks.measure import SERVER_USEC, RoundTripCounter, command_counts, commands_between, summarise
 from benchmarks.report import CallResult, SizeResult, machine, markdown, plot, write_json
 
 
@@ -141,6 +141,8 @@ def measure_call(
         result = checks[subject.name]
         result.summary = summarise(samples[subject.name])
         if subject.on_redis:
+            server_usec = commands[subject.name].pop(SERVER_USEC, 0)
+            result.server_ms_per_call = server_usec / 1000 / len(counted)
             result.commands_per_call = sum(commands[subject.name].values()) / len(counted)
             result.round_trips_per_call = trips[subject.name] / calls_made
             result.commands = {

@@ -3,6 +3,10 @@
 - Commands per call: the delta of ``INFO commandstats`` (``calls`` per command, ``info``
   itself left out) around each of a few calls made for counting only (an ``INFO`` right
   before a timed call would leave the server's caches cold for it), averaged.
+- Server time per call: the delta of the ``usec`` counters of ``INFO commandstats`` over
+  the same calls (a script's time includes the commands it runs): what the server itself
+  spends; the rest of the median is the client's share (redis-py, the backend's own code)
+  and the network.
 - Round trips per call: every request redis-py writes to a socket goes through
   ``AbstractConnection.send_packed_command`` exactly once (a pipeline or ``MULTI``/``EXEC``
   block is packed into one write), and each write is followed by reading its replies before
@@ -75,9 +79,16 @@ class RoundTripCounter:
 
 
 def command_counts(client: redis.Redis) -> dict[str, int]:
-    """``calls`` per command from ``INFO commandstats``."""
+    """``calls`` per command from ``INFO commandstats``, plus :data:`SERVER_USEC`: the
+    microseconds the server spent in every command but ``INFO`` (its ``usec`` counters)."""
     stats: dict[str, Any] = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    counts = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    counts[SERVER_USEC] = sum(int(value["usec"]) for name, value in stats.items() if name != "cmdstat_info")
+    return counts
+
+
+SERVER_USEC = "(server usec)"
+"""The entry of :func:`command_counts` that holds the server's time, not a command."""
 
 
 def commands_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

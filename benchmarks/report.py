@@ -24,6 +24,7 @@ class CallResult:
     summary: Summary | None  # None when the call did not run on this backend
     not_run: str | None = None
     commands_per_call: float | None = None
+    server_ms_per_call: float | None = None  # the server's own time (INFO commandstats usec)
     round_trips_per_call: float | None = None
     commands: dict[str, float] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)  # the first few distinct problems
@@ -129,6 +130,10 @@ MEMORY_TARGET = 1.1
 """Memory per invocation, indexes included, as a ratio to pynenc-redis's."""
 
 
+def _server(result: CallResult) -> str:
+    return "-" if result.server_ms_per_call is None else _ms(result.server_ms_per_call)
+
+
 def _target(ratio: float, target: float | None) -> str:
     if target is None:
         return "-"
@@ -144,10 +149,12 @@ def markdown(size: SizeResult, facts: dict[str, Any]) -> str:
         f"RedisJSON {facts.get('json_module', '?')}).",
         "",
         "Times in ms (median / p99 of the repetitions), ratio = redis-stack median / pynenc-redis median; "
-        "cmds and RTs = Redis commands and round trips per call (redis-stack / pynenc-redis).",
+        "server = the server's own time per call in ms (INFO commandstats usec; the rest of the median "
+        "is the client's share and the network); cmds and RTs = Redis commands and round trips per call "
+        "(redis-stack / pynenc-redis).",
         "",
-        "| call | reps | redis-stack | pynenc-redis | sqlite | ratio | target | cmds | RTs | check |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| call | reps | redis-stack | pynenc-redis | sqlite | ratio | target | server | cmds | RTs | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
     for call, by_backend in size.calls.items():
@@ -167,6 +174,7 @@ def markdown(size: SizeResult, facts: dict[str, Any]) -> str:
         target = size.targets.get(call)
         lines.append(
             f"| {call} | {ours.summary.samples} | {' | '.join(cells)} | {ratio:.2f} | {_target(ratio, target)} | "
+            f"{_server(ours)} / {_server(theirs)} | "
             f"{_num(ours.commands_per_call)} / {_num(theirs.commands_per_call)} | "
             f"{_num(ours.round_trips_per_call)} / {_num(theirs.round_trips_per_call)} | "
             f"{'MISMATCH' if wrong else 'ok'}{': ' + ' / '.join(verdicts) if verdicts else ''} |"
@@ -177,7 +185,7 @@ def markdown(size: SizeResult, facts: dict[str, Any]) -> str:
     lines += [
         f"| memory per invocation incl. indexes (B) | - | {ours_mem:,.0f} | {theirs_mem:,.0f} | "
         f"{size.load[SQLITE]['bytes_per_invocation']:,.0f} (file) | {memory_ratio:.2f} | "
-        f"{_target(memory_ratio, MEMORY_TARGET)} | - | - | - |",
+        f"{_target(memory_ratio, MEMORY_TARGET)} | - | - | - | - |",
         "",
         *(f"{note}  " for note in notes),
         "Target: the highest ratio the row may have (✓ met, ✗ not met). Write rows time the "

@@ -15,38 +15,35 @@ RECORD_HISTORY = """
 -- ARGV per entry: the entry document (JSON object), its ts (epoch us, decimal string), the
 -- status change ({"status":...,"status_ts":...}), the invocation stub; seq is spliced into the
 -- entry document here (its last field).
--- Each new entry gets the next seq (ties on ts are ordered by arrival; one INCRBY per batch)
--- and is stored once, as its own document (the history index answers every history lookup).
+-- Each entry gets the next seq (ties on ts are ordered by arrival; one INCRBY per batch) and
+-- is stored once, as its own document (the history index answers every history lookup), with
+-- NX: an entry whose key exists is skipped (a re-send after a lost reply: the backend's entry
+-- keys are new random ids; or a re-import), so nothing is stored twice and the invocation's
+-- status is not touched again; the seq it was given stays unused (seq only orders).
 -- The invocation's status moves only forward in time: the latest ts wins however writers race
--- or arrive late (one JSON.MERGE, so the invocation is indexed once per entry). An entry whose
--- key exists is skipped: a re-send after a lost reply (the backend's entry keys are new random
--- ids) or a re-import changes nothing, and no entry gets a second seq.
-local new, seen = {}, {}
-for i = 0, #KEYS / 2 - 1 do
-  local entry_key = KEYS[3 + 2 * i]
-  if not seen[entry_key] and redis.call('EXISTS', entry_key) == 0 then
-    seen[entry_key] = true
-    new[#new + 1] = i
-  end
-end
-if #new == 0 then return 0 end
-local seq = redis.call('INCRBY', KEYS[1], #new) - #new
-for _, i in ipairs(new) do
+-- or arrive late (one JSON.MERGE, so the invocation is indexed once per entry).
+local count = (#KEYS - 1) / 2
+local seq = redis.call('INCRBY', KEYS[1], count) - count
+local written = 0
+for i = 0, count - 1 do
   seq = seq + 1
   local invocation_key = KEYS[2 + 2 * i]
-  redis.call('JSON.SET', KEYS[3 + 2 * i], '$', string.sub(ARGV[1 + 4 * i], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}')
-  local raw = redis.call('JSON.GET', invocation_key, '$.status_ts')
-  if not raw then
-    -- history can precede the invocation's upsert; the upsert keeps this status
-    redis.call('JSON.SET', invocation_key, '$', ARGV[4 + 4 * i])
-  else
-    local current = tonumber(string.match(raw, '%-?%d+') or '')
-    if current == nil or tonumber(ARGV[2 + 4 * i]) >= current then
-      redis.call('JSON.MERGE', invocation_key, '$', ARGV[3 + 4 * i])
+  local entry = string.sub(ARGV[1 + 4 * i], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}'
+  if redis.call('JSON.SET', KEYS[3 + 2 * i], '$', entry, 'NX') then
+    written = written + 1
+    local raw = redis.call('JSON.GET', invocation_key, '$.status_ts')
+    if not raw then
+      -- history can precede the invocation's upsert; the upsert keeps this status
+      redis.call('JSON.SET', invocation_key, '$', ARGV[4 + 4 * i])
+    else
+      local current = tonumber(string.match(raw, '%-?%d+') or '')
+      if current == nil or tonumber(ARGV[2 + 4 * i]) >= current then
+        redis.call('JSON.MERGE', invocation_key, '$', ARGV[3 + 4 * i])
+      end
     end
   end
 end
-return #new
+return written
 """
 
 

@@ -194,14 +194,13 @@ def test_add_histories_with_cached_context_is_one_evalsha(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
-    # Inside the script: per entry EXISTS (absent: not a re-send); one INCRBY of the seq counter
-    # for the batch; per entry JSON.SET of the entry, JSON.GET of the invocation's status_ts,
-    # then one JSON.MERGE of status and status_ts (the entry is the newest). Nothing but
-    # documents is written.
+    # Inside the script: one INCRBY of the seq counter for the batch; per entry JSON.SET NX of
+    # the entry (stored: not a re-send), JSON.GET of the invocation's status_ts, then one
+    # JSON.MERGE of status and status_ts (the entry is the newest). Nothing but documents is
+    # written.
     assert commands == {
         "evalsha": 1,
         "incrby": 1,
-        "exists": 50,
         "json.set": 50,
         "json.get": 50,
         "json.merge": 50,
@@ -229,10 +228,10 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
         )
     )
 
-    # Two runner context documents (context and parent) + per entry: EXISTS entry, JSON.SET
-    # entry, JSON.GET of the invocation (none yet), JSON.SET of its status-only document; one
-    # INCRBY for the batch.
-    expected = {"json.set": 2 + 100, "evalsha": 1, "incrby": 1, "exists": 50, "json.get": 50}
+    # Two runner context documents (context and parent) + per entry: JSON.SET NX of the entry,
+    # JSON.GET of the invocation (none yet), JSON.SET of its status-only document; one INCRBY
+    # for the batch.
+    expected = {"json.set": 2 + 100, "evalsha": 1, "incrby": 1, "json.get": 50}
     assert commands == expected
     assert trips == 1
     assert sorted(
@@ -250,7 +249,6 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     assert commands == {
         "evalsha": 1,
         "incrby": 1,
-        "exists": 50,
         "json.set": 50,
         "json.get": 50,
         "json.merge": 50,
@@ -276,7 +274,7 @@ def test_add_history_single_is_one_round_trip(
         )
     )
 
-    assert commands == {"evalsha": 1, "incrby": 1, "exists": 1, "json.set": 1, "json.get": 1, "json.merge": 1}
+    assert commands == {"evalsha": 1, "incrby": 1, "json.set": 1, "json.get": 1, "json.merge": 1}
     assert trips == 1
 
 
@@ -377,13 +375,12 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     )
 
     # EVALSHA refused (NOSCRIPT), SCRIPT LOAD, EVALSHA replayed: three round trips.
-    # The replay: per entry EXISTS, JSON.SET of the entry and JSON.GET of the invocation; the
+    # The replay: per entry JSON.SET NX of the entry and JSON.GET of the invocation; the
     # first invocation's status is merged, the nine others get a status-only document.
     assert commands == {
         "evalsha": 2,
         "script|load": 1,
         "incrby": 1,
-        "exists": 10,
         "json.get": 10,
         "json.set": 10 + 9,
         "json.merge": 1,
@@ -404,7 +401,6 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     assert commands == {
         "evalsha": 1,
         "incrby": 1,
-        "exists": 10,
         "json.set": 10,
         "json.get": 10,
         "json.merge": 10,
