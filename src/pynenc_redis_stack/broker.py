@@ -75,21 +75,31 @@ return count
 """
 
 TAKE = """
--- KEYS[1]: the queue, KEYS[2]: the app's taken set.
+-- KEYS[1]: the queue, KEYS[2]: the app's taken set, KEYS[3]: this consumer's last take reply.
 -- ARGV[1]: this consumer's previous taken entry, acknowledged here ('' for none);
--- ARGV[2]: '<consumer>:<queue>:' (prefix of the taken entry); ARGV[3]: lease in ms.
--- The popped entry is in the taken set, scored by its lease deadline, before the reply leaves.
+-- ARGV[2]: '<consumer>:<queue>:' (prefix of the taken entry); ARGV[3]: lease in ms;
+-- ARGV[4]: this attempt's token. The popped entry is in the taken set, scored by its lease
+-- deadline, before the reply leaves. The reply is kept (with the token, for one lease) so that
+-- the same attempt sent again after a lost reply gets the same answer and pops nothing more.
+local prior = redis.call('GET', KEYS[3])
+if prior and string.sub(prior, 1, #ARGV[4] + 1) == ARGV[4] .. '|' then
+  local reply = string.sub(prior, #ARGV[4] + 2)
+  if reply == '' then return false end
+  return reply
+end
 if ARGV[1] ~= '' then
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
 local popped = redis.call('ZPOPMIN', KEYS[1])
 if popped[1] == nil then
+  redis.call('SET', KEYS[3], ARGV[4] .. '|', 'PX', ARGV[3])
   return false
 end
 local now = redis.call('TIME')
 local deadline = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[3])
 local taken = ARGV[2] .. popped[2] .. ':' .. popped[1]
 redis.call('ZADD', KEYS[2], deadline, taken)
+redis.call('SET', KEYS[3], ARGV[4] .. '|' .. taken, 'PX', ARGV[3])
 return taken
 """
 
@@ -159,8 +169,11 @@ class RedisStackBroker(BaseBroker):
     ``PynencBuilder().redis_stack(url=..., components="all")``.
     """
 
-    route_script = Script(ROUTE)
-    take_script = Script(TAKE)
+    # Sent again after a lost reply: a second run only adds a duplicate queue entry, which the
+    # runner skips (the first taker records PENDING; the other's compare-and-set then fails).
+    route_script = Script(ROUTE, repeatable=True)
+    # Sent again after a lost reply: the attempt token returns the first run's answer.
+    take_script = Script(TAKE, repeatable=True)
     expired_script = Script(EXPIRED, repeatable=True)
     requeue_script = Script(REQUEUE, repeatable=True)
 
@@ -235,17 +248,68 @@ class RedisStackBroker(BaseBroker):
         queue = self.conf.queues[0] if queue_name is None else queue_name
         self._validate_queue_names((queue,))
         if time.monotonic() >= self._next_recovery:
-            self._next_recovery = time.monotonic() + float(self.conf.redis_stack_broker_recovery_interval_sec)
-            self.recover_expired_takes()
+            self._next_recovery = time.monotonic() + self.recovery_interval_sec
+            self._recover()
         slot, consumer = self._consumer()
-        keys = [self.keys.broker_queue(queue), self.keys.broker_taken()]
-        args = [self._last_taken.get(slot, ""), f"{consumer}:{queue}:", str(self.lease_ms)]
+        keys = [
+            self.keys.broker_queue(queue),
+            self.keys.broker_taken(),
+            self.keys.broker_take_reply(consumer),
+        ]
+        attempt = uuid.uuid4().hex
+        args = [self._last_taken.get(slot, ""), f"{consumer}:{queue}:", str(self.lease_ms), attempt]
         taken = self.take_script.run_in(self.client.pipeline(transaction=False), keys, args)[-1]
         if taken is None:
             self._last_taken.pop(slot, None)
             return None
         self._last_taken[slot] = taken
         return TakenEntry.parse(taken).invocation_id
+
+    @property
+    def recovery_interval_sec(self) -> float:
+        return float(self.conf.redis_stack_broker_recovery_interval_sec)
+
+    def _recover(self) -> None:
+        """One recovery pass of the runner loop: expired takes, then (for one broker per
+        interval across all hosts) the stranded-invocation sweep. A connection error is logged
+        and the pass runs again at the next interval: it never ends the runner's loop."""
+        try:
+            self.recover_expired_takes()
+            self._sweep_if_claimed()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            logger.warning(
+                "broker of app %r: recovery pass failed (%s: %s); it runs again in %.1f s",
+                self.app.app_id,
+                type(error).__name__,
+                error,
+                self.recovery_interval_sec,
+            )
+
+    def _sweep_if_claimed(self) -> None:
+        """Run the orchestrator's stranded-invocation sweep if this broker wins this interval's
+        claim (``SET NX PX``: one sweep per interval across every runner and host)."""
+        from pynenc_redis_stack.orchestrator import RedisStackOrchestrator  # imports broker lazily
+
+        orchestrator = self.app.orchestrator
+        if not isinstance(orchestrator, RedisStackOrchestrator):
+            return
+        _slot, consumer = self._consumer()
+        interval_ms = max(1, round(self.recovery_interval_sec * 1000))
+        if run(self.client, "SET", self.keys.broker_sweep_claim(), consumer, "NX", "PX", str(interval_ms)):
+            orchestrator.reroute_stranded_invocations(grace_seconds=self.lease_ms / 1000)
+
+    def queued_and_taken_ids(self) -> set[InvocationId]:
+        """Every invocation id with an entry in one of the app's queues or in its taken set,
+        read in one MULTI/EXEC (an entry moving from a queue to the taken set is seen once)."""
+        queue_names = sorted(run(self.client, "SMEMBERS", self.keys.broker_queues()))
+        pipe = self.client.pipeline(transaction=True)
+        for queue_name in queue_names:
+            run(pipe, "ZRANGE", self.keys.broker_queue(queue_name), "0", "-1")
+        run(pipe, "ZRANGE", self.keys.broker_taken(), "0", "-1")
+        *queues, taken = pipe.execute()
+        ids = {queue_member_invocation_id(member) for members in queues for member in members}
+        ids.update(TakenEntry.parse(raw).invocation_id for raw in taken)
+        return ids
 
     def acknowledge_taken(self) -> None:
         """Acknowledge what this thread took last, for callers that take invocations outside

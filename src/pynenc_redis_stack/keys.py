@@ -107,6 +107,9 @@ _BROKER_QUEUE = "broker-queue"
 _BROKER_QUEUES = "broker-queues"
 _BROKER_SEQ = "broker-seq"
 _BROKER_TAKEN = "broker-taken"
+_BROKER_TAKE_REPLY = "broker-take-reply"
+_BROKER_SWEEP_CLAIM = "broker-sweep-claim"
+_RUNNING_HOLDER = "running-holder"
 _CLIENT_DATA = "client-data"
 
 # The trigger's documents (indexed by schemas/trigger_*.yaml) and its registry keys.
@@ -338,6 +341,11 @@ class AppKeys:
         """The lock held while an invocation of a task with running concurrency is started."""
         return self._key(_RUNNING_LOCK, task_key, running_slot)
 
+    def running_holder(self, task_key: str, running_slot: str) -> str:
+        """The id of the invocation that last started in a running-concurrency slot (checked and
+        set by the status compare-and-set, deleted when that invocation leaves RUNNING)."""
+        return self._key(_RUNNING_HOLDER, task_key, running_slot)
+
     def _broker_key(self, entity: str, *ids: str) -> str:
         return ":".join([self.namespace.namespace, entity, self._app_tag, *(encode_segment(i) for i in ids)])
 
@@ -356,6 +364,15 @@ class AppKeys:
     def broker_taken(self) -> str:
         """The sorted set of taken, not yet acknowledged entries, scored by lease deadline."""
         return self._broker_key(_BROKER_TAKEN)
+
+    def broker_take_reply(self, consumer: str) -> str:
+        """The last take of one consumer and its attempt token (expires with the lease), so a
+        take sent again after a lost reply returns the same entry."""
+        return self._broker_key(_BROKER_TAKE_REPLY, consumer)
+
+    def broker_sweep_claim(self) -> str:
+        """The claim of one stranded-invocation sweep (expires after the recovery interval)."""
+        return self._broker_key(_BROKER_SWEEP_CLAIM)
 
     def client_data(self) -> str:
         """The hash of the client data store's values, by reference key."""

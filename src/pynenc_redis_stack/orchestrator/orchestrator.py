@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynenc import context
 from pynenc.conf.config_task import ConcurrencyControlType
+from pynenc.exceptions import InvocationStatusError
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord, status_record_transition
 from pynenc.orchestrator.atomic_service import (
@@ -55,6 +56,20 @@ if TYPE_CHECKING:
     from pynenc.task import Task, TaskId
 
     from pynenc_redis_stack.documents import Document
+
+ROUTABLE_STATUSES = frozenset(InvocationStatus.get_available_for_run_statuses())
+"""Statuses of an invocation that waits in a queue (REGISTERED, REROUTED, RETRY)."""
+
+AWAITING_REROUTE_STATUSES = frozenset(
+    {
+        InvocationStatus.CONCURRENCY_CONTROLLED,
+        InvocationStatus.KILLED,
+        InvocationStatus.PENDING_RECOVERY,
+        InvocationStatus.RUNNING_RECOVERY,
+    }
+)
+"""Statuses pynenc sets just before rerouting (to REROUTED, then routed): an invocation left in
+one was abandoned between the two writes."""
 
 MAX_STATUS_ATTEMPTS = 100
 """Compare-and-set attempts of one status change. Each lost attempt means another transition
@@ -456,6 +471,63 @@ class RedisStackOrchestrator(BaseOrchestrator):
         if alive:
             request_filter.excluding(lambda owners: owners.tag_in("runner_id", alive))
         yield from self._ids_of(request_filter)
+
+    def reroute_stranded_invocations(self, grace_seconds: float) -> list[InvocationId]:
+        """Route again every invocation whose status has waited ``grace_seconds`` (server clock)
+        for a route that never came: in a routable status with no queue entry and no taken
+        entry, or left in a status pynenc sets just before rerouting (a writer died between
+        the status write and the route, or its connection dropped).
+
+        Candidates come from the index; the broker's queues and taken set are read next (one
+        MULTI), then the candidates' documents: only one still in the same status since before
+        the cutoff is routed. A duplicate route (a race with a slow router) is harmless: the
+        runner skips a queue entry whose invocation another runner recorded first.
+
+        :return: The ids routed again.
+        """
+        from pynenc_redis_stack.broker import RedisStackBroker  # the broker imports this module
+
+        broker = self.app.broker
+        if not isinstance(broker, RedisStackBroker):
+            return []
+        statuses = ROUTABLE_STATUSES | AWAITING_REROUTE_STATUSES
+        cutoff = self.store.server_micros() - int(grace_seconds * 1_000_000)
+        request_filter = self.store.where(self.store.schemas.invocations).at_most("status_ts", cutoff)
+        request_filter.tag_in("status", sorted(status.value for status in statuses))
+        candidates = self._ids_of(request_filter)
+        if not candidates:
+            return []
+        present = broker.queued_and_taken_ids()
+        missing = [i for i in candidates if i not in present]
+        documents = self.store.read_many([self._key(i) for i in missing])
+        to_route: list[InvocationId] = []
+        to_reroute: list[InvocationId] = []
+        for invocation_id, document in zip(missing, documents, strict=True):
+            if document is None or int(document["status_ts"]) > cutoff:
+                continue  # purged, or its status moved since the candidates were found
+            status = InvocationStatus(document["status"])
+            if status in ROUTABLE_STATUSES:
+                to_route.append(invocation_id)
+            elif status in AWAITING_REROUTE_STATUSES:
+                to_reroute.append(invocation_id)
+        if to_route:
+            self.route_invocations([self.app.state_backend.get_invocation(i) for i in to_route])
+        rerouted = [i for i in to_reroute if self._reroute_one(i)]
+        swept = to_route + rerouted
+        if swept:
+            self.app.logger.warning(
+                f"{len(swept)} stranded invocation(s) (no queue entry for {grace_seconds:.0f} s) "
+                f"routed again: {', '.join(swept[:10])}{' ...' if len(swept) > 10 else ''}"
+            )
+        return swept
+
+    def _reroute_one(self, invocation_id: InvocationId) -> bool:
+        try:
+            self.reroute_invocations({invocation_id}, self._context_of(None))
+        except InvocationStatusError as error:  # another writer moved it on first
+            self.app.logger.info(f"stranded invocation:{invocation_id} not rerouted: {error}")
+            return False
+        return True
 
     # -- atomic-service executions (see atomic_services.py) -------------------------------------
 

@@ -1,0 +1,86 @@
+"""The app and tasks of ``tests/faults``, imported by each process a fault test starts.
+
+Every process builds the same app from its environment alone (``PYNENC__`` settings, the URL
+among them). A fault is injected in the process that suffers it: :func:`drop_connection_on`
+shuts the socket down around one command, a real lost connection as the client sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.connection
+from pynenc import PynencBuilder
+from pynenc.conf.config_task import ConcurrencyControlType
+
+from tests.faults.conftest import RUNS
+
+app = PynencBuilder().redis_stack().thread_runner(max_threads=2).logging_level("warning").build()
+
+
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["PYNENC__REDIS_STACK_URL"], decode_responses=True)
+
+
+@app.task(registration_concurrency=ConcurrencyControlType.TASK)
+def record_run(tag: str) -> str:
+    """Append ``tag`` to :data:`RUNS` (one entry per run) and return it."""
+    _client().rpush(f"{RUNS}:{app.app_id}", tag)
+    return tag
+
+
+def drop_connection_on(marker: bytes, when: str, times: int = 1) -> None:
+    """Drop the connection of the next ``times`` commands whose packed bytes hold ``marker``.
+
+    ``when="before"``: the socket is shut down before the command is written (the server never
+    runs it). ``when="after"``: once the server's reply has arrived, it is read away and the
+    socket shut down (the server ran it; the client never sees the reply).
+    Only the socket's send is wrapped; everything else is redis-py's own handling.
+    """
+    original: Callable[..., Any] = redis.connection.AbstractConnection.send_packed_command
+    remaining = [times]
+
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        packed = command if isinstance(command, bytes | bytearray) else b"".join(map(bytes, command))
+        if remaining[0] > 0 and marker in packed:
+            remaining[0] -= 1
+            print(f"dropping the connection {when} a command", file=sys.stderr, flush=True)
+            if when == "before":
+                self._sock.shutdown(socket.SHUT_RDWR)
+                original(self, command, check_health)
+            else:
+                original(self, command, check_health)
+                # the server ran it once its reply is here; that reply is then lost
+                select.select([self._sock], [], [], 10)
+                self._sock.recv(1 << 20)
+                self._sock.shutdown(socket.SHUT_RDWR)
+            return
+        original(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+
+
+def route_with_drop(tag: str, when: str) -> None:
+    """A client process: call ``record_run(tag)`` with the connection dropped during its route;
+    print ``{"routed": bool, "error": str}`` as JSON (no wait for the result)."""
+    from pynenc_redis_stack.broker import RedisStackBroker
+
+    drop_connection_on(RedisStackBroker.route_script.sha.encode(), when)
+    try:
+        record_run(tag)
+    except redis.ConnectionError as error:
+        print(json.dumps({"routed": False, "error": str(error)}), flush=True)
+        return
+    print(json.dumps({"routed": True, "error": ""}), flush=True)
+
+
+def run_runner() -> None:
+    """A runner process: pynenc's ThreadRunner loop until killed."""
+    app.runner.run()
