@@ -44,6 +44,17 @@ FAST_RECOVERY = {
 }
 
 
+ATOMIC_SERVICE_NOW = {
+    # the runner's first loop iteration claims the atomic-service run (recovery, triggers);
+    # a runner is dead after 6 s without a heartbeat
+    "RUNNER_CONSIDERED_DEAD_AFTER_MINUTES": "0.1",
+    "ATOMIC_SERVICE_CHECK_INTERVAL_MINUTES": "0.005",
+    "ATOMIC_SERVICE_INTERVAL_MINUTES": "0.1",
+    "ATOMIC_SERVICE_SPREAD_MARGIN_MINUTES": "0.005",
+    "ATOMIC_SERVICE_MAX_START_SLOT_FRACTION": "1.0",
+}
+
+
 def wait_for[T](what: str, probe: Callable[[], T | None], deadline: float = DEADLINE_SECONDS) -> T:
     """Poll ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
     until = time.monotonic() + deadline

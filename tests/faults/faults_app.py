@@ -7,6 +7,7 @@ shuts the socket down around one command, a real lost connection as the client s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -37,7 +38,8 @@ def record_run(tag: str) -> str:
 
 
 def drop_connection_on(marker: bytes, when: str, times: int = 1) -> None:
-    """Drop the connection of the next ``times`` commands whose packed bytes hold ``marker``.
+    """Drop the connection of ``times`` commands whose packed bytes hold ``marker``: the 1st,
+    3rd, 5th ... such command (the one sent after a drop, its re-send, goes through).
 
     ``when="before"``: the socket is shut down before the command is written (the server never
     runs it). ``when="after"``: once the server's reply has arrived, it is read away and the
@@ -46,22 +48,25 @@ def drop_connection_on(marker: bytes, when: str, times: int = 1) -> None:
     """
     original: Callable[..., Any] = redis.connection.AbstractConnection.send_packed_command
     remaining = [times]
+    seen = [0]
 
     def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
         packed = command if isinstance(command, bytes | bytearray) else b"".join(map(bytes, command))
         if remaining[0] > 0 and marker in packed:
-            remaining[0] -= 1
-            print(f"dropping the connection {when} a command", file=sys.stderr, flush=True)
-            if when == "before":
-                self._sock.shutdown(socket.SHUT_RDWR)
-                original(self, command, check_health)
-            else:
-                original(self, command, check_health)
-                # the server ran it once its reply is here; that reply is then lost
-                select.select([self._sock], [], [], 10)
-                self._sock.recv(1 << 20)
-                self._sock.shutdown(socket.SHUT_RDWR)
-            return
+            seen[0] += 1
+            if seen[0] % 2 == 1:
+                remaining[0] -= 1
+                print(f"dropping the connection {when} a command", file=sys.stderr, flush=True)
+                if when == "before":
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                    original(self, command, check_health)
+                else:
+                    original(self, command, check_health)
+                    # the server ran it once its reply is here; that reply is then lost
+                    select.select([self._sock], [], [], 10)
+                    self._sock.recv(1 << 20)
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                return
         original(self, command, check_health)
 
     redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
@@ -83,4 +88,31 @@ def route_with_drop(tag: str, when: str) -> None:
 
 def run_runner() -> None:
     """A runner process: pynenc's ThreadRunner loop until killed."""
+    app.runner.run()
+
+
+def _script_sha(name: str) -> bytes:
+    """The SHA1 (as sent in ``EVALSHA``) of one script the runner loop sends."""
+    from pynenc_redis_stack.broker import RedisStackBroker
+    from pynenc_redis_stack.orchestrator.scripts import SET_STATUS_IF_VERSION, START_ATOMIC_SERVICE
+
+    shas = {
+        "route": RedisStackBroker.route_script.sha,
+        "take": RedisStackBroker.take_script.sha,
+        "expired": RedisStackBroker.expired_script.sha,
+        "status": hashlib.sha1(SET_STATUS_IF_VERSION.encode()).hexdigest(),
+        "atomic-service": hashlib.sha1(START_ATOMIC_SERVICE.encode()).hexdigest(),
+    }
+    return shas[name].encode()
+
+
+def submit(tag: str) -> None:
+    """A client process: route ``record_run(tag)``; print its invocation id (no wait)."""
+    print(record_run(tag).invocation_id, flush=True)
+
+
+def run_runner_with_drops(script: str, when: str, times: int) -> None:
+    """A runner process whose connection drops on its next ``times`` runs of ``script``
+    (``route``, ``take``, ``expired``, ``status`` or ``atomic-service``; see :func:`drop_connection_on`)."""
+    drop_connection_on(_script_sha(script), when, times)
     app.runner.run()

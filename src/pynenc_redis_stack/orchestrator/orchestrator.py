@@ -11,6 +11,7 @@ what won, so two runners claiming one invocation cannot both succeed.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,6 +19,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import redis
 from pynenc import context
 from pynenc.conf.config_task import ConcurrencyControlType
 from pynenc.exceptions import InvocationStatusError
@@ -279,6 +281,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
                     str(document["status_version"]),
                     json_text(new_record.status.value),
                     json_text(new_record.runner_id),
+                    json_text(uuid.uuid4().hex),
                 ],
             )
             if outcome == "ok":
@@ -530,6 +533,22 @@ class RedisStackOrchestrator(BaseOrchestrator):
         return True
 
     # -- atomic-service executions (see atomic_services.py) -------------------------------------
+
+    def try_claim_atomic_service_run(self, runner_ctx: RunnerContext) -> AtomicServiceRun | None:
+        """pynenc's claim of this interval's atomic-service run (triggers, recovery); a
+        connection error is logged and the claim tried again at the runner's next check.
+
+        pynenc's runner ends its loop on any error here that is not a ``PynencError``: one
+        dropped connection would stop the runner for good.
+        """
+        try:
+            return super().try_claim_atomic_service_run(runner_ctx)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            self.app.logger.warning(
+                f"atomic-service claim of runner:{runner_ctx.runner_id} failed "
+                f"({type(error).__name__}: {error}); tried again at the next check"
+            )
+            return None
 
     def record_atomic_service_execution_start(
         self,

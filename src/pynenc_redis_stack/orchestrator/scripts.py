@@ -49,19 +49,26 @@ SET_STATUS_IF_VERSION = (
     """
 -- KEYS[1]: an invocation document. ARGV[1]: the status_version the caller read and validated
 -- the transition against; ARGV[2]: the new status (JSON string); ARGV[3]: the new owner (JSON
--- string, or null: no owner). The write happens only if no other transition came in between.
+-- string, or null: no owner); ARGV[4]: this write's token (JSON string, new for each write).
+-- The write happens only if no other transition came in between. The token is stored with the
+-- write: the same write sent again after a lost reply finds its own token at the next version
+-- and answers 'ok' again (with the stored time) instead of 'conflict'.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
 end
-if redis.call('JSON.GET', KEYS[1], '$.status_version') ~= '[' .. ARGV[1] .. ']' then
+local version = string.format('%d', tonumber(ARGV[1]) + 1)
+local stored = cjson.decode(redis.call('JSON.GET', KEYS[1], '$.status_version', '$.status_token', '$.status_ts'))
+if stored['$.status_version'][1] ~= tonumber(ARGV[1]) then
+  if stored['$.status_version'][1] == tonumber(version) and stored['$.status_token'][1] == cjson.decode(ARGV[4]) then
+    return {'ok', string.format('%d', stored['$.status_ts'][1])}
+  end
   return {'conflict'}
 end
 """
     + _NOW
     + """
-local version = string.format('%d', tonumber(ARGV[1]) + 1)
 redis.call('JSON.MERGE', KEYS[1], '$', '{"status":' .. ARGV[2] .. ',"runner_id":' .. ARGV[3]
-  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. '}')
+  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. ',"status_token":' .. ARGV[4] .. '}')
 return {'ok', now}
 """
 )
@@ -208,14 +215,14 @@ class Scripts:
     """The scripts above, registered on one client (loaded on the server on first use).
 
     Scripts whose second run changes nothing are declared repeatable, so the client may send
-    them again after a lost reply; the status compare-and-set and the retry increment are not
-    (a second run would see its own write as a conflict, or count twice).
+    them again after a lost reply (the status compare-and-set through its write token); the
+    retry increment is not (a second run would count twice).
     """
 
     def __init__(self, client: Redis) -> None:
         self.server_time = self._register(client, SERVER_TIME, repeatable=True)
         self.register_invocations = self._register(client, REGISTER_INVOCATIONS, repeatable=True)
-        self.set_status_if_version = self._register(client, SET_STATUS_IF_VERSION)
+        self.set_status_if_version = self._register(client, SET_STATUS_IF_VERSION, repeatable=True)
         self.set_if_exists = self._register(client, SET_IF_EXISTS, repeatable=True)
         self.mark_for_purge = self._register(client, MARK_FOR_PURGE, repeatable=True)
         self.increment_retries = self._register(client, INCREMENT_RETRIES)
