@@ -99,7 +99,6 @@ _ORCHESTRATOR_WAIT = "orchestrator-wait"
 _RUNNER_HEARTBEAT = "runner-heartbeat"
 _ATOMIC_SERVICE_EXECUTION = "atomic-service-execution"
 _REGISTRATION_LOCK = "registration-lock"
-_RUNNING_LOCK = "running-lock"
 
 # The broker's and client data store's keys (not documents). The broker's carry the app in a
 # hash tag, so its multi-key scripts stay in one cluster slot.
@@ -336,10 +335,6 @@ class AppKeys:
     def registration_lock(self, task_key: str, key_arguments_digest: str) -> str:
         """The lock held while one call of a task with registration concurrency is routed."""
         return self._key(_REGISTRATION_LOCK, task_key, key_arguments_digest)
-
-    def running_lock(self, task_key: str, running_slot: str) -> str:
-        """The lock held while an invocation of a task with running concurrency is started."""
-        return self._key(_RUNNING_LOCK, task_key, running_slot)
 
     def running_holder(self, task_key: str, running_slot: str) -> str:
         """The id of the invocation that last started in a running-concurrency slot (checked and

@@ -116,3 +116,38 @@ def run_runner_with_drops(script: str, when: str, times: int) -> None:
     (``route``, ``take``, ``expired``, ``status`` or ``atomic-service``; see :func:`drop_connection_on`)."""
     drop_connection_on(_script_sha(script), when, times)
     app.runner.run()
+
+
+DEAD_RUNNER = "dead-runner"
+"""The owner of what :func:`plant_dead_recovery` leaves RUNNING."""
+
+
+def plant_dead_recovery(tag: str) -> None:
+    """A client process: leave pynenc's ``recover_running_invocations`` task and
+    ``record_run(tag)`` RUNNING, owned by a runner whose heartbeat stopped an hour ago (what a
+    runner SIGKILLed while running both leaves behind); print the victim's invocation id."""
+    from pynenc.core_tasks import core_tasks_registry
+    from pynenc.invocation.status import InvocationStatus
+    from pynenc.runner.runner_context import RunnerContext
+
+    from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
+
+    (definition,) = [
+        d for d in core_tasks_registry.definitions if d.func.__name__ == "recover_running_invocations"
+    ]
+    recover = app.task(definition.func, **definition.options)
+    victim, planted = record_run(tag), recover()
+    while app.broker.retrieve_invocation() is not None:  # the dead runner took both
+        pass
+    dead = RunnerContext(runner_cls="ThreadRunner", runner_id=DEAD_RUNNER, parent_ctx=None)
+    app.state_backend.store_runner_context(dead)
+    orchestrator = app.orchestrator
+    assert isinstance(orchestrator, RedisStackOrchestrator)
+    orchestrator.register_runner_heartbeats([DEAD_RUNNER])
+    for invocation in (planted, victim):
+        for status in (InvocationStatus.PENDING, InvocationStatus.RUNNING):
+            orchestrator.set_invocation_status(invocation.invocation_id, status, dead)
+    an_hour_ago = orchestrator.store.server_micros() - 3600 * 1_000_000
+    heartbeat = orchestrator.store.keys.runner_heartbeat(DEAD_RUNNER)
+    orchestrator.store.client.execute_command("JSON.SET", heartbeat, "$.last_heartbeat_ts", str(an_hour_ago))
+    print(victim.invocation_id, flush=True)

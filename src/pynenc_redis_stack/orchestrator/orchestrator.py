@@ -79,6 +79,14 @@ of the same invocation came in between; every status chain is short and ends in 
 (which refuses further transitions), so this bound is only a guard against a livelock."""
 
 
+class SlotBusyError(Exception):
+    """The running-concurrency slot is held by another RUNNING invocation with a live owner."""
+
+    def __init__(self, holder_id: InvocationId) -> None:
+        super().__init__(f"running-concurrency slot held by invocation:{holder_id}")
+        self.holder_id = holder_id
+
+
 class RedisStackOrchestrator(BaseOrchestrator):
     """pynenc orchestrator storing invocation status, ownership, retries, blocking edges,
     runner heartbeats and atomic-service executions as RedisJSON documents, queried through
@@ -225,29 +233,89 @@ class RedisStackOrchestrator(BaseOrchestrator):
         self, invocation_id: InvocationId, document: Document, runner_id: str | None
     ) -> InvocationStatusRecord:
         """Move an invocation of a task with running concurrency to RUNNING only if no other
-        invocation of its slot (task, or task and key arguments) is RUNNING.
+        invocation of its slot (task, or task and key arguments) is RUNNING under a live owner.
 
         pynenc checks the slot, then sets RUNNING: two runners (on two hosts) doing that at
-        once would both run. Here the check and the compare-and-set run under one lock per
-        slot. An invocation refused is rerouted, as pynenc's own check reroutes it, and its
-        RUNNING transition then fails with pynenc's InvocationStatusTransitionError (which the
-        runner expects from a lost race).
+        once would both run. Here the authority is the status compare-and-set itself, which
+        also checks and takes the slot's holder key (one script: nothing can expire between
+        the check and the write); the index query before it only spares the script when the
+        slot is visibly taken. An invocation refused is rerouted, as pynenc's own check reroutes
+        it, and its RUNNING transition then fails with pynenc's InvocationStatusTransitionError
+        (which the runner expects from a lost race).
         """
         task_key, slot = document["task_id_key"], document["running_slot"]
-        with self._concurrency_lock(self.store.keys.running_lock(task_key, slot)):
-            running = self._ids(
-                task_id_key=task_key, running_slot=slot, status=InvocationStatus.RUNNING.value
-            )
-            others = [other for other in running if other != invocation_id]
-            current: Document | None = document
-            if others:
-                self.app.logger.info(
-                    f"invocation:{invocation_id} not started: invocation:{others[0]} of its "
-                    "running-concurrency slot is running; rerouting"
+        running = self._ids(task_id_key=task_key, running_slot=slot, status=InvocationStatus.RUNNING.value)
+        others = self._with_live_owners([other for other in running if other != invocation_id])
+        if not others:
+            try:
+                return self._compare_and_set_status(
+                    invocation_id, InvocationStatus.RUNNING, runner_id, document
                 )
-                self.reroute_invocations({invocation_id}, self._context_of(runner_id))
-                current = None  # rerouted: read it again
-            return self._compare_and_set_status(invocation_id, InvocationStatus.RUNNING, runner_id, current)
+            except SlotBusyError as busy:
+                others = [busy.holder_id]
+        self.app.logger.info(
+            f"invocation:{invocation_id} not started: invocation:{others[0]} of its "
+            "running-concurrency slot is running; rerouting"
+        )
+        self.reroute_invocations({invocation_id}, self._context_of(runner_id))
+        return self._compare_and_set_status(invocation_id, InvocationStatus.RUNNING, runner_id, None)
+
+    def _dead_after_micros(self) -> int:
+        return int(float(self.app.conf.runner_considered_dead_after_minutes) * 60 * 1_000_000)
+
+    def _with_live_owners(self, invocation_ids: list[InvocationId]) -> list[InvocationId]:
+        """The ids whose owner is not dead: a runner whose heartbeat document exists and is
+        older than ``runner_considered_dead_after_minutes`` (server clock) is dead; one with no
+        heartbeat document is not judged (some runners never send one)."""
+        if not invocation_ids:
+            return []
+        documents = self.store.read_many([self._key(i) for i in invocation_ids])
+        owners = {d["runner_id"] for d in documents if d is not None and isinstance(d.get("runner_id"), str)}
+        if not owners:
+            return list(invocation_ids)
+        ordered = sorted(owners)
+        heartbeats = self.store.read_many([self.store.keys.runner_heartbeat(o) for o in ordered])
+        cutoff = self.store.server_micros() - self._dead_after_micros()
+        dead = {
+            owner
+            for owner, heartbeat in zip(ordered, heartbeats, strict=True)
+            if heartbeat is not None and int(heartbeat["last_heartbeat_ts"]) < cutoff
+        }
+        return [
+            invocation_id
+            for invocation_id, document in zip(invocation_ids, documents, strict=True)
+            if document is not None and document.get("runner_id") not in dead
+        ]
+
+    def _is_authorize_by_concurrency_control(
+        self, invocation: DistributedInvocation[Any, Any], statuses: list[InvocationStatus]
+    ) -> bool:
+        """pynenc's running-concurrency check, except that an invocation whose owner is dead
+        (:meth:`_with_live_owners`) does not hold its slot: otherwise a runner killed while
+        running pynenc's recovery task (running concurrency TASK) would keep every later
+        recovery from running, for good."""
+        concurrency = invocation.task.conf.running_concurrency
+        if concurrency == ConcurrencyControlType.DISABLED:
+            return True
+        holders = self._with_live_owners(
+            list(
+                self.get_existing_invocations(
+                    task=invocation.call.task,
+                    key_serialized_arguments=invocation.call.serialized_args_for_concurrency_control(
+                        concurrency
+                    ),
+                    statuses=statuses,
+                )
+            )
+        )
+        if not holders:
+            return True
+        invocation.task.logger.info(
+            f"invocation:{invocation.invocation_id} deferred by concurrency_control: "
+            f"invocation:{holders[0]} already in status:{statuses} "
+            f"(concurrency_control={concurrency.value})"
+        )
+        return False
 
     def _context_of(self, runner_id: str | None) -> RunnerContext:
         """The runner context of ``runner_id``: this thread's when it is that runner's (as in a
@@ -273,21 +341,23 @@ class RedisStackOrchestrator(BaseOrchestrator):
             if document is None:
                 raise KeyError(f"Invocation ID {invocation_id} not found")
             new_record = status_record_transition(status_record_of(document), status, runner_id)
-            outcome, *stamp = call(
-                self.store.scripts.set_status_if_version,
-                self.store.client,
-                [key],
-                [
-                    str(document["status_version"]),
-                    json_text(new_record.status.value),
-                    json_text(new_record.runner_id),
-                    json_text(uuid.uuid4().hex),
-                ],
-            )
+            keys = [key]
+            args = [
+                str(document["status_version"]),
+                json_text(new_record.status.value),
+                json_text(new_record.runner_id),
+                json_text(uuid.uuid4().hex),
+            ]
+            if document.get("running_slot"):
+                keys.append(self.store.keys.running_holder(document["task_id_key"], document["running_slot"]))
+                args += [self.store.keys.runner_heartbeat(""), str(self._dead_after_micros())]
+            outcome, *reply = call(self.store.scripts.set_status_if_version, self.store.client, keys, args)
             if outcome == "ok":
-                return replace(new_record, timestamp=from_micros(int(stamp[0])))
+                return replace(new_record, timestamp=from_micros(int(reply[0])))
             if outcome == "missing":
                 raise KeyError(f"Invocation ID {invocation_id} not found")
+            if outcome == "busy":
+                raise SlotBusyError(InvocationId(self.store.keys.orchestrator_invocation_ids_of(reply)[0]))
         raise RuntimeError(
             f"invocation:{invocation_id} changed status {MAX_STATUS_ATTEMPTS} times while setting "
             f"status:{status.value}; other writers keep changing it"

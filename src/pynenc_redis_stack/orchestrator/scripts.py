@@ -45,14 +45,39 @@ return now
 """
 )
 
+OWNER_IS_DEAD = """
+-- Whether runner_id's heartbeat document (under the prefix heartbeat_prefix) exists and is
+-- older than dead_after microseconds at now. A runner with no heartbeat document at all is
+-- not judged dead: some runners (and pynenc's own tests) never send one.
+local function owner_is_dead(heartbeat_prefix, runner_id, now, dead_after)
+  if type(runner_id) ~= 'string' then return false end
+  -- keys.encode_segment: '%' and ':' escaped
+  local key = heartbeat_prefix .. string.gsub(string.gsub(runner_id, '%%', '%%25'), ':', '%%3A')
+  local raw = redis.call('JSON.GET', key, '$.last_heartbeat_ts')
+  local last = raw and tonumber(string.match(raw, '%-?%d+'))
+  if not last then return false end
+  return tonumber(now) - last > tonumber(dead_after)
+end
+"""
+
 SET_STATUS_IF_VERSION = (
     """
--- KEYS[1]: an invocation document. ARGV[1]: the status_version the caller read and validated
--- the transition against; ARGV[2]: the new status (JSON string); ARGV[3]: the new owner (JSON
--- string, or null: no owner); ARGV[4]: this write's token (JSON string, new for each write).
+-- KEYS[1]: an invocation document; KEYS[2] (only for a task with running concurrency): its
+-- slot's holder key, the document key of the invocation that last started in the slot.
+-- ARGV[1]: the status_version the caller read and validated the transition against; ARGV[2]:
+-- the new status (JSON string); ARGV[3]: the new owner (JSON string, or null: no owner);
+-- ARGV[4]: this write's token (JSON string, new for each write); with KEYS[2]: ARGV[5] the
+-- app's runner heartbeat key prefix, ARGV[6] microseconds after which a runner is dead.
 -- The write happens only if no other transition came in between. The token is stored with the
 -- write: the same write sent again after a lost reply finds its own token at the next version
 -- and answers 'ok' again (with the stored time) instead of 'conflict'.
+-- Running concurrency: RUNNING is refused ('busy') while the slot's holder is another
+-- invocation that is RUNNING and whose owner is not dead; the check and the write are this one
+-- script, so no lock can expire between them. Leaving RUNNING frees the slot.
+"""
+    + _NOW
+    + OWNER_IS_DEAD
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
 end
@@ -64,9 +89,23 @@ if stored['$.status_version'][1] ~= tonumber(ARGV[1]) then
   end
   return {'conflict'}
 end
-"""
-    + _NOW
-    + """
+if KEYS[2] then
+  local holder = redis.call('GET', KEYS[2])
+  if ARGV[2] == '"running"' then
+    if holder and holder ~= KEYS[1] then
+      local raw = redis.call('JSON.GET', holder, '$.status', '$.runner_id')
+      if raw then
+        local found = cjson.decode(raw)
+        if found['$.status'][1] == 'running' and not owner_is_dead(ARGV[5], found['$.runner_id'][1], now, ARGV[6]) then
+          return {'busy', holder}
+        end
+      end
+    end
+    redis.call('SET', KEYS[2], KEYS[1])
+  elseif holder == KEYS[1] then
+    redis.call('DEL', KEYS[2])
+  end
+end
 redis.call('JSON.MERGE', KEYS[1], '$', '{"status":' .. ARGV[2] .. ',"runner_id":' .. ARGV[3]
   .. ',"status_ts":' .. now .. ',"status_version":' .. version .. ',"status_token":' .. ARGV[4] .. '}')
 return {'ok', now}
