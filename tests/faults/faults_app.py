@@ -151,3 +151,28 @@ def plant_dead_recovery(tag: str) -> None:
     heartbeat = orchestrator.store.keys.runner_heartbeat(DEAD_RUNNER)
     orchestrator.store.client.execute_command("JSON.SET", heartbeat, "$.last_heartbeat_ts", str(an_hour_ago))
     print(victim.invocation_id, flush=True)
+
+
+@app.task
+def hold(tag: str) -> str:
+    """Push ``[pid, tag]`` to ``faults:started:<app>``, block until the test pushes to
+    ``faults:release:<app>``, then record the run (:data:`RUNS`)."""
+    client = _client()
+    client.rpush(f"faults:started:{app.app_id}", json.dumps([os.getpid(), tag]))
+    while client.blpop([f"faults:release:{app.app_id}"], timeout=1) is None:
+        pass
+    client.rpush(f"{RUNS}:{app.app_id}", tag)
+    return tag
+
+
+def submit_hold(tag: str) -> None:
+    """A client process: route ``hold(tag)``; print its invocation id (no wait)."""
+    print(hold(tag).invocation_id, flush=True)
+
+
+def run_process_runner() -> None:
+    """A runner process: pynenc's ProcessRunner (one child process per invocation) until killed."""
+    from pynenc.runner import ProcessRunner
+
+    app.runner = ProcessRunner(app)
+    app.runner.run()

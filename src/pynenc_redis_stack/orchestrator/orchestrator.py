@@ -41,6 +41,7 @@ from pynenc_redis_stack.documents import dumps, from_micros, validated
 from pynenc_redis_stack.errors import ConcurrencyLockTimeoutError
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
 from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
+from pynenc_redis_stack.orchestrator.child_heartbeats import ChildHeartbeats
 from pynenc_redis_stack.orchestrator.documents import (
     argument_pair_tag,
     concurrency_digest,
@@ -73,6 +74,10 @@ AWAITING_REROUTE_STATUSES = frozenset(
 """Statuses pynenc sets just before rerouting (to REROUTED, then routed): an invocation left in
 one was abandoned between the two writes."""
 
+HEARTBEAT_RETENTION_MIN_MS = 24 * 3600 * 1000
+"""A runner heartbeat document expires this long (or three dead-runner timeouts, if longer)
+after its last heartbeat."""
+
 MAX_STATUS_ATTEMPTS = 100
 """Compare-and-set attempts of one status change. Each lost attempt means another transition
 of the same invocation came in between; every status chain is short and ends in a final status
@@ -99,6 +104,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
         self._blocking_control = RedisStackBlockingControl(self)
+        self._child_heartbeats = ChildHeartbeats(self)
 
     @cached_property
     def conf(self) -> ConfigOrchestratorRedisStack:
@@ -226,8 +232,11 @@ class RedisStackOrchestrator(BaseOrchestrator):
         """
         document = self.store.read(self._key(invocation_id))
         if status is InvocationStatus.RUNNING and document is not None and document.get("running_slot"):
-            return self._start_under_running_concurrency(invocation_id, document, runner_id)
-        return self._compare_and_set_status(invocation_id, status, runner_id, document)
+            record = self._start_under_running_concurrency(invocation_id, document, runner_id)
+        else:
+            record = self._compare_and_set_status(invocation_id, status, runner_id, document)
+        self._child_heartbeats.follow(invocation_id, record)
+        return record
 
     def _start_under_running_concurrency(
         self, invocation_id: InvocationId, document: Document, runner_id: str | None
@@ -259,6 +268,12 @@ class RedisStackOrchestrator(BaseOrchestrator):
         )
         self.reroute_invocations({invocation_id}, self._context_of(runner_id))
         return self._compare_and_set_status(invocation_id, InvocationStatus.RUNNING, runner_id, None)
+
+    def _heartbeat_retention_ms(self) -> int:
+        """How long a runner's heartbeat document outlives its last heartbeat: long past the
+        point where the runner counts as dead (its RUNNING invocations are recovered by then),
+        so a dead runner is still seen as dead, then its document goes."""
+        return max(HEARTBEAT_RETENTION_MIN_MS, 3 * self._dead_after_micros() // 1000)
 
     def _dead_after_micros(self) -> int:
         return int(float(self.app.conf.runner_considered_dead_after_minutes) * 60 * 1_000_000)
@@ -500,6 +515,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
                     json_text(self.app.app_id),
                     "1" if can_run_atomic_service else "0",
                     json_text(list(consumed_queues or ())),
+                    str(self._heartbeat_retention_ms()),
                     *(json_text(runner_id) for runner_id in batch),
                 ],
             )

@@ -147,8 +147,10 @@ return redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
 HEARTBEATS = (
     """
 -- KEYS: runner heartbeat documents. ARGV[1]: the app id (JSON string); ARGV[2]: may run
--- atomic services (1 or 0); ARGV[3]: consumed queues (JSON array); ARGV[3 + i]: the runner id
--- of KEYS[i] (JSON string). A new runner's creation_ts is this first heartbeat.
+-- atomic services (1 or 0); ARGV[3]: consumed queues (JSON array); ARGV[4]: milliseconds a
+-- document outlives its last heartbeat; ARGV[4 + i]: the runner id of KEYS[i] (JSON string).
+-- A new runner's creation_ts is this first heartbeat. Each heartbeat moves the document's
+-- expiry: a dead runner's document goes by itself.
 """
     + _NOW
     + """
@@ -158,9 +160,10 @@ for i, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
     redis.call('JSON.MERGE', key, '$', '{' .. changes .. '}')
   else
-    redis.call('JSON.SET', key, '$', '{"app_id":' .. ARGV[1] .. ',"runner_id":' .. ARGV[3 + i]
+    redis.call('JSON.SET', key, '$', '{"app_id":' .. ARGV[1] .. ',"runner_id":' .. ARGV[4 + i]
       .. ',"creation_ts":' .. now .. ',' .. changes .. '}')
   end
+  redis.call('PEXPIRE', key, ARGV[4])
 end
 return now
 """
