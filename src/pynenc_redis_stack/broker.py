@@ -298,18 +298,10 @@ class RedisStackBroker(BaseBroker):
         if run(self.client, "SET", self.keys.broker_sweep_claim(), consumer, "NX", "PX", str(interval_ms)):
             orchestrator.reroute_stranded_invocations(grace_seconds=self.lease_ms / 1000)
 
-    def queued_and_taken_ids(self) -> set[InvocationId]:
-        """Every invocation id with an entry in one of the app's queues or in its taken set,
-        read in one MULTI/EXEC (an entry moving from a queue to the taken set is seen once)."""
-        queue_names = sorted(run(self.client, "SMEMBERS", self.keys.broker_queues()))
-        pipe = self.client.pipeline(transaction=True)
-        for queue_name in queue_names:
-            run(pipe, "ZRANGE", self.keys.broker_queue(queue_name), "0", "-1")
-        run(pipe, "ZRANGE", self.keys.broker_taken(), "0", "-1")
-        *queues, taken = pipe.execute()
-        ids = {queue_member_invocation_id(member) for members in queues for member in members}
-        ids.update(TakenEntry.parse(raw).invocation_id for raw in taken)
-        return ids
+    def queued_and_taken_ids(self) -> set[str]:
+        """Every invocation id with an entry in one of the app's queues or in its taken set
+        (see :func:`queued_and_taken_ids`)."""
+        return queued_and_taken_ids(self.client, self.keys)
 
     def acknowledge_taken(self) -> None:
         """Acknowledge what this thread took last, for callers that take invocations outside
@@ -424,6 +416,20 @@ def purge_broker_keys(client: redis.Redis, keys: AppKeys) -> None:
         run(pipe, "UNLINK", queues_key, keys.broker_seq(), keys.broker_taken(), *queue_keys)
 
     client.transaction(delete_everything, queues_key)
+
+
+def queued_and_taken_ids(client: redis.Redis, keys: AppKeys) -> set[str]:
+    """Every invocation id with an entry in one of the app's queues or in its taken set, read
+    in one MULTI/EXEC (an entry moving from a queue to the taken set is seen once)."""
+    queue_names = sorted(run(client, "SMEMBERS", keys.broker_queues()))
+    pipe = client.pipeline(transaction=True)
+    for queue_name in queue_names:
+        run(pipe, "ZRANGE", keys.broker_queue(queue_name), "0", "-1")
+    run(pipe, "ZRANGE", keys.broker_taken(), "0", "-1")
+    *queues, taken = pipe.execute()
+    ids = {member.split(":", 1)[1] for members in queues for member in members}
+    ids.update(TakenEntry.parse(raw).invocation_id for raw in taken)
+    return ids
 
 
 def _checked_id(invocation_id: str) -> str:

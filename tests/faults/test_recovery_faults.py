@@ -8,6 +8,7 @@ whose owner's heartbeat is older than ``runner_considered_dead_after_minutes``.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ import pytest
 import redis
 from pynenc.invocation.status import InvocationStatus
 
+from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from tests.conftest import unique_app_id
 from tests.faults.conftest import (
@@ -35,6 +37,7 @@ def test_a_recovery_task_left_running_by_a_dead_runner_does_not_block_the_next(
     fault_server: str,
     admin: redis.Redis,
     processes: Callable[..., Processes],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     app_id = unique_app_id(request)
     group = processes(
@@ -48,6 +51,9 @@ def test_a_recovery_task_left_running_by_a_dead_runner_does_not_block_the_next(
     orchestrator = app.orchestrator
     assert isinstance(orchestrator, RedisStackOrchestrator)
     assert orchestrator.get_invocation_status(victim) is InvocationStatus.RUNNING  # type: ignore[arg-type]
+    assert main(["health", "--url", fault_server, "--app-id", app_id]) == 1
+    report = capsys.readouterr().out
+    assert re.search(r"running invocations of dead runners .* 2\n", report) and victim in report, report
 
     runner = group.start("runner", "run_runner()")
     try:

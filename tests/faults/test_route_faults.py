@@ -10,6 +10,7 @@ invocation runs exactly once.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from pynenc.identifiers.task_id import TaskId
 from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack.broker import RedisStackBroker
+from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from tests.conftest import unique_app_id
 from tests.faults.conftest import (
@@ -90,11 +92,18 @@ def test_an_invocation_whose_route_never_arrived_is_routed_again_by_the_sweeper(
     fault_server: str,
     admin: redis.Redis,
     processes: Callable[..., Processes],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     app_id = unique_app_id(request)
     group = processes(app_id, fault_server)
     # one attempt only: the route fails for good, the invocation stays REGISTERED, unqueued
     outcome = _client_outcome(group, "before", MAX_CONNECTION_ATTEMPTS="1")
     assert outcome["routed"] is False, outcome
+    health = ["health", "--url", fault_server, "--app-id", app_id, "--grace", "1"]
+    wait_for("health reports the stranded invocation", lambda: main(health) == 1)
+    report = capsys.readouterr().out
+    assert re.search(r"stranded invocations .* 1\n", report) and "(registered)" in report, report
     group.start("runner", "run_runner()")
     _the_invocation_runs_once(app_id, fault_server, admin, group)
+    capsys.readouterr()
+    assert main(health) == 0, capsys.readouterr().out

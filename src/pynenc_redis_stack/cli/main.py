@@ -21,6 +21,7 @@ from pynenc_redis_stack.cli import (
     TRACEBACK_HELP,
     Handler,
     SubParsers,
+    health_commands,
     import_commands,
     index_commands,
     prune_commands,
@@ -32,6 +33,7 @@ GROUPS: tuple[Callable[[SubParsers], None], ...] = (
     index_commands.add_parser,
     import_commands.add_parser,
     prune_commands.add_parser,
+    health_commands.add_parser,
 )
 
 

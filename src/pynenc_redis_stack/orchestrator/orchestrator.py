@@ -50,6 +50,7 @@ from pynenc_redis_stack.orchestrator.documents import (
 )
 from pynenc_redis_stack.orchestrator.scripts import call, json_text
 from pynenc_redis_stack.orchestrator.store import OrchestratorStore
+from pynenc_redis_stack.orchestrator.stranded import ROUTABLE_STATUSES, find_stranded
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
@@ -59,20 +60,6 @@ if TYPE_CHECKING:
     from pynenc.task import Task, TaskId
 
     from pynenc_redis_stack.documents import Document
-
-ROUTABLE_STATUSES = frozenset(InvocationStatus.get_available_for_run_statuses())
-"""Statuses of an invocation that waits in a queue (REGISTERED, REROUTED, RETRY)."""
-
-AWAITING_REROUTE_STATUSES = frozenset(
-    {
-        InvocationStatus.CONCURRENCY_CONTROLLED,
-        InvocationStatus.KILLED,
-        InvocationStatus.PENDING_RECOVERY,
-        InvocationStatus.RUNNING_RECOVERY,
-    }
-)
-"""Statuses pynenc sets just before rerouting (to REROUTED, then routed): an invocation left in
-one was abandoned between the two writes."""
 
 HEARTBEAT_RETENTION_MIN_MS = 24 * 3600 * 1000
 """A runner heartbeat document expires this long (or three dead-runner timeouts, if longer)
@@ -567,10 +554,9 @@ class RedisStackOrchestrator(BaseOrchestrator):
         entry, or left in a status pynenc sets just before rerouting (a writer died between
         the status write and the route, or its connection dropped).
 
-        Candidates come from the index; the broker's queues and taken set are read next (one
-        MULTI), then the candidates' documents: only one still in the same status since before
-        the cutoff is routed. A duplicate route (a race with a slow router) is harmless: the
-        runner skips a queue entry whose invocation another runner recorded first.
+        Found by :func:`~pynenc_redis_stack.orchestrator.stranded.find_stranded`. A duplicate
+        route (a race with a slow router) is harmless: the runner skips a queue entry whose
+        invocation another runner recorded first.
 
         :return: The ids routed again.
         """
@@ -579,26 +565,10 @@ class RedisStackOrchestrator(BaseOrchestrator):
         broker = self.app.broker
         if not isinstance(broker, RedisStackBroker):
             return []
-        statuses = ROUTABLE_STATUSES | AWAITING_REROUTE_STATUSES
-        cutoff = self.store.server_micros() - int(grace_seconds * 1_000_000)
-        request_filter = self.store.where(self.store.schemas.invocations).at_most("status_ts", cutoff)
-        request_filter.tag_in("status", sorted(status.value for status in statuses))
-        candidates = self._ids_of(request_filter)
-        if not candidates:
-            return []
-        present = broker.queued_and_taken_ids()
-        missing = [i for i in candidates if i not in present]
-        documents = self.store.read_many([self._key(i) for i in missing])
         to_route: list[InvocationId] = []
         to_reroute: list[InvocationId] = []
-        for invocation_id, document in zip(missing, documents, strict=True):
-            if document is None or int(document["status_ts"]) > cutoff:
-                continue  # purged, or its status moved since the candidates were found
-            status = InvocationStatus(document["status"])
-            if status in ROUTABLE_STATUSES:
-                to_route.append(invocation_id)
-            elif status in AWAITING_REROUTE_STATUSES:
-                to_reroute.append(invocation_id)
+        for invocation_id, status in find_stranded(self.store, broker.queued_and_taken_ids, grace_seconds):
+            (to_route if status in ROUTABLE_STATUSES else to_reroute).append(invocation_id)
         if to_route:
             self.route_invocations([self.app.state_backend.get_invocation(i) for i in to_route])
         rerouted = [i for i in to_reroute if self._reroute_one(i)]
