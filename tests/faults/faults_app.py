@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import select
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ import redis
 import redis.connection
 from pynenc import PynencBuilder
 from pynenc.conf.config_task import ConcurrencyControlType
+from pynenc.trigger.trigger_builder import on_cron
 
 from tests.faults.conftest import RUNS
 
@@ -176,3 +179,56 @@ def run_process_runner() -> None:
 
     app.runner = ProcessRunner(app)
     app.runner.run()
+
+
+@app.task
+def soak_work(tag: str, seconds: float) -> str:
+    """A soak task: work ``seconds``, then record ``[tag, pid]`` (:data:`RUNS`)."""
+    time.sleep(seconds)  # the work itself, not a synchronisation
+    _client().rpush(f"{RUNS}:{app.app_id}", json.dumps([tag, os.getpid()]))
+    return tag
+
+
+@app.task(triggers=on_cron("* * * * *"))
+def soak_tick() -> None:
+    """Fires every minute (the trigger's cron): record the minute it ran in."""
+    _client().rpush(f"faults:ticks:{app.app_id}", str(int(time.time() // 60)))
+
+
+def run_soak_runner(drop_probability: float) -> None:
+    """A soak runner: ThreadRunner whose connection drops, with ``drop_probability`` per
+    command, on the runner loop's scripts (route, take, status write); each drop is counted
+    in ``faults:drops:<app>``."""
+    markers = [_script_sha(name) for name in ("route", "take", "status")]
+    original: Callable[..., Any] = redis.connection.AbstractConnection.send_packed_command
+    counter = _client()
+    chance = random.Random(os.getpid())
+
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        packed = command if isinstance(command, bytes | bytearray) else b"".join(map(bytes, command))
+        if any(marker in packed for marker in markers) and chance.random() < drop_probability:
+            counter.incr(f"faults:drops:{app.app_id}")
+            if chance.random() < 0.5:
+                self._sock.shutdown(socket.SHUT_RDWR)
+                original(self, command, check_health)
+            else:
+                original(self, command, check_health)
+                select.select([self._sock], [], [], 10)
+                self._sock.recv(1 << 20)
+                self._sock.shutdown(socket.SHUT_RDWR)
+            return
+        original(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+    app.runner.run()
+
+
+def soak_submit(count: int, seconds: float) -> None:
+    """A client process: route ``count`` soak tasks evenly over ``seconds``; print their ids."""
+    chance = random.Random(0)
+    started = time.monotonic()
+    for n in range(count):
+        print(soak_work(f"t{n:05d}", chance.uniform(0.05, 1.5)).invocation_id, flush=True)
+        delay = started + seconds * (n + 1) / count - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # pacing the load, not a synchronisation
