@@ -284,6 +284,12 @@ class RedisStackBroker(BaseBroker):
                 error,
                 self.recovery_interval_sec,
             )
+        except Exception:  # a recovery bug must not stop every runner's loop: loud, then on
+            logger.exception(
+                "broker of app %r: recovery pass failed; it runs again in %.1f s",
+                self.app.app_id,
+                self.recovery_interval_sec,
+            )
 
     def _sweep_if_claimed(self) -> None:
         """Run the orchestrator's stranded-invocation sweep if this broker wins this interval's

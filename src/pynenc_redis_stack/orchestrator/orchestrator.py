@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from pynenc import context
 from pynenc.conf.config_task import ConcurrencyControlType
-from pynenc.exceptions import InvocationStatusError
+from pynenc.exceptions import InvocationNotFoundError, InvocationStatusError
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord, status_record_transition
 from pynenc.orchestrator.atomic_service import (
@@ -569,16 +569,24 @@ class RedisStackOrchestrator(BaseOrchestrator):
         to_reroute: list[InvocationId] = []
         for invocation_id, status in find_stranded(self.store, broker.queued_and_taken_ids, grace_seconds):
             (to_route if status in ROUTABLE_STATUSES else to_reroute).append(invocation_id)
-        if to_route:
-            self.route_invocations([self.app.state_backend.get_invocation(i) for i in to_route])
+        routed = [i for i in to_route if self._route_one(i)]
         rerouted = [i for i in to_reroute if self._reroute_one(i)]
-        swept = to_route + rerouted
+        swept = routed + rerouted
         if swept:
             self.app.logger.warning(
                 f"{len(swept)} stranded invocation(s) (no queue entry for {grace_seconds:.0f} s) "
                 f"routed again: {', '.join(swept[:10])}{' ...' if len(swept) > 10 else ''}"
             )
         return swept
+
+    def _route_one(self, invocation_id: InvocationId) -> bool:
+        try:
+            invocation = self.app.state_backend.get_invocation(invocation_id)
+        except InvocationNotFoundError as error:  # purged from the state backend: nothing could run it
+            self.app.logger.warning(f"stranded invocation:{invocation_id} not routed: {error}")
+            return False
+        self.route_invocation(invocation)
+        return True
 
     def _reroute_one(self, invocation_id: InvocationId) -> bool:
         try:
