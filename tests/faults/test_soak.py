@@ -49,6 +49,7 @@ SETTINGS = {
 }
 
 
+@pytest.mark.timeout(SOAK_SECONDS + DRAIN_SECONDS + 300)
 def test_soak(
     request: pytest.FixtureRequest,
     fault_server: str,
