@@ -75,32 +75,52 @@ return count
 """
 
 TAKE = """
--- KEYS[1]: the queue, KEYS[2]: the app's taken set, KEYS[3]: this consumer's last take reply.
+-- KEYS[1]: the queue, KEYS[2]: the app's taken set, KEYS[3]: the app's take replies (hash).
 -- ARGV[1]: this consumer's previous taken entry, acknowledged here ('' for none);
 -- ARGV[2]: '<consumer>:<queue>:' (prefix of the taken entry); ARGV[3]: lease in ms;
--- ARGV[4]: this attempt's token. The popped entry is in the taken set, scored by its lease
--- deadline, before the reply leaves. The reply is kept (with the token, for one lease) so that
--- the same attempt sent again after a lost reply gets the same answer and pops nothing more.
-local prior = redis.call('GET', KEYS[3])
-if prior and string.sub(prior, 1, #ARGV[4] + 1) == ARGV[4] .. '|' then
-  local reply = string.sub(prior, #ARGV[4] + 2)
-  if reply == '' then return false end
-  return reply
+-- ARGV[4]: this attempt's token; ARGV[5]: the consumer. The popped entry is in the taken set,
+-- scored by its lease deadline, before the reply leaves. The reply is kept in the consumer's
+-- field as '<deadline>|<token>|<reply>' so that the same attempt sent again after a lost
+-- reply gets the same answer and pops nothing more; the consumer's next take replaces it, and
+-- the sweep drops fields whose deadline passed (consumers that stopped).
+local prior = redis.call('HGET', KEYS[3], ARGV[5])
+if prior then
+  local token, reply = string.match(prior, '^%d+|([^|]*)|(.*)$')
+  if token == ARGV[4] then
+    if reply == '' then return false end
+    return reply
+  end
 end
 if ARGV[1] ~= '' then
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
-local popped = redis.call('ZPOPMIN', KEYS[1])
-if popped[1] == nil then
-  redis.call('SET', KEYS[3], ARGV[4] .. '|', 'PX', ARGV[3])
-  return false
-end
 local now = redis.call('TIME')
 local deadline = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[3])
-local taken = ARGV[2] .. popped[2] .. ':' .. popped[1]
-redis.call('ZADD', KEYS[2], deadline, taken)
-redis.call('SET', KEYS[3], ARGV[4] .. '|' .. taken, 'PX', ARGV[3])
+local popped = redis.call('ZPOPMIN', KEYS[1])
+local taken = ''
+if popped[1] ~= nil then
+  taken = ARGV[2] .. popped[2] .. ':' .. popped[1]
+  redis.call('ZADD', KEYS[2], deadline, taken)
+end
+redis.call('HSET', KEYS[3], ARGV[5], string.format('%d', deadline) .. '|' .. ARGV[4] .. '|' .. taken)
+if taken == '' then return false end
 return taken
+"""
+
+FORGET_REPLIES = """
+-- KEYS[1]: the app's take replies. Drop the fields whose deadline (ms) has passed: their
+-- consumer took nothing again within a lease (it stopped). Returns how many went.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local fields = redis.call('HGETALL', KEYS[1])
+local gone = 0
+for i = 1, #fields, 2 do
+  if tonumber(string.match(fields[i + 1], '^(%d+)|')) < now then
+    redis.call('HDEL', KEYS[1], fields[i])
+    gone = gone + 1
+  end
+end
+return gone
 """
 
 EXPIRED = """#!lua flags=no-writes
@@ -174,6 +194,7 @@ class RedisStackBroker(BaseBroker):
     route_script = Script(ROUTE, repeatable=True)
     # Sent again after a lost reply: the attempt token returns the first run's answer.
     take_script = Script(TAKE, repeatable=True)
+    forget_replies_script = Script(FORGET_REPLIES, repeatable=True)
     expired_script = Script(EXPIRED, repeatable=True)
     requeue_script = Script(REQUEUE, repeatable=True)
 
@@ -251,14 +272,24 @@ class RedisStackBroker(BaseBroker):
             self._next_recovery = time.monotonic() + self.recovery_interval_sec
             self._recover()
         slot, consumer = self._consumer()
-        keys = [
-            self.keys.broker_queue(queue),
-            self.keys.broker_taken(),
-            self.keys.broker_take_reply(consumer),
-        ]
+        keys = [self.keys.broker_queue(queue), self.keys.broker_taken(), self.keys.broker_take_replies()]
         attempt = uuid.uuid4().hex
-        args = [self._last_taken.get(slot, ""), f"{consumer}:{queue}:", str(self.lease_ms), attempt]
-        taken = self.take_script.run_in(self.client.pipeline(transaction=False), keys, args)[-1]
+        previous = self._last_taken.get(slot, "")
+        args = [previous, f"{consumer}:{queue}:", str(self.lease_ms), attempt, consumer]
+        try:
+            taken = self.take_script.run_in(self.client.pipeline(transaction=False), keys, args)[-1]
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            # Retries exhausted. Whatever the script popped waits in the taken set for its
+            # lease to expire and goes back to its queue: nothing is lost by giving up here,
+            # and the runner loop (which ends on any error) goes on.
+            logger.warning(
+                "broker of app %r: take from queue %r failed (%s: %s); the runner takes again",
+                self.app.app_id,
+                queue,
+                type(error).__name__,
+                error,
+            )
+            return None
         if taken is None:
             self._last_taken.pop(slot, None)
             return None
@@ -302,6 +333,9 @@ class RedisStackBroker(BaseBroker):
         _slot, consumer = self._consumer()
         interval_ms = max(1, round(self.recovery_interval_sec * 1000))
         if run(self.client, "SET", self.keys.broker_sweep_claim(), consumer, "NX", "PX", str(interval_ms)):
+            self.forget_replies_script.run_in(
+                self.client.pipeline(transaction=False), [self.keys.broker_take_replies()], []
+            )
             orchestrator.reroute_stranded_invocations(grace_seconds=self.lease_ms / 1000)
 
     def queued_and_taken_ids(self) -> set[str]:
@@ -408,7 +442,8 @@ class RedisStackBroker(BaseBroker):
 
 
 def purge_broker_keys(client: redis.Redis, keys: AppKeys) -> None:
-    """Delete every broker key of one app: its queues, taken entries, counter and queue names.
+    """Delete every broker key of one app: its queues, taken entries, counter, queue names,
+    take replies and sweep claim.
 
     ``WATCH`` on the set of queue names: a route to a queue new to the app between reading the
     set and deleting makes the transaction run again (redis-py's ``transaction``).
@@ -419,7 +454,16 @@ def purge_broker_keys(client: redis.Redis, keys: AppKeys) -> None:
         queue_names: set[str] = run(pipe, "SMEMBERS", queues_key)  # immediate: the pipe watches
         pipe.multi()
         queue_keys = [keys.broker_queue(name) for name in queue_names]
-        run(pipe, "UNLINK", queues_key, keys.broker_seq(), keys.broker_taken(), *queue_keys)
+        run(
+            pipe,
+            "UNLINK",
+            queues_key,
+            keys.broker_seq(),
+            keys.broker_taken(),
+            keys.broker_take_replies(),
+            keys.broker_sweep_claim(),
+            *queue_keys,
+        )
 
     client.transaction(delete_everything, queues_key)
 

@@ -106,9 +106,9 @@ _BROKER_QUEUE = "broker-queue"
 _BROKER_QUEUES = "broker-queues"
 _BROKER_SEQ = "broker-seq"
 _BROKER_TAKEN = "broker-taken"
-_BROKER_TAKE_REPLY = "broker-take-reply"
+_BROKER_TAKE_REPLIES = "broker-take-replies"
 _BROKER_SWEEP_CLAIM = "broker-sweep-claim"
-_RUNNING_HOLDER = "running-holder"
+_RUNNING_HOLDERS = "running-holders"
 _CLIENT_DATA = "client-data"
 
 # The trigger's documents (indexed by schemas/trigger_*.yaml) and its registry keys.
@@ -336,10 +336,11 @@ class AppKeys:
         """The lock held while one call of a task with registration concurrency is routed."""
         return self._key(_REGISTRATION_LOCK, task_key, key_arguments_digest)
 
-    def running_holder(self, task_key: str, running_slot: str) -> str:
-        """The id of the invocation that last started in a running-concurrency slot (checked and
-        set by the status compare-and-set, deleted when that invocation leaves RUNNING)."""
-        return self._key(_RUNNING_HOLDER, task_key, running_slot)
+    def running_holders(self) -> str:
+        """The hash of running-concurrency slots (field ``<task>:<slot>``) to the document key
+        of the invocation that last started in each (checked and set by the status
+        compare-and-set, removed when that invocation leaves RUNNING)."""
+        return self._key(_RUNNING_HOLDERS)
 
     def _broker_key(self, entity: str, *ids: str) -> str:
         return ":".join([self.namespace.namespace, entity, self._app_tag, *(encode_segment(i) for i in ids)])
@@ -360,10 +361,10 @@ class AppKeys:
         """The sorted set of taken, not yet acknowledged entries, scored by lease deadline."""
         return self._broker_key(_BROKER_TAKEN)
 
-    def broker_take_reply(self, consumer: str) -> str:
-        """The last take of one consumer and its attempt token (expires with the lease), so a
-        take sent again after a lost reply returns the same entry."""
-        return self._broker_key(_BROKER_TAKE_REPLY, consumer)
+    def broker_take_replies(self) -> str:
+        """The hash of each consumer's last take with its attempt token and lease deadline, so
+        a take sent again after a lost reply returns the same entry."""
+        return self._broker_key(_BROKER_TAKE_REPLIES)
 
     def broker_sweep_claim(self) -> str:
         """The claim of one stranded-invocation sweep (expires after the recovery interval)."""

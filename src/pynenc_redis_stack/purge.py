@@ -74,7 +74,8 @@ def purge_app(
     """Delete everything this package stores for ``app_id`` but its app info, and nothing of
     any other app: the state backend's documents (:func:`purge_state`), every other
     component's documents (each schema set of :func:`schema_sets_in_use`: the orchestrator's
-    statuses, blocking edges, runner heartbeats and atomic-service executions), the broker's
+    statuses, blocking edges, runner heartbeats and atomic-service executions, and its
+    running-slot holders), the broker's
     queues, taken entries and counter, the trigger's conditions, definitions, claims and
     sets, and the client data store's values.
     """
@@ -89,4 +90,4 @@ def purge_app(
                 client.unlink(*(row["__key"] for row in rows))
     purge_broker_keys(client, keys)
     purge_trigger_keys(client, keys)
-    client.unlink(keys.client_data())
+    client.unlink(keys.client_data(), keys.running_holders())

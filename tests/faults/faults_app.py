@@ -197,16 +197,23 @@ def soak_tick() -> None:
 
 def run_soak_runner(drop_probability: float) -> None:
     """A soak runner: ThreadRunner whose connection drops, with ``drop_probability`` per
-    command, on the runner loop's scripts (route, take, status write); each drop is counted
-    in ``faults:drops:<app>``."""
+    command, on the runner loop's scripts (route, take, status write), never twice in a row
+    (a transient fault: the re-send goes through); each drop is counted in
+    ``faults:drops:<app>``."""
     markers = [_script_sha(name) for name in ("route", "take", "status")]
     original: Callable[..., Any] = redis.connection.AbstractConnection.send_packed_command
     counter = _client()
     chance = random.Random(os.getpid())
 
+    just_dropped = [False]
+
     def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
         packed = command if isinstance(command, bytes | bytearray) else b"".join(map(bytes, command))
-        if any(marker in packed for marker in markers) and chance.random() < drop_probability:
+        matches = any(marker in packed for marker in markers)
+        # transient: the command sent right after a drop (its re-send) goes through
+        drop = matches and not just_dropped[0] and chance.random() < drop_probability
+        just_dropped[0] = drop or (just_dropped[0] and not matches)
+        if drop:
             counter.incr(f"faults:drops:{app.app_id}")
             if chance.random() < 0.5:
                 self._sock.shutdown(socket.SHUT_RDWR)

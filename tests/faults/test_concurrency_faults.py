@@ -115,4 +115,4 @@ def test_a_lock_expiring_mid_start_does_not_let_a_second_starter_in(
     assert isinstance(outcome["a"], InvocationStatusTransitionError)
     # the slot is free again once its holder leaves RUNNING: nothing of it is left behind
     b._atomic_status_transition(second.invocation_id, InvocationStatus.SUCCESS, "runner-b")
-    assert not [key for key in admin.scan_iter(match="*running-holder*") if app_a.app_id in key]
+    assert admin.hgetall(a.store.keys.running_holders()) == {}

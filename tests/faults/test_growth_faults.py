@@ -1,6 +1,7 @@
 """What a dead runner leaves behind goes by itself (issue 15, item 8): each heartbeat moves the
 expiry of its runner's document, so the document of a runner that stopped beating (killed, or
 one of the per-invocation runners ProcessRunner creates) expires; a live runner's never does.
+The take reply a stopped consumer leaves goes at the next sweep; purge takes the rest.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
+from pynenc.identifiers.invocation_id import InvocationId
 
+from pynenc_redis_stack.broker import RedisStackBroker
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from pynenc_redis_stack.orchestrator.orchestrator import HEARTBEAT_RETENTION_MIN_MS
 from tests.conftest import unique_app_id
@@ -41,3 +44,20 @@ def test_a_runner_heartbeat_document_expires_after_its_last_heartbeat(
     wait_for("the dead runner's document expired", lambda: not admin.exists(keys["dies"]))
     assert admin.pttl(keys["alive"]) > HEARTBEAT_RETENTION_MIN_MS - 60_000  # moved by the beat
     assert [runner.runner_id for runner in orchestrator.get_active_runners()] == ["alive"]
+
+
+def test_the_take_reply_of_a_consumer_that_stopped_goes_at_the_next_sweep(
+    app: Pynenc, admin: redis.Redis
+) -> None:
+    broker = app.broker
+    assert isinstance(broker, RedisStackBroker)
+    broker.route_invocation(InvocationId("one"), "default", 0.0)
+    assert broker.retrieve_invocation() == "one"
+    replies = broker.keys.broker_take_replies()
+    (live,) = admin.hkeys(replies)
+    admin.hset(replies, "stopped-consumer", "1|token|")  # a lease deadline long past
+    admin.delete(broker.keys.broker_sweep_claim())  # the next interval (the take's pass claimed this one)
+    broker._sweep_if_claimed()
+    assert admin.hkeys(replies) == [live]
+    broker.purge()
+    assert not admin.exists(replies, broker.keys.broker_sweep_claim())

@@ -178,8 +178,8 @@ def test_one_round_trip_per_route_batch_take_and_count(
         ),
         (
             lambda: broker.retrieve_invocation(),
-            # get/set: the attempt's reply, kept one lease for a re-send after a lost reply
-            {"evalsha": 1, "get": 1, "zrem": 1, "zpopmin": 1, "time": 1, "zadd": 1, "set": 1},
+            # hget/hset: the attempt's reply, kept for a re-send after a lost reply
+            {"evalsha": 1, "hget": 1, "zrem": 1, "zpopmin": 1, "time": 1, "zadd": 1, "hset": 1},
         ),
         (lambda: broker.count_invocations(("default", "a", "b")), {"multi": 1, "zcard": 3, "exec": 1}),
     ):

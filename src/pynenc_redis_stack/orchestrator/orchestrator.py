@@ -351,8 +351,12 @@ class RedisStackOrchestrator(BaseOrchestrator):
                 json_text(uuid.uuid4().hex),
             ]
             if document.get("running_slot"):
-                keys.append(self.store.keys.running_holder(document["task_id_key"], document["running_slot"]))
-                args += [self.store.keys.runner_heartbeat(""), str(self._dead_after_micros())]
+                keys.append(self.store.keys.running_holders())
+                args += [
+                    self.store.keys.runner_heartbeat(""),
+                    str(self._dead_after_micros()),
+                    f"{document['task_id_key']}:{document['running_slot']}",
+                ]
             outcome, *reply = call(self.store.scripts.set_status_if_version, self.store.client, keys, args)
             if outcome == "ok":
                 return replace(new_record, timestamp=from_micros(int(reply[0])))
@@ -478,9 +482,11 @@ class RedisStackOrchestrator(BaseOrchestrator):
         self.store.unlink(keys)
 
     def purge(self) -> None:
-        """Delete every orchestrator document of this app (and nothing of any other app)."""
+        """Delete every orchestrator document of this app and its running-slot holders (and
+        nothing of any other app)."""
         for spec in self.store.schemas.all():
             self.store.unlink(self.store.matching_keys(spec, self.store.where(spec)))
+        self.store.unlink([self.store.keys.running_holders()])
 
     # -- runners and recovery ----------------------------------------------------------------
 

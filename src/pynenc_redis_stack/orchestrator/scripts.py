@@ -62,12 +62,14 @@ end
 
 SET_STATUS_IF_VERSION = (
     """
--- KEYS[1]: an invocation document; KEYS[2] (only for a task with running concurrency): its
--- slot's holder key, the document key of the invocation that last started in the slot.
+-- KEYS[1]: an invocation document; KEYS[2] (only for a task with running concurrency): the
+-- app's running holders, a hash of slot to the document key of the invocation that last
+-- started in it.
 -- ARGV[1]: the status_version the caller read and validated the transition against; ARGV[2]:
 -- the new status (JSON string); ARGV[3]: the new owner (JSON string, or null: no owner);
 -- ARGV[4]: this write's token (JSON string, new for each write); with KEYS[2]: ARGV[5] the
--- app's runner heartbeat key prefix, ARGV[6] microseconds after which a runner is dead.
+-- app's runner heartbeat key prefix, ARGV[6] microseconds after which a runner is dead,
+-- ARGV[7] the invocation's slot (its field in KEYS[2]).
 -- The write happens only if no other transition came in between. The token is stored with the
 -- write: the same write sent again after a lost reply finds its own token at the next version
 -- and answers 'ok' again (with the stored time) instead of 'conflict'.
@@ -90,7 +92,7 @@ if stored['$.status_version'][1] ~= tonumber(ARGV[1]) then
   return {'conflict'}
 end
 if KEYS[2] then
-  local holder = redis.call('GET', KEYS[2])
+  local holder = redis.call('HGET', KEYS[2], ARGV[7])
   if ARGV[2] == '"running"' then
     if holder and holder ~= KEYS[1] then
       local raw = redis.call('JSON.GET', holder, '$.status', '$.runner_id')
@@ -101,9 +103,9 @@ if KEYS[2] then
         end
       end
     end
-    redis.call('SET', KEYS[2], KEYS[1])
+    redis.call('HSET', KEYS[2], ARGV[7], KEYS[1])
   elseif holder == KEYS[1] then
-    redis.call('DEL', KEYS[2])
+    redis.call('HDEL', KEYS[2], ARGV[7])
   end
 end
 redis.call('JSON.MERGE', KEYS[1], '$', '{"status":' .. ARGV[2] .. ',"runner_id":' .. ARGV[3]
