@@ -51,7 +51,7 @@ def test_a_recovery_task_left_running_by_a_dead_runner_does_not_block_the_next(
     orchestrator = app.orchestrator
     assert isinstance(orchestrator, RedisStackOrchestrator)
     assert orchestrator.get_invocation_status(victim) is InvocationStatus.RUNNING  # type: ignore[arg-type]
-    assert main(["health", "--url", fault_server, "--app-id", app_id]) == 1
+    assert main(["health", "--url", fault_server, "--app-id", app_id]) == 3
     report = capsys.readouterr().out
     assert re.search(r"running invocations of dead runners .* 2\n", report) and victim in report, report
 

@@ -107,7 +107,7 @@ def test_an_invocation_whose_route_never_arrived_is_routed_again_by_the_sweeper(
     outcome = _client_outcome(group, "before", MAX_CONNECTION_ATTEMPTS="1")
     assert outcome["routed"] is False, outcome
     health = ["health", "--url", fault_server, "--app-id", app_id, "--grace", "1"]
-    wait_for("health reports the stranded invocation", lambda: main(health) == 1)
+    wait_for("health reports the stranded invocation", lambda: main(health) == 3)
     report = capsys.readouterr().out
     assert re.search(r"stranded invocations .* 1\n", report) and "(registered)" in report, report
     group.start("runner", "run_runner()")

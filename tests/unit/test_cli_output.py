@@ -67,6 +67,7 @@ def test_every_verb_is_listed() -> None:
     assert set(VERBS) == {
         ("server", "start"), ("server", "stop"), ("server", "status"), ("server", "url"),
         ("index", "status"), ("index", "migrate"), ("index", "drop"), ("import-redis",), ("prune",),
+        ("health",),
     }  # fmt: skip
 
 
@@ -93,6 +94,7 @@ UNREACHABLE = [
     ["index", "drop", "--yes", "--url", CLOSED],
     ["import-redis", "--app-id", "a", "--url", CLOSED, "--source-url", CLOSED],
     ["prune", "--older-than", "30d", "--app-id", "a", "--url", CLOSED],
+    ["health", "--app-id", "a", "--url", CLOSED],
 ]
 
 

@@ -1,6 +1,6 @@
 """``pynenc-redis-stack health``: one app's stranded invocations, RUNNING invocations of dead
 runners and data nothing removes by itself (:mod:`pynenc_redis_stack.health`). Exit code 0
-when there is none of them, 1 otherwise (for a monitoring check)."""
+when there is none of them, 3 otherwise (for a monitoring check; 1 stays a failure to check)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 
 from pynenc.conf.config_pynenc import ConfigPynenc
 
-from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, format_table, guarded
+from pynenc_redis_stack.cli import EXIT_OK, SubParsers, format_table, guarded
 from pynenc_redis_stack.cli.options import (
     app_id_from_args,
     config_from_args,
@@ -16,6 +16,9 @@ from pynenc_redis_stack.cli.options import (
     positive_float,
 )
 from pynenc_redis_stack.health import HealthReport, check_health
+
+EXIT_NEEDS_ATTENTION = 3
+"""Exit code when the report found something (1 is a failure to check: server, input)."""
 
 SHOWN = 10
 """Invocation ids listed per line; the count is always complete."""
@@ -51,7 +54,7 @@ def _health(args: argparse.Namespace) -> int:
     report = check_health(conf, app_id, grace_seconds=args.grace, dead_after_seconds=dead_after)
     print(f"health: app {app_id!r} in namespace {conf.redis_stack_namespace!r}")
     print("\n".join(format_health(report)))
-    return EXIT_OK if report.healthy else EXIT_FAILURE
+    return EXIT_OK if report.healthy else EXIT_NEEDS_ATTENTION
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -64,7 +67,7 @@ def add_parser(subparsers: SubParsers) -> None:
         parents=[connection_options(app_id=True)],
         help="report stranded invocations, running invocations of dead runners and data nothing removes",
         description="Report the app's invocations waiting for a route that never came, RUNNING invocations whose "
-        "runner is dead, and runner heartbeat documents without an expiry. Reads only. Exit code 1 if any is found.",
+        "runner is dead, and runner heartbeat documents without an expiry. Reads only. Exit code 3 if any is found.",
     )
     command.add_argument(
         "--grace",
