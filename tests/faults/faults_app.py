@@ -231,11 +231,14 @@ def run_soak_runner(drop_probability: float) -> None:
 
 
 def soak_submit(count: int, seconds: float) -> None:
-    """A client process: route ``count`` soak tasks evenly over ``seconds``; print their ids."""
+    """A client process: route ``count`` soak tasks evenly over ``seconds``; push their ids to
+    ``faults:submitted:<app>``."""
     chance = random.Random(0)
+    client = _client()
     started = time.monotonic()
     for n in range(count):
-        print(soak_work(f"t{n:05d}", chance.uniform(0.05, 1.5)).invocation_id, flush=True)
+        invocation = soak_work(f"t{n:05d}", chance.uniform(0.05, 1.5))
+        client.rpush(f"faults:submitted:{app.app_id}", invocation.invocation_id)
         delay = started + seconds * (n + 1) / count - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # pacing the load, not a synchronisation
