@@ -5,6 +5,7 @@ when there is none of them, 3 otherwise (for a monitoring check; 1 stays a failu
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from pynenc.conf.config_pynenc import ConfigPynenc
 
@@ -15,7 +16,9 @@ from pynenc_redis_stack.cli.options import (
     connection_options,
     positive_float,
 )
-from pynenc_redis_stack.health import HealthReport, check_health
+
+if TYPE_CHECKING:
+    from pynenc_redis_stack.health import HealthReport
 
 EXIT_NEEDS_ATTENTION = 3
 """Exit code when the report found something (1 is a failure to check: server, input)."""
@@ -46,6 +49,9 @@ def format_health(report: HealthReport) -> list[str]:
 
 @guarded
 def _health(args: argparse.Namespace) -> int:
+    # imported here: the orchestrator is pynenc 0.4's, and the CLI also serves pynenc 0.3
+    from pynenc_redis_stack.health import check_health
+
     conf = config_from_args(args)
     app_id = app_id_from_args(args)
     dead_after = (
