@@ -75,22 +75,52 @@ return count
 """
 
 TAKE = """
--- KEYS[1]: the queue, KEYS[2]: the app's taken set.
+-- KEYS[1]: the queue, KEYS[2]: the app's taken set, KEYS[3]: the app's take replies (hash).
 -- ARGV[1]: this consumer's previous taken entry, acknowledged here ('' for none);
--- ARGV[2]: '<consumer>:<queue>:' (prefix of the taken entry); ARGV[3]: lease in ms.
--- The popped entry is in the taken set, scored by its lease deadline, before the reply leaves.
+-- ARGV[2]: '<consumer>:<queue>:' (prefix of the taken entry); ARGV[3]: lease in ms;
+-- ARGV[4]: this attempt's token; ARGV[5]: the consumer. The popped entry is in the taken set,
+-- scored by its lease deadline, before the reply leaves. The reply is kept in the consumer's
+-- field as '<deadline>|<token>|<reply>' so that the same attempt sent again after a lost
+-- reply gets the same answer and pops nothing more; the consumer's next take replaces it, and
+-- the sweep drops fields whose deadline passed (consumers that stopped).
+local prior = redis.call('HGET', KEYS[3], ARGV[5])
+if prior then
+  local token, reply = string.match(prior, '^%d+|([^|]*)|(.*)$')
+  if token == ARGV[4] then
+    if reply == '' then return false end
+    return reply
+  end
+end
 if ARGV[1] ~= '' then
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
-local popped = redis.call('ZPOPMIN', KEYS[1])
-if popped[1] == nil then
-  return false
-end
 local now = redis.call('TIME')
 local deadline = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[3])
-local taken = ARGV[2] .. popped[2] .. ':' .. popped[1]
-redis.call('ZADD', KEYS[2], deadline, taken)
+local popped = redis.call('ZPOPMIN', KEYS[1])
+local taken = ''
+if popped[1] ~= nil then
+  taken = ARGV[2] .. popped[2] .. ':' .. popped[1]
+  redis.call('ZADD', KEYS[2], deadline, taken)
+end
+redis.call('HSET', KEYS[3], ARGV[5], string.format('%d', deadline) .. '|' .. ARGV[4] .. '|' .. taken)
+if taken == '' then return false end
 return taken
+"""
+
+FORGET_REPLIES = """
+-- KEYS[1]: the app's take replies. Drop the fields whose deadline (ms) has passed: their
+-- consumer took nothing again within a lease (it stopped). Returns how many went.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local fields = redis.call('HGETALL', KEYS[1])
+local gone = 0
+for i = 1, #fields, 2 do
+  if tonumber(string.match(fields[i + 1], '^(%d+)|')) < now then
+    redis.call('HDEL', KEYS[1], fields[i])
+    gone = gone + 1
+  end
+end
+return gone
 """
 
 EXPIRED = """#!lua flags=no-writes
@@ -159,8 +189,12 @@ class RedisStackBroker(BaseBroker):
     ``PynencBuilder().redis_stack(url=..., components="all")``.
     """
 
-    route_script = Script(ROUTE)
-    take_script = Script(TAKE)
+    # Sent again after a lost reply: a second run only adds a duplicate queue entry, which the
+    # runner skips (the first taker records PENDING; the other's compare-and-set then fails).
+    route_script = Script(ROUTE, repeatable=True)
+    # Sent again after a lost reply: the attempt token returns the first run's answer.
+    take_script = Script(TAKE, repeatable=True)
+    forget_replies_script = Script(FORGET_REPLIES, repeatable=True)
     expired_script = Script(EXPIRED, repeatable=True)
     requeue_script = Script(REQUEUE, repeatable=True)
 
@@ -235,17 +269,79 @@ class RedisStackBroker(BaseBroker):
         queue = self.conf.queues[0] if queue_name is None else queue_name
         self._validate_queue_names((queue,))
         if time.monotonic() >= self._next_recovery:
-            self._next_recovery = time.monotonic() + float(self.conf.redis_stack_broker_recovery_interval_sec)
-            self.recover_expired_takes()
+            self._next_recovery = time.monotonic() + self.recovery_interval_sec
+            self._recover()
         slot, consumer = self._consumer()
-        keys = [self.keys.broker_queue(queue), self.keys.broker_taken()]
-        args = [self._last_taken.get(slot, ""), f"{consumer}:{queue}:", str(self.lease_ms)]
-        taken = self.take_script.run_in(self.client.pipeline(transaction=False), keys, args)[-1]
+        keys = [self.keys.broker_queue(queue), self.keys.broker_taken(), self.keys.broker_take_replies()]
+        attempt = uuid.uuid4().hex
+        previous = self._last_taken.get(slot, "")
+        args = [previous, f"{consumer}:{queue}:", str(self.lease_ms), attempt, consumer]
+        try:
+            taken = self.take_script.run_in(self.client.pipeline(transaction=False), keys, args)[-1]
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            # Retries exhausted. Whatever the script popped waits in the taken set for its
+            # lease to expire and goes back to its queue: nothing is lost by giving up here,
+            # and the runner loop (which ends on any error) goes on.
+            logger.warning(
+                "broker of app %r: take from queue %r failed (%s: %s); the runner takes again",
+                self.app.app_id,
+                queue,
+                type(error).__name__,
+                error,
+            )
+            return None
         if taken is None:
             self._last_taken.pop(slot, None)
             return None
         self._last_taken[slot] = taken
         return TakenEntry.parse(taken).invocation_id
+
+    @property
+    def recovery_interval_sec(self) -> float:
+        return float(self.conf.redis_stack_broker_recovery_interval_sec)
+
+    def _recover(self) -> None:
+        """One recovery pass of the runner loop: expired takes, then (for one broker per
+        interval across all hosts) the stranded-invocation sweep. A connection error is logged
+        and the pass runs again at the next interval: it never ends the runner's loop."""
+        try:
+            self.recover_expired_takes()
+            self._sweep_if_claimed()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            logger.warning(
+                "broker of app %r: recovery pass failed (%s: %s); it runs again in %.1f s",
+                self.app.app_id,
+                type(error).__name__,
+                error,
+                self.recovery_interval_sec,
+            )
+        except Exception:  # a recovery bug must not stop every runner's loop: loud, then on
+            logger.exception(
+                "broker of app %r: recovery pass failed; it runs again in %.1f s",
+                self.app.app_id,
+                self.recovery_interval_sec,
+            )
+
+    def _sweep_if_claimed(self) -> None:
+        """Run the orchestrator's stranded-invocation sweep if this broker wins this interval's
+        claim (``SET NX PX``: one sweep per interval across every runner and host)."""
+        from pynenc_redis_stack.orchestrator import RedisStackOrchestrator  # imports broker lazily
+
+        orchestrator = self.app.orchestrator
+        if not isinstance(orchestrator, RedisStackOrchestrator):
+            return
+        _slot, consumer = self._consumer()
+        interval_ms = max(1, round(self.recovery_interval_sec * 1000))
+        if run(self.client, "SET", self.keys.broker_sweep_claim(), consumer, "NX", "PX", str(interval_ms)):
+            self.forget_replies_script.run_in(
+                self.client.pipeline(transaction=False), [self.keys.broker_take_replies()], []
+            )
+            orchestrator.reroute_stranded_invocations(grace_seconds=self.lease_ms / 1000)
+
+    def queued_and_taken_ids(self) -> set[str]:
+        """Every invocation id with an entry in one of the app's queues or in its taken set
+        (see :func:`queued_and_taken_ids`)."""
+        return queued_and_taken_ids(self.client, self.keys)
 
     def acknowledge_taken(self) -> None:
         """Acknowledge what this thread took last, for callers that take invocations outside
@@ -346,7 +442,8 @@ class RedisStackBroker(BaseBroker):
 
 
 def purge_broker_keys(client: redis.Redis, keys: AppKeys) -> None:
-    """Delete every broker key of one app: its queues, taken entries, counter and queue names.
+    """Delete every broker key of one app: its queues, taken entries, counter, queue names,
+    take replies and sweep claim.
 
     ``WATCH`` on the set of queue names: a route to a queue new to the app between reading the
     set and deleting makes the transaction run again (redis-py's ``transaction``).
@@ -357,9 +454,32 @@ def purge_broker_keys(client: redis.Redis, keys: AppKeys) -> None:
         queue_names: set[str] = run(pipe, "SMEMBERS", queues_key)  # immediate: the pipe watches
         pipe.multi()
         queue_keys = [keys.broker_queue(name) for name in queue_names]
-        run(pipe, "UNLINK", queues_key, keys.broker_seq(), keys.broker_taken(), *queue_keys)
+        run(
+            pipe,
+            "UNLINK",
+            queues_key,
+            keys.broker_seq(),
+            keys.broker_taken(),
+            keys.broker_take_replies(),
+            keys.broker_sweep_claim(),
+            *queue_keys,
+        )
 
     client.transaction(delete_everything, queues_key)
+
+
+def queued_and_taken_ids(client: redis.Redis, keys: AppKeys) -> set[str]:
+    """Every invocation id with an entry in one of the app's queues or in its taken set, read
+    in one MULTI/EXEC (an entry moving from a queue to the taken set is seen once)."""
+    queue_names = sorted(run(client, "SMEMBERS", keys.broker_queues()))
+    pipe = client.pipeline(transaction=True)
+    for queue_name in queue_names:
+        run(pipe, "ZRANGE", keys.broker_queue(queue_name), "0", "-1")
+    run(pipe, "ZRANGE", keys.broker_taken(), "0", "-1")
+    *queues, taken = pipe.execute()
+    ids = {member.split(":", 1)[1] for members in queues for member in members}
+    ids.update(TakenEntry.parse(raw).invocation_id for raw in taken)
+    return ids
 
 
 def _checked_id(invocation_id: str) -> str:

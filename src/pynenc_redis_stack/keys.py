@@ -83,7 +83,6 @@ _RUNNER_HEARTBEAT = "runner-heartbeat"
 _ATOMIC_SERVICE_EXECUTION = "atomic-service-execution"
 _ATOMIC_SERVICE_LEASE = "atomic-service-lease"
 _REGISTRATION_LOCK = "registration-lock"
-_RUNNING_LOCK = "running-lock"
 
 # The broker's and client data store's keys (not documents). The broker's carry the app in a
 # hash tag, so its multi-key scripts stay in one cluster slot.
@@ -91,6 +90,9 @@ _BROKER_QUEUE = "broker-queue"
 _BROKER_QUEUES = "broker-queues"
 _BROKER_SEQ = "broker-seq"
 _BROKER_TAKEN = "broker-taken"
+_BROKER_TAKE_REPLIES = "broker-take-replies"
+_BROKER_SWEEP_CLAIM = "broker-sweep-claim"
+_RUNNING_HOLDERS = "running-holders"
 _CLIENT_DATA = "client-data"
 
 # The trigger's documents (indexed by schemas/trigger_*.yaml) and its queue, schedule and
@@ -272,9 +274,11 @@ class AppKeys:
         """The lock held while one call of a task with registration concurrency is routed."""
         return self._key(_REGISTRATION_LOCK, task_key, key_arguments_digest)
 
-    def running_lock(self, task_key: str, running_slot: str) -> str:
-        """The lock held while an invocation of a task with running concurrency is started."""
-        return self._key(_RUNNING_LOCK, task_key, running_slot)
+    def running_holders(self) -> str:
+        """The hash of running-concurrency slots (field ``<task>:<slot>``) to the document key
+        of the invocation that last started in each (checked and set by the status
+        compare-and-set, removed when that invocation leaves RUNNING)."""
+        return self._key(_RUNNING_HOLDERS)
 
     def _broker_key(self, entity: str, *ids: str) -> str:
         return ":".join([self.namespace.namespace, entity, self._app_tag, *(encode_segment(i) for i in ids)])
@@ -294,6 +298,15 @@ class AppKeys:
     def broker_taken(self) -> str:
         """The sorted set of taken, not yet acknowledged entries, scored by lease deadline."""
         return self._broker_key(_BROKER_TAKEN)
+
+    def broker_take_replies(self) -> str:
+        """The hash of each consumer's last take with its attempt token and lease deadline, so
+        a take sent again after a lost reply returns the same entry."""
+        return self._broker_key(_BROKER_TAKE_REPLIES)
+
+    def broker_sweep_claim(self) -> str:
+        """The claim of one stranded-invocation sweep (expires after the recovery interval)."""
+        return self._broker_key(_BROKER_SWEEP_CLAIM)
 
     def client_data(self) -> str:
         """The hash of the client data store's values, by reference key."""

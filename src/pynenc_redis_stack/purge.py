@@ -62,10 +62,10 @@ def purge_app(
     """Delete everything this package stores for ``app_id`` but its app info, and nothing of
     any other app: the state backend's documents (:func:`purge_state`), every other
     component's documents (each schema set of :func:`schema_sets_in_use`: the orchestrator's
-    statuses, blocking edges, runner heartbeats and atomic-service executions; the trigger's
-    definitions, conditions, events and runs), the broker's queues, taken entries and counter,
-    the trigger's valid conditions, cron executions and claims, and the client data store's
-    values.
+    statuses, blocking edges, runner heartbeats and atomic-service executions, and its
+    running-slot holders; the trigger's definitions, conditions, events and runs), the broker's
+    queues, taken entries and counter, the trigger's valid conditions, cron executions and
+    claims, and the client data store's values.
     """
     keys = namespace.for_app(app_id)
     for schema_set in schema_sets_in_use(client, namespace):
@@ -78,4 +78,4 @@ def purge_app(
                 client.unlink(*(row["__key"] for row in rows))
     purge_broker_keys(client, keys)
     purge_trigger_keys(client, keys)
-    client.unlink(keys.client_data())
+    client.unlink(keys.client_data(), keys.running_holders(), keys.atomic_service_lease())

@@ -48,6 +48,8 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("SSCAN", "{key}", "0"),
     ("SREM", "{key}", "1"),
     ("PEXPIRE", "{key}", "1"),
+    ("PTTL", "{key}"),  # health: heartbeat documents without expiry
+    ("HLEN", "{key}"),  # health: client data values
     # index migrate: the earlier layout's keys (the trigger's too), found by SCAN ... MATCH <namespace>:...
     ("SCAN", "0"),
     ("TYPE", "{key}"),

@@ -400,7 +400,7 @@ def test_concurrent_starts_of_one_running_slot_run_one_and_reroute_the_rest(
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
-        assert not unexpected
+        assert not unexpected, [str(e) for e in unexpected]
         assert len(started) == 1 and len(lost) == len(apps) - 1
         statuses = {
             inv.invocation_id: orchestrator(apps[0]).get_invocation_status(inv.invocation_id)

@@ -68,6 +68,7 @@ def test_every_verb_is_listed() -> None:
         ("server", "start"), ("server", "stop"), ("server", "status"), ("server", "url"),
         ("index", "status"), ("index", "migrate"), ("index", "drop"), ("import-redis",), ("prune",),
         ("query", "invocations"), ("query", "history"), ("query", "runners"), ("query", "count"), ("cli",),
+        ("health",),
     }  # fmt: skip
 
 
@@ -95,6 +96,7 @@ UNREACHABLE = [
     ["import-redis", "--app-id", "a", "--url", CLOSED, "--source-url", CLOSED],
     ["prune", "--older-than", "30d", "--app-id", "a", "--url", CLOSED],
     ["query", "invocations", "--app-id", "a", "--url", CLOSED],
+    ["health", "--app-id", "a", "--url", CLOSED],
 ]
 
 

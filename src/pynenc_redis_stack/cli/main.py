@@ -25,6 +25,7 @@ from pynenc_redis_stack.cli import (
     TRACEBACK_HELP,
     Handler,
     SubParsers,
+    health_commands,
     import_commands,
     index_commands,
     prune_commands,
@@ -40,6 +41,7 @@ GROUPS: tuple[Callable[[SubParsers], None], ...] = (
     prune_commands.add_parser,
     query_commands.add_parser,
     raw_commands.add_parser,
+    health_commands.add_parser,
 )
 
 

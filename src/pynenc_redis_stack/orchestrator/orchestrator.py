@@ -11,6 +11,7 @@ what won, so two runners claiming one invocation cannot both succeed.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,8 +19,10 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import redis
 from pynenc import context
 from pynenc.conf.config_task import ConcurrencyControlType
+from pynenc.exceptions import InvocationNotFoundError, InvocationStatusError
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord, status_record_transition
 from pynenc.orchestrator.atomic_service import (
@@ -38,6 +41,7 @@ from pynenc_redis_stack.documents import dumps, from_micros, validated
 from pynenc_redis_stack.errors import ConcurrencyLockTimeoutError
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
 from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
+from pynenc_redis_stack.orchestrator.child_heartbeats import ChildHeartbeats
 from pynenc_redis_stack.orchestrator.documents import (
     argument_pair_tag,
     concurrency_digest,
@@ -46,6 +50,7 @@ from pynenc_redis_stack.orchestrator.documents import (
 )
 from pynenc_redis_stack.orchestrator.scripts import call, json_text
 from pynenc_redis_stack.orchestrator.store import OrchestratorStore
+from pynenc_redis_stack.orchestrator.stranded import ROUTABLE_STATUSES, find_stranded
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
@@ -56,10 +61,22 @@ if TYPE_CHECKING:
 
     from pynenc_redis_stack.documents import Document
 
+HEARTBEAT_RETENTION_MIN_MS = 24 * 3600 * 1000
+"""A runner heartbeat document expires this long (or three dead-runner timeouts, if longer)
+after its last heartbeat."""
+
 MAX_STATUS_ATTEMPTS = 100
 """Compare-and-set attempts of one status change. Each lost attempt means another transition
 of the same invocation came in between; every status chain is short and ends in a final status
 (which refuses further transitions), so this bound is only a guard against a livelock."""
+
+
+class SlotBusyError(Exception):
+    """The running-concurrency slot is held by another RUNNING invocation with a live owner."""
+
+    def __init__(self, holder_id: InvocationId) -> None:
+        super().__init__(f"running-concurrency slot held by invocation:{holder_id}")
+        self.holder_id = holder_id
 
 
 class RedisStackOrchestrator(BaseOrchestrator):
@@ -74,6 +91,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
         self._blocking_control = RedisStackBlockingControl(self)
+        self._child_heartbeats = ChildHeartbeats(self)
 
     @cached_property
     def conf(self) -> ConfigOrchestratorRedisStack:
@@ -201,36 +219,105 @@ class RedisStackOrchestrator(BaseOrchestrator):
         """
         document = self.store.read(self._key(invocation_id))
         if status is InvocationStatus.RUNNING and document is not None and document.get("running_slot"):
-            return self._start_under_running_concurrency(invocation_id, document, runner_id)
-        return self._compare_and_set_status(invocation_id, status, runner_id, document)
+            record = self._start_under_running_concurrency(invocation_id, document, runner_id)
+        else:
+            record = self._compare_and_set_status(invocation_id, status, runner_id, document)
+        self._child_heartbeats.follow(invocation_id, record)
+        return record
 
     def _start_under_running_concurrency(
         self, invocation_id: InvocationId, document: Document, runner_id: str | None
     ) -> InvocationStatusRecord:
         """Move an invocation of a task with running concurrency to RUNNING only if no other
-        invocation of its slot (task, or task and key arguments) is RUNNING.
+        invocation of its slot (task, or task and key arguments) is RUNNING under a live owner.
 
         pynenc checks the slot, then sets RUNNING: two runners (on two hosts) doing that at
-        once would both run. Here the check and the compare-and-set run under one lock per
-        slot. An invocation refused is rerouted, as pynenc's own check reroutes it, and its
-        RUNNING transition then fails with pynenc's InvocationStatusTransitionError (which the
-        runner expects from a lost race).
+        once would both run. Here the authority is the status compare-and-set itself, which
+        also checks and takes the slot's holder key (one script: nothing can expire between
+        the check and the write); the index query before it only spares the script when the
+        slot is visibly taken. An invocation refused is rerouted, as pynenc's own check reroutes
+        it, and its RUNNING transition then fails with pynenc's InvocationStatusTransitionError
+        (which the runner expects from a lost race).
         """
         task_key, slot = document["task_id_key"], document["running_slot"]
-        with self._concurrency_lock(self.store.keys.running_lock(task_key, slot)):
-            running = self._ids(
-                task_id_key=task_key, running_slot=slot, status=InvocationStatus.RUNNING.value
-            )
-            others = [other for other in running if other != invocation_id]
-            current: Document | None = document
-            if others:
-                self.app.logger.info(
-                    f"invocation:{invocation_id} not started: invocation:{others[0]} of its "
-                    "running-concurrency slot is running; rerouting"
+        running = self._ids(task_id_key=task_key, running_slot=slot, status=InvocationStatus.RUNNING.value)
+        others = self._with_live_owners([other for other in running if other != invocation_id])
+        if not others:
+            try:
+                return self._compare_and_set_status(
+                    invocation_id, InvocationStatus.RUNNING, runner_id, document
                 )
-                self.reroute_invocations({invocation_id}, self._context_of(runner_id))
-                current = None  # rerouted: read it again
-            return self._compare_and_set_status(invocation_id, InvocationStatus.RUNNING, runner_id, current)
+            except SlotBusyError as busy:
+                others = [busy.holder_id]
+        self.app.logger.info(
+            f"invocation:{invocation_id} not started: invocation:{others[0]} of its "
+            "running-concurrency slot is running; rerouting"
+        )
+        self.reroute_invocations({invocation_id}, self._context_of(runner_id))
+        return self._compare_and_set_status(invocation_id, InvocationStatus.RUNNING, runner_id, None)
+
+    def _heartbeat_retention_ms(self) -> int:
+        """How long a runner's heartbeat document outlives its last heartbeat: long past the
+        point where the runner counts as dead (its RUNNING invocations are recovered by then),
+        so a dead runner is still seen as dead, then its document goes."""
+        return max(HEARTBEAT_RETENTION_MIN_MS, 3 * self._dead_after_micros() // 1000)
+
+    def _dead_after_micros(self) -> int:
+        return int(float(self.app.conf.runner_considered_dead_after_minutes) * 60 * 1_000_000)
+
+    def _with_live_owners(self, invocation_ids: list[InvocationId]) -> list[InvocationId]:
+        """The ids whose owner is not dead: a runner whose heartbeat document exists and is
+        older than ``runner_considered_dead_after_minutes`` (server clock) is dead; one with no
+        heartbeat document is not judged (some runners never send one)."""
+        if not invocation_ids:
+            return []
+        documents = self.store.read_many([self._key(i) for i in invocation_ids])
+        owners = {d["runner_id"] for d in documents if d is not None and isinstance(d.get("runner_id"), str)}
+        if not owners:
+            return list(invocation_ids)
+        ordered = sorted(owners)
+        heartbeats = self.store.read_many([self.store.keys.runner_heartbeat(o) for o in ordered])
+        cutoff = self.store.server_micros() - self._dead_after_micros()
+        dead = {
+            owner
+            for owner, heartbeat in zip(ordered, heartbeats, strict=True)
+            if heartbeat is not None and int(heartbeat["last_heartbeat_ts"]) < cutoff
+        }
+        return [
+            invocation_id
+            for invocation_id, document in zip(invocation_ids, documents, strict=True)
+            if document is not None and document.get("runner_id") not in dead
+        ]
+
+    def _is_authorize_by_concurrency_control(
+        self, invocation: DistributedInvocation[Any, Any], statuses: list[InvocationStatus]
+    ) -> bool:
+        """pynenc's running-concurrency check, except that an invocation whose owner is dead
+        (:meth:`_with_live_owners`) does not hold its slot: otherwise a runner killed while
+        running pynenc's recovery task (running concurrency TASK) would keep every later
+        recovery from running, for good."""
+        concurrency = invocation.task.conf.running_concurrency
+        if concurrency == ConcurrencyControlType.DISABLED:
+            return True
+        holders = self._with_live_owners(
+            list(
+                self.get_existing_invocations(
+                    task=invocation.call.task,
+                    key_serialized_arguments=invocation.call.serialized_args_for_concurrency_control(
+                        concurrency
+                    ),
+                    statuses=statuses,
+                )
+            )
+        )
+        if not holders:
+            return True
+        invocation.task.logger.info(
+            f"invocation:{invocation.invocation_id} deferred by concurrency_control: "
+            f"invocation:{holders[0]} already in status:{statuses} "
+            f"(concurrency_control={concurrency.value})"
+        )
+        return False
 
     def _context_of(self, runner_id: str | None) -> RunnerContext:
         """The runner context of ``runner_id``: this thread's when it is that runner's (as in a
@@ -256,20 +343,27 @@ class RedisStackOrchestrator(BaseOrchestrator):
             if document is None:
                 raise KeyError(f"Invocation ID {invocation_id} not found")
             new_record = status_record_transition(status_record_of(document), status, runner_id)
-            outcome, *stamp = call(
-                self.store.scripts.set_status_if_version,
-                self.store.client,
-                [key],
-                [
-                    str(document["status_version"]),
-                    json_text(new_record.status.value),
-                    json_text(new_record.runner_id),
-                ],
-            )
+            keys = [key]
+            args = [
+                str(document["status_version"]),
+                json_text(new_record.status.value),
+                json_text(new_record.runner_id),
+                json_text(uuid.uuid4().hex),
+            ]
+            if document.get("running_slot"):
+                keys.append(self.store.keys.running_holders())
+                args += [
+                    self.store.keys.runner_heartbeat(""),
+                    str(self._dead_after_micros()),
+                    f"{document['task_id_key']}:{document['running_slot']}",
+                ]
+            outcome, *reply = call(self.store.scripts.set_status_if_version, self.store.client, keys, args)
             if outcome == "ok":
-                return replace(new_record, timestamp=from_micros(int(stamp[0])))
+                return replace(new_record, timestamp=from_micros(int(reply[0])))
             if outcome == "missing":
                 raise KeyError(f"Invocation ID {invocation_id} not found")
+            if outcome == "busy":
+                raise SlotBusyError(InvocationId(self.store.keys.orchestrator_invocation_ids_of(reply)[0]))
         raise RuntimeError(
             f"invocation:{invocation_id} changed status {MAX_STATUS_ATTEMPTS} times while setting "
             f"status:{status.value}; other writers keep changing it"
@@ -388,11 +482,11 @@ class RedisStackOrchestrator(BaseOrchestrator):
         self.store.unlink(keys)
 
     def purge(self) -> None:
-        """Delete every orchestrator document of this app (and nothing of any other app), and
-        its atomic-service lease."""
+        """Delete every orchestrator document of this app, its running-slot holders and its
+        atomic-service lease (and nothing of any other app)."""
         for spec in self.store.schemas.all():
             self.store.unlink(self.store.matching_keys(spec, self.store.where(spec)))
-        self.store.unlink([self.store.keys.atomic_service_lease()])
+        self.store.unlink([self.store.keys.running_holders(), self.store.keys.atomic_service_lease()])
 
     # -- runners and recovery ----------------------------------------------------------------
 
@@ -414,6 +508,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
                     json_text(self.app.app_id),
                     "1" if can_run_atomic_service else "0",
                     json_text(list(consumed_queues or ())),
+                    str(self._heartbeat_retention_ms()),
                     *(json_text(runner_id) for runner_id in batch),
                 ],
             )
@@ -459,7 +554,71 @@ class RedisStackOrchestrator(BaseOrchestrator):
             request_filter.excluding(lambda owners: owners.tag_in("runner_id", alive))
         yield from self._ids_of(request_filter)
 
+    def reroute_stranded_invocations(self, grace_seconds: float) -> list[InvocationId]:
+        """Route again every invocation whose status has waited ``grace_seconds`` (server clock)
+        for a route that never came: in a routable status with no queue entry and no taken
+        entry, or left in a status pynenc sets just before rerouting (a writer died between
+        the status write and the route, or its connection dropped).
+
+        Found by :func:`~pynenc_redis_stack.orchestrator.stranded.find_stranded`. A duplicate
+        route (a race with a slow router) is harmless: the runner skips a queue entry whose
+        invocation another runner recorded first.
+
+        :return: The ids routed again.
+        """
+        from pynenc_redis_stack.broker import RedisStackBroker  # the broker imports this module
+
+        broker = self.app.broker
+        if not isinstance(broker, RedisStackBroker):
+            return []
+        to_route: list[InvocationId] = []
+        to_reroute: list[InvocationId] = []
+        for invocation_id, status in find_stranded(self.store, broker.queued_and_taken_ids, grace_seconds):
+            (to_route if status in ROUTABLE_STATUSES else to_reroute).append(invocation_id)
+        routed = [i for i in to_route if self._route_one(i)]
+        rerouted = [i for i in to_reroute if self._reroute_one(i)]
+        swept = routed + rerouted
+        if swept:
+            self.app.logger.warning(
+                f"{len(swept)} stranded invocation(s) (no queue entry for {grace_seconds:.0f} s) "
+                f"routed again: {', '.join(swept[:10])}{' ...' if len(swept) > 10 else ''}"
+            )
+        return swept
+
+    def _route_one(self, invocation_id: InvocationId) -> bool:
+        try:
+            invocation = self.app.state_backend.get_invocation(invocation_id)
+        except InvocationNotFoundError as error:  # purged from the state backend: nothing could run it
+            self.app.logger.warning(f"stranded invocation:{invocation_id} not routed: {error}")
+            return False
+        self.route_invocation(invocation)
+        return True
+
+    def _reroute_one(self, invocation_id: InvocationId) -> bool:
+        try:
+            self.reroute_invocations({invocation_id}, self._context_of(None))
+        except InvocationStatusError as error:  # another writer moved it on first
+            self.app.logger.info(f"stranded invocation:{invocation_id} not rerouted: {error}")
+            return False
+        return True
+
     # -- atomic-service executions (see atomic_services.py) -------------------------------------
+
+    def try_claim_atomic_service_run(self, runner_ctx: RunnerContext) -> AtomicServiceRun | None:
+        """pynenc's claim of this interval's atomic-service run (triggers, recovery); a
+        connection error is logged and the claim tried again at the runner's next check.
+
+        pynenc's runner ends its loop on any error here that is not a ``PynencError``: one
+        dropped connection would stop the runner for good.
+        """
+        try:
+            return super().try_claim_atomic_service_run(runner_ctx)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            self.app.logger.warning(
+                f"atomic-service claim of runner:{runner_ctx.runner_id} failed "
+                f"({type(error).__name__}: {error}); tried again at the next check"
+            )
+            return None
 
     def record_atomic_service_execution_start(
         self,

@@ -45,23 +45,71 @@ return now
 """
 )
 
+OWNER_IS_DEAD = """
+-- Whether runner_id's heartbeat document (under the prefix heartbeat_prefix) exists and is
+-- older than dead_after microseconds at now. A runner with no heartbeat document at all is
+-- not judged dead: some runners (and pynenc's own tests) never send one.
+local function owner_is_dead(heartbeat_prefix, runner_id, now, dead_after)
+  if type(runner_id) ~= 'string' then return false end
+  -- keys.encode_segment: '%' and ':' escaped
+  local key = heartbeat_prefix .. string.gsub(string.gsub(runner_id, '%%', '%%25'), ':', '%%3A')
+  local raw = redis.call('JSON.GET', key, '$.last_heartbeat_ts')
+  local last = raw and tonumber(string.match(raw, '%-?%d+'))
+  if not last then return false end
+  return tonumber(now) - last > tonumber(dead_after)
+end
+"""
+
 SET_STATUS_IF_VERSION = (
     """
--- KEYS[1]: an invocation document. ARGV[1]: the status_version the caller read and validated
--- the transition against; ARGV[2]: the new status (JSON string); ARGV[3]: the new owner (JSON
--- string, or null: no owner). The write happens only if no other transition came in between.
+-- KEYS[1]: an invocation document; KEYS[2] (only for a task with running concurrency): the
+-- app's running holders, a hash of slot to the document key of the invocation that last
+-- started in it.
+-- ARGV[1]: the status_version the caller read and validated the transition against; ARGV[2]:
+-- the new status (JSON string); ARGV[3]: the new owner (JSON string, or null: no owner);
+-- ARGV[4]: this write's token (JSON string, new for each write); with KEYS[2]: ARGV[5] the
+-- app's runner heartbeat key prefix, ARGV[6] microseconds after which a runner is dead,
+-- ARGV[7] the invocation's slot (its field in KEYS[2]).
+-- The write happens only if no other transition came in between. The token is stored with the
+-- write: the same write sent again after a lost reply finds its own token at the next version
+-- and answers 'ok' again (with the stored time) instead of 'conflict'.
+-- Running concurrency: RUNNING is refused ('busy') while the slot's holder is another
+-- invocation that is RUNNING and whose owner is not dead; the check and the write are this one
+-- script, so no lock can expire between them. Leaving RUNNING frees the slot.
+"""
+    + _NOW
+    + OWNER_IS_DEAD
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
 end
-if redis.call('JSON.GET', KEYS[1], '$.status_version') ~= '[' .. ARGV[1] .. ']' then
+local version = string.format('%d', tonumber(ARGV[1]) + 1)
+local stored = cjson.decode(redis.call('JSON.GET', KEYS[1], '$.status_version', '$.status_token', '$.status_ts'))
+if stored['$.status_version'][1] ~= tonumber(ARGV[1]) then
+  if stored['$.status_version'][1] == tonumber(version) and stored['$.status_token'][1] == cjson.decode(ARGV[4]) then
+    return {'ok', string.format('%d', stored['$.status_ts'][1])}
+  end
   return {'conflict'}
 end
-"""
-    + _NOW
-    + """
-local version = string.format('%d', tonumber(ARGV[1]) + 1)
+if KEYS[2] then
+  local holder = redis.call('HGET', KEYS[2], ARGV[7])
+  if ARGV[2] == '"running"' then
+    if holder and holder ~= KEYS[1] then
+      local raw = redis.call('JSON.GET', holder, '$.status', '$.runner_id')
+      if raw then
+        local found = cjson.decode(raw)
+        if found['$.status'][1] == 'running' and not owner_is_dead(ARGV[5], found['$.runner_id'][1], now, ARGV[6]) then
+          return {'busy', holder}
+        end
+      end
+    end
+    redis.call('HSET', KEYS[2], ARGV[7], KEYS[1])
+  elseif holder == KEYS[1] then
+    redis.call('HDEL', KEYS[2], ARGV[7])
+  end
+end
 redis.call('JSON.MERGE', KEYS[1], '$', '{"status":' .. ARGV[2] .. ',"runner_id":' .. ARGV[3]
-  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. '}')
+  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. ',"status_token":' .. ARGV[4] .. '}')
 return {'ok', now}
 """
 )
@@ -101,8 +149,10 @@ return redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
 HEARTBEATS = (
     """
 -- KEYS: runner heartbeat documents. ARGV[1]: the app id (JSON string); ARGV[2]: may run
--- atomic services (1 or 0); ARGV[3]: consumed queues (JSON array); ARGV[3 + i]: the runner id
--- of KEYS[i] (JSON string). A new runner's creation_ts is this first heartbeat.
+-- atomic services (1 or 0); ARGV[3]: consumed queues (JSON array); ARGV[4]: milliseconds a
+-- document outlives its last heartbeat; ARGV[4 + i]: the runner id of KEYS[i] (JSON string).
+-- A new runner's creation_ts is this first heartbeat. Each heartbeat moves the document's
+-- expiry: a dead runner's document goes by itself.
 """
     + _NOW
     + """
@@ -112,9 +162,10 @@ for i, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
     redis.call('JSON.MERGE', key, '$', '{' .. changes .. '}')
   else
-    redis.call('JSON.SET', key, '$', '{"app_id":' .. ARGV[1] .. ',"runner_id":' .. ARGV[3 + i]
+    redis.call('JSON.SET', key, '$', '{"app_id":' .. ARGV[1] .. ',"runner_id":' .. ARGV[4 + i]
       .. ',"creation_ts":' .. now .. ',' .. changes .. '}')
   end
+  redis.call('PEXPIRE', key, ARGV[4])
 end
 return now
 """
@@ -210,14 +261,14 @@ class Scripts:
     """The scripts above, registered on one client (loaded on the server on first use).
 
     Scripts whose second run changes nothing are declared repeatable, so the client may send
-    them again after a lost reply; the status compare-and-set and the retry increment are not
-    (a second run would see its own write as a conflict, or count twice).
+    them again after a lost reply (the status compare-and-set through its write token); the
+    retry increment is not (a second run would count twice).
     """
 
     def __init__(self, client: Redis) -> None:
         self.server_time = self._register(client, SERVER_TIME, repeatable=True)
         self.register_invocations = self._register(client, REGISTER_INVOCATIONS, repeatable=True)
-        self.set_status_if_version = self._register(client, SET_STATUS_IF_VERSION)
+        self.set_status_if_version = self._register(client, SET_STATUS_IF_VERSION, repeatable=True)
         self.set_if_exists = self._register(client, SET_IF_EXISTS, repeatable=True)
         self.mark_for_purge = self._register(client, MARK_FOR_PURGE, repeatable=True)
         self.increment_retries = self._register(client, INCREMENT_RETRIES)
