@@ -15,6 +15,8 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
                                           is ``value`` (see relations.py)
     <ns>:relation-sets:<app>              present once the app's relation sets are complete
     <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
+    <ns>:index-check                      a hash: alias -> the checked definition and physical
+                                          index (the trusted marker, lifecycle/first_use.py)
     <ns>:orchestrator-seq                 the counter ordering orchestrator registrations
     <ns>:broker-queue:{<app>}:<queue>     a sorted set: the queue's invocations (broker.py)
     <ns>:broker-queues:{<app>}            a set: the queue names the app routed to (for purge)
@@ -180,6 +182,11 @@ class Namespace:
     def lifecycle_lock(self) -> str:
         """Return the key of the lock that serialises ``index migrate`` and ``index drop``."""
         return f"{self.namespace}:lock:index-migrate"
+
+    def index_check(self) -> str:
+        """Return the key of the marker of indexes found matching their files (alias -> digest
+        and physical index): what lets a new process trust them with one cheap read."""
+        return f"{self.namespace}:index-check"
 
     def prefixes(self, spec: IndexSpec) -> list[str]:
         """Return the key prefixes the index covers (``FT.CREATE ... PREFIX``)."""
