@@ -130,7 +130,7 @@ def check_server(client: redis.Redis, namespace: str) -> None:
             "redis_stack_namespace to share a server between deployments."
         )
 
-    def probe() -> list[Any]:
+    def send_probes() -> list[Any]:
         # One round trip: the module probes and the ACL probe (read after the module check).
         pipe = client.pipeline(transaction=False)
         run(pipe, "FT._LIST")
@@ -139,7 +139,7 @@ def check_server(client: redis.Redis, namespace: str) -> None:
         return pipe.execute(raise_on_error=False)
 
     # every probe only reads: the whole pipeline may be sent again (an EVAL alone is not)
-    search_reply, json_reply, denied = command_retry(client).call_with_retry(probe, no_cleanup)
+    search_reply, json_reply, denied = command_retry(client).call_with_retry(send_probes, no_cleanup)
     missing = [
         name
         for name, reply in (
