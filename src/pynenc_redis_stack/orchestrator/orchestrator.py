@@ -11,6 +11,8 @@ what won, so two runners claiming one invocation cannot both succeed.
 from __future__ import annotations
 
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -61,6 +63,10 @@ MAX_STATUS_ATTEMPTS = 100
 of the same invocation came in between; every status chain is short and ends in a final status
 (which refuses further transitions), so this bound is only a guard against a livelock."""
 
+KNOWN_STATUS_DOCUMENTS = 10_000
+"""Invocation documents whose last status change this process wrote (and so knows), kept to
+validate the next change without reading first (:meth:`RedisStackOrchestrator._known`)."""
+
 
 class RedisStackOrchestrator(BaseOrchestrator):
     """pynenc orchestrator storing invocation status, ownership, retries, blocking edges,
@@ -74,6 +80,15 @@ class RedisStackOrchestrator(BaseOrchestrator):
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
         self._blocking_control = RedisStackBlockingControl(self)
+        # A runner changes one invocation's status several times in a row (pending, running,
+        # success): the document each change wrote is the one the next validates against; the
+        # compare-and-set on status_version refuses it if another writer came in between
+        # (then the document is read, as without it). Saves a JSON.GET per change.
+        self._known_documents: OrderedDict[str, Document] = OrderedDict()
+        self._known_lock = threading.Lock()
+        # Final statuses set auto_purge_ts in the status script; pynenc's call of
+        # set_up_invocation_auto_purge right after (same thread) then has nothing to send.
+        self._purge_stamped = threading.local()
 
     @cached_property
     def conf(self) -> ConfigOrchestratorRedisStack:
@@ -199,7 +214,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
         :raises InvocationStatusOwnershipError: If pynenc's ownership rules forbid it.
         :raises KeyError: If the invocation is not registered.
         """
-        document = self.store.read(self._key(invocation_id))
+        document = self._known(invocation_id) or self.store.read(self._key(invocation_id))
         if status is InvocationStatus.RUNNING and document is not None and document.get("running_slot"):
             return self._start_under_running_concurrency(invocation_id, document, runner_id)
         return self._compare_and_set_status(invocation_id, status, runner_id, document)
@@ -256,6 +271,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
             if document is None:
                 raise KeyError(f"Invocation ID {invocation_id} not found")
             new_record = status_record_transition(status_record_of(document), status, runner_id)
+            final = new_record.status.is_final()
             outcome, *stamp = call(
                 self.store.scripts.set_status_if_version,
                 self.store.client,
@@ -264,10 +280,23 @@ class RedisStackOrchestrator(BaseOrchestrator):
                     str(document["status_version"]),
                     json_text(new_record.status.value),
                     json_text(new_record.runner_id),
+                    "1" if final else "0",
                 ],
             )
             if outcome == "ok":
+                written = {
+                    **document,
+                    "status": new_record.status.value,
+                    "runner_id": new_record.runner_id,
+                    "status_ts": int(stamp[0]),
+                    "status_version": int(document["status_version"]) + 1,
+                }
+                if final:
+                    written["auto_purge_ts"] = int(stamp[0])
+                    self._purge_stamps().add(invocation_id)
+                self._remember(invocation_id, written)
                 return replace(new_record, timestamp=from_micros(int(stamp[0])))
+            self._forget(invocation_id)
             if outcome == "missing":
                 raise KeyError(f"Invocation ID {invocation_id} not found")
         raise RuntimeError(
@@ -375,7 +404,35 @@ class RedisStackOrchestrator(BaseOrchestrator):
         )
 
     def set_up_invocation_auto_purge(self, invocation_id: InvocationId) -> None:
+        stamped = self._purge_stamps()
+        if invocation_id in stamped:  # the final status change of this thread just did it
+            stamped.discard(invocation_id)
+            return
         call(self.store.scripts.mark_for_purge, self.store.client, [self._key(invocation_id)], [])
+
+    def _purge_stamps(self) -> set[str]:
+        """The invocations whose final status change this thread wrote, with auto_purge_ts,
+        and whose set_up_invocation_auto_purge has not come yet (one at a time, in pynenc)."""
+        stamps: set[str] | None = getattr(self._purge_stamped, "ids", None)
+        if stamps is None:
+            stamps = self._purge_stamped.ids = set()
+        return stamps
+
+    def _known(self, invocation_id: str) -> Document | None:
+        """The document this process's last status change of ``invocation_id`` wrote, if kept."""
+        with self._known_lock:
+            return self._known_documents.get(invocation_id)
+
+    def _remember(self, invocation_id: str, document: Document) -> None:
+        with self._known_lock:
+            self._known_documents[invocation_id] = document
+            self._known_documents.move_to_end(invocation_id)
+            while len(self._known_documents) > KNOWN_STATUS_DOCUMENTS:
+                self._known_documents.popitem(last=False)
+
+    def _forget(self, invocation_id: str) -> None:
+        with self._known_lock:
+            self._known_documents.pop(invocation_id, None)
 
     def auto_purge(self) -> None:
         """Delete invocations marked for purge at least ``auto_final_invocation_purge_hours`` ago."""
@@ -389,6 +446,8 @@ class RedisStackOrchestrator(BaseOrchestrator):
 
     def purge(self) -> None:
         """Delete every orchestrator document of this app (and nothing of any other app)."""
+        with self._known_lock:
+            self._known_documents.clear()
         for spec in self.store.schemas.all():
             self.store.unlink(self.store.matching_keys(spec, self.store.where(spec)))
 

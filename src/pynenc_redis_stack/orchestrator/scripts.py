@@ -49,7 +49,9 @@ SET_STATUS_IF_VERSION = (
     """
 -- KEYS[1]: an invocation document. ARGV[1]: the status_version the caller read and validated
 -- the transition against; ARGV[2]: the new status (JSON string); ARGV[3]: the new owner (JSON
--- string, or null: no owner). The write happens only if no other transition came in between.
+-- string, or null: no owner); ARGV[4]: 1 when the status is final (auto_purge_ts is set too,
+-- as set_up_invocation_auto_purge would right after). The write happens only if no other
+-- transition came in between.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
 end
@@ -60,8 +62,12 @@ end
     + _NOW
     + """
 local version = string.format('%d', tonumber(ARGV[1]) + 1)
+local purge = ''
+if ARGV[4] == '1' then
+  purge = ',"auto_purge_ts":' .. now
+end
 redis.call('JSON.MERGE', KEYS[1], '$', '{"status":' .. ARGV[2] .. ',"runner_id":' .. ARGV[3]
-  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. '}')
+  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. purge .. '}')
 return {'ok', now}
 """
 )
