@@ -45,7 +45,7 @@ TASK_COMMANDS: dict[str, dict[str, dict[str, int]]] = {
             "EVALSHA": 3,                                      # pending, running, success
             "FT.AGGREGATE": 1,                                 # blocking invocations (loop)
             "FT.SEARCH": 1,                                    # waiters to release (final status)
-            "JSON.GET": 3,                                     # status before pending; status x2
+            "JSON.GET": 2,                                     # status (taken; before running)
         },
         "state backend": {"EVALSHA": 3, "GET": 4, "JSON.SET": 1},
         "trigger": {"SMEMBERS": 4},
@@ -57,7 +57,7 @@ TASK_COMMANDS: dict[str, dict[str, dict[str, int]]] = {
 }
 TASK_ROUND_TRIPS: dict[str, dict[str, int]] = {
     "call": {"broker": 1, "orchestrator": 1, "state backend": 4, "trigger": 1},
-    "run": {"broker": 2, "orchestrator": 8, "state backend": 8, "trigger": 4},
+    "run": {"broker": 2, "orchestrator": 7, "state backend": 8, "trigger": 4},
     "result": {"orchestrator": 1, "state backend": 1},
 }
 IDLE_LOOP_COMMANDS: dict[str, dict[str, int]] = {

@@ -64,8 +64,8 @@ of the same invocation came in between; every status chain is short and ends in 
 (which refuses further transitions), so this bound is only a guard against a livelock."""
 
 KNOWN_STATUS_DOCUMENTS = 10_000
-"""Invocation documents whose last status change this process wrote (and so knows), kept to
-validate the next change without reading first (:meth:`RedisStackOrchestrator._known`)."""
+"""Invocation documents this process last read or wrote, kept to validate the next status
+change without reading first (:meth:`RedisStackOrchestrator._known`)."""
 
 
 class RedisStackOrchestrator(BaseOrchestrator):
@@ -80,10 +80,10 @@ class RedisStackOrchestrator(BaseOrchestrator):
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
         self._blocking_control = RedisStackBlockingControl(self)
-        # A runner changes one invocation's status several times in a row (pending, running,
-        # success): the document each change wrote is the one the next validates against; the
-        # compare-and-set on status_version refuses it if another writer came in between
-        # (then the document is read, as without it). Saves a JSON.GET per change.
+        # A runner reads an invocation's status, then changes it several times in a row
+        # (pending, running, success): each change validates against the document last read or
+        # written here; the compare-and-set on status_version refuses it if another writer
+        # came in between (then the document is read, as without it). Saves a JSON.GET per change.
         self._known_documents: OrderedDict[str, Document] = OrderedDict()
         self._known_lock = threading.Lock()
         # Final statuses set auto_purge_ts in the status script; pynenc's call of
@@ -309,6 +309,8 @@ class RedisStackOrchestrator(BaseOrchestrator):
         document = self.store.read(self._key(invocation_id))
         if document is None:
             raise KeyError(f"Invocation ID {invocation_id} not found")
+        # a runner reads the status, then changes it: the change validates against this read
+        self._remember(invocation_id, document)
         return status_record_of(document)
 
     def filter_by_status(
@@ -419,7 +421,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
         return stamps
 
     def _known(self, invocation_id: str) -> Document | None:
-        """The document this process's last status change of ``invocation_id`` wrote, if kept."""
+        """The document of ``invocation_id`` this process last read or wrote, if kept."""
         with self._known_lock:
             return self._known_documents.get(invocation_id)
 
