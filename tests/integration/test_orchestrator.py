@@ -219,6 +219,28 @@ def test_a_status_change_validated_against_its_own_last_write_is_checked_again_a
     orchestrator(first).purge()
 
 
+def test_a_change_refused_by_a_kept_document_is_validated_against_the_stored_one(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> None:
+    """Runner A keeps PENDING; the invocation's thread (another process here) moves it to
+    RUNNING. SUCCESS is refused after PENDING but allowed after RUNNING: A reads the stored
+    document and succeeds (a hang of parents waiting for children, before this)."""
+    app_id = unique_app_id(request)
+    first, second = (build_app(app_id, redis_url, tmp_path / "pynenc.db") for _ in range(2))
+    invocation_id = InvocationId("kept-then-advanced")
+    orchestrator(first)._register_new_invocations([invocation(invocation_id)])
+    orchestrator(first)._atomic_status_transition(invocation_id, InvocationStatus.PENDING, "runner-a")
+    orchestrator(second)._atomic_status_transition(invocation_id, InvocationStatus.RUNNING, "runner-a")
+
+    record = orchestrator(first)._atomic_status_transition(
+        invocation_id, InvocationStatus.SUCCESS, "runner-a"
+    )
+
+    assert record.status is InvocationStatus.SUCCESS
+    assert orchestrator(second).get_invocation_status_record(invocation_id).status is InvocationStatus.SUCCESS
+    orchestrator(first).purge()
+
+
 def test_a_final_status_sets_auto_purge_in_its_own_write(
     app: Pynenc, redis_client: redis.Redis, round_trips: RoundTrips
 ) -> None:

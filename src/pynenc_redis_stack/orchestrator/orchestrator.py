@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynenc import context
 from pynenc.conf.config_task import ConcurrencyControlType
+from pynenc.exceptions import InvocationStatusError
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord, status_record_transition
 from pynenc.orchestrator.atomic_service import (
@@ -265,12 +266,21 @@ class RedisStackOrchestrator(BaseOrchestrator):
         """Validate against the stored status (``document``, as just read, for the first
         attempt; None: read it), write if it is still the one validated."""
         key = self._key(invocation_id)
+        read_here = False
         for attempt in range(MAX_STATUS_ATTEMPTS):
             if attempt or document is None:
-                document = self.store.read(key)
+                document, read_here = self.store.read(key), True
             if document is None:
                 raise KeyError(f"Invocation ID {invocation_id} not found")
-            new_record = status_record_transition(status_record_of(document), status, runner_id)
+            try:
+                new_record = status_record_transition(status_record_of(document), status, runner_id)
+            except InvocationStatusError:
+                if read_here:
+                    raise
+                # validated against a kept document (or one read before this call), which
+                # another writer may have changed since: refuse only what the stored one refuses
+                document = None
+                continue
             final = new_record.status.is_final()
             outcome, *stamp = call(
                 self.store.scripts.set_status_if_version,
