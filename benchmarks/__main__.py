@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="--throughput: a tenth of the calls per measurement (a few minutes in all)",
+        help="--throughput: fewer calls per measurement (about ten minutes in all on 2 cores)",
     )
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="--throughput: seconds one measurement may take"
