@@ -4,7 +4,7 @@
 The full check (``FT.INFO`` of every index, compared with ``schemas/``) runs once per server
 and schema version: when every index matches, it writes the trusted marker
 (:meth:`~pynenc_redis_stack.keys.Namespace.index_check`), and a new process then trusts the
-indexes after one round trip that reads the marker and ``FT._LIST`` (docs/lifecycle.md).
+indexes after one round trip that reads the marker and ``FT._LIST`` (docs/performance.md, start cost).
 """
 
 from __future__ import annotations
