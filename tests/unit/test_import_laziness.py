@@ -1,0 +1,46 @@
+"""What a new process loads when pynenc imports this package's plugins: the modules a runner
+needs, not the CLI's (index lifecycle, prune, purge, import), which cost start time in every
+process (docs/performance.md, start cost)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+NOT_ON_THE_HOT_PATH = (
+    "pynenc_redis_stack.admin",
+    "pynenc_redis_stack.cli",
+    "pynenc_redis_stack.importer",
+    "pynenc_redis_stack.lifecycle.lock",
+    "pynenc_redis_stack.lifecycle.operations",
+    "pynenc_redis_stack.lifecycle.plan",
+    "pynenc_redis_stack.lifecycle.snapshot",
+    "pynenc_redis_stack.lifecycle.status",
+    "pynenc_redis_stack.prune",
+    "pynenc_redis_stack.purge",
+)
+
+PLUGINS = """
+import sys
+import pynenc_redis_stack, pynenc_redis_stack.backend, pynenc_redis_stack.broker
+import pynenc_redis_stack.client_data_store, pynenc_redis_stack.orchestrator, pynenc_redis_stack.trigger
+print(" ".join(sorted(m for m in sys.modules if m.startswith("pynenc_redis_stack"))))
+"""
+
+
+def test_importing_the_plugins_leaves_the_cli_modules_unloaded() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", PLUGINS], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+
+    assert "pynenc_redis_stack.lifecycle.first_use" in loaded
+    assert [module for module in NOT_ON_THE_HOT_PATH if module in loaded] == []
+
+
+def test_the_lazy_names_still_resolve() -> None:
+    import pynenc_redis_stack
+    from pynenc_redis_stack import lifecycle
+
+    assert lifecycle.migrate.__module__ == "pynenc_redis_stack.lifecycle.operations"
+    assert lifecycle.IndexState.OK.value == "ok"
+    assert isinstance(pynenc_redis_stack.__version__, str)
