@@ -115,10 +115,11 @@ def measure_call(
     orders = balanced_orders(runs)
     for rep, argument in enumerate(tqdm(arguments, desc=f"{spec.name} n={data.n}", unit="rep", leave=False)):
         for subject in orders[rep % len(orders)]:
+            held = argument if spec.prepare is None else spec.prepare(subject, data, argument)
             # The round-trip counter (client side) is active for every backend.
             with round_trips.counting():
                 started = time.perf_counter_ns()
-                answer = spec.invoke(subject, data, argument)
+                answer = spec.invoke(subject, data, held)
                 samples[subject.name].append(time.perf_counter_ns() - started)
             trips[subject.name] += round_trips.count
             problem = spec.check(subject, data, argument, answer)
@@ -130,8 +131,9 @@ def measure_call(
     for subject in runs:
         if subject.on_redis:
             for argument in counted:
+                held = argument if spec.prepare is None else spec.prepare(subject, data, argument)
                 before = command_counts(client)
-                spec.invoke(subject, data, argument)
+                spec.invoke(subject, data, held)
                 commands[subject.name].update(commands_between(before, command_counts(client)))
     results: dict[str, CallResult] = {}
     for subject in subjects:
@@ -193,7 +195,8 @@ def run_size(
         size.record_load(subject)
         print(f"loaded {subject.name} n={n} in {subject.load_seconds:.1f} s", file=sys.stderr)
     specs = [spec for spec in calls() if _selected(args, spec.name)]
-    size.issue_rows = [spec.name for spec in specs if spec.in_issue_table]
+    size.targets = {spec.name: spec.target for spec in specs if spec.target is not None}
+    size.targets.update(dict.fromkeys(pynmon_pages.PAGE_NAMES, pynmon_pages.TARGET))
     reads = [spec for spec in specs if not spec.name.startswith(("upsert", "add_histories"))]
     writes = [spec for spec in specs if spec not in reads]
     for spec in reads:

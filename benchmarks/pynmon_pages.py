@@ -26,6 +26,11 @@ from typing import Any
 from benchmarks.backends import Subject, invocation
 from benchmarks.dataset import CHUNK, Dataset
 
+TARGET = 1.1
+"""The highest ratio to pynenc-redis each page may take."""
+
+PAGE_NAMES = ("pynmon invocations list (workflow filter)", "pynmon timeline (1% of range)")
+
 
 @dataclass(frozen=True)
 class Page:
@@ -43,7 +48,7 @@ def pages(data: Dataset, rng: random.Random) -> list[Page]:
     visible = data.history_between(start, end)
     return [
         Page(
-            "pynmon invocations list (workflow filter)",
+            PAGE_NAMES[0],
             "/invocations/",
             {"workflow_id": workflow.workflow_id},
             # not the workflow's own id: the page repeats that one in its filter form
@@ -51,7 +56,7 @@ def pages(data: Dataset, rng: random.Random) -> list[Page]:
             tuple(range(workflow_index * CHUNK, (workflow_index + 1) * CHUNK)),
         ),
         Page(
-            "pynmon timeline (1% of range)",
+            PAGE_NAMES[1],
             "/invocations/timeline",
             {"time_range": "custom", "start_date": _iso(start), "end_date": _iso(end)},
             frozenset(entry.invocation_id for entry in visible),

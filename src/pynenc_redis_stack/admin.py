@@ -28,10 +28,9 @@ from typing import Any, TextIO
 import redis
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack import relations, timeline
 from pynenc_redis_stack.client import address_options, get_client, redacted_url
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import AppImportError
+from pynenc_redis_stack.errors import AppImportError, UnknownAppError
 from pynenc_redis_stack.executor import (
     DEFAULT_POLL_INTERVAL,
     Executor,
@@ -39,11 +38,11 @@ from pynenc_redis_stack.executor import (
     PrintingExecutor,
     Progress,
 )
+from pynenc_redis_stack.import_source import source_app_ids
 from pynenc_redis_stack.importer import DEFAULT_BATCH_SIZE as IMPORT_BATCH_SIZE
 from pynenc_redis_stack.importer import ImportReport, import_from_redis
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import (
-    DataFill,
     DropReport,
     IndexStatus,
     MigrationReport,
@@ -52,9 +51,12 @@ from pynenc_redis_stack.lifecycle import (
     inspect_indexes,
     migrate,
 )
+from pynenc_redis_stack.lifecycle.legacy import clean_legacy
+from pynenc_redis_stack.lifecycle.operations import DataFill
 from pynenc_redis_stack.prune import DEFAULT_BATCH_SIZE as PRUNE_BATCH_SIZE
 from pynenc_redis_stack.prune import PruneReport, check_cutoff, prune_invocations
 from pynenc_redis_stack.schema import IndexSpec, all_specs, load_schemas
+from pynenc_redis_stack.trigger.migration import migrate_trigger_layout
 
 type Counter = Callable[[int, int], None]
 """Receives ``(done, total)`` while a prune or an import runs."""
@@ -135,6 +137,30 @@ def _connect(conf: ConfigStateBackendRedisStack) -> tuple[redis.Redis, Namespace
     return get_client(conf), Namespace(str(conf.redis_stack_namespace))
 
 
+def connect_app(conf: ConfigStateBackendRedisStack, app_id: str) -> redis.Redis:
+    """Connect to the state backend's indexes, refusing an app that has no data there.
+
+    :raises UnknownAppError: If no invocation or app info of ``app_id`` is in the namespace,
+        listing the apps that are.
+    """
+    from pynenc_redis_stack.explore import app_ids, has_data
+
+    schemas = load_schemas()
+    client = connect(conf, schemas, recheck=True)
+    namespace = Namespace(str(conf.redis_stack_namespace))
+    if not has_data(client, namespace, schemas, app_id):
+        existing = app_ids(client, namespace, schemas)  # every app: read only to explain the error
+        where = f"in namespace {namespace.namespace!r} at {describe_target(conf)}"
+        raise UnknownAppError(app_id, where, existing)
+    return client
+
+
+def describe_target(conf: ConfigStateBackendRedisStack) -> str:
+    """Return the server this package's components connect to, printable (password masked)."""
+    url = str(conf.redis_stack_url or conf.redis_url or "")
+    return redacted_url(url) if url else f"redis://{conf.redis_host}:{conf.redis_port}/{conf.redis_db}"
+
+
 # -- indexes ---------------------------------------------------------------------------------
 
 
@@ -201,15 +227,19 @@ def index_migrate(
         lock_timeout=timeout if lock_timeout is None else lock_timeout,
         lock_ttl=lock_ttl,
         notify=notify,
-        # Data the indexes do not cover: stores written before 0.3 get their relation sets,
-        # before 0.4 their history timeline.
+        # A store written by an earlier layout: its copies beside the documents go, and the
+        # trigger's definitions and conditions become documents.
         fill=lambda heartbeat: DataFill(
-            relations.RELATION_SETS.backfill(
-                client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
+            legacy=clean_legacy(
+                client,
+                namespace,
+                load_schemas(),
+                dry_run=dry_run,
+                print_line=lambda line: print(line, file=out or sys.stdout),
+                heartbeat=heartbeat,
+                progress=None if dry_run else progress,
             ),
-            timeline.TIMELINE.backfill(
-                client, namespace, load_schemas(), dry_run=dry_run, heartbeat=heartbeat
-            ),
+            trigger_layout=migrate_trigger_layout(client, namespace, dry_run=dry_run, heartbeat=heartbeat),
         ),
     )
 
@@ -228,7 +258,8 @@ def index_drop(
     """Drop indexes: each alias's physical index and every other version of that name.
 
     :param specs: Index specs to choose from; by default every index of the package.
-    :param names: Index names (``invocations``, ``history``...) to drop; all by default.
+    :param names: Index names to drop, as ``index status`` prints them (``pynenc:invocations``)
+        or without the namespace (``invocations``); all by default.
     :param delete_documents: Also delete the documents (``DD``).
     :param dry_run: Print the commands to ``out`` instead of sending them.
     :param confirm: Asked with what would be dropped; False cancels. None: no question.
@@ -237,11 +268,15 @@ def index_drop(
     client, namespace = _connect(conf)
     selected = _specs(specs)
     if names:
+        # the names `index status` prints (<namespace>:invocations), or without the namespace
+        prefix = f"{namespace.namespace}:"
+        wanted = {name.removeprefix(prefix) for name in names}
         known = {spec.name for spec in selected}
-        unknown = sorted(set(names) - known)
+        unknown = sorted(name for name in names if name.removeprefix(prefix) not in known)
         if unknown:
-            raise ValueError(f"unknown index {', '.join(unknown)}; indexes: {', '.join(sorted(known))}")
-        selected = [spec for spec in selected if spec.name in names]
+            listed = ", ".join(namespace.alias(spec) for spec in sorted(selected, key=lambda spec: spec.name))
+            raise ValueError(f"unknown index {', '.join(unknown)}; indexes: {listed}")
+        selected = [spec for spec in selected if spec.name in wanted]
     executor: Executor = PrintingExecutor(out or sys.stdout) if dry_run else LiveExecutor(client)
     return drop(
         client,
@@ -282,16 +317,16 @@ def prune(
     :param now: The instant ``older_than`` counts back from; the current time by default.
     :raises PruneRefusedError: If the cutoff selects everything and ``allow_all`` is off
         (checked before connecting).
+    :raises UnknownAppError: If ``app_id`` has no data in the namespace.
     """
     now = now or datetime.now(UTC)
     cutoff = prune_cutoff(older_than, now)
     check_cutoff(cutoff, allow_all=allow_all, now=now)
-    schemas = load_schemas()
-    client = connect(conf, schemas, recheck=True)
+    client = connect_app(conf, app_id)
     return prune_invocations(
         client,
         Namespace(str(conf.redis_stack_namespace)),
-        schemas,
+        load_schemas(),
         app_id,
         cutoff,
         dry_run=dry_run,
@@ -337,10 +372,11 @@ def import_redis(
 
     :param source_url: The pynenc-redis server (see :func:`source_client` for the default).
     :param target_app_id: Write the documents for this app id instead.
+    :raises UnknownAppError: If the source has no data of ``app_id``, listing its apps.
     """
     client = source_client(conf, source_url)
     try:
-        return import_from_redis(
+        report = import_from_redis(
             client,
             conf,
             app_id,
@@ -349,5 +385,12 @@ def import_redis(
             target_app_id=target_app_id,
             batch_size=batch_size,
         )
+        if report.keys_scanned == 0 and not any(report.found.values()):
+            raise UnknownAppError(
+                app_id,
+                f"in the pynenc-redis store at {describe_source(conf, source_url)}",
+                source_app_ids(client),
+            )
+        return report
     finally:
         client.close()

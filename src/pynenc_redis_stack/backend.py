@@ -1,10 +1,9 @@
 """RedisStackStateBackend: pynenc's state backend on RedisJSON documents and RediSearch indexes.
 
-Each method is a key (:mod:`keys`) plus a document (:mod:`documents`) plus one JSON command,
-or a query (:mod:`query`) run by :mod:`search`. Lookups never scan the keyspace and never
-filter on the client: the indexes declared in ``schemas/`` answer them, except pynenc's
-hottest ones (an invocation's history, children, parent-event and workflow members), which
-read lists and sets the write scripts keep in the same atomic step (:mod:`relations`).
+Each record is one JSON document: a read by id is a key (:mod:`keys`) plus one JSON command,
+and every lookup is a query (:mod:`query`) over the indexes declared in ``schemas/``, sent by
+:mod:`search` as a command. Lookups never scan the keyspace, never filter on the client and
+never read a structure kept beside the documents.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 
 from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack import query, relations, timeline
+from pynenc_redis_stack import query
 from pynenc_redis_stack.client import Client, run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
@@ -29,7 +28,14 @@ from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.lifecycle import connect
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
-from pynenc_redis_stack.search import PreparedSearch, fetch_all, fetch_complete, iter_seek
+from pynenc_redis_stack.search import (
+    MAX_PAGE,
+    fetch_all,
+    fetch_complete,
+    iter_seek,
+    search_documents,
+    search_keys,
+)
 from pynenc_redis_stack.writes import Command, DocumentWrites, send
 
 if TYPE_CHECKING:
@@ -43,13 +49,16 @@ if TYPE_CHECKING:
 
     from pynenc_redis_stack.prune import PruneReport
 
-MAX_PAGE = 10_000
-"""Largest page a single query may return (Redis Stack's ``MAXSEARCHRESULTS`` and
-``MAXAGGREGATERESULTS``; a server with lower caps is detected and followed)."""
+FIRST_PAGE = 100
+"""Matches asked for by the first ``FT.SEARCH`` of a lookup of a few (children, parent event,
+a workflow run's members, one invocation's history): most answers fit, and a larger answer
+costs one more search of exactly its size (see :func:`~pynenc_redis_stack.search.search_keys`).
+The server sizes its result heap by the limit: ``LIMIT 0 100`` took 20 µs of server time for
+10 children where ``LIMIT 0 10000`` took 28 µs (docs/performance.md)."""
 
 
-def _order(listed: tuple[tuple[int, int], InvocationHistory]) -> tuple[int, int]:
-    return listed[0]
+def _history_order(entry: docs.Document) -> tuple[int, int]:
+    return entry["ts"], entry.get("seq", 0)
 
 
 class RedisStackStateBackend(BaseStateBackend):
@@ -63,9 +72,6 @@ class RedisStackStateBackend(BaseStateBackend):
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
         self._client: Client | None = None
-        self._prepared_searches: dict[tuple[str, ...], PreparedSearch] = {}
-        self._relation_sets = False  # set at first use (see relations.RELATION_SETS)
-        self._timeline = False  # set at first use (see timeline.TIMELINE)
 
     @cached_property
     def conf(self) -> ConfigStateBackendRedisStack:
@@ -90,23 +96,12 @@ class RedisStackStateBackend(BaseStateBackend):
     def client(self) -> Client:
         """The Redis client; the first access checks the server and the indexes."""
         if self._client is None:
-            client = connect(self.conf, self.schemas)
-            self._relation_sets = relations.RELATION_SETS.complete(
-                client, self.keys, self.schemas, self.namespace
-            )
-            self._timeline = timeline.TIMELINE.complete(client, self.keys, self.schemas, self.namespace)
-            self._client = client
+            self._client = connect(self.conf, self.schemas)
         return self._client
 
     @cached_property
     def _writes(self) -> DocumentWrites:
         return DocumentWrites(self.keys, self.schemas)
-
-    @cached_property
-    def _history_search(self) -> PreparedSearch:
-        """An invocation's history entries, when they fit one page."""
-        request_filter = query.where(self.schemas.history, self.app.app_id, invocation_id="?")
-        return PreparedSearch(query.Search(self._alias(DocumentKind.HISTORY), request_filter, self.page_size))
 
     @property
     def page_size(self) -> int:
@@ -127,22 +122,18 @@ class RedisStackStateBackend(BaseStateBackend):
         for row in fetch_all(self.client, request, self.page_size):
             yield InvocationId(row[id_field])
 
-    def _invocation_ids(self, **tags: str) -> Iterator[InvocationId]:
+    def _invocation_ids(self, tags: dict[str, str], limit: int = FIRST_PAGE) -> Iterator[InvocationId]:
         """Stream the ids of this app's invocations with exact ``tags`` (unordered).
 
-        One ``FT.SEARCH NOCONTENT`` whose keys carry the ids when the answer fits one reply
-        (no document is read); a cursor over the index otherwise.
+        One ``FT.SEARCH NOCONTENT`` of ``limit`` matches whose keys carry the ids (no document
+        is read), a second one sized to the total when it exceeds ``limit``, a cursor over the
+        index when it exceeds one reply.
         """
-        names = tuple(tags)
-        search = self._prepared_searches.get(names)
-        if search is None:
-            placeholders = dict.fromkeys(names, "?")
-            request_filter = query.where(self.schemas.invocations, self.app.app_id, **placeholders)
-            request = query.Search(
-                self._alias(DocumentKind.INVOCATION), request_filter, limit=MAX_PAGE, keys_only=True
-            )
-            search = self._prepared_searches[names] = PreparedSearch(request)
-        keys = search(self.client, *tags.values())
+        request_filter = query.where(self.schemas.invocations, self.app.app_id, **tags)
+        request = query.Search(
+            self._alias(DocumentKind.INVOCATION), request_filter, limit=limit, keys_only=True
+        )
+        keys = search_keys(self.client, request)
         if keys is None:
             return self._ids(DocumentKind.INVOCATION, "invocation_id", **tags)
         return iter([InvocationId(invocation_id) for invocation_id in self.keys.invocation_ids_of(keys)])
@@ -180,8 +171,8 @@ class RedisStackStateBackend(BaseStateBackend):
     # -- invocations ---------------------------------------------------------------------
 
     def _upsert_invocations(self, entries: list[tuple[InvocationDTO, CallDTO]]) -> None:
-        """Write a batch of invocations in one round trip (one script call, see
-        :data:`~pynenc_redis_stack.scripts.UPSERT_INVOCATIONS`): documents and relation sets."""
+        """Write a batch of invocation documents in one round trip (one script call, see
+        :data:`~pynenc_redis_stack.scripts.UPSERT_INVOCATIONS`)."""
         if not entries:
             return
         batch = self._writes.invocation_batch()
@@ -190,43 +181,29 @@ class RedisStackStateBackend(BaseStateBackend):
         batch.run_in(self.client.pipeline(transaction=False))
 
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
-        """One ``GET`` of the invocation's call text; an invocation stored before 0.4 has none,
-        and is rebuilt from its document (which then holds the same fields)."""
-        client = self.client
-        raw = client.read_raw("GET", self.keys.invocation_call(invocation_id))
+        """One ``JSON.GET`` of the invocation document (None for a document holding only the
+        status a history entry wrote before the invocation's upsert)."""
+        raw = run(self.client, "JSON.GET", self.keys.invocation(invocation_id))
         if raw is None:
-            raw = client.read_raw("JSON.GET", self.keys.invocation(invocation_id))
-            if raw is None:
-                return None
-            fields = docs.loads(raw)
-            if "task_module" not in fields:
-                return None  # no invocation: only a status written before its upsert
-        else:
-            fields = docs.loads(raw)
-            fields["invocation_id"] = invocation_id
+            return None
+        fields = docs.loads(raw)
+        if "task_module" not in fields:
+            return None
         return docs.invocation_from_document(fields)
 
-    def _related(self, *relations: tuple[str, str]) -> Iterator[InvocationId]:
-        """Stream the ids of this app's invocations with every ``(field, value)`` relation
-        given (fields of :data:`~pynenc_redis_stack.keys.RELATIONS`; unordered): one
-        ``SMEMBERS`` (or ``SINTER``) of the relation sets, or a query while they are
-        incomplete (see :mod:`pynenc_redis_stack.relations`)."""
-        client = self.client
-        if not self._relation_sets:
-            return self._invocation_ids(**dict(relations))
-        if not all(value for _field, value in relations):
+    def _related(self, tags: dict[str, str], limit: int = FIRST_PAGE) -> Iterator[InvocationId]:
+        """Stream the ids of this app's invocations with every tag value given (unordered)."""
+        if not all(tags.values()):
             return iter(())  # never stored: empty identifiers are refused
-        keys = [self.keys.relation_set(field, value) for field, value in relations]
-        members = client.read_raw("SMEMBERS", keys[0]) if len(keys) == 1 else client.read_raw("SINTER", *keys)
-        return iter([InvocationId(member.decode()) for member in members])
+        return self._invocation_ids(tags, limit)
 
     def get_child_invocations(self, parent_invocation_id: InvocationId) -> Iterator[InvocationId]:
         """Stream the ids of invocations whose parent is ``parent_invocation_id`` (unordered)."""
-        return self._related(("parent_invocation_id", parent_invocation_id))
+        return self._related({"parent_invocation_id": str(parent_invocation_id)})
 
     def get_invocations_by_parent_event(self, parent_event_id: str) -> Iterator[InvocationId]:
         """Stream the ids of invocations triggered by ``parent_event_id`` (unordered)."""
-        return self._related(("parent_event_id", parent_event_id))
+        return self._related({"parent_event_id": str(parent_event_id)})
 
     def get_invocation_ids_by_workflow(
         self, workflow_id: str | None = None, workflow_type_key: str | None = None
@@ -235,13 +212,16 @@ class RedisStackStateBackend(BaseStateBackend):
 
         With neither, every invocation that belongs to some workflow.
         """
-        relations = []
+        tags = {}
         if workflow_id:
-            relations.append(("workflow_id", str(workflow_id)))
+            tags["workflow_id"] = str(workflow_id)
         if workflow_type_key:
-            relations.append(("workflow_type_key", str(workflow_type_key)))
-        if relations:
-            return self._related(*relations)
+            tags["workflow_type_key"] = str(workflow_type_key)
+        if workflow_id:
+            return self._related(tags)
+        if tags:
+            # every run of a type: expected large, so one reply of up to MAX_PAGE
+            return self._related(tags, MAX_PAGE)
         return self._workflow_members()
 
     def find_invocations(
@@ -373,42 +353,31 @@ class RedisStackStateBackend(BaseStateBackend):
     def _get_history(self, invocation_id: InvocationId) -> list[InvocationHistory]:
         """Return the history in timestamp order (arrival order on equal timestamps).
 
-        One ``LRANGE`` of the invocation's history list. Invocations stored before 0.2 have
-        none (nor does one without any entry yet): their entries are found through the history
-        index (one ``FT.SEARCH``, or seek pages if more than one reply holds).
+        One ``FT.SEARCH`` of the invocation's entries (sorted here: an invocation has a few),
+        seek pages in ``(ts, seq)`` order when they exceed one reply.
         """
-        listed = self.client.read_raw("LRANGE", self.keys.history_list(invocation_id), "0", "-1")
-        if listed:
-            entries = sorted((docs.history_from_listed(text, invocation_id) for text in listed), key=_order)
-            return [entry for _order_key, entry in entries]
-        matches = self._history_search(self.client, str(invocation_id))
-        if matches is None:
-            request_filter = query.where(
-                self.schemas.history, self.app.app_id, invocation_id=str(invocation_id)
-            )
+        request_filter = query.where(self.schemas.history, self.app.app_id, invocation_id=str(invocation_id))
+        request = query.Search(self._alias(DocumentKind.HISTORY), request_filter, limit=FIRST_PAGE)
+        entries = search_documents(self.client, request)
+        if entries is None:
             pages = self._history_pages(request_filter, (docs.MIN_MICROS, docs.MAX_MICROS), self.page_size)
             return [entry for page in pages for entry in page]
-        matches.sort(key=lambda entry: (entry["ts"], entry["seq"]))
-        return [docs.history_from_document(entry) for entry in matches]
+        entries.sort(key=_history_order)
+        return [docs.history_from_document(entry) for entry in entries]
 
     def iter_history_in_timerange(
         self, start_time: datetime, end_time: datetime, batch_size: int = 100
     ) -> Iterator[list[InvocationHistory]]:
         """Stream every entry with ``start_time <= timestamp <= end_time`` in timestamp order.
 
-        Pages of ``max(batch_size, redis_stack_batch_size)`` entries, read from the app's
-        history timeline (:mod:`pynenc_redis_stack.timeline`; through the history index while
-        a store written before it is not backfilled), are cut into batches of ``batch_size``.
+        Seek pages of ``max(batch_size, redis_stack_batch_size)`` entries over the history
+        index (:func:`~pynenc_redis_stack.search.iter_seek`), cut into batches of ``batch_size``.
         """
         check_batch_size(batch_size)
         bounds = (docs.to_micros(start_time), docs.to_micros(end_time))
         page_size = min(max(batch_size, self.page_size), MAX_PAGE)
-        client = self.client
-        if self._timeline:
-            pages = timeline.iter_range(client, self.keys.history_timeline(), bounds, page_size)
-        else:
-            request_filter = query.where(self.schemas.history, self.app.app_id)
-            pages = self._history_pages(request_filter, bounds, page_size)
+        request_filter = query.where(self.schemas.history, self.app.app_id)
+        pages = self._history_pages(request_filter, bounds, page_size)
         for batch in itertools.batched((entry for page in pages for entry in page), batch_size):
             yield list(batch)
 

@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.client import NEVER_DECODE
 from redis.retry import Retry
 
 from pynenc_redis_stack.conf import ConfigRedisStack, ConfigRedisStackKeyspace
@@ -38,7 +37,7 @@ REPEATABLE_COMMANDS = frozenset(
     {
         # reads
         "EXISTS", "FT.INFO", "FT.SEARCH", "FT._LIST", "GET", "HGET", "INFO", "JSON.GET", "JSON.MGET",
-        "JSON.TYPE", "LRANGE", "PING", "SCRIPT", "SINTER", "SMEMBERS", "ZCARD", "ZRANGE",
+        "JSON.TYPE", "LRANGE", "PING", "SCRIPT", "SMEMBERS", "ZCARD", "ZRANGE",
         # writes of a value computed by the client (never derived from the stored one), and
         # deletions: a second send leaves the same state
         "DEL", "HSET", "JSON.MERGE", "JSON.SET", "UNLINK",
@@ -50,21 +49,9 @@ _REPEATABLE_SCRIPTS: set[str] = set()
 """SHA1 of the Lua scripts whose second run changes nothing (see :func:`register_repeatable_script`)."""
 
 
-_QUERY_SCRIPTS: set[str] = set()
-"""SHA1 of the read-only scripts that run one index query (prepared queries, see
-:func:`pynenc_redis_stack.scripts.prepared_read`)."""
-
-
 def register_repeatable_script(sha: str) -> None:
     """Declare that running the script ``sha`` twice with the same arguments changes nothing."""
     _REPEATABLE_SCRIPTS.add(sha)
-
-
-def register_query_script(sha: str) -> None:
-    """Declare the script ``sha`` a read-only index query: repeatable, and healed like
-    ``FT.SEARCH`` when its index is missing."""
-    _REPEATABLE_SCRIPTS.add(sha)
-    _QUERY_SCRIPTS.add(sha)
 
 
 def is_repeatable(args: Sequence[object]) -> bool:
@@ -110,19 +97,6 @@ def run(target: redis.Redis | redis.client.Pipeline, *args: str | int) -> Any:
     return target.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-def run_raw(target: redis.Redis, *args: str | int) -> Any:
-    """Send one command whose reply strings stay bytes (redis-py's ``NEVER_DECODE``).
-
-    For hot reads whose strings go straight to ``orjson.loads`` (which takes bytes) or
-    ``bytes.decode``: decoding each one through redis-py's encoder first costs a Python call
-    per string, a measurable share of a sub-millisecond read.
-    """
-    return target.execute_command(*args, **{NEVER_DECODE: []})  # type: ignore[no-untyped-call]
-
-
-_NEVER_DECODE: dict[str, Any] = {NEVER_DECODE: []}
-"""redis-py's option keeping reply strings bytes (never modified: redis-py copies options)."""
-
 NO_RETRY = Retry(NoBackoff(), 0)
 """One attempt: what a plain redis-py client (not a :class:`Client`) gets."""
 
@@ -154,44 +128,11 @@ class Client(redis.Redis):
             self.on_missing_index()
             return self._send(args, options)
 
-    def read_raw(self, *args: str) -> Any:
-        """Send one read that names no index, its reply strings kept bytes (as :func:`run_raw`),
-        on a pooled connection directly: the first attempt skips redis-py's per-command layer
-        (retry closure, response callbacks, its per-command metrics), about a tenth of a
-        ``get_invocation`` call (docs/performance.md); used by the hot single-key reads
-        (``get_invocation``, ``get_history``, the relation sets). Retries, server errors and health
-        checks are as :meth:`execute_command`'s; redis-py's ``record_operation_duration`` is
-        not called for it (the pool's connection metrics still are).
-        """
-        if self.connection is not None:  # a single-connection client: redis-py's path
-            return run_raw(self, *args)
-        try:
-            return self._send(args, _NEVER_DECODE, self._pooled_read)
-        except redis.ResponseError as error:
-            raise_server_error(error)
-
-    def _pooled_read(self, args: tuple[Any, ...]) -> Any:
-        pool = self.connection_pool
-        connection = pool.get_connection()
-        try:
-            # both disconnect the connection themselves when they fail
-            connection.send_command(*args)  # type: ignore[no-untyped-call]
-            return connection.read_response(disable_decoding=True)
-        finally:
-            pool.release(connection)
-
-    def _send(
-        self,
-        args: tuple[Any, ...],
-        options: dict[str, Any],
-        first_attempt: Callable[[tuple[Any, ...]], Any] | None = None,
-    ) -> Any:
+    def _send(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         send = redis.Redis.execute_command
         try:
             # The first attempt outside the retry loop: most calls succeed, and the loop's
             # frames cost a few percent of a sub-millisecond read.
-            if first_attempt is not None:
-                return first_attempt(args)
             return send(self, *args, **options)  # type: ignore[no-untyped-call]
         except (redis.ConnectionError, redis.TimeoutError) as error:
             if not is_repeatable(args):
@@ -267,8 +208,7 @@ def _is_missing_index_on_query(args: Sequence[object], error: redis.ResponseErro
     from pynenc_redis_stack.executor import is_missing_index_error  # executor imports this module
 
     name = str(args[0]).upper()
-    is_query = name in ("FT.AGGREGATE", "FT.SEARCH") or (name == "EVALSHA" and str(args[1]) in _QUERY_SCRIPTS)
-    return is_query and is_missing_index_error(error)
+    return name in ("FT.AGGREGATE", "FT.SEARCH") and is_missing_index_error(error)
 
 
 def connection_url(conf: ConfigRedisStack) -> str:

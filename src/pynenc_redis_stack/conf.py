@@ -1,9 +1,15 @@
-"""Configuration of the Redis Stack state backend (cistell ``ConfigField`` s).
+"""Configuration of this package's components (cistell ``ConfigField`` s).
 
 The connection fields have the same names and defaults as pynenc-redis's ``ConfigRedis``,
 so one ``redis_url`` (``PYNENC__REDIS_URL``) can serve both plugins; ``redis_stack_url``
-overrides it for this backend alone.
+overrides it for this backend alone. Every field is a :class:`Setting`: a value from the
+environment, a config file or ``pyproject.toml`` is parsed for its type and checked against
+its range, and a bad one is an error naming the field.
 """
+
+import math
+import re
+from typing import Any
 
 from cistell import ConfigField
 from pynenc.conf.config_base import ConfigPynencBase
@@ -13,114 +19,235 @@ from pynenc.conf.config_orchestrator import ConfigOrchestrator
 from pynenc.conf.config_state_backend import ConfigStateBackend
 from pynenc.conf.config_trigger import ConfigTrigger
 
+from pynenc_redis_stack.errors import ConfigValueError
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+MAX_BATCH_SIZE = 10_000
+"""Redis Stack's ``MAXAGGREGATERESULTS``: the most rows one page may ask for."""
+
+
+class Setting[T](ConfigField[T]):
+    """A ``ConfigField`` whose value means what it says, from any source.
+
+    cistell converts a value with its default's type (``bool("false")`` is True); a setting
+    parses instead: booleans from ``true/1/yes/on`` and ``false/0/no/off`` (any case), numbers
+    from their digits, then checks the range or the choices. Anything else raises
+    :class:`ConfigValueError` naming the field and the value.
+
+    :param default: The value when nothing is configured; its type is the field's type.
+    :param minimum: Smallest value allowed (numbers).
+    :param maximum: Largest value allowed (numbers).
+    :param positive: The value must be above 0 (numbers).
+    :param choices: The values allowed (strings, compared in lower case).
+    :param pattern: A regular expression the whole value must match (strings).
+    :param rule: The allowed values in words, for the error message of ``pattern``.
+    """
+
+    def __init__(
+        self,
+        default: T,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        positive: bool = False,
+        choices: tuple[str, ...] = (),
+        pattern: str | None = None,
+        rule: str = "",
+    ) -> None:
+        super().__init__(default, self._parse)
+        self.name = ""
+        self.minimum = minimum
+        self.maximum = maximum
+        self.positive = positive
+        self.choices = choices
+        self.pattern = re.compile(pattern) if pattern else None
+        self.rule = rule
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def _error(self, value: Any, expected: str) -> ConfigValueError:
+        return ConfigValueError(f"config field {self.name}: {value!r} is not {expected}")
+
+    def _parse(self, value: Any, expected_type: type[T]) -> T:
+        parsed: Any
+        if expected_type is bool:
+            parsed = self._boolean(value)
+        elif expected_type is int:
+            parsed = self._checked(self._integer(value), value)
+        elif expected_type is float:
+            parsed = self._checked(self._float(value), value)
+        else:
+            parsed = self._string(value)
+        return parsed  # type: ignore[no-any-return]  # parsed is of expected_type by the branch taken
+
+    def _boolean(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise self._error(value, "a boolean (true/false, 1/0, yes/no, on/off)")
+
+    def _integer(self, value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise self._error(value, "an integer")
+
+    def _float(self, value: Any) -> float:
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                pass
+        if number is None or math.isnan(number):
+            raise self._error(value, "a number")
+        return number
+
+    def _checked[N: (int, float)](self, number: N, value: Any) -> N:
+        if self.positive and number <= 0:
+            raise self._error(value, "above 0")
+        if self.minimum is not None and number < self.minimum:
+            raise self._error(value, f"at least {self.minimum:g}")
+        if self.maximum is not None and number > self.maximum:
+            raise self._error(value, f"at most {self.maximum:g}")
+        return number
+
+    def _string(self, value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self._error(value, "a string")
+        text = str(value)
+        if self.choices:
+            text = text.strip().lower()
+            if text not in self.choices:
+                raise self._error(value, f"one of {', '.join(self.choices)}")
+        if self.pattern and not self.pattern.fullmatch(text):
+            raise self._error(value, self.rule)
+        return text
+
 
 class ConfigRedisStack(ConfigPynencBase):
     """Connection to a Redis Stack (or Redis 8) server.
 
-    :cvar ConfigField[str] redis_url:
+    :cvar Setting[str] redis_url:
         URL of the server (``redis://[user:password@]host:port/0``). When set it overrides
         host, port, db, username and password. Shared with pynenc-redis.
-    :cvar ConfigField[str] redis_stack_url:
+    :cvar Setting[str] redis_stack_url:
         URL for this backend only; overrides ``redis_url``. Set by ``PynencBuilder.redis_stack``
         so that pynenc-redis components may use another server.
-    :cvar ConfigField[str] redis_host:
+    :cvar Setting[str] redis_host:
         Host name, when no URL is given. Defaults to ``localhost``.
-    :cvar ConfigField[int] redis_port:
+    :cvar Setting[int] redis_port:
         Port, when no URL is given. Defaults to 6379.
-    :cvar ConfigField[int] redis_db:
+    :cvar Setting[int] redis_db:
         Database number. Must be 0: RediSearch indexes only exist in database 0.
-    :cvar ConfigField[str] redis_username:
+    :cvar Setting[str] redis_username:
         ACL user name; empty for none.
-    :cvar ConfigField[str] redis_password:
+    :cvar Setting[str] redis_password:
         Password; empty for none.
-    :cvar ConfigField[bool] redis_ssl:
+    :cvar Setting[bool] redis_ssl:
         Connect with TLS. A ``rediss://`` URL always does; this turns TLS on for a
         ``redis://`` URL and for host/port settings.
-    :cvar ConfigField[str] redis_ssl_ca_certs:
+    :cvar Setting[str] redis_ssl_ca_certs:
         PEM file of the CA certificates that verify the server's certificate; empty for the
         system's default CAs.
-    :cvar ConfigField[str] redis_ssl_certfile:
+    :cvar Setting[str] redis_ssl_certfile:
         PEM client certificate, for servers that require one (``tls-auth-clients yes``).
-    :cvar ConfigField[str] redis_ssl_keyfile:
+    :cvar Setting[str] redis_ssl_keyfile:
         PEM private key of ``redis_ssl_certfile``.
-    :cvar ConfigField[str] redis_ssl_cert_reqs:
+    :cvar Setting[str] redis_ssl_cert_reqs:
         Verification of the server's certificate: ``required`` (default), ``optional`` or
         ``none`` (encryption without authentication of the server: testing only).
-    :cvar ConfigField[bool] redis_ssl_check_hostname:
+    :cvar Setting[bool] redis_ssl_check_hostname:
         Check that the server's certificate names the host connected to. Defaults to True;
         ignored when ``redis_ssl_cert_reqs`` is ``none``.
-    :cvar ConfigField[float] socket_timeout:
+    :cvar Setting[float] socket_timeout:
         Seconds to wait for a reply before failing.
-    :cvar ConfigField[float] socket_connect_timeout:
+    :cvar Setting[float] socket_connect_timeout:
         Seconds to wait for a connection before failing.
-    :cvar ConfigField[int] health_check_interval:
+    :cvar Setting[int] health_check_interval:
         Seconds a pooled connection may idle before it is PINGed on its next use (with
         ``redis_pool_health_check_interval``, the shorter positive one applies; 0 turns it off).
-    :cvar ConfigField[int] max_connection_attempts:
+    :cvar Setting[int] max_connection_attempts:
         Attempts in all (with exponential backoff, 0.1 s doubling up to 2 s) for a command
         that is safe to send again after a timeout or a lost connection. Cursor reads are never
         sent again (see :mod:`pynenc_redis_stack.client`).
-    :cvar ConfigField[int] redis_pool_max_connections:
+    :cvar Setting[int] redis_pool_max_connections:
         Maximum connections in the pool. Defaults to 100.
-    :cvar ConfigField[float] redis_pool_health_check_interval:
+    :cvar Setting[float] redis_pool_health_check_interval:
         Same as ``health_check_interval`` (pynenc-redis's name for its pool); the shorter wins.
     """
 
-    redis_url = ConfigField("")
-    redis_stack_url = ConfigField("")
-    redis_host = ConfigField("localhost")
-    redis_port = ConfigField(6379)
-    redis_db = ConfigField(0)
-    redis_username = ConfigField("")
-    redis_password = ConfigField("")
-    redis_ssl = ConfigField(False)
-    redis_ssl_ca_certs = ConfigField("")
-    redis_ssl_certfile = ConfigField("")
-    redis_ssl_keyfile = ConfigField("")
-    redis_ssl_cert_reqs = ConfigField("required")
-    redis_ssl_check_hostname = ConfigField(True)
-    socket_timeout = ConfigField(5.0)
-    socket_connect_timeout = ConfigField(5.0)
-    health_check_interval = ConfigField(30)
-    max_connection_attempts = ConfigField(3)
-    redis_pool_max_connections = ConfigField(100)
-    redis_pool_health_check_interval = ConfigField(30.0)
+    redis_url = Setting("")
+    redis_stack_url = Setting("")
+    redis_host = Setting("localhost")
+    redis_port = Setting(6379, minimum=1, maximum=65535)
+    redis_db = Setting(0, minimum=0)
+    redis_username = Setting("")
+    redis_password = Setting("")
+    redis_ssl = Setting(False)
+    redis_ssl_ca_certs = Setting("")
+    redis_ssl_certfile = Setting("")
+    redis_ssl_keyfile = Setting("")
+    redis_ssl_cert_reqs = Setting("required", choices=("required", "optional", "none"))
+    redis_ssl_check_hostname = Setting(True)
+    socket_timeout = Setting(5.0, positive=True)
+    socket_connect_timeout = Setting(5.0, positive=True)
+    health_check_interval = Setting(30, minimum=0)
+    max_connection_attempts = Setting(3, minimum=1)
+    redis_pool_max_connections = Setting(100, minimum=1)
+    redis_pool_health_check_interval = Setting(30.0, minimum=0)
 
 
 class ConfigRedisStackKeyspace(ConfigRedisStack):
     """Connection plus the keys and indexes every component of this package shares.
 
-    :cvar ConfigField[str] redis_stack_namespace:
+    :cvar Setting[str] redis_stack_namespace:
         First segment of every key and index name (``pynenc:invocation:...``). Two
         deployments sharing one server need different namespaces. Letters, digits, ``_ . -``.
-    :cvar ConfigField[bool] redis_stack_create_indexes:
+    :cvar Setting[bool] redis_stack_create_indexes:
         Create missing indexes on first use. Turn off when indexes are managed by deploys;
         a missing index then raises an error naming the command that creates it.
-    :cvar ConfigField[int] redis_stack_batch_size:
+    :cvar Setting[int] redis_stack_batch_size:
         Rows fetched per round trip by lookups that stream (cursor reads and seek pages).
         At most 10000, Redis Stack's ``MAXAGGREGATERESULTS``.
     """
 
-    redis_stack_namespace = ConfigField("pynenc")
-    redis_stack_create_indexes = ConfigField(True)
-    redis_stack_batch_size = ConfigField(1000)
+    redis_stack_namespace = Setting(
+        "pynenc", pattern=r"[A-Za-z0-9_.-]+", rule="a namespace (letters, digits, '_', '.' or '-')"
+    )
+    redis_stack_create_indexes = Setting(True)
+    redis_stack_batch_size = Setting(1000, minimum=1, maximum=MAX_BATCH_SIZE)
 
 
 class ConfigStateBackendRedisStack(ConfigStateBackend, ConfigRedisStackKeyspace):
     """Configuration of :class:`~pynenc_redis_stack.backend.RedisStackStateBackend`.
 
-    :cvar ConfigField[bool] redis_stack_selected:
+    :cvar Setting[bool] redis_stack_selected:
         Set by ``PynencBuilder.redis_stack``; keeps this backend selected whatever other
         builder calls come after.
     """
 
-    redis_stack_selected = ConfigField(False)
+    redis_stack_selected = Setting(False)
 
 
 class ConfigOrchestratorRedisStack(ConfigOrchestrator, ConfigRedisStackKeyspace):
     """Configuration of :class:`~pynenc_redis_stack.orchestrator.RedisStackOrchestrator`.
 
-    :cvar ConfigField[float] redis_stack_concurrency_lock_sec:
+    :cvar Setting[float] redis_stack_concurrency_lock_sec:
         Seconds a router or runner may hold one of the locks that make a task's registration
         and running concurrency hold across hosts (look for a registered invocation of the
         call and register one if there is none; check that nothing of the slot runs and start
@@ -128,25 +255,25 @@ class ConfigOrchestratorRedisStack(ConfigOrchestrator, ConfigRedisStackKeyspace)
         waits at most this long for it before failing with an error.
     """
 
-    redis_stack_concurrency_lock_sec = ConfigField(10.0)
+    redis_stack_concurrency_lock_sec = Setting(10.0, positive=True)
 
 
 class ConfigBrokerRedisStack(ConfigBroker, ConfigRedisStackKeyspace):
     """Configuration of :class:`~pynenc_redis_stack.broker.RedisStackBroker`.
 
-    :cvar ConfigField[float] redis_stack_broker_lease_sec:
+    :cvar Setting[float] redis_stack_broker_lease_sec:
         Seconds a taken invocation stays with its taker before recovery may look at it.
         If by then the orchestrator still has it in a status available for run (nobody
         recorded taking it: the taker died), it goes back to its queue at its old place.
         Longer than any pause between taking an invocation and recording it (a few ms
         normally); shorter brings a dead taker's invocation back sooner.
-    :cvar ConfigField[float] redis_stack_broker_recovery_interval_sec:
+    :cvar Setting[float] redis_stack_broker_recovery_interval_sec:
         Seconds between two recovery passes of one broker (each pass is one read when nothing
         expired); run by ``retrieve_invocation``, and by ``recover_expired_takes`` on demand.
     """
 
-    redis_stack_broker_lease_sec = ConfigField(60.0)
-    redis_stack_broker_recovery_interval_sec = ConfigField(10.0)
+    redis_stack_broker_lease_sec = Setting(60.0, positive=True)
+    redis_stack_broker_recovery_interval_sec = Setting(10.0, positive=True)
 
 
 class ConfigClientDataStoreRedisStack(ConfigClientDataStore, ConfigRedisStackKeyspace):

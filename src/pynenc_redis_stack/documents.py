@@ -116,59 +116,37 @@ def loads(raw: str | bytes) -> Any:
 
 
 def invocation_document(app_id: str, inv: InvocationDTO, call: CallDTO) -> Document:
-    """Return the invocation document: the indexed fields, without its status (owned by
-    history writes). What ``get_invocation`` rebuilds the invocation from is its call text
-    (:func:`invocation_call`)."""
+    """Return the invocation document: the whole invocation (task, arguments, parents,
+    workflow) but its status, which history writes own (``status``, ``status_ts``).
+
+    Module and function names are stored apart from ``task_id_key`` because
+    ``TaskId.from_key`` cannot split a key back when the function name contains a dot.
+    ``None`` values are left out (the upsert replaces the document whole).
+    """
     task = call.call_id.task_id
     workflow = inv.workflow
-    return {
+    document = {
         "app_id": app_id,
         "invocation_id": inv.invocation_id,
         "task_id_key": task.key,
         "call_id_key": call.call_id.key,
-        "parent_invocation_id": inv.parent_invocation_id,
-        "parent_event_id": inv.parent_event_id,
-        "workflow_id": workflow.workflow_id if workflow else None,
-        "workflow_type_key": workflow.workflow_type.key if workflow else None,
-        "parent_workflow_id": workflow.parent_workflow_id if workflow else None,
-    }
-
-
-def invocation_call(inv: InvocationDTO, call: CallDTO) -> str:
-    """Return the text ``get_invocation`` reads (one ``GET``): the fields of
-    :func:`invocation_from_document` but the invocation id (its key says it), without
-    ``None``s, as one JSON object.
-
-    A plain string beside the document because a ``GET`` costs the server a fraction of a
-    ``JSON.GET`` (RedisJSON serialises the document on every read, docs/performance.md), and
-    the document then holds only what the index needs. Module and function names are stored
-    apart because ``TaskId.from_key`` cannot split a key back when the function name contains
-    a dot.
-    """
-    task = call.call_id.task_id
-    fields: Document = {
         "task_module": task.module,
         "task_func": task.func_name,
         "arguments_id": call.call_id.args_id,
         "serialized_arguments": dict(call.serialized_arguments),
+        "parent_invocation_id": inv.parent_invocation_id,
+        "parent_event_id": inv.parent_event_id,
+        "workflow_id": workflow.workflow_id if workflow else None,
+        "workflow_type_key": workflow.workflow_type.key if workflow else None,
+        "workflow_type_module": workflow.workflow_type.module if workflow else None,
+        "workflow_type_func": workflow.workflow_type.func_name if workflow else None,
+        "parent_workflow_id": workflow.parent_workflow_id if workflow else None,
     }
-    if inv.parent_invocation_id is not None:
-        fields["parent_invocation_id"] = inv.parent_invocation_id
-    if inv.parent_event_id is not None:
-        fields["parent_event_id"] = inv.parent_event_id
-    workflow = inv.workflow
-    if workflow is not None:
-        fields["workflow_id"] = workflow.workflow_id
-        fields["workflow_type_module"] = workflow.workflow_type.module
-        fields["workflow_type_func"] = workflow.workflow_type.func_name
-        if workflow.parent_workflow_id is not None:
-            fields["parent_workflow_id"] = workflow.parent_workflow_id
-    return dumps(fields)
+    return {name: value for name, value in document.items() if value is not None}
 
 
 def invocation_from_document(doc: Document) -> tuple[InvocationDTO, CallDTO]:
-    """Rebuild the DTO pair from an invocation's call text (with its ``invocation_id``
-    added), or from a document stored before 0.4 (which holds the same fields)."""
+    """Rebuild the DTO pair from an invocation document (:func:`invocation_document`)."""
     workflow_id = doc.get("workflow_id")
     arguments = dict(doc.get("serialized_arguments") or {})
     if _DTOS_ARE_PLAIN:
@@ -288,67 +266,6 @@ def history_document(app_id: str, history: InvocationHistory) -> Document:
     if history.registered_by_inv_id is not None:
         document["registered_by_inv_id"] = history.registered_by_inv_id
     return document
-
-
-EMPTY_INVOCATION = '{"history_list":true}'
-"""The document an invocation's upsert starts from when there is none. ``history_list`` says
-its history entries are all in its history list (see :mod:`pynenc_redis_stack.scripts`);
-invocations stored before 0.2 lack it, and their history is read through the index."""
-
-_LISTED = ("ts", "status", "runner_context_id")
-_NOT_LISTED = ("app_id", "invocation_id", *_LISTED)
-
-
-def listed_entry(entry: Document) -> str:
-    """Return a history entry as its invocation's history list holds it, without ``seq``
-    (which the script puts first): ``[ts, status, runner context]``, plus an object of the
-    entry document's other fields when it has any. An array, because the list is read whole
-    and its memory counts: half the size of the entry as an object."""
-    values: list[Any] = [entry[name] for name in _LISTED]
-    rest = {name: value for name, value in entry.items() if name not in _NOT_LISTED}
-    if rest:
-        values.append(rest)
-    return orjson.dumps(values).decode()
-
-
-TIMELINE_SEQ_DIGITS = 12
-"""Hex digits of the seq that starts each timeline member: fixed width, so members of equal
-ts sort by arrival (a 48-bit counter: 2.8e14 entries)."""
-
-
-def timeline_member(invocation_id: str, listed: str) -> str:
-    """Return an entry's member of its app's history timeline without the seq prefix the
-    history script adds: ``[invocation id, ts, status, runner context, {rest}?]``, the listed
-    entry (:func:`listed_entry`) with the invocation id first. The whole entry, so a time range
-    is read from the set alone."""
-    return orjson.dumps([invocation_id]).decode()[:-1] + "," + listed[1:]
-
-
-def history_from_timeline(member: bytes) -> tuple[int, InvocationHistory]:
-    """Rebuild the history entry of a timeline member (:func:`timeline_member` after its seq):
-    ``(ts, entry)``."""
-    invocation_id, ts, status, runner_context_id, *rest = loads(member[TIMELINE_SEQ_DIGITS:])
-    if rest:
-        entry: Document = {"invocation_id": invocation_id, "ts": ts, "status": status}
-        entry["runner_context_id"] = runner_context_id
-        entry.update(rest[0])
-        return ts, history_from_document(entry)
-    timestamp = from_micros(ts)
-    record = InvocationStatusRecord(_STATUSES[status], runner_context_id, timestamp)
-    return ts, _history(invocation_id, record, runner_context_id, None, timestamp)
-
-
-def history_from_listed(text: str | bytes, invocation_id: str) -> tuple[tuple[int, int], InvocationHistory]:
-    """Rebuild a history entry of an invocation's history list: ``((ts, seq), entry)``."""
-    seq, ts, status, runner_context_id, *rest = loads(text)
-    if rest:
-        entry: Document = {"invocation_id": invocation_id, "ts": ts, "status": status}
-        entry["runner_context_id"] = runner_context_id
-        entry.update(rest[0])
-        return (ts, seq), history_from_document(entry)
-    timestamp = from_micros(ts)
-    record = InvocationStatusRecord(_STATUSES[status], runner_context_id, timestamp)
-    return (ts, seq), _history(invocation_id, record, runner_context_id, None, timestamp)
 
 
 def history_from_document(doc: Document) -> InvocationHistory:

@@ -3,6 +3,7 @@
 Hierarchy::
 
     RedisStackError
+    ├── ConfigValueError          a configuration value is not of its field's type or range
     ├── ServerNotSupportedError   the server lacks the search or JSON module, or db != 0
     ├── MissingPermissionError    the ACL user may not run a command or touch a key it needs
     ├── SchemaError               a schema file in schemas/ is invalid
@@ -16,6 +17,7 @@ Hierarchy::
     │   └── ForeignIndexError     index drop refused: an alias points to an index not ours
     ├── PruneRefusedError         a retention cutoff would delete everything
     ├── RedisImportError          import-redis cannot start
+    ├── UnknownAppError           a command was given an app id that has no data
     ├── AppImportError            --app does not name an importable pynenc app
     └── EmbeddedServerError       the embedded Redis Stack could not start or stop
         └── ServerDependencyError the ``server`` extra is not installed
@@ -24,6 +26,11 @@ Hierarchy::
 
 class RedisStackError(Exception):
     """Base class of every error of this package."""
+
+
+class ConfigValueError(RedisStackError, ValueError):
+    """A configuration value (environment, config file, ``pyproject.toml`` or code) is not of
+    its field's type, or out of its range; the message names the field and the value."""
 
 
 class ServerNotSupportedError(RedisStackError):
@@ -109,6 +116,15 @@ class PruneRefusedError(RedisStackError, ValueError):
 
 class RedisImportError(RedisStackError):
     """The import cannot start (bad app id, unreachable server)."""
+
+
+class UnknownAppError(RedisStackError):
+    """An app id given to a command has no data where the command looks; the message lists
+    the apps that do."""
+
+    def __init__(self, app_id: str, where: str, existing: list[str]) -> None:
+        apps = ", ".join(repr(app) for app in existing) if existing else "none"
+        super().__init__(f"app {app_id!r} has no data {where}; apps there: {apps}. Give one with --app-id.")
 
 
 class AppImportError(RedisStackError):

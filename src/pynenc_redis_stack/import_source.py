@@ -88,6 +88,14 @@ def source_app_info_key(app_id: str) -> str:
     return f"{SOURCE_ROOT}:{SOURCE_ROOT}:apps_info:{app_id}"
 
 
+def source_app_ids(source: redis.Redis) -> list[str]:
+    """Return the apps pynenc-redis recorded on ``source`` (its app-info keys), sorted."""
+    prefix = source_app_info_key("")
+    return sorted(
+        {text(key)[len(prefix) :] for key in source.scan_iter(match=glob_escape(prefix) + "*", count=1000)}
+    )
+
+
 def glob_escape(text: str) -> str:
     """Escape ``text`` for a ``SCAN MATCH`` pattern so it matches only itself.
 

@@ -22,7 +22,6 @@ import redis
 from pynenc.runner.runner_context import RunnerContext
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
-from pynenc_redis_stack import relations, timeline
 from pynenc_redis_stack.client import run
 from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import RedisStackError, check_batch_size
@@ -125,17 +124,7 @@ def _target(
         namespace = Namespace(str(conf.redis_stack_namespace))
 
         keys = namespace.for_app(target_app_id or app_id)
-
-        def connect_and_mark() -> redis.Redis:
-            # Before the first write, as a backend's first use does: an app with nothing
-            # stored yet is marked complete, since every write below keeps its relation
-            # sets and history timeline (an app with older data waits for index migrate).
-            client = connect(conf, schemas, recheck=True)
-            relations.RELATION_SETS.complete(client, keys, schemas, namespace)
-            timeline.TIMELINE.complete(client, keys, schemas, namespace)
-            return client
-
-        return _Target(namespace, schemas, keys, connect_and_mark)
+        return _Target(namespace, schemas, keys, lambda: connect(conf, schemas, recheck=True))
     backend = target
     return _Target(
         backend.namespace,
@@ -232,7 +221,7 @@ class _Batch:
     """Per invocation, its history entries in source order."""
 
     invocations: InvocationBatch | None = None
-    """The invocations' upsert script call (documents and relation sets), sent first."""
+    """The invocations' upsert script call, sent first."""
 
     def add(self, kind: DocumentKind, *commands: Command) -> None:
         """Queue the commands of one document."""

@@ -7,17 +7,14 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:idx:<index>:v<version>:r<k>      the k-th rebuild of a drifted index at that version
     <ns>:<index>                          the alias every query goes through
     <ns>:history-seq                      the counter ordering history entries with equal timestamps
-    <ns>:history-list:<app>:<id>          a list: one invocation's history entries (get_history)
     <ns>:prune-pending-workflows:<app>    a set: workflows whose invocations prune deleted, until
                                           prune has collected (or kept) their run and data
-    <ns>:<relation>:<app>:<value>         a set: the ids of the invocations whose ``relation``
-                                          (children, by-event, by-workflow, by-workflow-type)
-                                          is ``value`` (see relations.py)
-    <ns>:relation-sets:<app>              present once the app's relation sets are complete
     <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
     <ns>:index-check                      a hash: alias -> the checked definition and physical
                                           index (the trusted marker, lifecycle/first_use.py)
     <ns>:orchestrator-seq                 the counter ordering orchestrator registrations
+    <ns>:atomic-service-lease:<app>       a lock: the document key of the app's RUNNING
+                                          atomic-service execution
     <ns>:broker-queue:{<app>}:<queue>     a sorted set: the queue's invocations (broker.py)
     <ns>:broker-queues:{<app>}            a set: the queue names the app routed to (for purge)
     <ns>:broker-seq:{<app>}               the counter ordering equal priorities first in, first out
@@ -25,15 +22,15 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:client-data:<app>                a hash: the client data store's values by reference key
     <ns>:trigger-event:<app>:<event>      a JSON document: one trigger event (trigger/records.py)
     <ns>:trigger-run:<app>:<run>          a JSON document: one trigger run
-    <ns>:trigger-conditions:<app>         a hash: condition id -> condition (pynenc's JSON)
-    <ns>:trigger-definitions:<app>        a hash: trigger id -> trigger definition
-    <ns>:trigger-condition-triggers:<app>:<condition>   a set: the ids of the triggers using it
-    <ns>:trigger-source-task:<app>:<task> a set: the conditions sourced from the task
-    <ns>:trigger-sets:<app>               a set: the names of the app's two kinds of sets above
-                                          (so purge finds them without a keyspace scan)
-    <ns>:trigger-valid-conditions:<app>   a hash: valid condition id -> valid condition
-    <ns>:trigger-cron:<app>               a hash: cron condition id -> last execution (epoch us)
+    <ns>:trigger-definition:<app>:<trigger>  a JSON document: one trigger definition
+    <ns>:trigger-condition:<app>:<condition> a JSON document: one trigger condition, with the
+                                          tasks it is sourced from
+    <ns>:trigger-valid-conditions:<app>   a hash: valid condition id -> valid condition (the
+                                          trigger loop's work queue)
+    <ns>:trigger-cron:<app>               a hash: cron condition id -> last execution (epoch us;
+                                          the cron schedule, moved by compare-and-set)
     <ns>:trigger-run-claims:<app>         a sorted set: claimed trigger run ids by claim expiry
+                                          (leases)
 
 The entity comes before the app so that one index prefix (``<ns>:<entity>:``) covers every
 app; documents carry ``app_id`` and every query filters on it. Each id segment escapes ``%``
@@ -78,28 +75,15 @@ class DocumentKind(StrEnum):
     APP_INFO = "app-info"
 
 
-# Keys that hold no document (lists, sets, a marker): no index covers them.
-_HISTORY_LIST = "history-list"
+# Keys that hold no document: a work list of prune (not a lookup, no index covers it).
 _PRUNE_PENDING_WORKFLOWS = "prune-pending-workflows"
-_RELATION_SETS = "relation-sets"
-_HISTORY_TIMELINE = "history-timeline"
-_INVOCATION_CALL = "invocation-call"
-_HISTORY_TIMELINE_COMPLETE = "history-timeline-complete"
-
-RELATIONS = {
-    "parent_invocation_id": "children",
-    "parent_event_id": "by-event",
-    "workflow_id": "by-workflow",
-    "workflow_type_key": "by-workflow-type",
-}
-"""The invocation fields whose values key a relation set (of invocation ids), and the entity
-segment of those sets' keys."""
 
 # The orchestrator's documents (RedisStackOrchestrator; indexed by its own schemas).
 _ORCHESTRATOR_INVOCATION = "orchestrator-invocation"
 _ORCHESTRATOR_WAIT = "orchestrator-wait"
 _RUNNER_HEARTBEAT = "runner-heartbeat"
 _ATOMIC_SERVICE_EXECUTION = "atomic-service-execution"
+_ATOMIC_SERVICE_LEASE = "atomic-service-lease"
 _REGISTRATION_LOCK = "registration-lock"
 _RUNNING_LOCK = "running-lock"
 
@@ -111,14 +95,12 @@ _BROKER_SEQ = "broker-seq"
 _BROKER_TAKEN = "broker-taken"
 _CLIENT_DATA = "client-data"
 
-# The trigger's documents (indexed by schemas/trigger_*.yaml) and its registry keys.
+# The trigger's documents (indexed by schemas/trigger_*.yaml) and its queue, schedule and
+# lease keys (not documents).
 _TRIGGER_EVENT = "trigger-event"
 _TRIGGER_RUN = "trigger-run"
-_TRIGGER_CONDITIONS = "trigger-conditions"
-_TRIGGER_DEFINITIONS = "trigger-definitions"
-_TRIGGER_CONDITION_TRIGGERS = "trigger-condition-triggers"
-_TRIGGER_SOURCE_TASK = "trigger-source-task"
-_TRIGGER_SETS = "trigger-sets"
+_TRIGGER_DEFINITION = "trigger-definition"
+_TRIGGER_CONDITION = "trigger-condition"
 _TRIGGER_VALID_CONDITIONS = "trigger-valid-conditions"
 _TRIGGER_CRON = "trigger-cron"
 _TRIGGER_RUN_CLAIMS = "trigger-run-claims"
@@ -215,9 +197,6 @@ class AppKeys:
         self.app_id = app_id
         self._app_segment = encode_segment(app_id)
         self._invocation_prefix = self._key(DocumentKind.INVOCATION, "")
-        self._history_list_prefix = self._key(_HISTORY_LIST, "")
-        self._invocation_call_prefix = self._key(_INVOCATION_CALL, "")
-        self._relation_prefixes = {name: self._key(entity, "") for name, entity in RELATIONS.items()}
         self._app_tag = "{" + self._app_segment.replace("{", "%7B").replace("}", "%7D") + "}"
 
     def _key(self, entity: str, *ids: str) -> str:
@@ -228,29 +207,11 @@ class AppKeys:
     def invocation(self, invocation_id: str) -> str:
         return self._invocation_prefix + encode_segment(invocation_id)  # _key's, on the hot path
 
-    def invocation_call(self, invocation_id: str) -> str:
-        """The string ``get_invocation`` reads (see :func:`~pynenc_redis_stack.documents.invocation_call`)."""
-        return self._invocation_call_prefix + encode_segment(invocation_id)
-
-    def invocation_calls_of(self, invocation_keys: list[str]) -> list[str]:
-        """Return the call texts of this app's invocation document keys."""
-        start = len(self._invocation_prefix)
-        return [self._invocation_call_prefix + key[start:] for key in invocation_keys]
-
     def invocation_ids_of(self, keys: list[str]) -> list[str]:
         """Return the invocation ids of this app's invocation document keys (as the
         invocations index returns them for a query filtered on this app)."""
         start = len(self._invocation_prefix)
         return [decode_segment(key[start:]) for key in keys]
-
-    def history_list(self, invocation_id: str) -> str:
-        """The list of an invocation's history entries, in arrival order (``get_history``)."""
-        return self._history_list_prefix + encode_segment(invocation_id)
-
-    def history_lists_of(self, invocation_keys: list[str]) -> list[str]:
-        """Return the history lists of this app's invocation document keys."""
-        start = len(self._invocation_prefix)
-        return [self._history_list_prefix + key[start:] for key in invocation_keys]
 
     def history(self, entry_id: str) -> str:
         """The key of a history entry written by the backend: ``entry_id`` is random and unique
@@ -264,19 +225,6 @@ class AppKeys:
         before 0.4): ``entry_id`` is deterministic within the invocation, so a re-import
         finds what it wrote."""
         return self._key(DocumentKind.HISTORY, invocation_id, entry_id)
-
-    def history_prefix(self) -> str:
-        """The prefix of this app's history entry keys (the prune script tells them apart)."""
-        return self._key(DocumentKind.HISTORY, "")
-
-    def history_timeline(self) -> str:
-        """The sorted set of this app's history entries by time (``iter_history_in_timerange``;
-        see :mod:`pynenc_redis_stack.timeline`)."""
-        return self._key(_HISTORY_TIMELINE)
-
-    def history_timeline_complete(self) -> str:
-        """The key whose presence says the app's timeline holds every history entry."""
-        return self._key(_HISTORY_TIMELINE_COMPLETE)
 
     def runner_context(self, runner_id: str) -> str:
         return self._key(DocumentKind.RUNNER_CONTEXT, runner_id)
@@ -298,20 +246,6 @@ class AppKeys:
 
     def workflow_data(self, workflow_id: str, data_key: str) -> str:
         return self._key(DocumentKind.WORKFLOW_DATA, workflow_id, data_key)
-
-    def relation_set(self, field: str, value: str) -> str:
-        """The set of the ids of this app's invocations whose ``field`` (a key of
-        :data:`RELATIONS`) is ``value``."""
-        return self._relation_prefixes[field] + encode_segment(value)
-
-    def relation_prefixes(self) -> list[str]:
-        """The key prefix of each relation's sets, in :data:`RELATIONS` order (the scripts
-        append :func:`encode_segment` of a value)."""
-        return list(self._relation_prefixes.values())
-
-    def relation_sets_complete(self) -> str:
-        """The key whose presence says every invocation of this app is in its relation sets."""
-        return self._key(_RELATION_SETS)
 
     def prune_pending_workflows(self) -> str:
         """Return the set of workflows whose collection a prune run still owes (see prune.py)."""
@@ -336,6 +270,10 @@ class AppKeys:
 
     def atomic_service_execution(self, run_id: str) -> str:
         return self._key(_ATOMIC_SERVICE_EXECUTION, run_id)
+
+    def atomic_service_lease(self) -> str:
+        """The lock naming the document of the app's RUNNING atomic-service execution."""
+        return self._key(_ATOMIC_SERVICE_LEASE)
 
     def registration_lock(self, task_key: str, key_arguments_digest: str) -> str:
         """The lock held while one call of a task with registration concurrency is routed."""
@@ -381,25 +319,13 @@ class AppKeys:
     def trigger_run(self, trigger_run_id: str) -> str:
         return self._key(_TRIGGER_RUN, trigger_run_id)
 
-    def trigger_conditions(self) -> str:
-        """The hash of registered conditions, by condition id."""
-        return self._key(_TRIGGER_CONDITIONS)
+    def trigger_definition(self, trigger_id: str) -> str:
+        """The document of one trigger definition."""
+        return self._key(_TRIGGER_DEFINITION, trigger_id)
 
-    def trigger_definitions(self) -> str:
-        """The hash of trigger definitions, by trigger id."""
-        return self._key(_TRIGGER_DEFINITIONS)
-
-    def trigger_condition_triggers(self, condition_id: str) -> str:
-        """The set of the ids of the triggers that use ``condition_id``."""
-        return self._key(_TRIGGER_CONDITION_TRIGGERS, condition_id)
-
-    def trigger_source_task(self, task_id_key: str) -> str:
-        """The set of the ids of the conditions sourced from the task ``task_id_key``."""
-        return self._key(_TRIGGER_SOURCE_TASK, task_id_key)
-
-    def trigger_sets(self) -> str:
-        """The set of the names of this app's per-condition and per-task trigger sets."""
-        return self._key(_TRIGGER_SETS)
+    def trigger_condition(self, condition_id: str) -> str:
+        """The document of one trigger condition (with the tasks it is sourced from)."""
+        return self._key(_TRIGGER_CONDITION, condition_id)
 
     def trigger_valid_conditions(self) -> str:
         """The hash of valid conditions waiting for the trigger loop, by valid condition id."""

@@ -352,24 +352,13 @@ class _Pruner:
         if self.report.dry_run:
             deleted = [True] * len(rows)
         else:
-            script_keys = [self.pending_key, self.keys.history_timeline()]
-            script_args = [
-                orjson.dumps(self.keys.relation_prefixes()).decode(),
-                str(self.cutoff_us),
-                orjson.dumps(FINAL_STATUSES).decode(),
-                self.keys.history_prefix(),
-            ]
+            script_keys = [self.pending_key]
+            script_args = [str(self.cutoff_us), orjson.dumps(FINAL_STATUSES).decode()]
             for row, orchestrator_key in zip(rows, orchestrator_keys, strict=True):
-                owned = [
-                    *found.keys_of(row["invocation_id"]),
-                    self.keys.history_list(row["invocation_id"]),
-                    self.keys.invocation_call(row["invocation_id"]),
-                ]
+                owned = found.keys_of(row["invocation_id"])
                 script_keys.extend((self.keys.invocation(row["invocation_id"]), orchestrator_key))
                 script_keys.extend(owned)
-                script_args.extend(
-                    (str(len(owned)), orjson.dumps(found.workflows_of(row)).decode(), row["invocation_id"])
-                )
+                script_args.extend((str(len(owned)), orjson.dumps(found.workflows_of(row)).decode()))
             pipe = self.client.pipeline(transaction=False)
             replies = prune_invocations_script.run_in(pipe, script_keys, script_args)
             deleted = [bool(flag) for flag in replies[-1]]

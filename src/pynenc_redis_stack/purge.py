@@ -7,7 +7,7 @@ import redis
 
 from pynenc_redis_stack import query
 from pynenc_redis_stack.broker import purge_broker_keys
-from pynenc_redis_stack.keys import RELATIONS, Namespace
+from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle import IndexState, ensure_indexes, inspect_indexes
 from pynenc_redis_stack.schema import SCHEMA_SETS, Schemas, SchemaSet, load_schema_set, load_schemas
 from pynenc_redis_stack.search import iter_cursor
@@ -43,29 +43,17 @@ def purge_state(
     client: redis.Redis, namespace: Namespace, schemas: Schemas, app_id: str, page_size: int
 ) -> None:
     """Delete every state backend document of ``app_id`` but its app info (its registration),
-    with the invocations' call texts, history lists and relation sets, the history timeline and the
-    pending-workflows set, and nothing of any other app. The keys saying the app's relation
-    sets and timeline are complete stay: they still hold.
+    and prune's pending-workflows set, and nothing of any other app.
 
     Found through the indexes, a cursor page at a time, each page one ``UNLINK``.
     """
-    keys = namespace.for_app(app_id)
     for spec in schemas.all():
         if spec is schemas.app_infos:
             continue
-        steps = tuple(query.LOAD_KEY)
-        if spec is schemas.invocations:
-            steps += query.load_fields(*RELATIONS)
-        request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), steps)
+        request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), tuple(query.LOAD_KEY))
         for rows in iter_cursor(client, request, page_size):
-            page = [row["__key"] for row in rows]
-            if spec is schemas.invocations:
-                page += keys.history_lists_of(page) + keys.invocation_calls_of(page)
-                page += {
-                    keys.relation_set(name, row[name]) for row in rows for name in RELATIONS if row.get(name)
-                }
-            client.unlink(*page)
-    client.unlink(keys.prune_pending_workflows(), keys.history_timeline())
+            client.unlink(*(row["__key"] for row in rows))
+    client.unlink(namespace.for_app(app_id).prune_pending_workflows())
 
 
 def purge_app(
@@ -74,9 +62,10 @@ def purge_app(
     """Delete everything this package stores for ``app_id`` but its app info, and nothing of
     any other app: the state backend's documents (:func:`purge_state`), every other
     component's documents (each schema set of :func:`schema_sets_in_use`: the orchestrator's
-    statuses, blocking edges, runner heartbeats and atomic-service executions), the broker's
-    queues, taken entries and counter, the trigger's conditions, definitions, claims and
-    sets, and the client data store's values.
+    statuses, blocking edges, runner heartbeats and atomic-service executions; the trigger's
+    definitions, conditions, events and runs), the broker's queues, taken entries and counter,
+    the trigger's valid conditions, cron executions and claims, and the client data store's
+    values.
     """
     keys = namespace.for_app(app_id)
     for schema_set in schema_sets_in_use(client, namespace):

@@ -1,5 +1,7 @@
 r"""Quoting and splitting ``redis-cli`` lines: what ``--dry-run`` prints, and what a
-``Request.redis_cli()`` shows, pasted into ``redis-cli`` gives back the exact arguments.
+``Request.redis_cli()`` shows, pasted into ``redis-cli`` gives back the exact arguments; and
+printing a reply as ``redis-cli`` prints it at a terminal (:func:`format_reply`) or with
+``--raw`` (:func:`format_raw_reply`), for the ``pynenc-redis-stack cli`` command.
 
 Hand-written because redis-py only sends argument lists and Python's ``shlex`` follows POSIX
 shell rules, not hiredis ``sdssplitargs`` (``\xHH`` and ``\n`` escapes inside double quotes,
@@ -9,6 +11,7 @@ shell rules, not hiredis ``sdssplitargs`` (``\xHH`` and ``\n`` escapes inside do
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pynenc_redis_stack.errors import QueryError
 
@@ -88,3 +91,76 @@ def split_redis_cli_line(line: str) -> list[str]:
             current.append(char)
             position += 1
         args.append("".join(current))
+
+
+class Status(bytes):
+    """A status reply (``+OK``): ``redis-cli`` prints it without quotes."""
+
+
+class ErrorReply(bytes):
+    """An error reply (``-ERR ...``), kept whole (code included) to print as ``redis-cli`` does."""
+
+
+def _repr_bytes(value: bytes) -> str:
+    r"""``value`` quoted as hiredis ``sdscatrepr`` does: printable ASCII as is, ``\\`` ``\"``
+    and control characters escaped, every other byte as ``\xHH``."""
+    out = ['"']
+    for byte in value:
+        char = chr(byte)
+        if char in _CLI_ESCAPES:
+            out.append(_CLI_ESCAPES[char])
+        elif 0x20 <= byte < 0x7F:
+            out.append(char)
+        else:
+            out.append(f"\\x{byte:02x}")
+    out.append('"')
+    return "".join(out)
+
+
+def format_reply(reply: Any, prefix: str = "") -> str:
+    r"""Return ``reply`` (RESP2, bytes undecoded) as ``redis-cli`` prints it at a terminal
+    (``cliFormatReplyTTY``), ending with a newline: ``(integer) 3``, ``(nil)``, quoted
+    strings, ``(error) ...``, numbered and indented arrays."""
+    if reply is None:
+        return "(nil)\n"
+    if isinstance(reply, ErrorReply):
+        return f"(error) {reply.decode('utf-8', 'replace')}\n"
+    if isinstance(reply, Status):
+        return reply.decode("utf-8", "replace") + "\n"
+    if isinstance(reply, int):
+        return f"(integer) {reply}\n"
+    if isinstance(reply, bytes):
+        return _repr_bytes(reply) + "\n"
+    if isinstance(reply, list):
+        if not reply:
+            return "(empty array)\n"
+        width = len(str(len(reply)))
+        nested = prefix + " " * (width + 2)
+        parts = []
+        for index, element in enumerate(reply, start=1):
+            # the first element follows its parent's number on the same line
+            parts.append(f"{'' if index == 1 else prefix}{index:>{width}}) ")
+            parts.append(format_reply(element, nested))
+        return "".join(parts)
+    raise TypeError(f"not a RESP2 reply: {reply!r}")
+
+
+def format_raw_reply(reply: Any) -> bytes:
+    """Return ``reply`` as ``redis-cli --raw`` prints it (``cliFormatReplyRaw``, then a
+    newline): strings and statuses as their bytes, integers as digits, nil as nothing, an
+    error as its message, array elements one per line."""
+
+    def raw(part: Any) -> bytes:
+        if part is None:
+            return b""
+        if isinstance(part, ErrorReply):
+            return bytes(part) + b"\n"
+        if isinstance(part, bytes):
+            return bytes(part)
+        if isinstance(part, int):
+            return str(part).encode()
+        if isinstance(part, list):
+            return b"\n".join(raw(element) for element in part)
+        raise TypeError(f"not a RESP2 reply: {part!r}")
+
+    return raw(reply) + b"\n"

@@ -270,6 +270,8 @@ class TriggerSchemas(SchemaSet):
 
     events: IndexSpec = schema_file("trigger_events")
     runs: IndexSpec = schema_file("trigger_runs")
+    definitions: IndexSpec = schema_file("trigger_definitions")
+    conditions: IndexSpec = schema_file("trigger_conditions")
 
 
 SCHEMA_SETS: tuple[type[SchemaSet], ...] = (Schemas, OrchestratorSchemas, TriggerSchemas)

@@ -1,10 +1,13 @@
 """Runs :mod:`pynenc_redis_stack.query` requests and streams their rows.
 
-Answers are complete past ``MAXSEARCHRESULTS`` / ``MAXAGGREGATERESULTS``:
+Every query is sent as a command (never from inside a script or ``MULTI``: a sharded Redis
+refuses ``FT.*`` there). Answers are complete past ``MAXSEARCHRESULTS`` /
+``MAXAGGREGATERESULTS``:
 
-- :class:`PreparedSearch` answers in one ``FT.SEARCH`` when the reported total fits one
-  reply (the common case: children, workflows, one invocation's history), and otherwise
-  returns None so the caller streams instead;
+- :func:`search_keys` and :func:`search_documents` answer in one ``FT.SEARCH`` when the
+  reported total fits the reply (the common case: children, workflows, one invocation's
+  history), ask once more with a ``LIMIT`` of that total when it fits the server's cap, and
+  otherwise return None so the caller streams instead;
 - :func:`iter_cursor` streams unordered answers: ``WITHCURSOR`` + ``FT.CURSOR READ`` (cursor
   reads are not capped); the cursor is deleted if the caller stops early; a cursor read is
   never retried (a retried read skips a batch): it fails loudly, and :func:`fetch_complete`
@@ -13,9 +16,6 @@ Answers are complete past ``MAXSEARCHRESULTS`` / ``MAXAGGREGATERESULTS``:
   strictly after the last row seen, within a time window sized from the previous page, so
   no offset ever grows and no page sorts more than about two pages of rows.
 
-Single-reply queries run as prepared server-side scripts (:func:`scripts.prepared_read`):
-the fixed part of a query is sent once, each call sends only its values and gets one JSON
-string back.
 A page larger than the server's result cap is refused by the server with the cap in the
 message; the cap is then remembered for the connection pool and the page retried at it.
 """
@@ -27,78 +27,62 @@ import re
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
-from redis.commands.core import Script
 
-from pynenc_redis_stack.client import command_retry, no_cleanup, register_query_script, run
+from pynenc_redis_stack.client import command_retry, no_cleanup, run
 from pynenc_redis_stack.documents import Document
 from pynenc_redis_stack.errors import CursorReadError
-from pynenc_redis_stack.query import LOAD_DOCUMENT, Aggregate, Search, sorted_top, tag_param
-from pynenc_redis_stack.scripts import lua_call, prepared_read
+from pynenc_redis_stack.query import LOAD_DOCUMENT, Aggregate, Search, sorted_top
 
 if TYPE_CHECKING:
     from redis import Redis
 
 Row = dict[str, str]
 
-_PREPARED: dict[tuple[tuple[str | int, ...], str], Script] = {}
 _RESULT_CAPS: weakref.WeakKeyDictionary[redis.ConnectionPool, int] = weakref.WeakKeyDictionary()
 _CAP_MESSAGE = re.compile(r"LIMIT exceeds maximum of (\d+)")
 
-
-def _script(client: Redis, template: tuple[str | int, ...], reply: Literal["keys", "documents"]) -> Script:
-    script = _PREPARED.get((template, reply))
-    if script is None:
-        source = prepared_read(lua_call(template), reply)
-        script = _PREPARED[(template, reply)] = client.register_script(source)
-        register_query_script(script.sha)
-    return script
+MAX_PAGE = 10_000
+"""Largest page a single query asks for (Redis Stack's ``MAXSEARCHRESULTS`` and
+``MAXAGGREGATERESULTS``; a server with lower caps is detected and followed)."""
 
 
-def run_prepared(client: Redis, request: Search | Aggregate, reply: Literal["keys", "documents"]) -> Any:
-    """Run ``request`` as a prepared script (see :func:`scripts.prepared_read`); return its reply."""
-    parametrized = request.parametrized()
-    return orjson.loads(
-        _script(client, parametrized.template, reply)(args=parametrized.values, client=client)
-    )
+def _search(client: Redis, request: Search) -> tuple[int, list[Any]]:
+    """Run ``request`` until its reply holds every match it reports, or its total exceeds
+    what one reply may hold: ``(total, reply without the total)``."""
+    limit = request.limit
+    for _attempt in range(3):  # the first page, an exact one, and one more if matches grew meanwhile
+        reply = _capped(client, limit, lambda limit: run(client, *replace(request, limit=limit).args()))
+        total = int(reply[0])
+        cap = _RESULT_CAPS.get(client.connection_pool, MAX_PAGE)
+        if total <= min(limit, cap) or total > cap:
+            break
+        limit = total
+    return total, reply[1:]
 
 
-class PreparedSearch:
-    """One ``FT.SEARCH`` shape whose only per-call values are tag values, ready to run.
+def search_keys(client: Redis, request: Search) -> list[str] | None:
+    """Return the keys of every match of a ``NOCONTENT`` search, or None if they do not fit
+    one reply (stream them instead)."""
+    if request.filter.matches_nothing:
+        return []
+    total, keys = _search(client, request)
+    return keys if len(keys) >= total else None
 
-    Built once per backend and shape (rendering a request costs more than the round trip
-    that runs it); each call sends the tag values alone.
 
-    :param request: The request, its varying tag values given as any non-empty strings.
-    """
-
-    def __init__(self, request: Search) -> None:
-        self.request = request
-        self.reply: Literal["keys", "documents"] = "keys" if request.keys_only else "documents"
-        self.template = request.parametrized().template
-
-    def __call__(self, client: Redis, *tag_values: str) -> list[Any] | None:
-        """Return every match for ``tag_values`` (keys or documents), or None if they do not
-        fit one reply (stream them instead)."""
-        if "" in tag_values:
-            return []  # empty strings are never indexed: nothing can match
-        values = [tag_param(value) for value in tag_values]
-        try:
-            reply = orjson.loads(_script(client, self.template, self.reply)(args=values, client=client))
-        except redis.ResponseError as exc:
-            match = _CAP_MESSAGE.search(str(exc))
-            if match is None:
-                raise
-            # The server's MAXSEARCHRESULTS is below our limit: ask for that many from now on.
-            self.request = replace(self.request, limit=int(match.group(1)))
-            self.template = self.request.parametrized().template
-            return None
-        if self.reply == "keys":
-            return reply[1:] if len(reply) - 1 >= reply[0] else None
-        return reply[2:] if reply[1] >= reply[0] else None
+def search_documents(client: Redis, request: Search) -> list[Document] | None:
+    """Return the documents of every match of a search (documents deleted while it ran left
+    out), or None if they do not fit one reply (stream them instead)."""
+    if request.filter.matches_nothing:
+        return []
+    total, reply = _search(client, request)
+    if len(reply) // 2 < total:
+        return None
+    # [key, [name, value, ...], key, ...]: the value of "$" (the whole document) is the last
+    return [orjson.loads(fields[-1]) for fields in reply[1::2] if fields]
 
 
 def _capped[T](client: Redis, wanted: int, attempt: Callable[[int], T]) -> T:
@@ -228,8 +212,8 @@ def iter_seek(
                 filter=page_filter,
                 steps=(*request.steps, *sorted_top(primary, secondary, limit), *LOAD_DOCUMENT),
             )
-            _total, rows, *documents = run_prepared(client, page, "documents")
-            return limit, rows, documents
+            rows = _rows(run(client, *page.args()))
+            return limit, len(rows), [orjson.loads(row["doc"]) for row in rows if "doc" in row]
 
         page_size, rows, documents = _capped(client, batch_size, attempt)
         if documents:

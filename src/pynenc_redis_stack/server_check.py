@@ -13,8 +13,8 @@ from pynenc_redis_stack.errors import MissingPermissionError, ServerNotSupported
 
 SUPPORTED_SERVERS = "Redis Stack >= 7.2 (RediSearch >= 2.8, RedisJSON >= 2.6) or Redis 8.x"
 
-# Every command this package sends (prepared FT.SEARCH scripts, history lists, relation
-# sets and prune's pending-workflow set included), with the arguments the ACL check needs (key
+# Every command this package sends (prune's pending-workflow set and index migrate's cleanup of
+# the earlier layout included), with the arguments the ACL check needs (key
 # positions hold a key of the namespace). Redis Stack 7.x modules register no ACL category and Redis 8
 # files them under @read/@write with everything else, so the least-privilege rule names them.
 REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
@@ -34,6 +34,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("JSON.MERGE", "{key}", "$", "1"),
     ("JSON.TYPE", "{key}"),
     ("JSON.NUMINCRBY", "{key}", "$", "1"),
+    ("JSON.DEL", "{key}", "$.x"),  # index migrate: the earlier layout's marks
     ("EVAL", "return 1", "0"),
     ("EVALSHA", "0", "0"),
     ("SCRIPT", "LOAD", "return 1"),
@@ -43,15 +44,16 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("UNLINK", "{key}"),
     ("EXISTS", "{key}"),
     ("INCR", "{key}"),
-    ("RPUSH", "{key}", "1"),
     ("LRANGE", "{key}", "0", "-1"),
     ("SADD", "{key}", "1"),
     ("SMEMBERS", "{key}"),
-    ("SINTER", "{key}", "{key}"),
     ("SSCAN", "{key}", "0"),
     ("SREM", "{key}", "1"),
     ("PEXPIRE", "{key}", "1"),
-    # sorted sets: the history timeline, the broker (its scripts included); the client data store
+    # index migrate: the earlier layout's keys (the trigger's too), found by SCAN ... MATCH <namespace>:...
+    ("SCAN", "0"),
+    ("TYPE", "{key}"),
+    # sorted sets: the broker (its scripts included); the client data store
     ("ZADD", "{key}", "1", "1"),
     ("ZPOPMIN", "{key}"),
     ("ZREM", "{key}", "1"),
@@ -64,8 +66,6 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("HSET", "{key}", "1", "1"),
     ("HGET", "{key}", "1"),
     # the trigger (its scripts included)
-    ("HMGET", "{key}", "1"),
-    ("HVALS", "{key}"),
     ("HGETALL", "{key}"),
     ("HDEL", "{key}", "1"),
     ("ZSCORE", "{key}", "1"),
@@ -77,6 +77,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("DISCARD",),
     ("PING",),
     ("TIME",),
+    ("HSCAN", "{key}", "0"),  # index migrate: reading the trigger's earlier hashes
 )
 
 # One round trip checks every command above as the connected user, without running any:
@@ -149,11 +150,7 @@ def check_server(client: redis.Redis, namespace: str) -> None:
         if isinstance(reply, redis.ResponseError) and "unknown command" in str(reply).lower()
     ]
     if missing:
-        raise ServerNotSupportedError(
-            f"the Redis server lacks the {' and '.join(missing)} module; "
-            f"this backend needs {SUPPORTED_SERVERS}. For development run "
-            "`pynenc-redis-stack server start`."
-        )
+        raise ServerNotSupportedError(_missing_modules_message(client, missing))
     probes = (("FT._LIST", search_reply), (f"JSON.TYPE {namespace}:module-probe", json_reply))
     for probe, reply in probes:
         if isinstance(reply, redis.exceptions.NoPermissionError):
@@ -161,6 +158,24 @@ def check_server(client: redis.Redis, namespace: str) -> None:
         if isinstance(reply, Exception):
             raise ServerNotSupportedError(f"could not check the server's modules: {reply}")
     _check_permissions(namespace, denied)
+
+
+def _missing_modules_message(client: redis.Redis, missing: list[str]) -> str:
+    """Name what the server lacks and the fix for its version (asked only on this error path)."""
+    try:
+        version = str(client.info("server").get("redis_version", ""))
+    except redis.RedisError:
+        version = ""
+    lacks = f"the {' and '.join(missing)} module{'s' if len(missing) > 1 else ''}"
+    if version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 8:
+        advice = (
+            f"this Redis {version} was built or packaged without them: use the official redis:8 "
+            "image or packages (modules included), or build with BUILD_WITH_MODULES=yes"
+        )
+    else:
+        server = f"Redis {version}" if version else "this server"
+        advice = f"{server} is not enough: this backend needs {SUPPORTED_SERVERS}"
+    return f"the Redis server lacks {lacks}; {advice}. For development run `pynenc-redis-stack server start`."
 
 
 def _acl_probe_args(namespace: str) -> list[str]:

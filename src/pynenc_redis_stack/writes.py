@@ -60,18 +60,15 @@ class DocumentWrites:
 
     def invocation_batch(self) -> InvocationBatch:
         """Return an empty upsert script call for this app's invocations (see
-        :data:`~pynenc_redis_stack.scripts.UPSERT_INVOCATIONS`: documents and relation sets)."""
-        return InvocationBatch(self.keys.relation_prefixes())
+        :data:`~pynenc_redis_stack.scripts.UPSERT_INVOCATIONS`)."""
+        return InvocationBatch()
 
     def add_invocation(self, batch: InvocationBatch, inv: InvocationDTO, call: CallDTO) -> None:
         """Queue the upsert of one invocation (its document validated here) on ``batch``."""
         document = docs.validated(
             self.schemas.invocations, docs.invocation_document(self.keys.app_id, inv, call)
         )
-        invocation_id = inv.invocation_id
-        keys = self.keys
-        call_text = docs.invocation_call(inv, call)
-        batch.add(keys.invocation(invocation_id), keys.invocation_call(invocation_id), document, call_text)
+        batch.add(self.keys.invocation(inv.invocation_id), document)
 
     def history_entry(self, history: InvocationHistory) -> HistoryEntry:
         """Return the validated document of a new history entry, under a new random key.
@@ -91,15 +88,9 @@ class DocumentWrites:
 
     def history_batch(self, entries: Iterable[HistoryEntry]) -> HistoryBatch:
         """Return the history script call storing ``entries`` (in this order: their ``seq``)."""
-        batch = HistoryBatch(self.keys.namespace.history_seq(), self.keys.history_timeline())
+        batch = HistoryBatch(self.keys.namespace.history_seq())
         for entry in entries:
-            invocation_id = entry.invocation_id
-            batch.add(
-                self.keys.invocation(invocation_id),
-                entry.key,
-                self.keys.history_list(invocation_id),
-                entry.document,
-            )
+            batch.add(self.keys.invocation(entry.invocation_id), entry.key, entry.document)
         return batch
 
     def runner_context(self, context: RunnerContext) -> Command:

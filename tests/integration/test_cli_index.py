@@ -124,10 +124,14 @@ def test_schema_dir_is_compared_instead_of_the_installed_files(
 
 def test_drop_of_an_unknown_index_name_is_refused(namespace: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["index", "drop", "--yes", "--namespace", namespace, "invocation"]) == 1
-    assert (
-        "unknown index invocation; indexes: app-infos, atomic-service-executions, history, invocations, "
-        "orchestrator-invocations, orchestrator-waits, payloads, runner-contexts, runner-heartbeats"
-    ) in capsys.readouterr().err
+    names = ", ".join(
+        f"{namespace}:{name}"
+        for name in (
+            "app-infos, atomic-service-executions, history, invocations, orchestrator-invocations, "
+            "orchestrator-waits, payloads, runner-contexts, runner-heartbeats"
+        ).split(", ")
+    )
+    assert f"unknown index invocation; indexes: {names}" in capsys.readouterr().err
 
 
 def test_drop_dry_run_of_nothing_prints_nothing(namespace: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -255,19 +255,13 @@ def _drop_target(client: redis.Redis, namespace: str) -> None:
 
 
 def _documents(client: redis.Redis, keys: list[str]) -> dict[str, Any]:
-    """Every document (parsed), history list, relation set, history timeline, and the history
-    counter's value."""
+    """Every document (parsed) and the history counter's value: no other kind of key is written."""
     values: dict[str, Any] = {}
     for key in keys:
         key_type = client.type(key)
+        assert key_type in ("string", "ReJSON-RL"), (key, key_type)
         if key_type == "string":
             values[key] = client.get(key)
-        elif key_type == "list":  # an invocation's history list
-            values[key] = client.lrange(key, 0, -1)
-        elif key_type == "set":  # a relation set
-            values[key] = sorted(client.smembers(key))
-        elif key_type == "zset":  # the app's history timeline
-            values[key] = client.zrange(key, 0, -1, withscores=True)
         else:
             values[key] = json.loads(client.execute_command("JSON.GET", key))
     return values
@@ -756,7 +750,7 @@ def test_command_line_dry_run_then_import(
         ]
 
         assert main(["import-redis", "--app-id", f"{app_id}-none", "--namespace", namespace]) == 1
-        assert "no pynenc-redis data found" in capsys.readouterr().err
+        assert "has no data in the pynenc-redis store" in capsys.readouterr().err
     finally:
         _drop_source(redis_client, app_id)
         _drop_target(redis_client, namespace)

@@ -221,45 +221,23 @@ def _ours(app_id: str, redis_url: str, batch_size: int = 3) -> RedisStackStateBa
 
 
 def _app_keys(client: redis.Redis, backend: RedisStackStateBackend) -> set[str]:
-    """Every document key of the app (a test may scan; the code under test never does);
-    history lists and call texts, which are not documents, are checked on their own."""
+    """Every key of the app (a test may scan; the code under test never does): documents only."""
     segment = encode_segment(backend.app.app_id).replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
     segment = segment.replace("[", "\\[").replace("]", "\\]")
     ns = backend.namespace.namespace
     keys = set(client.scan_iter(match=f"{ns}:*:{segment}:*", count=1000)) | set(
         client.scan_iter(match=f"{ns}:app-info:{segment}", count=1000)
     )
-    not_documents = (
-        backend.keys.history_list(""),
-        backend.keys.invocation_call(""),
-        *backend.keys.relation_prefixes(),
-    )
-    return {
-        key
-        for key in keys
-        if not key.startswith(not_documents) and key != backend.keys.relation_sets_complete()
-    }
-
-
-def _relation_members(client: redis.Redis, backend: RedisStackStateBackend) -> set[str]:
-    """Every id in one of the app's relation sets (checked on their own, like history lists)."""
-    members: set[str] = set()
-    for prefix in backend.keys.relation_prefixes():
-        pattern = prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
-        pattern = pattern.replace("[", "\\[").replace("]", "\\]")
-        for key in client.scan_iter(match=pattern + "*", count=1000):
-            members |= client.smembers(key)
-    return members
+    pipe = client.pipeline(transaction=False)
+    for key in sorted(keys):
+        pipe.type(key)
+    assert set(pipe.execute()) <= {"ReJSON-RL"}, "a key beside the documents"
+    return keys
 
 
 def _documents(client: redis.Redis, keys: set[str]) -> dict[str, object]:
-    """Every JSON document, and every history list, of ``keys``."""
-    return {
-        key: client.lrange(key, 0, -1)
-        if client.type(key) == "list"
-        else client.execute_command("JSON.GET", key)
-        for key in sorted(keys)
-    }
+    """Every JSON document of ``keys``."""
+    return {key: client.execute_command("JSON.GET", key) for key in sorted(keys)}
 
 
 def _expected_deleted(backend: RedisStackStateBackend, before: set[str]) -> set[str]:
@@ -272,7 +250,7 @@ def _expected_deleted(backend: RedisStackStateBackend, before: set[str]) -> set[
             keys.exception(invocation_id),
         }
     # History entry keys do not name their invocation: the documents do.
-    entry_keys = [k for k in before if k.startswith(keys.history_prefix())]
+    entry_keys = [k for k in before if k.startswith(keys.history(""))]
     owners = backend.client.json().mget(entry_keys, "$.invocation_id") if entry_keys else []
     expected |= {k for k, owner in zip(entry_keys, owners, strict=True) if owner and owner[0] in OLD_IDS}
     for workflow_id, sub in SUB_INVOCATIONS:
@@ -330,19 +308,13 @@ def test_prune_deletes_exactly_the_old_invocations(loaded: Loaded) -> None:
     report = ours.prune(CUTOFF)
     assert report == _expected_report(False, ours.app.app_id)
     assert report.counts() == dry.counts() and report.deleted_documents == len(expected_deleted)
-    # Each deleted invocation's history list goes with its document; the others stay.
-    with_history = [i for i, (_workflow, times) in INVOCATIONS.items() if times]
-    lists = {loaded.ours.keys.history_list(i): i in OLD_IDS for i in with_history}
-    assert {key: not loaded.client.exists(key) for key in lists} == lists
-    # and its call text
-    calls = {loaded.ours.keys.invocation_call(i): i in OLD_IDS for i in INVOCATIONS}
-    assert {key: not loaded.client.exists(key) for key in calls} == calls
     after = _app_keys(client, ours)
     assert before - after == expected_deleted
-    # Deleted invocations left their relation sets; the others are still found there.
-    members = _relation_members(client, ours)
-    assert members and not members & set(OLD_IDS)
-    assert members == {i for i in members if ours.keys.invocation(i) in after}
+    # Deleted invocations are found by no lookup; the others still are.
+    children = {
+        i for parent in {*OLD_IDS, *INVOCATIONS} for i in ours.get_child_invocations(InvocationId(parent))
+    }
+    assert not children & set(OLD_IDS)
     assert after <= before  # nothing written either
     # a second prune finds nothing; the neighbour app was never touched
     again = ours.prune(CUTOFF)

@@ -137,8 +137,8 @@ def app_keys(client: redis.Redis, app_id: str) -> dict[str, str]:
 
 
 def keys_naming(keys: dict[str, str], client: redis.Redis, invocation_ids: list[str]) -> set[str]:
-    """The keys whose name, history entry document, or sorted-set members (broker entries,
-    history timeline members) name one of ``invocation_ids``."""
+    """The keys whose name, history entry document, or sorted-set members (broker entries)
+    name one of ``invocation_ids``."""
     segments = [encode_segment(i) for i in invocation_ids]
     named = {key for key in keys if any(segment in key for segment in segments)}
     for key in keys:
@@ -148,10 +148,7 @@ def keys_naming(keys: dict[str, str], client: redis.Redis, invocation_ids: list[
                 named.add(key)
         elif key_type == "zset":
             members = [str(member) for member in client.zrange(key, 0, -1)]
-            timeline = [json.loads(member[12:])[0] for member in members if member[12:13] == "["]
-            if any(member.endswith(":" + i) for member in members for i in invocation_ids) or (
-                set(timeline) & set(invocation_ids)
-            ):
+            if any(member.endswith(":" + i) for member in members for i in invocation_ids):
                 named.add(key)
     return named
 
@@ -201,7 +198,7 @@ def test_prune_leaves_nothing_of_pruned_invocations_and_touches_nothing_else(
         )
         assert backend.get_history(InvocationId(invocation_id))
     changed = {key for key in before if before[key] != after.get(key)}
-    # sets (relation sets, by workflow type) lost exactly the pruned ids
+    # sets (the trigger's) lost exactly the pruned ids
     for key in changed & set(sets_before):
         assert redis_client.smembers(key) == sets_before[key] - set(ours.finished), key
     assert changed - set(sets_before) <= named_before
@@ -255,12 +252,7 @@ def test_purge_app_of_one_app_leaves_the_other_intact(
     purge_app(backend.client, backend.namespace, ours.app.app_id, page_size=2)
 
     left = app_keys(redis_client, ours.app.app_id)
-    # its registration, and what still holds: its relation sets and timeline are complete
-    assert set(left) <= {
-        ours.keys.app_info(),
-        ours.keys.relation_sets_complete(),
-        ours.keys.history_timeline_complete(),
-    }
+    assert set(left) <= {ours.keys.app_info()}  # its registration
     assert app_keys(redis_client, neighbour.app.app_id) == neighbour_before
     neighbour_orchestrator = neighbour.app.orchestrator
     assert neighbour_orchestrator.get_invocation_status(InvocationId(neighbour.finished[0])) is S.SUCCESS

@@ -1,8 +1,7 @@
-"""The read paths' mechanics: prepared queries, windowed seek pages, servers with low caps.
+"""The read paths' mechanics: index lookups, windowed seek pages, servers with low caps.
 
-- Relation lookups (children, parent event, workflow) are one ``SMEMBERS``; on a store written
-  before the relation sets existed they are one ``EVALSHA`` running one ``FT.SEARCH`` (a
-  prepared query: only the values travel; past one reply, a cursor) until ``index migrate`` backfills them.
+- Lookups (children, parent event, workflow) are ``FT.SEARCH NOCONTENT`` queries over the
+  invocations index; a changed parent or workflow moves the invocation between answers.
 - ``iter_history_in_timerange`` pages through time windows sized from the previous page; a
   hypothesis test throws clustered timestamps with gaps, ties and odd batch sizes at it and
   compares with the sorted truth.
@@ -36,7 +35,6 @@ from pynenc.workflow import WorkflowIdentity
 from pynenc_redis_stack import admin
 from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.cli.index_commands import format_migration
-from pynenc_redis_stack.scripts import lua_literal
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips
@@ -106,69 +104,9 @@ def test_timerange_pages_are_complete_and_ordered(
     app.state_backend.purge()
 
 
-def _forget_relation_sets(
-    client: redis.Redis, backend: RedisStackStateBackend, parents: list[str], workflow_type: TaskId
+def test_a_changed_parent_or_workflow_moves_the_invocation_between_answers(
+    request: pytest.FixtureRequest, redis_url: str
 ) -> None:
-    """Leave the store as versions before 0.3 wrote it: the same documents, no relation sets."""
-    keys = backend.keys
-    doomed = [keys.relation_set("parent_invocation_id", parent) for parent in parents]
-    doomed += [keys.relation_set("workflow_id", f"wf-{parent}") for parent in parents]
-    doomed += [
-        keys.relation_set("workflow_type_key", workflow_type.key),
-        keys.relation_sets_complete(),
-    ]
-    assert client.unlink(*doomed) == len(doomed)
-
-
-def test_a_store_without_relation_sets_is_read_through_the_index_until_backfilled(
-    request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis, round_trips: RoundTrips
-) -> None:
-    app_id = unique_app_id(request)
-    writer = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
-    workflow_type = TaskId("flows", "nightly")
-    writer._upsert_invocations(
-        [_invocation_dto(f"child-{n}", "the-parent", workflow_type=workflow_type) for n in range(30)]
-    )
-    _forget_relation_sets(redis_client, writer, ["the-parent"], workflow_type)
-
-    def lookups(backend: RedisStackStateBackend) -> dict[str, Callable[[], Iterator[InvocationId]]]:
-        return {
-            "children": lambda: backend.get_child_invocations(InvocationId("the-parent")),
-            "workflow": lambda: backend.get_invocation_ids_by_workflow(workflow_id="wf-the-parent"),
-            "type": lambda: backend.get_invocation_ids_by_workflow(workflow_type_key=workflow_type.key),
-        }
-
-    expected = sorted(f"child-{n}" for n in range(30))
-    legacy = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
-    measure = Measure(legacy, redis_client, round_trips)
-    for name, lookup in lookups(legacy).items():
-        list(lookup())  # the prepared script is loaded on first use
-        commands, trips, ids = measure(lambda lookup=lookup: list(lookup()))
-        assert commands == {"evalsha": 1, "ft.search": 1}, name  # one prepared query
-        assert trips == 1, name
-        assert sorted(ids) == expected, name
-
-    # what an operator runs: `pynenc-redis-stack index migrate` (a dry run first)
-    dry = admin.index_migrate(legacy.conf, dry_run=True, out=io.StringIO())
-    assert dry.relation_sets is not None and dry.relation_sets.per_app[app_id] == 30
-    assert f"relation sets of app {app_id!r}: would add 30 invocations" in format_migration(dry)
-    assert not redis_client.exists(legacy.keys.relation_set("parent_invocation_id", "the-parent"))
-    report = admin.index_migrate(legacy.conf)
-    assert report.relation_sets is not None and report.relation_sets.per_app[app_id] == 30
-    again = admin.index_migrate(legacy.conf)
-    assert again.relation_sets is not None and app_id not in again.relation_sets.per_app  # done once
-
-    filled = PynencBuilder().app_id(app_id).memory().redis_stack(url=redis_url).build().state_backend
-    measure = Measure(filled, redis_client, round_trips)
-    for name, lookup in lookups(filled).items():
-        commands, trips, ids = measure(lambda lookup=lookup: list(lookup()))
-        assert commands == {"smembers": 1}, name
-        assert sorted(ids) == expected, name
-    for name, lookup in lookups(legacy).items():  # a process started before keeps reading the index
-        assert sorted(lookup()) == expected, name
-
-
-def test_a_changed_relation_moves_the_id_between_sets(request: pytest.FixtureRequest, redis_url: str) -> None:
     backend = (
         PynencBuilder()
         .app_id(unique_app_id(request))
@@ -192,17 +130,6 @@ def test_a_changed_relation_moves_the_id_between_sets(request: pytest.FixtureReq
     assert backend._get_invocation(InvocationId("moved")) is not None
 
 
-@pytest.mark.parametrize("value", ["plain", "", "a\"b'c\\d", "\n\r\t\x00\x7f", "é日😀", "]]--[[", "%s %d"])
-def test_lua_literals_are_exact(redis_client: redis.Redis, value: str) -> None:
-    assert redis_client.eval(f"return {lua_literal(value)}", 0) == value
-
-
-@given(value=identifiers)
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_lua_literals_of_adversarial_identifiers(redis_client: redis.Redis, value: str) -> None:
-    assert redis_client.eval(f"return {lua_literal(value)}", 0) == value
-
-
 def test_answers_stay_complete_on_a_server_with_low_result_caps(
     request: pytest.FixtureRequest, low_cap_url: str
 ) -> None:
@@ -219,15 +146,9 @@ def test_answers_stay_complete_on_a_server_with_low_result_caps(
     assert sorted(backend.get_child_invocations(InvocationId("parent"))) == sorted(
         f"kid-{n}" for n in range(60)
     )
-    # the same lookup through the index (a store without relation sets): past the cap too
-    _forget_relation_sets(redis.Redis.from_url(low_cap_url, decode_responses=True), backend, ["parent"], TASK)
-    legacy = PynencBuilder().app_id(app.app_id).memory().redis_stack(url=low_cap_url).build().state_backend
-    assert sorted(legacy.get_child_invocations(InvocationId("parent"))) == sorted(
-        f"kid-{n}" for n in range(60)
-    )
 
 
-def test_after_a_purge_a_new_process_still_reads_the_relation_sets(
+def test_after_a_purge_lookups_find_only_what_was_written_since(
     request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis, round_trips: RoundTrips
 ) -> None:
     app_id = unique_app_id(request)
@@ -243,4 +164,4 @@ def test_after_a_purge_a_new_process_still_reads_the_relation_sets(
     )
 
     assert ids == ["kept"]
-    assert commands == {"smembers": 1}  # the store is still known complete: no index fallback
+    assert commands == {"ft.search": 1}

@@ -244,45 +244,33 @@ def test_a_stalled_first_cursor_query_restarts_and_returns_every_row_once(
     assert _calls(admin, "FT.AGGREGATE") - aggregates >= 2  # the stalled one, then the restart
 
 
-@pytest.mark.parametrize(
-    ("lookup", "command"),
-    [
-        (lambda b: b.get_child_invocations(InvocationId("the-parent")), "smembers"),
-        # a store without relation sets: one prepared FT.SEARCH
-        (lambda b: b._invocation_ids(parent_invocation_id="the-parent"), "evalsha"),
-    ],
-    ids=["relation-set", "prepared-search"],
-)
 def test_a_stalled_children_lookup_is_sent_again_and_answers_whole(
-    loaded: tuple[RedisStackStateBackend, set[str]],
-    faults: FaultServer,
-    lookup: Callable[[RedisStackStateBackend], Iterator[InvocationId]],
-    command: str,
+    loaded: tuple[RedisStackStateBackend, set[str]], faults: FaultServer
 ) -> None:
-    """Children come from one read (a set, or a prepared query when they fit one reply): sent again."""
+    """Children come from one ``FT.SEARCH`` when they fit one reply, a read: sent again."""
     backend, ids = loaded
-    list(lookup(backend))  # script loaded
+    list(backend.get_child_invocations(InvocationId("the-parent")))
     admin = faults.admin()
-    reads = _calls(admin, command)
+    reads = _calls(admin, "FT.SEARCH")
     sleeper = stall(faults)
 
-    children = [str(i) for i in lookup(backend)]
+    children = [str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))]
 
     sleeper.join()
     assert sorted(children) == sorted(ids)
-    assert _calls(admin, command) - reads >= 2  # the stalled one, then the re-send
+    assert _calls(admin, "FT.SEARCH") - reads >= 2  # the stalled one, then the re-send
 
 
 def test_a_stalled_invocation_read_is_sent_again(
     loaded: tuple[RedisStackStateBackend, set[str]], faults: FaultServer
 ) -> None:
-    """``get_invocation`` sends its ``GET`` on a pooled connection directly
-    (``Client.read_raw``); a timed-out first attempt goes through the retry policy."""
+    """``get_invocation`` is one ``JSON.GET``; a timed-out first attempt goes through the
+    retry policy."""
     backend, ids = loaded
     invocation_id = InvocationId(min(ids))
     expected = backend._get_invocation(invocation_id)
     admin = faults.admin()
-    reads = _calls(admin, "get")
+    reads = _calls(admin, "json.get")
     sleeper = stall(faults)
 
     found = backend.get_invocation(invocation_id)
@@ -290,7 +278,7 @@ def test_a_stalled_invocation_read_is_sent_again(
     sleeper.join()
     assert expected is not None
     assert (found.to_dto(), found.call.to_dto()) == expected
-    assert _calls(admin, "get") - reads >= 2  # the stalled one, then the re-send
+    assert _calls(admin, "json.get") - reads >= 2  # the stalled one, then the re-send
 
 
 def test_a_stalled_invocation_read_without_retries_fails(
@@ -310,9 +298,9 @@ def test_a_stalled_invocation_read_without_retries_fails(
 def test_a_refused_invocation_read_raises_the_server_error_and_frees_its_connection(
     request: pytest.FixtureRequest, faults: FaultServer
 ) -> None:
-    """A server error on the direct read (a string where the invocation document belongs)
-    is raised as is, and its connection goes back to the pool: with a pool of one
-    connection, the next commands still get it."""
+    """A server error on the read (a string where the invocation document belongs) is raised
+    as is, and its connection goes back to the pool: with a pool of one connection, the next
+    commands still get it."""
     backend = _backend(faults.url, unique_app_id(request), redis_pool_max_connections=1)
     stored = InvocationId(min(_store(backend, 1)))
     backend.client.set(backend.keys.invocation("not-a-document"), "a string")
@@ -357,7 +345,7 @@ def test_a_whole_answer_restarts_after_a_stalled_cursor_read(
 def test_a_stalled_time_range_page_is_sent_again_and_the_range_stays_whole(
     request: pytest.FixtureRequest, faults: FaultServer
 ) -> None:
-    """Each page of a time range is one ``ZRANGE`` of the app's timeline, a read: a page that
+    """Each page of a time range is one ``FT.AGGREGATE`` without a cursor, a read: a page that
     stalls mid-scan is sent again, and every entry comes once, in order."""
     backend = _backend(faults.url, unique_app_id(request))
     moments = [BASE + timedelta(microseconds=n // 3) for n in range(3 * BATCH + 7)]  # ties in threes
@@ -371,15 +359,21 @@ def test_a_stalled_time_range_page_is_sent_again_and_the_range_stays_whole(
         backend._add_histories([InvocationId(f"inv-{n % 5}")], history)
     admin = faults.admin()
     pages = backend.iter_history_in_timerange(BASE, BASE + timedelta(days=1), batch_size=BATCH)
+    next(pages)
+    reads = _calls(admin, "FT.AGGREGATE")
+    unstalled = [entry for page in pages for entry in page]
+    needed = _calls(admin, "FT.AGGREGATE") - reads  # the pages after the first, undisturbed
+    pages = backend.iter_history_in_timerange(BASE, BASE + timedelta(days=1), batch_size=BATCH)
     first = next(pages)
-    reads = _calls(admin, "zrange")
+    reads = _calls(admin, "FT.AGGREGATE")
     sleeper = stall(faults)
 
     rest = [entry for page in pages for entry in page]
 
     sleeper.join()
     assert [h.runner_context_id for h in [*first, *rest]] == [f"rc-{n}" for n in range(len(moments))]
-    assert _calls(admin, "zrange") - reads >= 4  # three pages, one of them sent twice
+    assert len(rest) == len(unstalled)
+    assert _calls(admin, "FT.AGGREGATE") - reads == needed + 1  # one page sent twice
 
 
 def test_a_stalled_history_write_is_stored_once(request: pytest.FixtureRequest, faults: FaultServer) -> None:
@@ -416,15 +410,15 @@ def test_a_resent_history_batch_changes_nothing(request: pytest.FixtureRequest, 
     )
     client = backend.client
     batch.run_in(client.pipeline(transaction=False))
-    entry_keys = batch.keys[2::3]  # KEYS: the seq counter, then (invocation, entry, history list)
+    entry_keys = batch.keys[2::2]  # KEYS: the seq counter, then (invocation, entry)
     entries = {key: client.execute_command("JSON.GET", key) for key in entry_keys}
-    listed = client.lrange(backend.keys.history_list(invocation.invocation_id), 0, -1)
+    document = client.execute_command("JSON.GET", backend.keys.invocation(invocation.invocation_id))
 
     batch.run_in(client.pipeline(transaction=False))  # what a re-send after a lost reply does
 
     assert {key: client.execute_command("JSON.GET", key) for key in entry_keys} == entries
-    assert client.lrange(backend.keys.history_list(invocation.invocation_id), 0, -1) == listed
-    assert len(listed) == len(backend.get_history(invocation.invocation_id)) == 2
+    assert client.execute_command("JSON.GET", backend.keys.invocation(invocation.invocation_id)) == document
+    assert len(backend.get_history(invocation.invocation_id)) == 2
 
 
 def _history(invocation_id: InvocationId, status: InvocationStatus) -> InvocationHistory:
@@ -461,8 +455,8 @@ def test_after_a_flush_the_indexes_are_recreated_and_the_loss_reported(
     written_after_flush = _store(backend, 2)  # documents without an index: backfilled on creation
 
     with caplog.at_level(logging.WARNING, logger="pynenc_redis_stack.backend"):
-        # an index query (children as a store without relation sets reads them)
-        from_index = {str(i) for i in backend._invocation_ids(parent_invocation_id="the-parent")}
+        # an index query
+        from_index = {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))}
 
     assert from_index == written_after_flush
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == written_after_flush
@@ -482,7 +476,7 @@ def test_after_a_flush_without_index_creation_the_error_names_migrate(
     backend.conf.redis_stack_create_indexes = False
 
     with pytest.raises(IndexDefinitionMismatchError, match="pynenc-redis-stack index migrate"):
-        list(backend._invocation_ids(parent_invocation_id="the-parent"))
+        list(backend.get_child_invocations(InvocationId("the-parent")))
 
     assert faults.admin().execute_command("FT._LIST") == []
 
@@ -490,11 +484,11 @@ def test_after_a_flush_without_index_creation_the_error_names_migrate(
 def test_the_hot_path_does_not_check_indexes(request: pytest.FixtureRequest, faults: FaultServer) -> None:
     backend = _backend(faults.url, unique_app_id(request))
     _store(backend, 3)
-    list(backend._invocation_ids(parent_invocation_id="the-parent"))
+    list(backend.get_child_invocations(InvocationId("the-parent")))
     admin = faults.admin()
     before = admin.info("commandstats")
 
-    list(backend._invocation_ids(parent_invocation_id="the-parent"))  # an index query
+    list(backend.get_child_invocations(InvocationId("the-parent")))  # an index query
 
     after = admin.info("commandstats")
     changed = {
@@ -502,7 +496,7 @@ def test_the_hot_path_does_not_check_indexes(request: pytest.FixtureRequest, fau
         for name, values in after.items()
         if name != "cmdstat_info" and values["calls"] != before.get(name, {}).get("calls")
     }
-    assert changed == {"evalsha", "ft.search"}  # one prepared FT.SEARCH, no FT.INFO or FT._LIST
+    assert changed == {"ft.search"}  # no FT.INFO or FT._LIST
 
 
 # -- 3. connection options -------------------------------------------------------------------

@@ -111,54 +111,74 @@ def test_upsert_batch_is_one_script_call_in_one_round_trip(
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    # Per invocation: read its relations (none yet), create, merge, write its call text,
-    # join its parent's children set.
-    assert commands == {"evalsha": 1, "json.get": 50, "json.set": 50, "json.merge": 50, "set": 50, "sadd": 50}
+    # Per invocation: JSON.GET of a status a history write may have stored first (none here),
+    # one JSON.SET of the whole document (indexed once).
+    assert commands == {"evalsha": 1, "json.get": 50, "json.set": 50}
     assert trips == 1
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == {
         str(i.invocation_id) for i in [*invocations, *_invocations(app, 1, "warm")]
     }
 
 
-def test_upsert_again_leaves_the_relation_sets_alone(
+def test_upsert_again_replaces_the_document_and_keeps_its_status(
     app: Pynenc, backend: RedisStackStateBackend, measure: Measure
 ) -> None:
-    entries = [(i.to_dto(), i.call.to_dto()) for i in _invocations(app, 10)]
+    invocations = _invocations(app, 10)
+    entries = [(i.to_dto(), i.call.to_dto()) for i in invocations]
     backend._upsert_invocations(entries)
+    backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), _context("r"))
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    assert commands == {"evalsha": 1, "json.get": 10, "set": 10, "json.merge": 10}
+    assert commands == {"evalsha": 1, "json.get": 10, "json.set": 10}
     assert trips == 1
+    assert [status for _id, status, _ts in backend.find_invocations()] == [InvocationStatus.PENDING] * 10
 
 
 @pytest.mark.parametrize(
-    ("lookup", "command"),
+    "lookup",
     [
-        (lambda b: b.get_child_invocations(InvocationId("the-parent")), "smembers"),
-        (lambda b: b.get_invocations_by_parent_event("an-event"), "smembers"),
-        (lambda b: b.get_invocation_ids_by_workflow(workflow_id="a-workflow"), "smembers"),
-        (lambda b: b.get_invocation_ids_by_workflow(workflow_type_key="a.type"), "smembers"),
-        (
-            lambda b: b.get_invocation_ids_by_workflow(workflow_id="a-workflow", workflow_type_key="a.type"),
-            "sinter",
-        ),
+        lambda b: b.get_child_invocations(InvocationId("the-parent")),
+        lambda b: b.get_invocations_by_parent_event("an-event"),
+        lambda b: b.get_invocation_ids_by_workflow(workflow_id="a-workflow"),
+        lambda b: b.get_invocation_ids_by_workflow(workflow_type_key="a.type"),
+        lambda b: b.get_invocation_ids_by_workflow(workflow_id="a-workflow", workflow_type_key="a.type"),
+        lambda b: b.get_history(InvocationId("inv-001")),
     ],
-    ids=["children", "parent-event", "workflow-id", "workflow-type", "workflow-id-and-type"],
+    ids=["children", "parent-event", "workflow-id", "workflow-type", "workflow-id-and-type", "history"],
 )
-def test_relation_lookups_are_one_set_read(
+def test_lookups_are_one_index_query(
     app: Pynenc,
     backend: RedisStackStateBackend,
     measure: Measure,
     lookup: Callable[[RedisStackStateBackend], Any],
-    command: str,
 ) -> None:
-    backend.upsert_invocations(_invocations(app, 5))
+    invocations = _invocations(app, 5)
+    backend.upsert_invocations(invocations)
+    backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.REGISTERED), _context("r"))
 
     commands, trips, _ = measure(lambda: list(lookup(backend)))
 
-    assert commands == {command: 1}
+    # One FT.SEARCH: no set, list, sorted set or string beside the documents is read.
+    assert commands == {"ft.search": 1}
     assert trips == 1
+
+
+def test_a_lookup_larger_than_the_first_page_is_one_more_exact_query(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    from pynenc_redis_stack.backend import FIRST_PAGE
+
+    invocations = _invocations(app, FIRST_PAGE + 20)
+    backend.upsert_invocations(invocations)
+
+    commands, trips, children = measure(
+        lambda: list(backend.get_child_invocations(InvocationId("the-parent")))
+    )
+
+    assert commands == {"ft.search": 2}
+    assert trips == 2
+    assert sorted(children) == sorted(i.invocation_id for i in invocations)
 
 
 def test_add_histories_with_cached_context_is_one_evalsha(
@@ -174,18 +194,17 @@ def test_add_histories_with_cached_context_is_one_evalsha(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
-    # Inside the script, per entry: EXISTS entry (absent: not a re-send), INCR (seq), JSON.SET
-    # entry, ZADD to the app's timeline, EXISTS invocation, EXISTS history list (49 have none yet: JSON.GET of the
-    # invocation's history_list mark), RPUSH, JSON.GET status_ts, then JSON.SET status +
-    # JSON.SET status_ts (the entry is the newest).
+    # Inside the script: per entry EXISTS (absent: not a re-send); one INCRBY of the seq counter
+    # for the batch; per entry JSON.SET of the entry, JSON.GET of the invocation's status_ts,
+    # then one JSON.MERGE of status and status_ts (the entry is the newest). Nothing but
+    # documents is written.
     assert commands == {
         "evalsha": 1,
-        "incr": 50,
-        "exists": 50 + 50 + 50,
-        "rpush": 50,
-        "zadd": 50,
-        "json.get": 49 + 50,
-        "json.set": 150,
+        "incrby": 1,
+        "exists": 50,
+        "json.set": 50,
+        "json.get": 50,
+        "json.merge": 50,
     }
     assert trips == 1
     for invocation in invocations:
@@ -210,9 +229,10 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
         )
     )
 
-    # Two runner context documents (context and parent) + per entry: EXISTS entry, INCR,
-    # JSON.SET entry, ZADD, EXISTS invocation, JSON.SET stub (no invocation document yet), RPUSH.
-    expected = {"json.set": 2 + 100, "evalsha": 1, "incr": 50, "exists": 50 + 50, "rpush": 50, "zadd": 50}
+    # Two runner context documents (context and parent) + per entry: EXISTS entry, JSON.SET
+    # entry, JSON.GET of the invocation (none yet), JSON.SET of its status-only document; one
+    # INCRBY for the batch.
+    expected = {"json.set": 2 + 100, "evalsha": 1, "incrby": 1, "exists": 50, "json.get": 50}
     assert commands == expected
     assert trips == 1
     assert sorted(
@@ -229,12 +249,11 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     )
     assert commands == {
         "evalsha": 1,
-        "incr": 50,
-        "exists": 50 + 50 + 50,
-        "rpush": 50,
-        "zadd": 50,
+        "incrby": 1,
+        "exists": 50,
+        "json.set": 50,
         "json.get": 50,
-        "json.set": 150,
+        "json.merge": 50,
     }
     assert trips == 1
 
@@ -257,53 +276,53 @@ def test_add_history_single_is_one_round_trip(
         )
     )
 
-    assert commands == {
-        "evalsha": 1,
-        "incr": 1,
-        "exists": 3,
-        "rpush": 1,
-        "zadd": 1,
-        "json.get": 1,
-        "json.set": 3,
-    }
+    assert commands == {"evalsha": 1, "incrby": 1, "exists": 1, "json.set": 1, "json.get": 1, "json.merge": 1}
     assert trips == 1
 
 
-def test_get_invocation_is_one_get(app: Pynenc, backend: RedisStackStateBackend, measure: Measure) -> None:
+def test_get_invocation_is_one_json_get(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
     invocation = _invocations(app, 1)[0]
     backend.upsert_invocations([invocation])
 
     commands, trips, fetched = measure(lambda: backend.get_invocation(invocation.invocation_id))
 
-    assert commands == {"get": 1}  # its call text
+    assert commands == {"json.get": 1}
     assert trips == 1
     assert fetched == invocation
     assert fetched.parent_invocation_id == "the-parent"
-
-
-def test_an_invocation_stored_before_call_texts_is_read_from_its_document(
-    app: Pynenc, backend: RedisStackStateBackend, measure: Measure, redis_client: redis.Redis
-) -> None:
-    """A store written before 0.4: the document holds the call's fields, there is no call text."""
-    invocation = _invocations(app, 1)[0]
-    backend.upsert_invocations([invocation])
-    key, call_key = (
-        backend.keys.invocation(invocation.invocation_id),
-        backend.keys.invocation_call(invocation.invocation_id),
-    )
-    call_fields = orjson.loads(redis_client.get(call_key))
-    redis_client.execute_command("JSON.MERGE", key, "$", orjson.dumps(call_fields).decode())
-    assert redis_client.delete(call_key) == 1
-
-    commands, trips, fetched = measure(lambda: backend.get_invocation(invocation.invocation_id))
-
-    assert commands == {"get": 1, "json.get": 1}
-    assert trips == 2
-    assert fetched == invocation
     assert backend._get_invocation(InvocationId("never-stored")) is None
 
 
-def test_get_history_is_one_lrange(app: Pynenc, backend: RedisStackStateBackend, measure: Measure) -> None:
+def test_json_get_of_an_invocation_shows_the_whole_record(
+    app: Pynenc, backend: RedisStackStateBackend, redis_client: redis.Redis
+) -> None:
+    invocation = _invocations(app, 1)[0]
+    backend.upsert_invocations([invocation])
+    backend.add_history(
+        invocation.invocation_id, InvocationStatusRecord(InvocationStatus.RUNNING), _context("r")
+    )
+
+    document = orjson.loads(
+        redis_client.execute_command("JSON.GET", backend.keys.invocation(invocation.invocation_id))
+    )
+
+    call = invocation.call
+    assert (
+        document["task_module"] == call.task.task_id.module
+        and document["task_func"] == call.task.task_id.func_name
+    )
+    assert document["serialized_arguments"] == dict(call.serialized_arguments)
+    assert document["arguments_id"] == call.call_id.args_id
+    assert (document["parent_invocation_id"], document["status"]) == ("the-parent", "running")
+    assert isinstance(document["status_ts"], int) and "history_list" not in document
+    from pynenc_redis_stack import documents as docs
+
+    assert docs.invocation_from_document(document) == (invocation.to_dto(), call.to_dto())
+
+
+def test_get_history_is_one_ft_search(app: Pynenc, backend: RedisStackStateBackend, measure: Measure) -> None:
     context = _context("history-runner")
     for status in (
         InvocationStatus.REGISTERED,
@@ -314,8 +333,8 @@ def test_get_history_is_one_lrange(app: Pynenc, backend: RedisStackStateBackend,
 
     commands, trips, history = measure(lambda: backend.get_history(InvocationId("short")))
 
-    # The invocation's history list.
-    assert commands == {"lrange": 1}
+    # The invocation's entries through the history index, sorted by (ts, seq) here.
+    assert commands == {"ft.search": 1}
     assert trips == 1
     assert [h.status_record.status for h in history] == [
         InvocationStatus.REGISTERED,
@@ -358,15 +377,16 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     )
 
     # EVALSHA refused (NOSCRIPT), SCRIPT LOAD, EVALSHA replayed: three round trips.
+    # The replay: per entry EXISTS, JSON.SET of the entry and JSON.GET of the invocation; the
+    # first invocation's status is merged, the nine others get a status-only document.
     assert commands == {
         "evalsha": 2,
         "script|load": 1,
-        "incr": 10,
-        "exists": 10 + 10 + 1,
-        "rpush": 10,
-        "zadd": 10,
-        "json.get": 1,
-        "json.set": 10 + 2 + 9,
+        "incrby": 1,
+        "exists": 10,
+        "json.get": 10,
+        "json.set": 10 + 9,
+        "json.merge": 1,
     }
     assert redis_client.info("commandstats")["cmdstat_evalsha"]["failed_calls"] == before + 1
     assert trips == 3
@@ -383,11 +403,55 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
     )
     assert commands == {
         "evalsha": 1,
-        "incr": 10,
-        "exists": 10 + 10 + 10,
-        "rpush": 10,
-        "zadd": 10,
+        "incrby": 1,
+        "exists": 10,
+        "json.set": 10,
         "json.get": 10,
-        "json.set": 30,
+        "json.merge": 10,
     }
     assert trips == 1
+
+
+def test_every_lookup_reads_the_indexes_only(
+    app: Pynenc, backend: RedisStackStateBackend, measure: Measure
+) -> None:
+    """No lookup reads a set, list, sorted set or string kept beside the documents."""
+    from datetime import UTC, datetime, timedelta
+
+    from pynenc.identifiers.task_id import TaskId
+    from pynenc.models.invocation_dto import InvocationDTO
+    from pynenc.workflow import WorkflowIdentity
+
+    invocations = _invocations(app, 5)
+    backend.upsert_invocations(invocations)
+    backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.REGISTERED), _context("r-1"))
+    workflow = WorkflowIdentity(InvocationId("wf"), TaskId("flows", "f"))
+    member = invocations[0].to_dto()
+    in_workflow = InvocationDTO(InvocationId("member"), member.call_id, workflow, None, "an-event")
+    backend._upsert_invocations([(in_workflow, invocations[0].call.to_dto())])
+    backend.store_workflow_run(workflow)
+    backend.store_workflow_sub_invocation(InvocationId("wf"), invocations[0].invocation_id)
+    now = datetime.now(UTC)
+    lookups: list[Callable[[], Any]] = [
+        lambda: list(backend.get_child_invocations(InvocationId("the-parent"))),
+        lambda: list(backend.get_invocations_by_parent_event("an-event")),
+        lambda: list(backend.get_invocation_ids_by_workflow(workflow_id="wf")),
+        lambda: list(backend.get_invocation_ids_by_workflow(workflow_type_key="flows.f")),
+        lambda: list(backend.get_invocation_ids_by_workflow("wf", "flows.f")),
+        lambda: list(backend.get_invocation_ids_by_workflow()),
+        lambda: backend.get_history(invocations[0].invocation_id),
+        lambda: list(backend.iter_history_in_timerange(now - timedelta(hours=1), now + timedelta(hours=1))),
+        lambda: list(
+            backend.iter_invocations_in_timerange(now - timedelta(hours=1), now + timedelta(hours=1))
+        ),
+        lambda: list(backend.find_invocations(status=InvocationStatus.REGISTERED)),
+        lambda: list(backend.get_matching_runner_contexts("r-")),
+        lambda: list(backend.get_all_workflow_types()),
+        lambda: list(backend.get_all_workflow_runs()),
+        lambda: list(backend.get_workflow_runs(TaskId("flows", "f"))),
+        lambda: list(backend.get_workflow_sub_invocations(InvocationId("wf"))),
+    ]
+    for lookup in lookups:
+        commands, _trips, answer = measure(lookup)
+        assert answer, lookup
+        assert commands and set(commands) <= {"ft.search", "ft.aggregate", "ft.cursor|read"}, commands

@@ -119,7 +119,7 @@ def test_import_redis_masks_the_source_password(
         assert password not in output
         assert f"{user}:***@" in output or "password=***" in output, output
         # No data for that app: it said so, naming the (masked) source.
-        assert completed.returncode == 1 and "no pynenc-redis data found" in completed.stderr
+        assert completed.returncode == 1 and "has no data in the pynenc-redis store" in completed.stderr
 
 
 def test_import_redis_connection_error_masks_the_password(redis_url: str, namespace: str) -> None:

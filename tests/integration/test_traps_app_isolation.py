@@ -134,18 +134,13 @@ def _glob_escape(text: str) -> str:
 
 def _keys_of(client: redis.Redis, app_id: str) -> list[str]:
     """Every state key of the app in the default namespace (entity segment, then the app
-    segment). The app-info document is registration, not state: purge keeps it, and the key
-    saying the app's relation sets and history timeline are complete (still true after a purge)."""
+    segment). The app-info document is registration, not state: purge keeps it."""
     segment = encode_segment(app_id)
     pattern = f"pynenc:*:{_glob_escape(segment)}*"
     return [
         key
         for key in client.scan_iter(match=pattern, count=10_000)
-        if key.count(":") >= 2
-        and key.split(":")[2] == segment
-        and not key.startswith(
-            ("pynenc:app-info:", "pynenc:relation-sets:", "pynenc:history-timeline-complete:")
-        )
+        if key.count(":") >= 2 and key.split(":")[2] == segment and not key.startswith("pynenc:app-info:")
     ]
 
 
@@ -227,13 +222,8 @@ def test_purge_of_many_documents_across_cursor_pages(
             backend._store_runner_context(runner_context(f"runner-{n}"))
             backend._set_result(ids[n], "r")
     kept_keys = sorted(_keys_of(redis_client, kept.app_id))
-    # 120 invocations, their 120 call texts and 120 history lists, 240 entries, 30 contexts,
-    # 30 results, the children set of "parent", the history timeline
-    assert (
-        len(_keys_of(redis_client, doomed.app_id))
-        == len(kept_keys)
-        == 120 + 120 + 120 + 240 + 30 + 30 + 1 + 1
-    )
+    # 120 invocations, 240 entries, 30 contexts, 30 results: documents only
+    assert len(_keys_of(redis_client, doomed.app_id)) == len(kept_keys) == 120 + 240 + 30 + 30
 
     doomed.state_backend.purge()
 

@@ -119,7 +119,12 @@ def test_server_without_modules_is_refused(request: pytest.FixtureRequest, plain
             app.state_backend.get_history(InvocationId("x"))
         message = str(info.value)
         assert "search" in message and "JSON" in message
-        assert "Redis Stack >= 7.2" in message and "Redis 8" in message
+        version = str(plain.info("server")["redis_version"])
+        if int(version.split(".")[0]) >= 8:  # a Redis 8 without its modules is told so, by version
+            assert f"this Redis {version} was built or packaged without them" in message
+            assert "or Redis 8.x" not in message
+        else:
+            assert "Redis Stack >= 7.2" in message and f"Redis {version}" in message
         assert plain.dbsize() == 0  # nothing written
     finally:
         plain.close()

@@ -11,13 +11,22 @@
   model of the same records;
 - complete answers on a server whose result caps are 25 (stands for Redis Stack's 10 000);
 - two runner hosts on this package's components alone: an event trigger and a status trigger
-  each run once, through the trigger loop in the atomic service.
+  each run once, through the trigger loop in the atomic service;
+- trigger definitions and conditions: documents read back whole, lookups through the indexes
+  only (the server's command statistics), and ``index migrate`` converting the earlier layout
+  of hashes and sets (dry run, interrupted run, reruns);
+- a trigger pass that fails, or a runner SIGKILLed mid-pass: no firing lost, none doubled but
+  the documented one; a cron tick stored with its valid condition.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import random
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,15 +35,27 @@ from typing import Any
 import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
+from pynenc.identifiers.task_id import TaskId
+from pynenc.invocation.status import InvocationStatus
+from pynenc.models.trigger_definition_dto import TriggerDefinitionDTO
 from pynenc.orchestrator.atomic_service import AtomicServiceRun
 from pynenc.trigger.arguments import StaticArgumentProvider, create_argument_filter
-from pynenc.trigger.conditions import EventCondition
+from pynenc.trigger.conditions import (
+    CompositeLogic,
+    CronCondition,
+    EventCondition,
+    EventContext,
+    StatusCondition,
+    StatusContext,
+)
 from pynenc.trigger.monitoring import EventRecord, TriggerRunParticipant, TriggerRunRecord
+from pynenc.trigger.trigger_context import TriggerContext
 from pynenc.trigger.trigger_definitions import TriggerDefinition
 from pynenc_tests.conftest import MockPynenc
 
 from pynenc_redis_stack import RedisStackTrigger
 from pynenc_redis_stack.client import run
+from pynenc_redis_stack.keys import encode_segment
 from tests.conftest import unique_app_id
 
 HOSTILE = [
@@ -61,12 +82,12 @@ def triggered_task(x: int) -> int:
     return x
 
 
-def build_app(app_id: str, url: str, sqlite_path: Path) -> Pynenc:
+def build_app(app_id: str, url: str, sqlite_path: Path, namespace: str | None = None) -> Pynenc:
     return (
         PynencBuilder()
         .app_id(app_id)
         .sqlite(sqlite_db_path=str(sqlite_path))
-        .redis_stack(url=url, components=("state_backend", "trigger"))
+        .redis_stack(url=url, namespace=namespace, components=("state_backend", "trigger"))
         .build()
     )
 
@@ -277,6 +298,190 @@ def test_two_trigger_loops_on_one_event_run_the_trigger_once(
     apps[0].state_backend.purge()
 
 
+# -- a pass that fails or stops part-way: no firing lost, none doubled -----------------------------
+
+
+@pytest.fixture
+def two_runners(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[list[Pynenc]]:
+    """Two runners' apps of one app (one SQLite file for their orchestrator and broker), an
+    event trigger registered on both."""
+    app_id = unique_app_id(request)
+    apps = [build_app(app_id, redis_url, tmp_path / "shared.db") for _ in range(2)]
+    trigger_of(apps[0]).purge()
+    apps[0].state_backend.purge()
+    triggered_task.app = apps[0]
+    condition = EventCondition("pass-faults", ANY_ARGUMENTS)
+    definition = TriggerDefinition(
+        task_id=triggered_task.task_id,
+        condition_ids=[condition.condition_id],
+        argument_provider=StaticArgumentProvider({"x": 1}),
+    )
+    for runner_app in apps:
+        trigger_of(runner_app).register_condition(condition)
+        trigger_of(runner_app).register_trigger(definition.to_dto(runner_app))
+    yield apps
+    trigger_of(apps[0]).purge()
+    apps[0].state_backend.purge()
+
+
+SERVICE_RUN = AtomicServiceRun(runner_id="r", atomic_service_run_id="s")
+
+
+def expire_claims(trigger: RedisStackTrigger) -> None:
+    """Move every claim's expiry into the past: what the next pass finds once a claim's
+    minute is over."""
+    key = trigger.keys.trigger_run_claims()
+    for run_id in run(trigger.store.client, "ZRANGE", key, "0", "-1"):
+        run(trigger.store.client, "ZADD", key, "1", run_id)
+
+
+def test_a_pass_that_fails_after_its_claim_releases_it_and_the_next_pass_fires(
+    two_runners: list[Pynenc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first runner's pass claims the run, then cannot route the task (that runner lacks
+    it: pynenc raises). The other runner's pass, within the claim's minute, fires it once
+    (before: its claim was refused and it cleared the condition, so it never fired)."""
+    first, second = map(trigger_of, two_runners)
+    event_id = first.emit_event("pass-faults", {"k": "v"})
+    monkeypatch.setattr(two_runners[0], "get_task", lambda _task_id: None)
+    with pytest.raises(ValueError, match="not found"):
+        first.trigger_loop_iteration(SERVICE_RUN)
+    assert len(first.get_valid_conditions()) == 1
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert len(second.get_trigger_runs_for_event(event_id)) == 1
+    assert second.get_valid_conditions() == {}
+
+
+def test_a_pass_that_stops_after_its_claim_leaves_the_condition_until_the_claim_expires(
+    two_runners: list[Pynenc],
+) -> None:
+    """A pass killed right after its claim leaves the claim and the valid condition. Another
+    pass within the claim's minute is refused the claim and keeps the condition (before: it
+    cleared it, and the firing was lost); once the claim has expired, the next pass fires."""
+    first, second = map(trigger_of, two_runners)
+    event_id = first.emit_event("pass-faults", {"k": "v"})
+    (valid,) = first.get_valid_conditions().values()
+    (dto,) = first.get_triggers_for_condition(valid.condition.condition_id)
+    context = TriggerContext(valid_conditions={valid.valid_condition_id: valid})
+    (run_id,) = TriggerDefinition.from_dto(dto, two_runners[0]).generate_trigger_run_ids(context)
+    assert first.claim_trigger_run(run_id)  # what the killed pass left
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert second.get_trigger_runs_for_event(event_id) == []
+    assert list(second.get_valid_conditions()) == [valid.valid_condition_id]
+    expire_claims(second)
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert [r.trigger_run_id for r in second.get_trigger_runs_for_event(event_id)] == [run_id]
+    assert second.get_valid_conditions() == {}
+
+
+def test_a_pass_that_stops_after_recording_its_run_does_not_fire_it_again(
+    two_runners: list[Pynenc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass routes and records its run, then stops before clearing the condition. Long
+    after (the claim expired), another pass is refused the run because its record exists,
+    and clears the condition (before: it claimed the run again and fired a second time)."""
+    first, second = map(trigger_of, two_runners)
+    event_id = first.emit_event("pass-faults", {"k": "v"})
+
+    def stopped(_conditions: Any) -> None:
+        raise ConnectionError("the pass stops before clearing")
+
+    monkeypatch.setattr(first, "clear_valid_conditions", stopped)
+    with pytest.raises(ConnectionError):
+        first.trigger_loop_iteration(SERVICE_RUN)
+    fired = second.get_invocations_triggered_by_event(event_id)
+    assert len(fired) == 1
+    expire_claims(second)
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert second.get_invocations_triggered_by_event(event_id) == fired
+    assert [r.triggered_invocation_id for r in second.get_trigger_runs_for_event(event_id)] == fired
+    assert second.get_valid_conditions() == {}
+    assert not second.claim_trigger_run(second.get_trigger_runs_for_event(event_id)[0].trigger_run_id)
+
+
+KILL_POINTS = {
+    "claimed": "execute_task",  # after its claim, before routing the task
+    "routed": "store_trigger_run",  # after routing, before recording the run
+    "recorded": "clear_valid_conditions",  # after recording, before clearing the condition
+}
+"""Where a runner's pass is SIGKILLed: the trigger method whose call kills it."""
+
+
+def pass_killed_at(url: str, app_id: str, sqlite_path: str, step: str) -> None:
+    """A runner process whose trigger pass is SIGKILLed at ``step`` (nothing after it runs)."""
+    import os
+    import signal
+
+    runner_app = build_app(app_id, url, Path(sqlite_path))
+    triggered_task.app = runner_app
+    trigger = trigger_of(runner_app)
+
+    def killed(*_args: Any, **_kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(trigger, KILL_POINTS[step], killed)
+    trigger.trigger_loop_iteration(SERVICE_RUN)
+
+
+@pytest.mark.parametrize(
+    ("step", "passes", "fired"),
+    [
+        # the next pass within the claim's minute keeps the condition; the one after expiry fires
+        pytest.param("claimed", ["pass", "expire", "pass"], 1, id="after-claim"),
+        # the known duplicate (docs/distributed.md, Trigger): routed, never recorded
+        pytest.param("routed", ["pass", "expire", "pass"], 2, id="after-route"),
+        # however late the next pass comes, the recorded run is not fired again
+        pytest.param("recorded", ["expire", "pass", "pass"], 1, id="after-record"),
+    ],
+)
+def test_a_runner_killed_mid_pass_loses_no_firing(
+    two_runners: list[Pynenc], redis_url: str, tmp_path: Path, step: str, passes: list[str], fired: int
+) -> None:
+    """A runner process is SIGKILLed inside its trigger pass; the other runner's passes then
+    fire the event's trigger once (twice in the one documented window), and leave nothing
+    pending."""
+    import multiprocessing
+
+    first, second = map(trigger_of, two_runners)
+    first.emit_event("pass-faults", {"k": "v"})
+    process = multiprocessing.get_context("spawn").Process(
+        target=pass_killed_at, args=(redis_url, two_runners[0].app_id, str(tmp_path / "shared.db"), step)
+    )
+    process.start()
+    process.join(timeout=50)
+    assert process.exitcode == -9  # killed where intended
+    for action in passes:
+        if action == "expire":
+            expire_claims(second)
+        else:
+            second.trigger_loop_iteration(SERVICE_RUN)
+    routed = list(two_runners[1].orchestrator.get_existing_invocations(triggered_task))
+    assert len(routed) == fired
+    assert second.get_valid_conditions() == {}
+
+
+def test_a_cron_tick_is_stored_with_its_valid_condition(app: Pynenc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tick's compare-and-set and its valid condition are one script: a pass that would
+    stop between the two (pynenc makes them two calls; here the second one fails) still
+    leaves the tick's valid condition, and a later check in the same minute adds none."""
+    trigger = trigger_of(app)
+    cron = CronCondition("* * * * *")
+    trigger.register_condition(cron)
+    tick = datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC)
+
+    def stopped(_valid_conditions: Any) -> None:
+        raise ConnectionError("the pass stops before storing the valid condition")
+
+    monkeypatch.setattr(trigger, "record_valid_conditions", stopped)
+    with contextlib.suppress(ConnectionError):
+        trigger.check_time_based_triggers(tick, atomic_service_run=SERVICE_RUN)
+    monkeypatch.undo()
+    trigger.check_time_based_triggers(tick + timedelta(seconds=20), atomic_service_run=SERVICE_RUN)
+    ticks = list(trigger.get_valid_conditions().values())
+    assert [(vc.condition.condition_id, vc.context.timestamp) for vc in ticks] == [(cron.condition_id, tick)]
+    assert trigger.get_last_cron_execution(cron.condition_id) == tick
+
+
 def test_links_survive_a_rewrite_of_the_event_and_count_once(app: Pynenc) -> None:
     """pynenc writes an event, then again with its matched conditions; a trigger loop on
     another host may link invocations in between. The links stay (hostile ids round-trip
@@ -304,6 +509,329 @@ def test_links_survive_a_rewrite_of_the_event_and_count_once(app: Pynenc) -> Non
     assert [m.event_id for m in page.markers] == ["e"] and page.total == 1
     assert trigger.get_event("never-stored") is None
     assert trigger.get_invocations_triggered_by_event("never-stored") == []
+
+
+# -- trigger definitions and conditions ---------------------------------------------------------
+
+ANY_ARGUMENTS = create_argument_filter(None)
+
+TASKS = [TaskId(f"mod.{text}", f"Outer.{text}") for text in HOSTILE[:4]] + [TaskId("plain.mod", "fn")]
+"""Tasks whose function names hold a dot (``TaskId.from_key`` would split them elsewhere)."""
+
+
+def definition(trigger_id: str, task: TaskId, condition_ids: list[str], n: int) -> TriggerDefinitionDTO:
+    return TriggerDefinitionDTO(
+        trigger_id=trigger_id,
+        task_id=task,
+        condition_ids=condition_ids,
+        logic=CompositeLogic.AND if n % 2 else CompositeLogic.OR,
+        argument_provider_json=None if n % 3 == 0 else json.dumps({"static": {"n": n, "id": trigger_id}}),
+    )
+
+
+def registered(trigger: RedisStackTrigger) -> tuple[list[Any], list[Any], list[TriggerDefinitionDTO]]:
+    """Register an event condition per hostile code, a status condition per task, and a
+    trigger per event condition (each also using the first one), on tasks in turn."""
+    events = [EventCondition(text, ANY_ARGUMENTS) for text in HOSTILE]
+    statuses = [StatusCondition(task, [InvocationStatus.SUCCESS], ANY_ARGUMENTS) for task in TASKS]
+    for condition in events + statuses:
+        trigger.register_condition(condition)  # the status ones record their task as source
+    definitions = [
+        definition(text, TASKS[n % len(TASKS)], [events[n].condition_id, events[0].condition_id], n)
+        for n, text in enumerate(HOSTILE)
+    ]
+    for dto in definitions:
+        trigger.register_trigger(dto)
+    return events, statuses, definitions
+
+
+def ids(conditions: list[Any]) -> list[str]:
+    return [c.condition_id for c in conditions]
+
+
+def test_definitions_and_conditions_read_back_through_documents_and_indexes(app: Pynenc) -> None:
+    trigger = trigger_of(app)
+    events, statuses, definitions = registered(trigger)
+    for dto in definitions:
+        assert trigger._get_trigger(dto.trigger_id) == dto  # the dotted function name included
+    assert trigger._get_trigger("absent") is None
+    by_id = sorted(definitions, key=lambda d: d.trigger_id)
+    assert trigger.get_triggers_for_condition(events[0].condition_id) == by_id
+    for n, condition in enumerate(events[1:], start=1):
+        assert trigger.get_triggers_for_condition(condition.condition_id) == [definitions[n]]
+    assert trigger.get_triggers_for_condition("absent") == []
+    everything = events + statuses
+    assert ids(trigger._get_all_conditions()) == sorted(ids(everything))
+    for condition in everything:
+        found = trigger.get_condition(condition.condition_id)
+        assert found is not None and found.to_json(app) == condition.to_json(app)
+    batch = trigger.get_conditions_batch([events[2].condition_id, "absent", statuses[1].condition_id])
+    assert [None if c is None else c.condition_id for c in batch.values()] == [
+        events[2].condition_id,
+        None,
+        statuses[1].condition_id,
+    ]
+    # a definition is one document holding all of it
+    stored = json.loads(run(trigger.store.client, "JSON.GET", trigger.keys.trigger_definition(HOSTILE[1])))
+    assert stored == {
+        "app_id": app.app_id,
+        "trigger_id": HOSTILE[1],
+        "task_id_key": TASKS[1].key,
+        "task_module": TASKS[1].module,
+        "task_func": TASKS[1].func_name,
+        "condition_ids": [events[1].condition_id, events[0].condition_id],
+        "logic": "and",
+        "argument_provider_json": definitions[1].argument_provider_json,
+    }
+    # cleaning a task's definitions leaves the others
+    trigger.clean_task_trigger_definitions(TASKS[0])
+    kept = [d for d in by_id if d.task_id != TASKS[0]]
+    assert trigger.get_triggers_for_condition(events[0].condition_id) == kept
+    assert trigger._get_trigger(definitions[0].trigger_id) is None
+
+
+def test_conditions_sourced_from_a_task_are_recorded_once_and_found_by_task(app: Pynenc) -> None:
+    trigger = trigger_of(app)
+    events, statuses, _definitions = registered(trigger)
+    for n, task in enumerate(TASKS):
+        assert ids(trigger.get_conditions_sourced_from_task(task)) == [statuses[n].condition_id]
+    # a second source task of an event condition, recorded twice (and by a second trigger object)
+    trigger._register_source_task_condition(TASKS[0], events[3].condition_id)
+    trigger._register_source_task_condition(TASKS[0], events[3].condition_id)
+    trigger._register_source_task_condition(TASKS[1], events[3].condition_id)
+    sources = run(
+        trigger.store.client, "JSON.GET", trigger.keys.trigger_condition(events[3].condition_id), "$"
+    )
+    assert json.loads(sources)[0]["source_task_keys"] == [TASKS[0].key, TASKS[1].key]
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[0])) == sorted(
+        [statuses[0].condition_id, events[3].condition_id]
+    )
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[0], StatusContext)) == [
+        statuses[0].condition_id
+    ]
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[0], EventContext)) == [events[3].condition_id]
+    # a source task recorded before its condition: the condition reads as absent until registered
+    late = EventCondition("registered late", ANY_ARGUMENTS)
+    trigger._register_source_task_condition(TASKS[4], late.condition_id)
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[4])) == [statuses[4].condition_id]
+    assert trigger.get_condition(late.condition_id) is None
+    assert late.condition_id not in ids(trigger._get_all_conditions())
+    trigger._register_condition(late)
+    assert ids(trigger.get_conditions_sourced_from_task(TASKS[4])) == sorted(
+        [statuses[4].condition_id, late.condition_id]
+    )
+    trigger._register_condition(late)  # registering again keeps its source tasks
+    assert late.condition_id in ids(trigger.get_conditions_sourced_from_task(TASKS[4]))
+    assert trigger.get_conditions_sourced_from_task(TaskId("absent", "task")) == []
+
+
+def test_trigger_lookups_query_the_indexes_and_read_no_set_or_hash(low_cap_url: str, tmp_path: Path) -> None:
+    """On a server of its own (nothing else sends it commands): the lookups by condition, by
+    source task and of all conditions send FT.SEARCH / FT.AGGREGATE, and read documents with
+    JSON.GET / JSON.MGET only (INFO commandstats after CONFIG RESETSTAT)."""
+    trigger = trigger_of(build_app("lookups", low_cap_url, tmp_path / "t.db"))
+    events, statuses, definitions = registered(trigger)
+
+    def lookups() -> list[Any]:
+        return [
+            trigger.get_triggers_for_condition(events[0].condition_id),
+            trigger.get_conditions_sourced_from_task(TASKS[0]),
+            trigger.get_conditions_sourced_from_task(TASKS[0], StatusContext),
+            trigger._get_all_conditions(),
+            trigger.get_conditions_batch([events[1].condition_id]),
+            trigger.get_condition(events[1].condition_id),
+            trigger._get_trigger(definitions[1].trigger_id),
+        ]
+
+    lookups()  # the first use checks the server and its indexes
+    server = redis.Redis.from_url(low_cap_url, decode_responses=True)
+    server.config_resetstat()
+    answers = lookups()
+    stats = {
+        name.lower().removeprefix("cmdstat_"): value["calls"]
+        for name, value in server.info("commandstats").items()
+    }
+    server.close()
+    stats.pop("config|resetstat", None)
+    assert len(answers[0]) == len(HOSTILE) and len(answers[3]) == len(events) + len(statuses)
+    assert {"ft.search", "ft.aggregate"} & set(stats), stats
+    assert all(name.startswith(("ft.", "json.get", "json.mget")) for name in stats), stats
+    forbidden = {
+        "smembers",
+        "sinter",
+        "sscan",
+        "hget",
+        "hmget",
+        "hvals",
+        "hgetall",
+        "hscan",
+        "zrange",
+        "lrange",
+        "get",
+    }
+    assert not forbidden & set(stats), stats
+
+
+# -- index migrate: the earlier layout (hashes and lookup sets) becomes documents ------------------
+
+
+@pytest.fixture
+def namespace(redis_client: redis.Redis) -> Iterator[str]:
+    """A namespace no other test uses; its indexes and keys are removed afterwards."""
+    name = f"t-trig-{uuid.uuid4().hex[:10]}"
+    yield name
+    for index in run(redis_client, "FT._LIST"):
+        if str(index).startswith(f"{name}:"):
+            run(redis_client, "FT.DROPINDEX", index)
+    for key in list(redis_client.scan_iter(match=f"{name}:*", count=10_000)):
+        redis_client.unlink(key)
+
+
+def write_earlier_layout(
+    client: redis.Redis,
+    namespace: str,
+    app_id: str,
+    conditions: list[Any],
+    definitions: list[TriggerDefinitionDTO],
+    sources: dict[str, list[str]],
+    app: Pynenc,
+) -> None:
+    """Write what the earlier trigger wrote, command for command: conditions and definitions
+    in two hashes, the triggers of each condition and the conditions of each source task in
+    sets, and the names of those sets in a set."""
+
+    def key(entity: str, *ids: str) -> str:
+        return ":".join([namespace, entity, encode_segment(app_id), *map(encode_segment, ids)])
+
+    for condition in conditions:  # _register_condition
+        client.execute_command(
+            "HSET", key("trigger-conditions"), condition.condition_id, condition.to_json(app)
+        )
+    for dto in definitions:  # register_trigger
+        text = json.dumps(
+            {
+                "task_id_key": dto.task_id.key,
+                "condition_ids": list(dto.condition_ids),
+                "logic": dto.logic.value,
+                "argument_provider_json": dto.argument_provider_json,
+            }
+        )
+        pipe = client.pipeline(transaction=True)
+        pipe.execute_command("HSET", key("trigger-definitions"), dto.trigger_id, text)
+        sets = [key("trigger-condition-triggers", c) for c in dto.condition_ids]
+        for condition_set in sets:
+            pipe.execute_command("SADD", condition_set, dto.trigger_id)
+        pipe.execute_command("SADD", key("trigger-sets"), *sets)
+        pipe.execute()
+    for task_key, condition_ids in sources.items():  # _register_source_task_condition
+        for condition_id in condition_ids:
+            pipe = client.pipeline(transaction=True)
+            pipe.execute_command("SADD", key("trigger-source-task", task_key), condition_id)
+            pipe.execute_command("SADD", key("trigger-sets"), key("trigger-source-task", task_key))
+            pipe.execute()
+    # the queue and schedule keys keep their layout
+    client.execute_command("HSET", key("trigger-cron"), conditions[0].condition_id, "1767225600000000")
+
+
+def earlier_keys(client: redis.Redis, namespace: str) -> list[str]:
+    entities = [
+        "trigger-conditions",
+        "trigger-definitions",
+        "trigger-condition-triggers",
+        "trigger-source-task",
+    ]
+    return sorted(
+        str(key)
+        for entity in [*entities, "trigger-sets"]
+        for key in client.scan_iter(match=f"{namespace}:{entity}:*", count=10_000)
+    )
+
+
+def test_index_migrate_turns_the_earlier_layout_into_documents_that_read_back_equal(
+    redis_url: str, redis_client: redis.Redis, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two apps (one with a hostile id) written in the earlier layout. A dry run lists the
+    work and changes nothing; a run interrupted part-way and a second run convert everything:
+    every lookup reads back what was written, no earlier key is left, and a third run has
+    nothing to do."""
+    from pynenc_redis_stack import admin
+    from pynenc_redis_stack.cli.index_commands import format_migration
+    from pynenc_redis_stack.trigger import migration
+
+    apps = {
+        app_id: build_app(app_id, redis_url, tmp_path / "t.db", namespace) for app_id in ("a:b{c}*?", "plain")
+    }
+    events = [EventCondition(text, ANY_ARGUMENTS) for text in HOSTILE[:5]]
+    statuses = [StatusCondition(task, [InvocationStatus.SUCCESS], ANY_ARGUMENTS) for task in TASKS[:3]]
+    conditions = events + statuses
+    # definitions of tasks whose function has no dot: the earlier layout kept only the task key
+    tasks = [TaskId(f"mod.{text}", "fn") for text in HOSTILE[:3]]
+    definitions = [
+        definition(text, tasks[n % 3], [events[n % 5].condition_id, events[0].condition_id], n)
+        for n, text in enumerate(HOSTILE)
+    ]
+    sources = {
+        task.key: [statuses[n].condition_id, events[n].condition_id] for n, task in enumerate(TASKS[:3])
+    }
+    for app_id, app in apps.items():
+        write_earlier_layout(redis_client, namespace, app_id, conditions, definitions, sources, app)
+    written = earlier_keys(redis_client, namespace)
+    # per app: the two hashes, the set of set names, 5 condition sets, 3 source-task sets
+    assert len(written) == 2 * 11
+
+    conf = admin.load_config(url=redis_url, namespace=namespace)
+    dry = admin.index_migrate(conf, dry_run=True, out=io.StringIO())
+    assert dry.trigger_layout is not None and sorted(dry.trigger_layout.per_app) == sorted(apps)
+    for planned in dry.trigger_layout.per_app.values():
+        assert (planned.conditions, planned.definitions, planned.source_links) == (8, len(HOSTILE), 6)
+    assert sorted(k for p in dry.trigger_layout.per_app.values() for k in p.deleted) == written
+    assert earlier_keys(redis_client, namespace) == written  # a dry run changes nothing
+    printed = format_migration(dry)
+    assert all(f"would delete {key}" in "\n".join(printed) for key in written)
+    assert not list(redis_client.scan_iter(match=f"{namespace}:trigger-condition:*"))
+
+    calls = 0
+    real_add = migration.add_source_task
+
+    def interrupted(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise ConnectionError("the run is killed here")
+        real_add(*args)
+
+    monkeypatch.setattr(migration, "add_source_task", interrupted)
+    with pytest.raises(ConnectionError):
+        admin.index_migrate(conf)
+    monkeypatch.setattr(migration, "add_source_task", real_add)
+    assert earlier_keys(redis_client, namespace)  # part of the work is left for the next run
+    report = admin.index_migrate(conf)
+    assert report.trigger_layout is not None and sorted(report.trigger_layout.per_app) == sorted(apps)
+    assert earlier_keys(redis_client, namespace) == []
+
+    for app in apps.values():
+        trigger = trigger_of(app)
+        assert ids(trigger._get_all_conditions()) == sorted(ids(conditions))
+        for condition in conditions:
+            found = trigger.get_condition(condition.condition_id)
+            assert found is not None and found.to_json(app) == condition.to_json(app)
+            using = sorted(
+                (d for d in definitions if condition.condition_id in d.condition_ids),
+                key=lambda d: d.trigger_id,
+            )
+            assert trigger.get_triggers_for_condition(condition.condition_id) == using
+        for dto in definitions:
+            assert trigger._get_trigger(dto.trigger_id) == dto
+        for task_key, condition_ids in sources.items():
+            sourced = trigger.get_conditions_sourced_from_task(TaskId.from_key(task_key))
+            assert ids(sourced) == sorted(condition_ids)
+        assert trigger.get_last_cron_execution(conditions[0].condition_id) == datetime(2026, 1, 1, tzinfo=UTC)
+        trigger.clean_task_trigger_definitions(tasks[0])
+        assert all(d.task_id != tasks[0] for d in trigger.get_triggers_for_condition(events[0].condition_id))
+
+    again = admin.index_migrate(conf)
+    assert again.trigger_layout is not None and again.trigger_layout.per_app == {}
+    assert again.nothing_to_do
 
 
 # -- hostile input --------------------------------------------------------------------------------
@@ -361,7 +889,9 @@ def test_hostile_ids_and_event_codes_are_matched_literally(app: Pynenc) -> None:
         assert [r.trigger_run_id for r in by_task] == [text]
         trigger.link_trigger_run_to_events([text], text + "!", trigger_run_id=text)
         assert trigger.get_invocations_triggered_by_event(text) == [text + "!"]
-        assert trigger.claim_trigger_run(text) and not trigger.claim_trigger_run(text)
+        assert not trigger.claim_trigger_run(text)  # its record is stored: it ran
+        unrecorded = f"next {text}"
+        assert trigger.claim_trigger_run(unrecorded) and not trigger.claim_trigger_run(unrecorded)
     assert trigger.get_referenced_atomic_service_run_ids() == set(HOSTILE)
     assert trigger.count_events(event_code="*") == 0 and trigger.get_trigger_runs_for_event("*") == []
 
@@ -375,13 +905,13 @@ def test_apps_whose_ids_differ_by_special_characters_stay_apart(redis_url: str, 
         trigger.store_event(event("same-id", "same-code", BASE))
         trigger.store_trigger_run(trigger_run("same-run", BASE, event_ids=["same-id"]))
         trigger.record_valid_conditions([])
-        assert trigger.claim_trigger_run("same-run")
+        assert trigger.claim_trigger_run("same-claim")
     triggers[0].purge()
     assert triggers[0].count_events() == 0 and triggers[0].get_trigger_run("same-run") is None
     for trigger in triggers[1:]:
         assert trigger.count_events() == 1 and trigger.list_event_codes() == ["same-code"]
         assert [r.trigger_run_id for r in trigger.get_trigger_runs_for_event("same-id")] == ["same-run"]
-        assert not trigger.claim_trigger_run("same-run")
+        assert not trigger.claim_trigger_run("same-claim")
         trigger.purge()
 
 

@@ -69,9 +69,9 @@ def test_a_new_process_trusts_checked_indexes_after_one_read(
     second = first_use_in_a_new_process(redis_url, namespace, redis_client)
 
     # the server check (FT._LIST, JSON.TYPE, the ACL probe: one pipeline), the marker read
-    # (HMGET, FT._LIST: one pipeline), the app info write (JSON.SET); no FT.INFO
+    # (HGETALL, FT._LIST: one pipeline), the app info write (JSON.SET); no FT.INFO
     assert "ft.info" not in second and "ft.create" not in second
-    assert second["hmget"] == 1
+    assert second["hgetall"] == 1
     assert second["ft._list"] == 2
 
 

@@ -67,6 +67,7 @@ def test_every_verb_is_listed() -> None:
     assert set(VERBS) == {
         ("server", "start"), ("server", "stop"), ("server", "status"), ("server", "url"),
         ("index", "status"), ("index", "migrate"), ("index", "drop"), ("import-redis",), ("prune",),
+        ("query", "invocations"), ("query", "history"), ("query", "runners"), ("query", "count"), ("cli",),
     }  # fmt: skip
 
 
@@ -93,6 +94,7 @@ UNREACHABLE = [
     ["index", "drop", "--yes", "--url", CLOSED],
     ["import-redis", "--app-id", "a", "--url", CLOSED, "--source-url", CLOSED],
     ["prune", "--older-than", "30d", "--app-id", "a", "--url", CLOSED],
+    ["query", "invocations", "--app-id", "a", "--url", CLOSED],
 ]
 
 
@@ -109,6 +111,15 @@ def test_an_error_is_one_line_unless_traceback_is_asked(
         assert main(with_traceback) == 1
         err = capsys.readouterr().err
         assert err.startswith("Traceback (most recent call last)") and "ConnectionError" in err
+
+
+def test_the_cli_command_takes_its_options_before_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """After the command, ``--traceback`` is an argument of the command sent."""
+    assert main(["cli", "--url", CLOSED, "PING", "--traceback"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.1:1" in err
+    assert main(["cli", "--traceback", "--url", CLOSED, "PING"]) == 1
+    assert capsys.readouterr().err.startswith("Traceback (most recent call last)")
 
 
 def test_a_server_verb_error_is_one_line_unless_traceback_is_asked(

@@ -51,8 +51,7 @@ def test_invocation_document_round_trips(
     assert docs._DTOS_ARE_PLAIN  # pynenc's DTOs are plain dataclasses: the direct path is the one used
     monkeypatch.setattr(docs, "_DTOS_ARE_PLAIN", plain)
     inv, call = _pair(workflow, parent, event)
-    stored = orjson.loads(docs.invocation_call(inv, call))
-    stored["invocation_id"] = inv.invocation_id  # get_invocation adds it (the key says it)
+    stored = orjson.loads(docs.dumps(docs.invocation_document("app", inv, call)))
 
     read_inv, read_call = docs.invocation_from_document(stored)
 

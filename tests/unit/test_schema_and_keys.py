@@ -48,6 +48,8 @@ def test_every_schema_file_loads_and_every_index_filters_by_app() -> None:
             "atomic_service_executions",
             "trigger_events",
             "trigger_runs",
+            "trigger_definitions",
+            "trigger_conditions",
         ]
     )
     for spec in (*schemas.all(), *OrchestratorSchemas.load().all(), *TriggerSchemas.load().all()):
@@ -275,21 +277,15 @@ def test_trigger_keys_give_back_their_ids_and_keep_apps_apart(event_id: str) -> 
     key = keys.trigger_event(event_id)
     assert key.startswith("pynenc:trigger-event:a%3Ab:")
     assert keys.trigger_event_ids_of([key]) == [event_id]
-    assert keys.trigger_condition_triggers("c:1").endswith(":c%3A1")
+    assert keys.trigger_condition("c:1") == "pynenc:trigger-condition:a%3Ab:c%3A1"
+    assert keys.trigger_definition("t:1") == "pynenc:trigger-definition:a%3Ab:t%3A1"
     other = Namespace("pynenc").for_app("a%3Ab")
-    per_app = [
-        "trigger_conditions",
-        "trigger_definitions",
-        "trigger_sets",
-        "trigger_valid_conditions",
-        "trigger_cron",
-        "trigger_run_claims",
-    ]
-    mine = {getattr(keys, name)() for name in per_app} | {keys.trigger_run(event_id), key}
+    per_app = ["trigger_valid_conditions", "trigger_cron", "trigger_run_claims"]
+    per_id = ["trigger_run", "trigger_event", "trigger_definition", "trigger_condition"]
+    mine = {getattr(keys, name)() for name in per_app} | {getattr(keys, name)(event_id) for name in per_id}
     theirs = {getattr(other, name)() for name in per_app} | {
-        other.trigger_run(event_id),
-        other.trigger_event(event_id),
+        getattr(other, name)(event_id) for name in per_id
     }
-    assert len(mine) == len(per_app) + 2
+    assert len(mine) == len(per_app) + len(per_id)
     assert not mine & theirs
     assert all(k.startswith("pynenc:trigger-") for k in mine)

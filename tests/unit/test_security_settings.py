@@ -73,8 +73,11 @@ def test_tls_settings_without_tls_or_with_a_bad_value_are_refused(monkeypatch: p
     monkeypatch.delenv("PYNENC__REDIS_URL", raising=False)
     with pytest.raises(ValueError, match="redis_ssl_certfile, redis_ssl_keyfile set but TLS is off"):
         _tls_options(_conf(redis_ssl_certfile="/c.pem", redis_ssl_keyfile="/c.key"))
-    with pytest.raises(ValueError, match="redis_ssl_cert_reqs is 'always'; expected one of"):
-        _tls_options(_conf(redis_ssl=True, redis_ssl_cert_reqs="always"))
+    # refused when read, before any connection is made
+    with pytest.raises(
+        ValueError, match="redis_ssl_cert_reqs: 'always' is not one of required, optional, none"
+    ):
+        _conf(redis_ssl=True, redis_ssl_cert_reqs="always")
 
 
 def test_the_documented_acl_rule_is_the_one_the_code_checks() -> None:

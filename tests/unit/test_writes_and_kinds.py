@@ -45,26 +45,24 @@ def test_a_document_key_starts_with_its_kind_which_its_index_covers(kind: Docume
     assert f"ns:{kind}:" in Namespace("ns").prefixes(load_schemas().for_kind(kind))
 
 
-def test_invocation_upsert_sends_keys_id_document_call_and_relations() -> None:
+def test_invocation_upsert_sends_the_whole_invocation_as_one_document() -> None:
     call = CallId(TaskId("m", "f"), "args")
     inv = InvocationDTO(InvocationId("i:1"), call, None, InvocationId("p:1"), None)
     batch = WRITES.invocation_batch()
     WRITES.add_invocation(batch, inv, CallDTO(call, {"x": "1"}))
-    assert batch.keys == [KEYS.invocation("i:1"), KEYS.invocation_call("i:1")]
-    prefixes, invocation_id, document, call_text, relations = batch.args
-    assert orjson.loads(prefixes) == KEYS.relation_prefixes()
-    assert invocation_id == "i:1" and orjson.loads(document)["invocation_id"] == "i:1"
-    # the document holds the indexed fields; what get_invocation needs is the call text
-    assert not {"serialized_arguments", "task_module", "arguments_id"} & set(orjson.loads(document))
-    assert orjson.loads(call_text) == {
+    assert batch.keys == [KEYS.invocation("i:1")]
+    (document,) = batch.args
+    assert orjson.loads(document) == {
+        "app_id": "a:pp",
+        "invocation_id": "i:1",
+        "task_id_key": "m.f",
+        "call_id_key": call.key,
         "task_module": "m",
         "task_func": "f",
         "arguments_id": "args",
         "serialized_arguments": {"x": "1"},
-        "parent_invocation_id": "p:1",
+        "parent_invocation_id": "p:1",  # no null: a field without a value is left out
     }
-    assert orjson.loads(relations) == ["p:1", None, None, None]  # keys.RELATIONS order
-    assert KEYS.relation_set("parent_invocation_id", "p:1") == KEYS.relation_prefixes()[0] + "p%3A1"
 
 
 def test_an_invalid_invocation_queues_nothing() -> None:
@@ -74,7 +72,7 @@ def test_an_invalid_invocation_queues_nothing() -> None:
         WRITES.add_invocation(
             batch, InvocationDTO(InvocationId(""), call, None, None, None), CallDTO(call, {})
         )
-    assert batch.keys == [] and len(batch.args) == 1
+    assert batch.keys == [] and batch.args == []
 
 
 @pytest.mark.parametrize(

@@ -95,23 +95,35 @@ def fail(message: str, code: int = EXIT_FAILURE) -> int:
     return code
 
 
+CONNECTION_HINT = (
+    "Give the server with --url or PYNENC__REDIS_STACK_URL (else PYNENC__REDIS_URL, or the "
+    "settings of --app / --config-file are used); `pynenc-redis-stack server start` starts a local one"
+)
+
+
 def guarded(body: Handler) -> Handler:
     """Report configuration, connection and server errors as one line and exit code 1
-    (2 for a bad ``--app``); with ``--traceback``, as the full traceback instead."""
+    (2 for a bad ``--app``); with ``--traceback``, as the full traceback instead. A closed
+    output pipe (``| head``) is not an error here: :func:`main` ends quietly."""
 
     def handler(args: argparse.Namespace) -> int:
         try:
             return body(args)
+        except BrokenPipeError:
+            raise
         except AppImportError as exc:
             return _report(args, exc, EXIT_USAGE)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            return _report(args, exc, EXIT_FAILURE, hint=CONNECTION_HINT)
         except (RedisStackError, redis.RedisError, ValueError, OSError) as exc:
             return _report(args, exc, EXIT_FAILURE)
 
     return handler
 
 
-def _report(args: argparse.Namespace, error: Exception, code: int) -> int:
+def _report(args: argparse.Namespace, error: Exception, code: int, hint: str = "") -> int:
     if getattr(args, "traceback", False):
         traceback.print_exception(error, file=sys.stderr)
         return code
-    return fail(str(error), code)
+    message = " ".join(str(error).split())  # one line, whatever the server or library sent
+    return fail(f"cannot reach the server ({message.rstrip('.')}). {hint}." if hint else message, code)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from pynenc_redis_stack import admin
-from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, fail, format_table, guarded
+from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, format_table, guarded
 from pynenc_redis_stack.cli.options import (
     add_batch_size,
     app_id_from_args,
@@ -75,8 +75,6 @@ def _import(args: argparse.Namespace) -> int:
     print("\n".join(format_import(report)))
     if report.unrecognized:
         print("\n".join(_listed("keys of no known pynenc-redis shape, not copied", report.unrecognized)))
-    if report.keys_scanned == 0 and not report.found:
-        return fail(f"no pynenc-redis data found for app {app_id!r} at {source}")
     if report.errors:
         print(
             "\n".join(_listed("items not imported", [f"{key}: {why}" for key, why in report.errors])),

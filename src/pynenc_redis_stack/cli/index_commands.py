@@ -81,13 +81,17 @@ def format_migration(report: MigrationReport) -> list[str]:
         if plan.note and plan.action is not Action.SKIP:
             lines.append(f"{alias}: note: {plan.note}")
         lines.extend(f"{alias}: warning: {warning}" for warning in result.warnings)
-    filled = report.relation_sets.per_app if report.relation_sets else {}
-    for app_id, count in filled.items():
-        verb = "would add" if report.dry_run else "added"
-        lines.append(f"relation sets of app {app_id!r}: {verb} {count} invocations")
-    for app_id, count in (report.timeline.per_app if report.timeline else {}).items():
-        verb = "would look at" if report.dry_run else "added"
-        lines.append(f"history timeline of app {app_id!r}: {verb} {count} entries")
+    if report.legacy is not None:
+        lines.extend(report.legacy.lines(report.dry_run))
+    for app_id, converted in (report.trigger_layout.per_app if report.trigger_layout else {}).items():
+        verb = "would convert" if report.dry_run else "converted"
+        lines.append(
+            f"trigger layout of app {app_id!r}: {verb} {converted.conditions} conditions, "
+            f"{converted.definitions} trigger definitions and {converted.source_links} "
+            "source-task links to documents"
+        )
+        verb = "would delete" if report.dry_run else "deleted"
+        lines.extend(f"trigger layout of app {app_id!r}: {verb} {key}" for key in converted.deleted)
 
     return lines
 
@@ -144,7 +148,12 @@ def add_parser(subparsers: SubParsers) -> None:
     drop_parser = verbs.add_parser(
         "drop", parents=[common], help="drop indexes (documents are kept unless --delete-documents)"
     )
-    drop_parser.add_argument("names", nargs="*", metavar="NAME", help="index names (default: all)")
+    drop_parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="index names as `index status` prints them (pynenc:invocations; the namespace may be left out); default: all",
+    )
     drop_parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     drop_parser.add_argument(
         "--delete-documents", action="store_true", help="also delete the indexed documents (FT.DROPINDEX DD)"

@@ -87,8 +87,12 @@ def _prune(args: argparse.Namespace) -> int:
     try:
         # the same now: "--older-than 0" is a cutoff of now, refused; checked before connecting
         check_cutoff(cutoff, allow_all=args.all, now=now)
-    except PruneRefusedError as exc:
-        return fail(f"refused: {exc}", EXIT_USAGE)
+    except PruneRefusedError:
+        return fail(
+            "refused: --older-than 0 selects every finished invocation of the app (its cutoff is "
+            "now); add --all to delete them all on purpose",
+            EXIT_USAGE,
+        )
     mode = "dry run, nothing deleted" if args.dry_run else "deleting"
     print(f"prune: app {app_id!r} in namespace {conf.redis_stack_namespace!r}: {selection} ({mode})")
     with ProgressBar(sys.stderr).counting("prune") as progress:

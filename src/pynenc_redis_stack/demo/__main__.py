@@ -26,11 +26,16 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc_redis_stack import query
 from pynenc_redis_stack.builder import COMPONENTS
 from pynenc_redis_stack.client import redacted_url
-from pynenc_redis_stack.errors import IndexDefinitionMismatchError, RedisStackError
+from pynenc_redis_stack.errors import IndexDefinitionMismatchError, RedisStackError, ServerDependencyError
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
 if TYPE_CHECKING:
     from pynenc import Pynenc
+
+SERVER_EXTRA_HINT = (
+    "pip install 'pynenc-redis-stack[server]' (from a checkout: pip install '.[server]'), "
+    "or run against your own server with --url redis://host:port/0"
+)
 
 PYNENC_COMPONENTS = ("orchestrator", "broker", "state_backend", "client_data_store", "trigger")
 """The components every pynenc 0.4 app has (its attribute names)."""
@@ -44,16 +49,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if options.url:
         os.environ["PYNENC_REDIS_STACK_DEMO_EXTERNAL"] = "1"
-    url = options.url or EmbeddedRedisStack().start()
-    # The embedded server's URL carries its generated local password, printed on purpose (as
-    # `server url` does) so redis-cli can follow along; a given --url is the user's secret.
-    print(f"Redis Stack: {redacted_url(url) if options.url else url}")
-    os.environ["PYNENC__REDIS_STACK_URL"] = url
+    url = options.url or ""
     try:
+        url = url or EmbeddedRedisStack().start()
+        # The embedded server's URL carries its generated local password, printed on purpose
+        # (as `server url` does) so redis-cli can follow along; a given --url is the user's secret.
+        print(f"Redis Stack: {redacted_url(url) if options.url else url}")
+        os.environ["PYNENC__REDIS_STACK_URL"] = url
         return _run(options.children)
+    except ServerDependencyError:
+        print(f"demo: the embedded Redis Stack needs the server extra: {SERVER_EXTRA_HINT}", file=sys.stderr)
+        return 1
     except RedisStackError as error:
         # A problem of the server or its indexes: its message names the fix; no traceback.
-        print(f"demo: {error}", file=sys.stderr)
+        print(f"demo: {' '.join(str(error).split())}", file=sys.stderr)
         if isinstance(error, IndexDefinitionMismatchError):
             shown = redacted_url(url) if options.url else url
             print(f"demo: for this server: pynenc-redis-stack index migrate --url '{shown}'", file=sys.stderr)
@@ -172,7 +181,7 @@ def _run(children: int) -> int:
     for invocation_id, _status, status_time in failed:
         print(f"  {invocation_id}  failed at {status_time.isoformat()}")
 
-    print("\n# The children again, from redis-cli (more in the README's 'Query from redis-cli'):")
+    print("\n# The children again, from redis-cli (more in the README's 'Querying'):")
     children_request = query.Aggregate(
         backend.namespace.alias(backend.schemas.invocations),
         query.where(backend.schemas.invocations, app.app_id, parent_invocation_id=parent.invocation_id),
@@ -180,7 +189,10 @@ def _run(children: int) -> int:
     )
     print(f"  {children_request.redis_cli()}")
     if not _uses_external_server():
-        print("\nThe embedded Redis Stack keeps running: `./dev server stop` stops it.")
+        print(
+            "\nThe embedded Redis Stack keeps running: `pynenc-redis-stack server stop` stops it "
+            "(`./dev server stop` in a checkout)."
+        )
     ok = total == sum(i * i for i in range(children)) and len(child_ids) == children and entries
     return 0 if ok else 1
 

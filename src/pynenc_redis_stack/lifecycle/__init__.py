@@ -12,6 +12,7 @@ One module per job, top to bottom:
 - :mod:`.plan` and :mod:`.status`: pure functions of (specs, snapshot): the steps that bring
   each index to its file, and what ``index status`` shows;
 - :mod:`.definition`: ``FT.CREATE`` of a spec, and how a live index's ``FT.INFO`` differs;
+- :mod:`.legacy`: the keys an earlier layout kept beside the documents, removed by migrate;
 - :mod:`pynenc_redis_stack.executor`: sends the steps, or prints them (``--dry-run``).
 
 Index and lock names come from :class:`pynenc_redis_stack.keys.Namespace`.
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from pynenc_redis_stack.lifecycle.definition import create_command, definition_differences
     from pynenc_redis_stack.lifecycle.lock import LifecycleLock
     from pynenc_redis_stack.lifecycle.operations import (
-        DataFill,
         DropReport,
         IndexResult,
         MigrationReport,
@@ -51,7 +51,7 @@ _LAZY = {
     "definition_differences": "pynenc_redis_stack.lifecycle.definition",
     "LifecycleLock": "pynenc_redis_stack.lifecycle.lock",
     **dict.fromkeys(
-        ("DataFill", "DropReport", "IndexResult", "MigrationReport", "drop", "inspect_indexes", "migrate"),
+        ("DropReport", "IndexResult", "MigrationReport", "drop", "inspect_indexes", "migrate"),
         "pynenc_redis_stack.lifecycle.operations",
     ),
     **dict.fromkeys(
@@ -82,7 +82,6 @@ __all__ = [
     "LifecycleLock",
     "LockLostError",
     "LockTimeoutError",
-    "DataFill",
     "MigrationReport",
     "ServerSnapshot",
     "connect",

@@ -86,13 +86,14 @@ def is_trusted(client: redis.Redis, namespace: Namespace, specs: Sequence[IndexS
     full check then reports it.
     """
     pipe = client.pipeline(transaction=False)
-    run(pipe, "HMGET", namespace.index_check(), *(namespace.alias(spec) for spec in specs))
+    run(pipe, "HGETALL", namespace.index_check())  # a few fields, one per alias of the namespace
     run(pipe, "FT._LIST")
     marked, listed = pipe.execute(raise_on_error=False)
     if isinstance(marked, Exception) or isinstance(listed, Exception):
         return False
     present = {str(name) for name in listed}
-    for spec, value in zip(specs, marked, strict=True):
+    for spec in specs:
+        value = marked.get(namespace.alias(spec))
         if value is None:
             return False
         digest, _, live_index = str(value).partition(" ")

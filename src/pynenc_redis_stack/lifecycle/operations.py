@@ -25,9 +25,10 @@ from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
 from pynenc_redis_stack.lifecycle.status import IndexStatus, index_status
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.backfill import BackfillReport
     from pynenc_redis_stack.keys import Namespace
+    from pynenc_redis_stack.lifecycle.legacy import LegacyCleanup
     from pynenc_redis_stack.schema import IndexSpec
+    from pynenc_redis_stack.trigger.migration import TriggerLayoutReport
 
 
 def inspect_indexes(
@@ -72,11 +73,11 @@ class IndexResult:
 
 @dataclass
 class DataFill:
-    """What the data step of a migration did (or, in a dry run, would do): the stores that
-    predate a structure beside the indexes get it filled (``admin.index_migrate``)."""
+    """What the data step of a migration did (or, in a dry run, would do) to a store written
+    by an earlier layout (``admin.index_migrate``)."""
 
-    relation_sets: BackfillReport | None = None
-    timeline: BackfillReport | None = None
+    legacy: LegacyCleanup | None = None
+    trigger_layout: TriggerLayoutReport | None = None
 
 
 @dataclass
@@ -93,18 +94,19 @@ class MigrationReport:
     results: list[IndexResult]
     lock_wait: float = 0.0
     final: list[IndexStatus] = field(default_factory=list)
-    relation_sets: BackfillReport | None = None
-    """Invocations put in their relation sets, per app (``admin.index_migrate``; a dry run
+    legacy: LegacyCleanup | None = None
+    """Keys of the earlier layout merged and deleted (``admin.index_migrate``; a dry run
     counts them)."""
-    timeline: BackfillReport | None = None
-    """History entries added to their app's timeline, per app (a dry run counts them)."""
+    trigger_layout: TriggerLayoutReport | None = None
+    """Trigger definitions and conditions of the earlier layout turned into documents, and
+    its keys deleted, per app (a dry run lists them)."""
 
     @property
     def nothing_to_do(self) -> bool:
         """True when every index was already at its file version, with nothing to clean up,
-        and every app's relation sets and timeline were complete."""
+        and no key of the earlier layout was left."""
         return all(result.plan.action is Action.NONE for result in self.results) and not (
-            (self.relation_sets and self.relation_sets.per_app) or (self.timeline and self.timeline.per_app)
+            (self.legacy and self.legacy.total) or (self.trigger_layout and self.trigger_layout.per_app)
         )
 
     @property
@@ -172,9 +174,8 @@ def migrate(
     :param lock_timeout: Seconds to wait for another run's lock.
     :param lock_ttl: Lease of the lock; how long a killed run blocks the next one.
     :param notify: Receives human-readable notices (waiting for the lock).
-    :param fill: The data step (``relations.RELATION_SETS.backfill`` and
-        ``timeline.TIMELINE.backfill``), run under the
-        lock once every index is done, with the lock's refresh as its heartbeat.
+    :param fill: The data step (:func:`~pynenc_redis_stack.lifecycle.legacy.clean_legacy` and
+        :func:`~pynenc_redis_stack.trigger.migration.migrate_trigger_layout`), run under the lock once every index is done, with the lock's refresh as its heartbeat.
     :raises LockTimeoutError: If another run holds the lock past ``lock_timeout``.
     :raises LockLostError: If the lock was lost mid-run (nothing more is changed).
     """
@@ -184,7 +185,7 @@ def migrate(
         )
         results = [_execute(plan, executor) for plan in plans]
         data = fill(_no_heartbeat) if fill else DataFill()
-        return MigrationReport(True, results, relation_sets=data.relation_sets, timeline=data.timeline)
+        return MigrationReport(True, results, legacy=data.legacy, trigger_layout=data.trigger_layout)
     lock = LifecycleLock(client, namespace, ttl=lock_ttl)
 
     def waiting(holder: str) -> None:
@@ -212,8 +213,8 @@ def migrate(
         results,
         lock_wait=waited,
         final=final,
-        relation_sets=filled.relation_sets,
-        timeline=filled.timeline,
+        legacy=filled.legacy,
+        trigger_layout=filled.trigger_layout,
     )
 
 

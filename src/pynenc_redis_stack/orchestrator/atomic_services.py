@@ -1,5 +1,5 @@
 """Atomic-service executions: one document per attempt; at most one RUNNING per app, enforced
-by the script that admits it (the check and the write run as one)."""
+by the script that admits it under the app's lease (the check and the write run as one)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pynenc.orchestrator.atomic_service import (
     AtomicServiceRun,
 )
 
-from pynenc_redis_stack import query
 from pynenc_redis_stack.documents import dumps, from_micros, to_micros, validated
 from pynenc_redis_stack.orchestrator.scripts import call, json_text
 
@@ -24,10 +23,6 @@ if TYPE_CHECKING:
     from pynenc_redis_stack.orchestrator.store import OrchestratorStore
 
 RUNNING = str(AtomicServiceExecutionStatus.RUNNING)
-
-RUNNING_SEEN = 100
-"""Running executions the admission script looks at: the script admits none while one runs,
-so there is at most one; the margin only matters if an operator wrote more by hand."""
 
 
 def execution_of(document: Document) -> AtomicServiceExecution:
@@ -76,16 +71,10 @@ class AtomicServiceExecutions:
         :return: Whether the run may do its work (RUNNING admitted, or a non-blocked status).
         """
         key, identity = self._identity(run)
-        running = query.Search(
-            self.store.alias(self.spec),
-            self.store.where(self.spec, status=RUNNING),
-            RUNNING_SEEN,
-            keys_only=True,
-        )
         admitted, start = call(
             self.store.scripts.start_atomic_service,
             self.store.client,
-            [key],
+            [key, self.store.keys.atomic_service_lease()],
             [
                 identity,
                 str(status),
@@ -93,7 +82,6 @@ class AtomicServiceExecutions:
                 json_text(reason),
                 self.store.keys.runner_heartbeat(""),
                 str(int(float(self.app.conf.runner_considered_dead_after_minutes) * 60 * 1_000_000)),
-                *running.args(),
             ],
         )
         run.started_at = from_micros(int(start))
@@ -110,7 +98,7 @@ class AtomicServiceExecutions:
         call(
             self.store.scripts.finalize_atomic_service,
             self.store.client,
-            [key],
+            [key, self.store.keys.atomic_service_lease()],
             [identity, str(status), str(to_micros(end_time)), json_text(reason)],
         )
         self.purge()

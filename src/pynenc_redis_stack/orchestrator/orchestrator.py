@@ -457,11 +457,13 @@ class RedisStackOrchestrator(BaseOrchestrator):
         self.store.unlink(keys)
 
     def purge(self) -> None:
-        """Delete every orchestrator document of this app (and nothing of any other app)."""
+        """Delete every orchestrator document of this app (and nothing of any other app), and
+        its atomic-service lease."""
         with self._known_lock:
             self._known_documents.clear()
         for spec in self.store.schemas.all():
             self.store.unlink(self.store.matching_keys(spec, self.store.where(spec)))
+        self.store.unlink([self.store.keys.atomic_service_lease()])
 
     # -- runners and recovery ----------------------------------------------------------------
 

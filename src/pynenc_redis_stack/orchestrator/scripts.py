@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pynenc_redis_stack.client import register_query_script, register_repeatable_script
+from pynenc_redis_stack.client import register_repeatable_script
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -128,16 +128,16 @@ return now
 
 START_ATOMIC_SERVICE = (
     """
--- KEYS[1]: the execution document of this run. ARGV[1]: the document (JSON object) without
+-- KEYS[1]: the execution document of this run; KEYS[2]: the app's atomic-service lease (the
+-- key of the RUNNING execution's document, a lock). ARGV[1]: the document (JSON object) without
 -- status, start_ts, end_ts, duration_us, reason; ARGV[2]: status; ARGV[3]: start (epoch us, or
 -- '' for the server's clock); ARGV[4]: reason (JSON string); ARGV[5]: the app's runner
--- heartbeat key prefix; ARGV[6]: microseconds after which a runner without a heartbeat is
--- dead; ARGV[7...]: the FT.SEARCH (NOCONTENT) that finds the app's RUNNING executions.
--- RUNNING is admitted only if no execution of the app is RUNNING (the same run again is);
--- otherwise the run is stored BLOCKED, zero-width, naming the running one. A RUNNING execution
--- whose runner is dead (killed mid-run: nobody will finalize it) is first ABANDONED, so one
--- killed runner cannot stop every later pass (recovery included) for good.
--- Returns {admitted (1 or 0), start}.
+-- heartbeat key prefix; ARGV[6]: microseconds after which a runner without a heartbeat is dead.
+-- RUNNING is admitted only if the lease is free, stale (its execution is gone or no longer
+-- RUNNING) or already this run's; otherwise the run is stored BLOCKED, zero-width, naming the
+-- running one. A RUNNING holder whose runner is dead (killed mid-run: nobody will finalize it)
+-- is first ABANDONED, so one killed runner cannot stop every later pass (recovery included)
+-- for good. Returns {admitted (1 or 0), start}.
 """
     + _NOW
     + """
@@ -151,33 +151,31 @@ local function store(status, end_ts, reason)
   redis.call('JSON.SET', KEYS[1], '$', text .. '}')
 end
 if ARGV[2] == 'running' then
-  local found = redis.call(unpack(ARGV, 7))
-  local alive = {}
-  for i = 2, #found do
-    if found[i] == KEYS[1] then
-      return {1, string.match(redis.call('JSON.GET', KEYS[1], '$.start_ts'), '%-?%d+')}
-    end
-    local prior = cjson.decode(redis.call('JSON.GET', found[i], '$'))[1]
+  local holder = redis.call('GET', KEYS[2])
+  if holder == KEYS[1] and redis.call('EXISTS', KEYS[1]) == 1 then
+    return {1, string.match(redis.call('JSON.GET', KEYS[1], '$.start_ts'), '%-?%d+')}
+  end
+  local held = holder and redis.call('JSON.GET', holder, '$')
+  local prior = held and cjson.decode(held)[1]
+  if prior and prior.status == 'running' then
     -- keys.encode_segment: '%' and ':' escaped
     local heartbeat = ARGV[5] .. string.gsub(string.gsub(prior.runner_id, '%%', '%%25'), ':', '%%3A')
     local last = redis.call('JSON.GET', heartbeat, '$.last_heartbeat_ts')
     last = last and tonumber(string.match(last, '%-?%d+'))
     if not last or tonumber(now) - last > tonumber(ARGV[6]) then
-      redis.call('JSON.MERGE', found[i], '$', '{"status":"abandoned","end_ts":' .. now .. ',"duration_us":'
+      redis.call('JSON.MERGE', holder, '$', '{"status":"abandoned","end_ts":' .. now .. ',"duration_us":'
         .. string.format('%d', tonumber(now) - prior.start_ts) .. ',"reason":'
         .. cjson.encode('runner_dead:' .. prior.runner_id) .. '}')
     else
-      alive[#alive + 1] = prior
+      local reason = ARGV[4]
+      if reason == '""' then
+        reason = cjson.encode('prior_running:' .. prior.run_id .. ' runner:' .. prior.runner_id)
+      end
+      store('blocked', start, reason)
+      return {0, start}
     end
   end
-  if #alive > 0 then
-    local reason = ARGV[4]
-    if reason == '""' then
-      reason = cjson.encode('prior_running:' .. alive[1].run_id .. ' runner:' .. alive[1].runner_id)
-    end
-    store('blocked', start, reason)
-    return {0, start}
-  end
+  redis.call('SET', KEYS[2], KEYS[1])
   store('running', nil, ARGV[4])
   return {1, start}
 end
@@ -187,10 +185,14 @@ return {ARGV[2] == 'blocked' and 0 or 1, start}
 )
 
 FINALIZE_ATOMIC_SERVICE = """
--- KEYS[1]: the execution document of a run. ARGV[1]: the document (JSON object) without
--- status, times and reason, for a run whose start was never stored; ARGV[2]: the terminal
--- status; ARGV[3]: end (epoch us); ARGV[4]: reason (JSON string, '""' keeps the stored one).
--- Only a RUNNING execution changes: the first terminal status wins.
+-- KEYS[1]: the execution document of a run; KEYS[2]: the app's atomic-service lease. ARGV[1]:
+-- the document (JSON object) without status, times and reason, for a run whose start was never
+-- stored; ARGV[2]: the terminal status; ARGV[3]: end (epoch us); ARGV[4]: reason (JSON string,
+-- '""' keeps the stored one). Only a RUNNING execution changes: the first terminal status wins.
+-- The lease is freed if this run holds it.
+if redis.call('GET', KEYS[2]) == KEYS[1] then
+  redis.call('DEL', KEYS[2])
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('JSON.SET', KEYS[1], '$', string.sub(ARGV[1], 1, -2) .. ',"status":"' .. ARGV[2]
     .. '","start_ts":' .. ARGV[3] .. ',"end_ts":' .. ARGV[3] .. ',"duration_us":0,"reason":' .. ARGV[4] .. '}')
@@ -226,16 +228,15 @@ class Scripts:
         self.mark_for_purge = self._register(client, MARK_FOR_PURGE, repeatable=True)
         self.increment_retries = self._register(client, INCREMENT_RETRIES)
         self.heartbeats = self._register(client, HEARTBEATS, repeatable=True)
-        # runs a query: healed (indexes recreated, sent again) like FT.SEARCH if its index is gone
-        self.start_atomic_service = self._register(client, START_ATOMIC_SERVICE, query=True)
+        # a second run finds its own lease and answers as the first did; a BLOCKED attempt's
+        # second run is admitted only if the holder has finished meanwhile (no overlap either way)
+        self.start_atomic_service = self._register(client, START_ATOMIC_SERVICE, repeatable=True)
         self.finalize_atomic_service = self._register(client, FINALIZE_ATOMIC_SERVICE, repeatable=True)
 
     @staticmethod
-    def _register(client: Redis, source: str, *, repeatable: bool = False, query: bool = False) -> Script:
+    def _register(client: Redis, source: str, *, repeatable: bool = False) -> Script:
         script = client.register_script(source)
-        if query:
-            register_query_script(script.sha)
-        elif repeatable:
+        if repeatable:
             register_repeatable_script(script.sha)
         return script
 

@@ -61,7 +61,8 @@ class DocumentStore[S: SchemaSet]:
 
     @property
     def batch_size(self) -> int:
-        return max(1, min(int(self.conf.redis_stack_batch_size), MAX_PAGE))
+        """Rows per page: ``redis_stack_batch_size``, which its setting keeps within 1..10000."""
+        return int(self.conf.redis_stack_batch_size)
 
     def alias(self, spec: IndexSpec) -> str:
         return self.namespace.alias(spec)

@@ -28,18 +28,20 @@ One module per layer, each using only the ones above it; callers import this pac
   escaping there is);
 - :mod:`.filters`: the query string, a conjunction of clauses with its ``PARAMS``;
 - :mod:`.steps`: ``FT.AGGREGATE`` pipeline steps (``LOAD``, ``FILTER``, ``GROUPBY``, ``SORTBY``);
-- :mod:`.requests`: whole commands (``FT.AGGREGATE``, ``FT.SEARCH``) and their prepared form.
+- :mod:`.requests`: whole commands (``FT.AGGREGATE``, ``FT.SEARCH``).
 """
 
 from pynenc_redis_stack.query.escaping import search_form, string_literal, tag_param
 from pynenc_redis_stack.query.filters import Filter, where
-from pynenc_redis_stack.query.requests import DIALECT, Aggregate, Parametrized, Search, SortedSearch
+from pynenc_redis_stack.query.requests import DIALECT, Aggregate, Search, SortedSearch
 from pynenc_redis_stack.query.steps import (
     LOAD_DOCUMENT,
     LOAD_KEY,
     contains,
+    count_by,
     count_rows,
     group_by,
+    has_path,
     has_value,
     load_fields,
     load_paths,
@@ -52,12 +54,13 @@ __all__ = [
     "LOAD_KEY",
     "Aggregate",
     "Filter",
-    "Parametrized",
     "Search",
     "SortedSearch",
     "contains",
+    "count_by",
     "count_rows",
     "group_by",
+    "has_path",
     "has_value",
     "load_fields",
     "load_paths",

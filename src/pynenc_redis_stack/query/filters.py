@@ -28,9 +28,6 @@ class Filter:
     clauses: list[str] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     matches_nothing: bool = False
-    shape_params: frozenset[str] = frozenset()
-    """Parameters that belong to the query's shape (the app id), not to one call's values:
-    a prepared query keeps them (see :class:`Parametrized`)."""
 
     def _param(self, value: str) -> str:
         name = f"p{len(self.params)}"
@@ -161,9 +158,7 @@ class Filter:
 
     def copy(self) -> Filter:
         """Return an independent copy (further clauses leave this filter unchanged)."""
-        return Filter(
-            self.spec, list(self.clauses), dict(self.params), self.matches_nothing, self.shape_params
-        )
+        return Filter(self.spec, list(self.clauses), dict(self.params), self.matches_nothing)
 
     def query_string(self) -> str:
         """Return the query string (``*`` when there is no clause)."""
@@ -182,7 +177,6 @@ class Filter:
 def where(spec: IndexSpec, app_id: str, **tags: str) -> Filter:
     """Start a filter scoped to one app, with exact tag matches on ``tags``."""
     result = Filter(spec).tag("app_id", app_id)
-    result.shape_params = frozenset(result.params)
     for name, value in tags.items():
         result.tag(name, value)
     return result

@@ -1,5 +1,5 @@
-"""Whole commands: ``FT.AGGREGATE`` and ``FT.SEARCH`` requests over one index alias, and
-their prepared form (:class:`Parametrized`), each pinning ``DIALECT 2`` and ``TIMEOUT 0``."""
+"""Whole commands: ``FT.AGGREGATE`` and ``FT.SEARCH`` requests over one index alias, each
+pinning ``DIALECT 2`` and ``TIMEOUT 0``."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class Aggregate:
         # Hand-written, not redis-py's AggregateRequest: it has no TIMEOUT (we need TIMEOUT 0,
         # see the module docstring), it always puts its one LOAD before every other step (ours
         # LOAD after SORTBY/FILTER, and more than once), and its build_args() leaves PARAMS out
-        # (only ft().aggregate adds them) while prepared scripts need the whole argument list.
+        # (only ft().aggregate adds them).
         args = ["FT.AGGREGATE", self.index, self.filter.query_string(), *self.steps]
         if cursor_count is not None:
             args.extend(("WITHCURSOR", "COUNT", str(cursor_count)))
@@ -38,10 +38,6 @@ class Aggregate:
         args.extend(self.filter.params_args())
         args.extend(("DIALECT", DIALECT))
         return args
-
-    def parametrized(self) -> Parametrized:
-        """Return the command split into fixed arguments and parameter values."""
-        return Parametrized.of(self.args(), self.filter)
 
     def redis_cli(self) -> str:
         """Return the command as a line to paste into ``redis-cli``."""
@@ -72,8 +68,7 @@ class Search:
     def args(self) -> list[str]:
         """Return the full command."""
         # Hand-written, not redis-py's Query: Query.get_args() leaves PARAMS out (only
-        # ft().search adds them), and prepared scripts send the whole argument list from Lua
-        # with the values split out (parametrized()).
+        # ft().search adds them).
         args = ["FT.SEARCH", self.index, self.filter.query_string()]
         if self.keys_only:
             args.append("NOCONTENT")
@@ -81,10 +76,6 @@ class Search:
         args.extend(self.filter.params_args())
         args.extend(("DIALECT", DIALECT))
         return args
-
-    def parametrized(self) -> Parametrized:
-        """Return the command split into fixed arguments and parameter values."""
-        return Parametrized.of(self.args(), self.filter)
 
 
 @dataclass(frozen=True)
@@ -126,29 +117,3 @@ class SortedSearch:
         args.extend(self.filter.params_args())
         args.extend(("DIALECT", DIALECT))
         return args
-
-
-@dataclass(frozen=True)
-class Parametrized:
-    """A command split into what is fixed for a query's shape and what varies per call.
-
-    ``template`` holds the fixed arguments, with an ``int`` k where the k-th of ``values`` goes
-    (the ``PARAMS`` values, except the filter's ``shape_params``). Requests of the same shape
-    share a template, which :func:`pynenc_redis_stack.scripts.lua_call` turns into a server-side script once; each call
-    then sends only its values (see :mod:`pynenc_redis_stack.search`).
-    """
-
-    template: tuple[str | int, ...]
-    values: tuple[str, ...]
-
-    @classmethod
-    def of(cls, args: list[str], request_filter: Filter) -> Parametrized:
-        template: list[str | int] = list(args)
-        values: list[str] = []
-        if request_filter.params:
-            first = args.index("PARAMS") + 2  # PARAMS <count> <name> <value> <name> <value> ...
-            for position in range(first, first + 2 * len(request_filter.params), 2):
-                if args[position] not in request_filter.shape_params:
-                    template[position + 1] = len(values)
-                    values.append(args[position + 1])
-        return cls(tuple(template), tuple(values))

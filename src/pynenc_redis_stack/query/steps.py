@@ -41,6 +41,12 @@ def has_value(spec: IndexSpec, name: str) -> tuple[str, ...]:
     return (*load_fields(name), "FILTER", f"exists(@{name})")
 
 
+def has_path(path: str) -> tuple[str, ...]:
+    """Return ``LOAD`` + ``FILTER`` steps keeping rows whose document has the JSON ``path``
+    (a field no index covers)."""
+    return (*load_paths(found=path), "FILTER", "exists(@found)")
+
+
 def count_rows(alias: str = "count") -> tuple[str, ...]:
     """Return a ``GROUPBY 0 REDUCE COUNT`` step: one row holding the number of matches as ``alias``.
 
@@ -52,6 +58,16 @@ def count_rows(alias: str = "count") -> tuple[str, ...]:
 def group_by(*names: str) -> tuple[str, ...]:
     """Return a ``GROUPBY`` step that yields each distinct combination once."""
     return ("GROUPBY", str(len(names)), *(f"@{n}" for n in names))
+
+
+def count_by(name: str, alias: str = "count", distinct: str | None = None) -> tuple[str, ...]:
+    """Return a ``GROUPBY 1 @name`` step with one count per value of ``name`` as ``alias``:
+    the rows of each value, or with ``distinct`` the distinct values of that field among them.
+
+    Rows without ``name`` form no group of their own.
+    """
+    reducer = ("COUNT_DISTINCT", "1", f"@{distinct}") if distinct else ("COUNT", "0")
+    return ("GROUPBY", "1", f"@{name}", "REDUCE", *reducer, "AS", alias)
 
 
 def sorted_top(primary: str, secondary: str, count: int) -> tuple[str, ...]:

@@ -407,8 +407,3 @@ class TriggerRecords:
             )
         self.store.unlink(sorted(keys))
         return len(keys)
-
-    def purge(self) -> None:
-        """Delete every event and run of the app."""
-        for spec in (self.events, self.runs):
-            self.store.unlink(self.store.matching_keys(spec, self.store.where(spec)))

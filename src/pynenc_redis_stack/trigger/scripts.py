@@ -53,9 +53,15 @@ return linked
 
 CLAIM_RUN = Script(
     """
--- KEYS[1]: the app's claimed trigger runs (sorted set: run id -> claim expiry, server ms).
+-- KEYS[1]: the app's claimed trigger runs (sorted set: run id -> claim expiry, server ms);
+-- KEYS[2]: the run's trigger-run record (a document, present once the run was executed).
 -- ARGV[1]: the trigger run id; ARGV[2]: seconds the claim lasts.
--- Exactly one caller wins an unclaimed (or expired) run: the check and the write are one step.
+-- Returns 1: claimed (exactly one caller wins an unclaimed or expired run: the checks and the
+-- write are one step); 0: claimed by another pass that has not recorded it yet; -1: recorded
+-- (it ran: never claimed again, however long after its claim expired).
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return -1
+end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
@@ -66,19 +72,52 @@ redis.call('ZADD', KEYS[1], now_ms + math.floor(tonumber(ARGV[2]) * 1000), ARGV[
 return 1
 """
 )
-# Not repeatable: sent again after a lost reply, a won claim would read as lost.
+# Not repeatable: sent again after a lost reply, a won claim would read as another's (the
+# trigger then keeps the run's valid conditions, and the run fires once the claim expires).
 
 STORE_CRON_EXECUTION = Script(
     """
--- KEYS[1]: the app's last cron executions (hash: condition id -> epoch us).
+-- KEYS[1]: the app's last cron executions (hash: condition id -> epoch us); KEYS[2], for a
+-- cron tick: the app's valid conditions (hash: valid condition id -> valid condition).
 -- ARGV[1]: condition id; ARGV[2]: this execution (epoch us); ARGV[3]: the execution the caller
--- read ('' for never executed). Writes only if the stored one is still that one.
+-- read ('' for never executed); for a tick, ARGV[4] and ARGV[5]: the valid condition's id and
+-- JSON. Writes only if the stored execution is still the one read, and then the tick's valid
+-- condition in the same step: no tick is stored without its valid condition.
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if (current or '') ~= ARGV[3] then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if KEYS[2] then
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+end
 return 1
 """
 )
 # Not repeatable: sent again after a lost reply, its own write would read as another's.
+
+ADD_SOURCE_TASK = Script(
+    """
+-- KEYS[1]: a trigger condition document. ARGV[1]: the document to start from when there is
+-- none yet (the condition's task recorded before the condition itself: app and condition ids,
+-- source_task_keys holding this task); ARGV[2]: the task key (JSON string).
+-- Adds the task to the condition's source tasks once: a second call changes nothing, and
+-- concurrent calls for other tasks of the same condition each add theirs.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('JSON.SET', KEYS[1], '$', ARGV[1])
+  return 1
+end
+local found = redis.call('JSON.ARRINDEX', KEYS[1], '$.source_task_keys', ARGV[2])[1]
+if not found then
+  -- a document written by register_condition alone has no source tasks yet
+  redis.call('JSON.SET', KEYS[1], '$.source_task_keys', '[' .. ARGV[2] .. ']')
+  return 1
+end
+if found == -1 then
+  redis.call('JSON.ARRAPPEND', KEYS[1], '$.source_task_keys', ARGV[2])
+  return 1
+end
+return 0
+""",
+    repeatable=True,
+)
