@@ -36,8 +36,8 @@ TASK_COMMANDS: dict[str, dict[str, dict[str, int]]] = {
     "call": {
         "broker": {"EVALSHA": 1},                              # queue it
         "orchestrator": {"EVALSHA": 1},                        # register its status document
-        "state backend": {"EVALSHA": 3, "GET": 1},             # the invocation, its history
-        "trigger": {"SMEMBERS": 1},                            # conditions sourced from the task
+        "state backend": {"EVALSHA": 3, "JSON.GET": 1},        # the invocation, its history
+        "trigger": {"FT.AGGREGATE": 1},                        # conditions sourced from the task
     },
     "run": {
         "broker": {"EVALSHA": 2},                              # take it; the queue is then empty
@@ -47,8 +47,8 @@ TASK_COMMANDS: dict[str, dict[str, dict[str, int]]] = {
             "FT.SEARCH": 1,                                    # waiters to release (final status)
             "JSON.GET": 2,                                     # status (taken; before running)
         },
-        "state backend": {"EVALSHA": 3, "GET": 4, "JSON.SET": 1},
-        "trigger": {"SMEMBERS": 4},
+        "state backend": {"EVALSHA": 3, "JSON.GET": 4, "JSON.SET": 1},
+        "trigger": {"FT.AGGREGATE": 4},
     },
     "result": {
         "orchestrator": {"JSON.GET": 1},                       # final?
