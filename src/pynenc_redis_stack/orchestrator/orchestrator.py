@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -85,8 +84,9 @@ class RedisStackOrchestrator(BaseOrchestrator):
         # (pending, running, success): each change validates against the document last read or
         # written here; the compare-and-set on status_version refuses it if another writer
         # came in between (then the document is read, as without it). Saves a JSON.GET per change.
-        self._known_documents: OrderedDict[str, Document] = OrderedDict()
-        self._known_lock = threading.Lock()
+        # No lock: each access is one dict operation (atomic under the GIL), and a lock held
+        # by another thread when a ProcessRunner forks would stay held in the child forever.
+        self._known_documents: dict[str, Document] = {}
         # Final statuses set auto_purge_ts in the status script; pynenc's call of
         # set_up_invocation_auto_purge right after (same thread) then has nothing to send.
         self._purge_stamped = threading.local()
@@ -432,19 +432,15 @@ class RedisStackOrchestrator(BaseOrchestrator):
 
     def _known(self, invocation_id: str) -> Document | None:
         """The document of ``invocation_id`` this process last read or wrote, if kept."""
-        with self._known_lock:
-            return self._known_documents.get(invocation_id)
+        return self._known_documents.get(invocation_id)
 
     def _remember(self, invocation_id: str, document: Document) -> None:
-        with self._known_lock:
-            self._known_documents[invocation_id] = document
-            self._known_documents.move_to_end(invocation_id)
-            while len(self._known_documents) > KNOWN_STATUS_DOCUMENTS:
-                self._known_documents.popitem(last=False)
+        if len(self._known_documents) >= KNOWN_STATUS_DOCUMENTS:
+            self._known_documents.clear()  # a bound, not a cache policy: the next change reads
+        self._known_documents[invocation_id] = document
 
     def _forget(self, invocation_id: str) -> None:
-        with self._known_lock:
-            self._known_documents.pop(invocation_id, None)
+        self._known_documents.pop(invocation_id, None)
 
     def auto_purge(self) -> None:
         """Delete invocations marked for purge at least ``auto_final_invocation_purge_hours`` ago."""
@@ -459,8 +455,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
     def purge(self) -> None:
         """Delete every orchestrator document of this app (and nothing of any other app), and
         its atomic-service lease."""
-        with self._known_lock:
-            self._known_documents.clear()
+        self._known_documents.clear()
         for spec in self.store.schemas.all():
             self.store.unlink(self.store.matching_keys(spec, self.store.where(spec)))
         self.store.unlink([self.store.keys.atomic_service_lease()])
