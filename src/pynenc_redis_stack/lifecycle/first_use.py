@@ -13,7 +13,6 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import orjson
 import redis
@@ -21,11 +20,17 @@ import redis
 from pynenc_redis_stack.client import Client, connection_url, get_client, run
 from pynenc_redis_stack.conf import ConfigRedisStackKeyspace
 from pynenc_redis_stack.errors import BackfillError, IndexDefinitionMismatchError
+from pynenc_redis_stack.executor import AwaitBackfill, LiveExecutor
 from pynenc_redis_stack.keys import Namespace
+from pynenc_redis_stack.lifecycle.plan import plan_index
+from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
+from pynenc_redis_stack.lifecycle.status import IndexState, IndexStatus, index_status
 from pynenc_redis_stack.schema import IndexSpec, SchemaSet, load_schemas
 
-if TYPE_CHECKING:
-    from pynenc_redis_stack.lifecycle.status import IndexStatus
+# Loaded with the plugins, not on first use: get_client imports it lazily (it imports client),
+# and a ProcessRunner child must find every first-use module imported already (see
+# tests/unit/test_import_laziness.py).
+import pynenc_redis_stack.server_check  # noqa: E402, F401  isort: skip
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +115,6 @@ def remember_checked_indexes(
 ) -> None:
     """Write the trusted marker for ``statuses`` that match their files (the others are left
     out, so a process needing them runs the full check)."""
-    from pynenc_redis_stack.lifecycle.status import IndexState
-
     fields: list[str] = []
     for status in statuses:
         if status.state is IndexState.OK and status.live_index is not None:
@@ -167,12 +170,6 @@ def ensure_indexes(
         outdated, drifted or still backfilling at the deadline; the backend never queries
         such an index as if it were right.
     """
-    # the planning modules are loaded only when the marker does not vouch for the indexes
-    from pynenc_redis_stack.executor import AwaitBackfill, LiveExecutor
-    from pynenc_redis_stack.lifecycle.plan import plan_index
-    from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
-    from pynenc_redis_stack.lifecycle.status import IndexState, index_status
-
     snapshot = read_snapshot(client, namespace, specs)
     executor = LiveExecutor(client, timeout=backfill_timeout)
     failed: dict[str, str] = {}
