@@ -51,18 +51,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--throughput",
         action="store_true",
-        help="instead: tasks/s end to end with runner processes, redis_stack(components='all') "
-        "against pynenc's SQLite components (benchmarks/throughput.py)",
+        help="instead: the start cost of a new process, then tasks/s end to end with every pynenc "
+        "runner, redis_stack(components='all') against pynenc's SQLite components "
+        "(benchmarks/throughput.py)",
     )
     parser.add_argument(
-        "--tasks", type=int, default=2000, help="--throughput: tasks submitted per measurement (default 2000)"
+        "--quick",
+        action="store_true",
+        help="--throughput: fewer calls per measurement (about ten minutes in all on 2 cores)",
     )
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="--throughput: seconds one measurement may take"
     )
     args = parser.parse_args(argv)
-    if args.tasks < 1:
-        parser.error("--tasks must be at least 1")
+    if args.quick and not args.throughput:
+        parser.error("--quick applies to --throughput only")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.million and 1_000_000 not in args.sizes:
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.throughput:
         from benchmarks import throughput
 
-        return throughput.run(args.tasks, args.out, args.timeout)
+        return throughput.run(args.quick, args.out, args.timeout)
     from pynenc_redis_stack.server import EmbeddedRedisStack
 
     started = time.perf_counter()

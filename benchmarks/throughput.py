@@ -1,20 +1,30 @@
 """``./dev bench --throughput``: tasks per second end to end, this package's components against
-pynenc's SQLite ones, with the same runners on the same machine in one run.
+pynenc's SQLite ones, with every pynenc runner on the same machine in one run; and the start
+cost of a new process (:mod:`benchmarks.start_cost`), which every ProcessRunner task pays.
 
-For each runner setup (one ``ThreadRunner`` process, two ``ThreadRunner`` processes, one
-``MultiThreadRunner``) and each composition (``redis_stack(components="all")`` on an embedded
-Redis Stack; pynenc's SQLite components on a file of their own):
+For each runner setup (:data:`SETUPS`: ThreadRunner, MultiThreadRunner, ProcessRunner,
+PersistentProcessRunner; one and two runner processes), each workload (:data:`WORKLOADS`:
+tasks of 0 ms, tasks of 10 ms, a fan-out workflow) and each composition
+(``redis_stack(components="all")`` on an embedded Redis Stack; pynenc's SQLite components on
+a file of their own):
 
 1. the runner processes start (``python -m benchmarks.throughput runner``), sharing only the
    environment that configures :mod:`benchmarks.throughput_app`;
-2. a submitting process (``python -m benchmarks.throughput submit M``) waits for one warm-up
-   task's result (the runners are up, the indexes exist), then times: submit ``M`` tasks one
-   call at a time, then wait for every result (each is checked); it prints the seconds;
+2. a submitting process (``python -m benchmarks.throughput submit WORKLOAD M K``) waits for
+   one warm-up call's result (the runners are up, the indexes exist), then
+   - burst: submits ``M`` calls one after the other, then reads every result back (each is
+     checked); tasks/s = tasks run / seconds (a fan-out call runs 1 + its children);
+     Redis commands per task come from ``INFO commandstats`` around the burst (every
+     command the server ran, the runners' polling meanwhile and the scripts' own commands
+     included);
+   - latency: ``K`` calls one at a time, each from the call to its result read back (no
+     queue: what one task costs end to end, process start included for a ProcessRunner);
 3. the runners are stopped (``SIGTERM`` to their process group, ``SIGKILL`` after a grace),
    then the app's state is purged.
 
-Tasks/s = M / seconds. The table gives both compositions per setup and their ratio
-(redis-stack / sqlite: above 1, this package is faster).
+pynenc-redis (pynenc 0.3 line) is not a composition here: its runners would run pynenc 0.3.1
+in the separate ``.venv-pynenc03``, a second app module and environment per runner; the
+state backend alone is compared in the main benchmark (``./dev bench``).
 """
 
 from __future__ import annotations
@@ -28,10 +38,11 @@ import tempfile
 import time
 import uuid
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import start_cost
 from benchmarks.report import machine
 
 COMPOSITIONS = ("redis-stack", "sqlite")
@@ -43,30 +54,80 @@ STOP_GRACE = 15.0
 class Setup:
     """Runner processes of one kind."""
 
-    label: str
     runner: str
     processes: int
 
+    @property
+    def label(self) -> str:
+        return f"{self.runner} x{self.processes}"
 
-SETUPS = (
-    Setup("1 ThreadRunner process", "ThreadRunner", 1),
-    Setup("2 ThreadRunner processes", "ThreadRunner", 2),
-    Setup("1 MultiThreadRunner", "MultiThreadRunner", 1),
+    @property
+    def spawns_per_task(self) -> bool:
+        """A ProcessRunner starts a process per invocation: fewer tasks keep its run short."""
+        return self.runner == "ProcessRunner"
+
+    @property
+    def process_pool(self) -> bool:
+        """Runs each invocation in a process of a pool of one per core: a parent waiting for
+        its children holds one, so on 2 cores two parents at once leave none for the children
+        (pynenc's runner then waits forever, with SQLite as with Redis Stack)."""
+        return self.runner in ("ProcessRunner", "PersistentProcessRunner")
+
+
+SETUPS = tuple(
+    Setup(runner, processes)
+    for runner in ("ThreadRunner", "MultiThreadRunner", "ProcessRunner", "PersistentProcessRunner")
+    for processes in (1, 2)
 )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the submitting process calls: ``task`` of ``benchmarks.throughput_app``."""
+
+    name: str
+    task: str
+    tasks_per_call: int  # invocations one call runs
+    calls: dict[str, int]  # --quick / full: calls of the burst (ProcessRunner: a fifth)
+
+    def burst(self, quick: bool, setup: Setup) -> int:
+        count = self.calls["quick" if quick else "full"]
+        if self.tasks_per_call > 1 and setup.process_pool:
+            return 1  # one parent at a time (Setup.process_pool)
+        return max(2, count // 5) if setup.spawns_per_task else count
+
+
+FAN_OUT_WIDTH = 10  # benchmarks.throughput_app.FAN_OUT_WIDTH (not imported: it builds an app)
+WORKLOADS = (
+    Workload("0 ms tasks", "echo", 1, {"quick": 150, "full": 1500}),
+    Workload("10 ms tasks", "sleep_echo", 1, {"quick": 150, "full": 1500}),
+    Workload(f"fan-out of {FAN_OUT_WIDTH}", "fan_out", 1 + FAN_OUT_WIDTH, {"quick": 6, "full": 60}),
+)
+LATENCY_CALLS = {"quick": 10, "full": 50}
 
 
 @dataclass
 class Measurement:
     composition: str
     setup: str
-    runner: str
-    processes: int
+    workload: str
+    calls: int
     tasks: int
     seconds: float
+    latencies: list[float] = field(default_factory=list)
+    commands: int | None = None  # Redis commands during the burst (redis-stack only)
 
     @property
     def tasks_per_second(self) -> float:
         return self.tasks / self.seconds
+
+    @property
+    def commands_per_task(self) -> float | None:
+        return None if self.commands is None else self.commands / self.tasks
+
+    def latency(self, quantile: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(quantile * (len(ordered) - 1)))]
 
 
 POLL_SECONDS = 0.01
@@ -86,9 +147,11 @@ def _environment(composition: str, setup: Setup, url: str, sqlite_path: Path) ->
         PYNENC__REDIS_STACK_URL=url,
         PYNENC__SQLITE_DB_PATH=str(sqlite_path),
         # both compositions poll every 10 ms (pynenc's defaults, 0.1 s, bound a small task's
-        # throughput by the sleep rather than by the components being compared)
+        # throughput and latency by the sleep rather than by the components being compared);
+        # an invocation's status is cached as long (pynenc's cached_status_time, 0.1 s)
         PYNENC__RUNNER_LOOP_SLEEP_TIME_SEC=str(POLL_SECONDS),
         PYNENC__INVOCATION_WAIT_RESULTS_SLEEP_TIME_SEC=str(POLL_SECONDS),
+        PYNENC__CACHED_STATUS_TIME=str(POLL_SECONDS),
         PYTHONPATH=os.pathsep.join(filter(None, [repository, env.get("PYTHONPATH")])),
     )
     return env
@@ -114,9 +177,15 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def measure(
-    composition: str, setup: Setup, tasks: int, url: str, workdir: Path, timeout: float
+    composition: str,
+    setup: Setup,
+    workload: Workload,
+    quick: bool,
+    url: str,
+    workdir: Path,
+    timeout: float,
 ) -> Measurement:
-    """Run one composition with one runner setup; return the end-to-end time of ``tasks`` tasks.
+    """Run one composition with one runner setup and one workload.
 
     :raises RuntimeError: If the submitting process fails or times out (a result was wrong or
         never came).
@@ -124,13 +193,18 @@ def measure(
     sqlite_path = workdir / f"{composition}-{setup.runner}-{setup.processes}-{uuid.uuid4().hex[:6]}.sqlite3"
     env = _environment(composition, setup, url, sqlite_path)
     command = [sys.executable, "-m", "benchmarks.throughput"]
+    calls = workload.burst(quick, setup)
+    latency_calls = LATENCY_CALLS["quick" if quick else "full"]
+    if setup.spawns_per_task:
+        latency_calls = max(3, latency_calls // 2)
     runners = [
         subprocess.Popen([*command, "runner"], env=env, start_new_session=True)
         for _ in range(setup.processes)
     ]
+    label = f"{composition}, {setup.label}, {workload.name}"
     try:
         submitted = subprocess.run(
-            [*command, "submit", str(tasks)],
+            [*command, "submit", workload.task, str(calls), str(latency_calls)],
             env=env,
             capture_output=True,
             text=True,
@@ -138,55 +212,123 @@ def measure(
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{composition}, {setup.label}: no result after {timeout:.0f} s") from exc
+        raise RuntimeError(f"{label}: no result after {timeout:.0f} s") from exc
     finally:
         _stop(runners)
         # only now: a runner may still be reporting on an invocation whose result is back
         subprocess.run([*command, "purge"], env=env, timeout=timeout, check=True)
     if submitted.returncode != 0:
-        raise RuntimeError(
-            f"{composition}, {setup.label}: the submitting process failed:\n{submitted.stderr}"
-        )
-    seconds = float(json.loads(submitted.stdout.strip().splitlines()[-1])["seconds"])
-    return Measurement(composition, setup.label, setup.runner, setup.processes, tasks, seconds)
+        raise RuntimeError(f"{label}: the submitting process failed:\n{submitted.stderr}")
+    report = json.loads(submitted.stdout.strip().splitlines()[-1])
+    return Measurement(
+        composition,
+        setup.label,
+        workload.name,
+        calls,
+        calls * workload.tasks_per_call,
+        float(report["seconds"]),
+        [float(x) for x in report["latencies"]],
+        report.get("commands"),
+    )
 
 
-def markdown(measurements: list[Measurement], facts: dict[str, Any]) -> str:
-    """One row per runner setup: tasks/s of each composition and their ratio."""
-    tasks = measurements[0].tasks if measurements else 0
+def _milliseconds(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
+
+
+def markdown(
+    measurements: list[Measurement], facts: dict[str, Any], cost: start_cost.StartCost | None
+) -> str:
+    """The start-cost table, then one row per (workload, runner setup): both compositions."""
     lines = [
-        f"# Throughput: {tasks} tasks end to end (submit, run, every result back)",
+        "# Throughput: every pynenc runner, end to end (call, run, result read back)",
         "",
-        f"Machine: {facts.get('cpu', '?')}, {facts.get('cores', '?')} cores; "
+        f"Machine: {facts.get('cpu', '?')}, {facts.get('cores', '?')} cores (shared: numbers are "
+        "ratios in one run, not absolutes); "
         f"Redis {facts.get('redis_server', '?')}, search {facts.get('search_module', '?')}, "
-        f"JSON {facts.get('json_module', '?')}; pynenc {facts.get('packages', {}).get('pynenc', '?')}.",
+        f"JSON {facts.get('json_module', '?')}; pynenc {facts.get('packages', {}).get('pynenc', '?')}; "
+        f"{facts.get('mode', '')}.",
         "",
-        "| runners | redis-stack tasks/s | sqlite tasks/s | ratio redis-stack / sqlite |",
-        "|---|---:|---:|---:|",
     ]
-    for setup in SETUPS:
-        found = {m.composition: m for m in measurements if m.setup == setup.label}
-        if len(found) < len(COMPOSITIONS):
-            continue
-        ours, sqlite = found["redis-stack"], found["sqlite"]
-        ratio = ours.tasks_per_second / sqlite.tasks_per_second
-        lines.append(
-            f"| {setup.label} | {ours.tasks_per_second:.1f} | {sqlite.tasks_per_second:.1f} | {ratio:.2f} |"
-        )
+    if cost is not None:
+        lines += start_cost.markdown(cost)
+    lines += [
+        "## Tasks per second",
+        "",
+        "| workload | runners | redis-stack tasks/s | sqlite tasks/s | ratio | redis-stack p50 / p99 ms "
+        "| sqlite p50 / p99 ms | Redis commands per task |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for workload in WORKLOADS:
+        for setup in SETUPS:
+            found = {
+                m.composition: m
+                for m in measurements
+                if m.setup == setup.label and m.workload == workload.name
+            }
+            if len(found) < len(COMPOSITIONS):
+                continue
+            ours, sqlite = found["redis-stack"], found["sqlite"]
+            ratio = ours.tasks_per_second / sqlite.tasks_per_second
+            per_task = ours.commands_per_task
+            lines.append(
+                f"| {workload.name} | {setup.label} | {ours.tasks_per_second:.1f} | "
+                f"{sqlite.tasks_per_second:.1f} | {ratio:.2f} | "
+                f"{_milliseconds(ours.latency(0.5))} / {_milliseconds(ours.latency(0.99))} | "
+                f"{_milliseconds(sqlite.latency(0.5))} / {_milliseconds(sqlite.latency(0.99))} | "
+                f"{'' if per_task is None else f'{per_task:.1f}'} |"
+            )
     lines += [
         "",
         'redis-stack: `PynencBuilder().sqlite().redis_stack(components="all")` (every component on '
         "Redis Stack: state backend, orchestrator, broker, trigger, client data store). sqlite: "
-        f"`PynencBuilder().sqlite()`. Runners and the client poll every {POLL_SECONDS:g} s in both. "
-        "One run, same machine: compare the ratio, not the absolute numbers.",
+        f"`PynencBuilder().sqlite()`. Runners and the client poll every {POLL_SECONDS:g} s in both "
+        "(and cache a status as long). "
+        "`xN`: N runner processes. Tasks/s: a burst of calls submitted one after the other, "
+        "every result read back (a fan-out call counts its children). Latency: calls one at a "
+        "time, call to result read back. Redis commands per task: every command the server ran "
+        "during the burst (polling and the scripts' own commands included) over the tasks run.",
         "",
     ]
     return "\n".join(lines)
 
 
-def run(tasks: int, out: Path, timeout: float) -> int:
-    """Start an embedded Redis Stack, measure every setup on both compositions, write
-    ``throughput.md`` and ``throughput.json`` to ``out``."""
+def plot(path: Path, measurements: list[Measurement]) -> None:
+    """Horizontal bars: tasks/s of both compositions per (workload, runners)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [
+        (f"{workload.name}, {setup.label}", workload.name, setup.label)
+        for workload in WORKLOADS
+        for setup in SETUPS
+    ]
+    values = {(m.composition, m.workload, m.setup): m.tasks_per_second for m in measurements}
+    rows = [row for row in rows if all((c, row[1], row[2]) in values for c in COMPOSITIONS)]
+    figure, axes = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.5))
+    height = 0.4
+    for offset, composition in enumerate(COMPOSITIONS):
+        axes.barh(
+            [index + offset * height for index in range(len(rows))],
+            [values[(composition, workload, setup)] for _label, workload, setup in rows],
+            height=height,
+            label=composition,
+        )
+    axes.set_yticks([index + height / 2 for index in range(len(rows))], [label for label, _w, _s in rows])
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    axes.set_xlabel("tasks/s (log scale; one run, 2 shared cores)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def run(quick: bool, out: Path, timeout: float) -> int:
+    """Start an embedded Redis Stack, measure the start cost, then every setup and workload on
+    both compositions; write ``throughput.md``, ``throughput.json`` and ``throughput.png``."""
     import redis
 
     from benchmarks.__main__ import server_facts
@@ -201,36 +343,50 @@ def run(tasks: int, out: Path, timeout: float) -> int:
         url = server.start()
         client = redis.Redis.from_url(url, protocol=2, decode_responses=True)
         try:
-            facts = {**machine(), **server_facts(client)}
-            for setup in SETUPS:
-                for composition in COMPOSITIONS:
-                    measurement = measure(composition, setup, tasks, url, workdir, timeout)
-                    measurements.append(measurement)
-                    print(
-                        f"{composition:12} {setup.label:26} {measurement.tasks_per_second:8.1f} tasks/s "
-                        f"({tasks} in {measurement.seconds:.2f} s)",
-                        file=sys.stderr,
-                    )
+            facts = {**machine(), **server_facts(client), "mode": "--quick" if quick else "full run"}
+            cost = start_cost.measure(url, 8 if quick else 20, workdir / "bytecode")
+            print("\n".join(start_cost.markdown(cost)), file=sys.stderr)
+            for workload in WORKLOADS:
+                for setup in SETUPS:
+                    for composition in COMPOSITIONS:
+                        measurement = measure(composition, setup, workload, quick, url, workdir, timeout)
+                        measurements.append(measurement)
+                        print(
+                            f"{composition:12} {workload.name:14} {setup.label:27} "
+                            f"{measurement.tasks_per_second:8.1f} tasks/s "
+                            f"({measurement.tasks} in {measurement.seconds:.2f} s), "
+                            f"p50 {_milliseconds(measurement.latency(0.5))} ms",
+                            file=sys.stderr,
+                        )
         finally:
             client.close()
             server.stop()
     facts["total_seconds"] = round(time.perf_counter() - started, 1)
-    table = markdown(measurements, facts)
+    table = markdown(measurements, facts, cost)
     print(table)
     (out / "throughput.md").write_text(table)
     (out / "throughput.json").write_text(
         json.dumps(
             {
                 "facts": facts,
-                "tasks": tasks,
+                "start_cost": cost.runs,
                 "measurements": [
-                    {**asdict(m), "tasks_per_second": round(m.tasks_per_second, 2)} for m in measurements
+                    {
+                        **asdict(m),
+                        "tasks_per_second": round(m.tasks_per_second, 2),
+                        "commands_per_task": m.commands_per_task,
+                    }
+                    for m in measurements
                 ],
             },
             indent=2,
         )
     )
-    print(f"wrote {out}/throughput.md, throughput.json in {facts['total_seconds']:.0f} s", file=sys.stderr)
+    plot(out / "throughput.png", measurements)
+    print(
+        f"wrote {out}/throughput.md, throughput.json, throughput.png in {facts['total_seconds']:.0f} s",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -250,20 +406,56 @@ def _runner() -> None:
     app.runner.run()
 
 
-def _submit(tasks: int) -> None:
-    """Warm up, then time ``tasks`` submissions and every result; print ``{"seconds": ...}``."""
-    from benchmarks.throughput_app import echo
+def _expected(task: str, value: int) -> int:
+    if task == "fan_out":
+        return sum(value * FAN_OUT_WIDTH + k for k in range(FAN_OUT_WIDTH))
+    return value
 
-    if echo(-1).result != -1:
-        raise SystemExit("warm-up task returned a wrong result")
+
+def _server_commands() -> int | None:
+    """Every command the server has run (``INFO commandstats``), or None off Redis."""
+    from benchmarks.throughput_app import composition
+
+    if composition != "redis-stack":
+        return None
+    import redis
+
+    client = redis.Redis.from_url(os.environ["PYNENC__REDIS_STACK_URL"], protocol=2, decode_responses=True)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(values["calls"]) for name, values in stats.items() if name != "cmdstat_info")
+
+
+def _submit(task_name: str, calls: int, latency_calls: int) -> None:
+    """Warm up, time a burst of ``calls`` calls and every result, then ``latency_calls`` calls
+    one at a time; print ``{"seconds": ..., "latencies": [...], "commands": ...}``."""
+    import benchmarks.throughput_app as bench_app
+
+    task = getattr(bench_app, task_name)
+    if task(-1).result != _expected(task_name, -1):
+        raise SystemExit("warm-up call returned a wrong result")
+    commands_before = _server_commands()
     started = time.perf_counter()
-    invocations = [echo(value) for value in range(tasks)]
+    invocations = [task(value) for value in range(calls)]
     results = [invocation.result for invocation in invocations]
     seconds = time.perf_counter() - started
-    if results != list(range(tasks)):
-        wrong = [(value, result) for value, result in enumerate(results) if value != result]
+    commands_after = _server_commands()
+    wrong = [(value, result) for value, result in enumerate(results) if result != _expected(task_name, value)]
+    if wrong:
         raise SystemExit(f"{len(wrong)} wrong results, e.g. {wrong[:3]}")
-    print(json.dumps({"seconds": seconds}), flush=True)
+    latencies = []
+    for value in range(calls, calls + latency_calls):
+        called = time.perf_counter()
+        if task(value).result != _expected(task_name, value):
+            raise SystemExit(f"wrong result for {value}")
+        latencies.append(time.perf_counter() - called)
+    commands = None
+    if commands_before is not None and commands_after is not None:
+        commands = commands_after - commands_before
+    report = {"seconds": seconds, "latencies": latencies, "commands": commands}
+    print(json.dumps(report), flush=True)
 
 
 def _purge() -> None:
@@ -277,9 +469,9 @@ if __name__ == "__main__":
     role = sys.argv[1] if len(sys.argv) > 1 else ""
     if role == "runner":
         _runner()
-    elif role == "submit":
-        _submit(int(sys.argv[2]))
+    elif role == "submit" and len(sys.argv) == 5:
+        _submit(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif role == "purge":
         _purge()
     else:
-        raise SystemExit("usage: python -m benchmarks.throughput runner | submit M | purge")
+        raise SystemExit("usage: python -m benchmarks.throughput runner | submit TASK M K | purge")

@@ -5,7 +5,7 @@ by importing its module), so both build the same app from the same variables:
 
 - ``PYNENC_BENCH_COMPOSITION``: ``redis-stack`` (this package's components,
   ``redis_stack(components="all")``) or ``sqlite`` (pynenc's SQLite components);
-- ``PYNENC_BENCH_RUNNER``: ``ThreadRunner`` or ``MultiThreadRunner``;
+- ``PYNENC_BENCH_RUNNER``: one of :data:`RUNNERS`;
 - ``PYNENC_BENCH_APP_ID``; ``PYNENC__REDIS_STACK_URL`` and ``PYNENC__SQLITE_DB_PATH`` (read by
   pynenc's configuration).
 
@@ -16,11 +16,12 @@ over the SQLite ones.
 from __future__ import annotations
 
 import os
+import time
 
 from pynenc import PynencBuilder
 
 COMPOSITIONS = ("redis-stack", "sqlite")
-RUNNERS = ("ThreadRunner", "MultiThreadRunner")
+RUNNERS = ("ThreadRunner", "MultiThreadRunner", "ProcessRunner", "PersistentProcessRunner")
 
 composition = os.environ.get("PYNENC_BENCH_COMPOSITION", "redis-stack")
 runner = os.environ.get("PYNENC_BENCH_RUNNER", "ThreadRunner")
@@ -30,11 +31,35 @@ if composition not in COMPOSITIONS or runner not in RUNNERS:
 _builder = PynencBuilder().app_id(os.environ.get("PYNENC_BENCH_APP_ID", "bench-throughput")).sqlite()
 if composition == "redis-stack":
     _builder = _builder.redis_stack(components="all")
-_builder = _builder.thread_runner() if runner == "ThreadRunner" else _builder.multi_thread_runner()
+if runner == "ThreadRunner":
+    _builder = _builder.thread_runner()
+elif runner == "MultiThreadRunner":
+    _builder = _builder.multi_thread_runner()
+elif runner == "ProcessRunner":
+    _builder = _builder.process_runner()
+else:
+    _builder = _builder.persistent_process_runner()
 app = _builder.logging_level("error").build()
+
+FAN_OUT_WIDTH = 10
+"""Children of one :func:`fan_out` call."""
 
 
 @app.task
 def echo(value: int) -> int:
     """The smallest task: what is measured is the components' overhead per task."""
     return value
+
+
+@app.task
+def sleep_echo(value: int) -> int:
+    """A task of 10 ms (a sleep: the runner's other work goes on meanwhile)."""
+    time.sleep(0.01)
+    return value
+
+
+@app.task
+def fan_out(value: int) -> int:
+    """A workflow: :data:`FAN_OUT_WIDTH` children of ``echo``, their results summed."""
+    children = [echo(value * FAN_OUT_WIDTH + k) for k in range(FAN_OUT_WIDTH)]
+    return sum(child.result for child in children)

@@ -26,8 +26,6 @@ from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
 from pynenc_redis_stack.keys import AppKeys, DocumentKind, Namespace
 from pynenc_redis_stack.lifecycle import connect
-from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, PruneReport, prune_invocations
-from pynenc_redis_stack.purge import purge_state
 from pynenc_redis_stack.schema import Schemas, load_schemas
 from pynenc_redis_stack.scripts import HistoryBatch
 from pynenc_redis_stack.search import (
@@ -48,6 +46,8 @@ if TYPE_CHECKING:
     from pynenc.models.invocation_dto import InvocationDTO
     from pynenc.runner.runner_context import RunnerContext
     from pynenc.workflow import WorkflowIdentity
+
+    from pynenc_redis_stack.prune import PruneReport
 
 FIRST_PAGE = 100
 """Matches asked for by the first ``FT.SEARCH`` of a lookup of a few (children, parent event,
@@ -163,6 +163,8 @@ class RedisStackStateBackend(BaseStateBackend):
         The app's registration (its app info) stays, as with pynenc's MemStateBackend, so a
         running app remains discoverable.
         """
+        from pynenc_redis_stack.purge import purge_state  # not on the hot path (start cost)
+
         purge_state(self.client, self.namespace, self.schemas, self.app.app_id, self.page_size)
         self._runner_context_cache.clear()
 
@@ -547,6 +549,8 @@ class RedisStackStateBackend(BaseStateBackend):
         :raises PruneRefusedError: If the cutoff is not in the past (use
             :func:`pynenc_redis_stack.prune.prune_invocations` with ``allow_all=True``).
         """
+        from pynenc_redis_stack.prune import MAX_PRUNE_BATCH, prune_invocations  # not on the hot path
+
         return prune_invocations(
             self.client,
             self.namespace,

@@ -10,6 +10,8 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:prune-pending-workflows:<app>    a set: workflows whose invocations prune deleted, until
                                           prune has collected (or kept) their run and data
     <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
+    <ns>:index-check                      a hash: alias -> the checked definition and physical
+                                          index (the trusted marker, lifecycle/first_use.py)
     <ns>:orchestrator-seq                 the counter ordering orchestrator registrations
     <ns>:atomic-service-lease:<app>       a lock: the document key of the app's RUNNING
                                           atomic-service execution
@@ -164,6 +166,11 @@ class Namespace:
     def lifecycle_lock(self) -> str:
         """Return the key of the lock that serialises ``index migrate`` and ``index drop``."""
         return f"{self.namespace}:lock:index-migrate"
+
+    def index_check(self) -> str:
+        """Return the key of the marker of indexes found matching their files (alias -> digest
+        and physical index): what lets a new process trust them with one cheap read."""
+        return f"{self.namespace}:index-check"
 
     def prefixes(self, spec: IndexSpec) -> list[str]:
         """Return the key prefixes the index covers (``FT.CREATE ... PREFIX``)."""

@@ -4,9 +4,11 @@ keys. :func:`acl_rule` is the least-privilege rule an operator grants."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
-from pynenc_redis_stack.client import run
+from pynenc_redis_stack.client import command_retry, no_cleanup, run
 from pynenc_redis_stack.errors import MissingPermissionError, ServerNotSupportedError
 
 SUPPORTED_SERVERS = "Redis Stack >= 7.2 (RediSearch >= 2.8, RedisJSON >= 2.6) or Redis 8.x"
@@ -132,10 +134,17 @@ def check_server(client: redis.Redis, namespace: str) -> None:
             "(FT.CREATE refuses other databases). Use database 0, and a distinct "
             "redis_stack_namespace to share a server between deployments."
         )
-    pipe = client.pipeline(transaction=False)
-    run(pipe, "FT._LIST")
-    run(pipe, "JSON.TYPE", f"{namespace}:module-probe")
-    search_reply, json_reply = pipe.execute(raise_on_error=False)
+
+    def send_probes() -> list[Any]:
+        # One round trip: the module probes and the ACL probe (read after the module check).
+        pipe = client.pipeline(transaction=False)
+        run(pipe, "FT._LIST")
+        run(pipe, "JSON.TYPE", f"{namespace}:module-probe")
+        run(pipe, "EVAL", _ACL_PROBE, 0, *_acl_probe_args(namespace))
+        return pipe.execute(raise_on_error=False)
+
+    # every probe only reads: the whole pipeline may be sent again (an EVAL alone is not)
+    search_reply, json_reply, denied = command_retry(client).call_with_retry(send_probes, no_cleanup)
     missing = [
         name
         for name, reply in (
@@ -152,7 +161,7 @@ def check_server(client: redis.Redis, namespace: str) -> None:
             raise _missing_permission(namespace, f"{probe}: {reply}")
         if isinstance(reply, Exception):
             raise ServerNotSupportedError(f"could not check the server's modules: {reply}")
-    _check_permissions(client, namespace)
+    _check_permissions(namespace, denied)
 
 
 def _missing_modules_message(client: redis.Redis, missing: list[str]) -> str:
@@ -173,18 +182,30 @@ def _missing_modules_message(client: redis.Redis, missing: list[str]) -> str:
     return f"the Redis server lacks {lacks}; {advice}. For development run `pynenc-redis-stack server start`."
 
 
-def _check_permissions(client: redis.Redis, namespace: str) -> None:
-    """Check every command of :data:`REQUIRED_COMMANDS` on a namespace key as this user."""
-    probe_key = f"{namespace}:acl-probe"
+def _acl_probe_args(namespace: str) -> list[str]:
+    """The arguments of :data:`_ACL_PROBE`: every command of :data:`REQUIRED_COMMANDS` on a
+    namespace key, each preceded by its length."""
+    probe_key = _acl_probe_key(namespace)
     args: list[str] = []
     for command in REQUIRED_COMMANDS:
         args += [str(len(command)), *(probe_key if part == "{key}" else part for part in command)]
-    try:
-        denied = run(client, "EVAL", _ACL_PROBE, 0, *args)
-    except redis.exceptions.NoPermissionError as exc:
-        raise _missing_permission(namespace, str(exc)) from exc
+    return args
+
+
+def _acl_probe_key(namespace: str) -> str:
+    return f"{namespace}:acl-probe"
+
+
+def _check_permissions(namespace: str, denied: Any) -> None:
+    """Raise for what the ACL probe found refused (its reply, or the error refusing it)."""
+    if isinstance(denied, redis.exceptions.NoPermissionError):
+        raise _missing_permission(namespace, str(denied))
+    if isinstance(denied, Exception):
+        raise denied
     if denied:
-        raise _missing_permission(namespace, f"refused {', '.join(denied)} on keys like {probe_key!r}")
+        raise _missing_permission(
+            namespace, f"refused {', '.join(denied)} on keys like {_acl_probe_key(namespace)!r}"
+        )
 
 
 def _missing_permission(namespace: str, refusal: str) -> MissingPermissionError:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
@@ -194,6 +195,85 @@ def test_a_claim_that_loses_the_compare_and_set_is_validated_again(
     assert [document["status"] for document in reads] == ["registered", "pending"]
     record = orchestrator(app).get_invocation_status_record(invocation_id)
     assert (record.status, record.runner_id) == (InvocationStatus.PENDING, "runner-B")
+
+
+def test_a_status_change_validated_against_its_own_last_write_is_checked_again_after_another(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> None:
+    """Runner A validates its next change against the document its last change wrote (no
+    read). Runner B finishes the invocation meanwhile: A's compare-and-set fails, A reads what
+    B wrote, and pynenc's rules refuse RUNNING after SUCCESS."""
+    app_id = unique_app_id(request)
+    first, second = (build_app(app_id, redis_url, tmp_path / "pynenc.db") for _ in range(2))
+    invocation_id = InvocationId("known-then-changed")
+    orchestrator(first)._register_new_invocations([invocation(invocation_id)])
+    orchestrator(first)._atomic_status_transition(invocation_id, InvocationStatus.PENDING, "runner-a")
+    for status in (InvocationStatus.RUNNING, InvocationStatus.SUCCESS):
+        orchestrator(second)._atomic_status_transition(invocation_id, status, "runner-a")
+
+    with pytest.raises(InvocationStatusTransitionError):
+        orchestrator(first)._atomic_status_transition(invocation_id, InvocationStatus.RUNNING, "runner-a")
+
+    record = orchestrator(first).get_invocation_status_record(invocation_id)
+    assert record.status is InvocationStatus.SUCCESS
+    orchestrator(first).purge()
+
+
+def test_a_change_refused_by_a_kept_document_is_validated_against_the_stored_one(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> None:
+    """Runner A keeps PENDING; the invocation's thread (another process here) moves it to
+    RUNNING. SUCCESS is refused after PENDING but allowed after RUNNING: A reads the stored
+    document and succeeds (a hang of parents waiting for children, before this)."""
+    app_id = unique_app_id(request)
+    first, second = (build_app(app_id, redis_url, tmp_path / "pynenc.db") for _ in range(2))
+    invocation_id = InvocationId("kept-then-advanced")
+    orchestrator(first)._register_new_invocations([invocation(invocation_id)])
+    orchestrator(first)._atomic_status_transition(invocation_id, InvocationStatus.PENDING, "runner-a")
+    orchestrator(second)._atomic_status_transition(invocation_id, InvocationStatus.RUNNING, "runner-a")
+
+    record = orchestrator(first)._atomic_status_transition(
+        invocation_id, InvocationStatus.SUCCESS, "runner-a"
+    )
+
+    assert record.status is InvocationStatus.SUCCESS
+    assert orchestrator(second).get_invocation_status_record(invocation_id).status is InvocationStatus.SUCCESS
+    orchestrator(first).purge()
+
+
+def test_a_final_status_sets_auto_purge_in_its_own_write(
+    app: Pynenc, redis_client: redis.Redis, round_trips: RoundTrips
+) -> None:
+    """pynenc sets the final status, then asks for auto purge: the status script already
+    stamped it, so the second call sends nothing; a call on its own still stamps."""
+    invocation_id = InvocationId("final-then-purge")
+    orchestrator(app)._register_new_invocations([invocation(invocation_id)])
+    context = runner_context("runner-a")
+    for status in (InvocationStatus.PENDING, InvocationStatus.RUNNING):
+        orchestrator(app).set_invocation_status(invocation_id, status, context)
+    before = commandstats(redis_client)
+
+    orchestrator(app)._atomic_status_transition(invocation_id, InvocationStatus.SUCCESS, "runner-a")
+    with round_trips.counting():
+        orchestrator(app).set_up_invocation_auto_purge(invocation_id)
+
+    assert round_trips.count == 0
+    assert "json.set" not in delta(before, commandstats(redis_client))  # MARK_FOR_PURGE not run
+    stamps = _purge_and_status_stamps(app, redis_client, invocation_id)
+    assert stamps["$.auto_purge_ts"] == stamps["$.status_ts"]  # the final status's own write
+    other = InvocationId("purge-on-its-own")
+    orchestrator(app)._register_new_invocations([invocation(other)])
+    assert _purge_and_status_stamps(app, redis_client, other)["$.auto_purge_ts"] in ([], [None])
+    orchestrator(app).set_up_invocation_auto_purge(other)
+    assert _purge_and_status_stamps(app, redis_client, other)["$.auto_purge_ts"][0] > 0
+
+
+def _purge_and_status_stamps(app: Pynenc, client: redis.Redis, invocation_id: str) -> dict[str, Any]:
+    key = orchestrator(app).store.keys.orchestrator_invocation(invocation_id)
+    stamps: dict[str, Any] = orjson.loads(
+        client.execute_command("JSON.GET", key, "$.auto_purge_ts", "$.status_ts")
+    )
+    return stamps
 
 
 def test_concurrent_atomic_service_claims_admit_one_running_execution(app: Pynenc) -> None:

@@ -1,24 +1,36 @@
 """Connect and check the indexes: what the backend, the orchestrator, ``import-redis`` and
 ``prune`` do before their first command (the ``index`` verbs only connect: ``status`` must not create anything).
+
+The full check (``FT.INFO`` of every index, compared with ``schemas/``) runs once per server
+and schema version: when every index matches, it writes the trusted marker
+(:meth:`~pynenc_redis_stack.keys.Namespace.index_check`), and a new process then trusts the
+indexes after one round trip that reads the marker and ``FT._LIST`` (docs/performance.md, start cost).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
 
+import orjson
 import redis
 
-from pynenc_redis_stack.client import Client, connection_url, get_client
+from pynenc_redis_stack.client import Client, connection_url, get_client, run
 from pynenc_redis_stack.conf import ConfigRedisStackKeyspace
 from pynenc_redis_stack.errors import BackfillError, IndexDefinitionMismatchError
 from pynenc_redis_stack.executor import AwaitBackfill, LiveExecutor
 from pynenc_redis_stack.keys import Namespace
 from pynenc_redis_stack.lifecycle.plan import plan_index
 from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
-from pynenc_redis_stack.lifecycle.status import IndexState, index_status
+from pynenc_redis_stack.lifecycle.status import IndexState, IndexStatus, index_status
 from pynenc_redis_stack.schema import IndexSpec, SchemaSet, load_schemas
+
+# Loaded with the plugins, not on first use: get_client imports it lazily (it imports client),
+# and a ProcessRunner child must find every first-use module imported already (see
+# tests/unit/test_import_laziness.py).
+import pynenc_redis_stack.server_check  # noqa: E402, F401  isort: skip
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +47,8 @@ def connect(
     :class:`~pynenc_redis_stack.schema.OrchestratorSchemas`).
 
     The indexes are checked once per process, server, namespace and schema set (checking on
-    every call would cost round trips each time); later, a query that finds its index missing
+    every call would cost round trips each time): the full check when the trusted marker does
+    not vouch for them (:func:`is_trusted`), otherwise that one read. Later, a query that finds its index missing
     (``FLUSHALL``, a restart without persistence, a manual drop) has the set's indexes
     recreated from ``schemas/``, then is sent again once.
 
@@ -47,16 +60,73 @@ def connect(
     namespace = Namespace(str(conf.redis_stack_namespace))
     client = get_client(conf)
     client.on_missing_index = lambda: _heal(client, conf, namespace, schemas)
-    marker = (
+    checked = (
         f"{connection_url(conf)}|{conf.redis_host}|{conf.redis_port}",
         namespace.namespace,
         tuple(spec.name for spec in schemas.all()),
     )
     with _checked_lock:
-        if recheck or marker not in _checked:
-            ensure_indexes(client, namespace, schemas.all(), create_missing=conf.redis_stack_create_indexes)
-            _checked.add(marker)
+        if recheck or checked not in _checked:
+            specs = schemas.all()
+            if recheck or not is_trusted(client, namespace, specs):
+                ensure_indexes(client, namespace, specs, create_missing=conf.redis_stack_create_indexes)
+            _checked.add(checked)
     return client
+
+
+def spec_digest(namespace: Namespace, spec: IndexSpec) -> str:
+    """Return a digest of everything ``FT.CREATE`` is sent for ``spec`` (its alias, version,
+    key prefixes and fields): a marker written for another definition never matches it."""
+    definition = [namespace.alias(spec), spec.version, namespace.prefixes(spec), spec.schema_args()]
+    return hashlib.sha256(orjson.dumps(definition)).hexdigest()[:32]
+
+
+def is_trusted(client: redis.Redis, namespace: Namespace, specs: Sequence[IndexSpec]) -> bool:
+    """Tell whether the full check may be skipped: one round trip reads the trusted marker and
+    ``FT._LIST``; every spec's index must be marked with this definition and still listed.
+
+    A flush or restart without persistence removes the marker with the indexes; a drop or a
+    migration removes the marker before changing anything (:func:`forget_checked_indexes`).
+    Any error (a missing permission, a server without the search module) answers False: the
+    full check then reports it.
+    """
+    pipe = client.pipeline(transaction=False)
+    run(pipe, "HGETALL", namespace.index_check())  # a few fields, one per alias of the namespace
+    run(pipe, "FT._LIST")
+    marked, listed = pipe.execute(raise_on_error=False)
+    if isinstance(marked, Exception) or isinstance(listed, Exception):
+        return False
+    present = {str(name) for name in listed}
+    for spec in specs:
+        value = marked.get(namespace.alias(spec))
+        if value is None:
+            return False
+        digest, _, live_index = str(value).partition(" ")
+        parsed = namespace.parse_physical_index(spec, live_index)
+        if digest != spec_digest(namespace, spec) or live_index not in present or parsed is None:
+            return False
+        if parsed[0] != spec.version:
+            return False
+    return True
+
+
+def remember_checked_indexes(
+    client: redis.Redis, namespace: Namespace, statuses: Sequence[IndexStatus]
+) -> None:
+    """Write the trusted marker for ``statuses`` that match their files (the others are left
+    out, so a process needing them runs the full check)."""
+    fields: list[str] = []
+    for status in statuses:
+        if status.state is IndexState.OK and status.live_index is not None:
+            fields += [status.alias, f"{spec_digest(namespace, status.spec)} {status.live_index}"]
+    if fields:
+        run(client, "HSET", namespace.index_check(), *fields)
+
+
+def forget_checked_indexes(client: redis.Redis, namespace: Namespace) -> None:
+    """Delete the trusted marker: every process connecting from now on runs the full check
+    (migrate and drop call this under the lifecycle lock, before they change an index)."""
+    run(client, "DEL", namespace.index_check())
 
 
 def _heal(client: Client, conf: ConfigRedisStackKeyspace, namespace: Namespace, schemas: SchemaSet) -> None:
@@ -119,8 +189,8 @@ def ensure_indexes(
     if waited:
         snapshot = read_snapshot(client, namespace, specs)
     problems = []
-    for spec in specs:
-        status = index_status(snapshot, namespace, spec)
+    statuses = [index_status(snapshot, namespace, spec) for spec in specs]
+    for spec, status in zip(specs, statuses, strict=True):
         if spec.name in failed:
             problems.append(failed[spec.name])
         elif status.state is not IndexState.OK:
@@ -133,4 +203,5 @@ def ensure_indexes(
             "index migrate` to create or migrate them (zero downtime; documents are kept). "
             "Missing indexes are also created on first use when redis_stack_create_indexes is true."
         )
+    remember_checked_indexes(client, namespace, statuses)
     return executor.created

@@ -18,6 +18,7 @@ import redis
 
 from pynenc_redis_stack.errors import BackfillError, DrainTimeoutError
 from pynenc_redis_stack.executor import AwaitDrain, Executor, LiveExecutor, Send
+from pynenc_redis_stack.lifecycle.first_use import forget_checked_indexes, remember_checked_indexes
 from pynenc_redis_stack.lifecycle.lock import LifecycleLock
 from pynenc_redis_stack.lifecycle.plan import Action, IndexPlan, drop_targets, plan_all
 from pynenc_redis_stack.lifecycle.snapshot import read_snapshot
@@ -195,6 +196,7 @@ def migrate(
     try:
         if isinstance(executor, LiveExecutor):
             executor.heartbeat = lock.refresh
+        forget_checked_indexes(client, namespace)  # new processes check fully until the end
         # Read only once the lock is held: a run that waited sees what the other one did.
         snapshot = read_snapshot(client, namespace, specs)
         results = []
@@ -202,6 +204,7 @@ def migrate(
             results.append(_execute(plan, executor))
             lock.refresh()
         final = inspect_indexes(client, namespace, specs)
+        remember_checked_indexes(client, namespace, final)
         filled = fill(lock.refresh) if fill and all(result.ok for result in results) else DataFill()
     finally:
         lock.release()
@@ -269,6 +272,7 @@ def drop(
     lock = LifecycleLock(client, namespace, ttl=lock_ttl)
     lock.acquire(lock_timeout)
     try:
+        forget_checked_indexes(client, namespace)
         # Read again under the lock: a migrate may have finished while the user was asked.
         targets = drop_targets(read_snapshot(client, namespace, specs), namespace, specs)
         for names in targets.values():

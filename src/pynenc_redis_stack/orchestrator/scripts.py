@@ -67,9 +67,10 @@ SET_STATUS_IF_VERSION = (
 -- started in it.
 -- ARGV[1]: the status_version the caller read and validated the transition against; ARGV[2]:
 -- the new status (JSON string); ARGV[3]: the new owner (JSON string, or null: no owner);
--- ARGV[4]: this write's token (JSON string, new for each write); with KEYS[2]: ARGV[5] the
--- app's runner heartbeat key prefix, ARGV[6] microseconds after which a runner is dead,
--- ARGV[7] the invocation's slot (its field in KEYS[2]).
+-- ARGV[4]: this write's token (JSON string, new for each write); ARGV[5]: 1 when the status is
+-- final (auto_purge_ts is set too, as set_up_invocation_auto_purge would right after); with
+-- KEYS[2]: ARGV[6] the app's runner heartbeat key prefix, ARGV[7] microseconds after which a
+-- runner is dead, ARGV[8] the invocation's slot (its field in KEYS[2]).
 -- The write happens only if no other transition came in between. The token is stored with the
 -- write: the same write sent again after a lost reply finds its own token at the next version
 -- and answers 'ok' again (with the stored time) instead of 'conflict'.
@@ -92,24 +93,28 @@ if stored['$.status_version'][1] ~= tonumber(ARGV[1]) then
   return {'conflict'}
 end
 if KEYS[2] then
-  local holder = redis.call('HGET', KEYS[2], ARGV[7])
+  local holder = redis.call('HGET', KEYS[2], ARGV[8])
   if ARGV[2] == '"running"' then
     if holder and holder ~= KEYS[1] then
       local raw = redis.call('JSON.GET', holder, '$.status', '$.runner_id')
       if raw then
         local found = cjson.decode(raw)
-        if found['$.status'][1] == 'running' and not owner_is_dead(ARGV[5], found['$.runner_id'][1], now, ARGV[6]) then
+        if found['$.status'][1] == 'running' and not owner_is_dead(ARGV[6], found['$.runner_id'][1], now, ARGV[7]) then
           return {'busy', holder}
         end
       end
     end
-    redis.call('HSET', KEYS[2], ARGV[7], KEYS[1])
+    redis.call('HSET', KEYS[2], ARGV[8], KEYS[1])
   elseif holder == KEYS[1] then
-    redis.call('HDEL', KEYS[2], ARGV[7])
+    redis.call('HDEL', KEYS[2], ARGV[8])
   end
 end
+local purge = ''
+if ARGV[5] == '1' then
+  purge = ',"auto_purge_ts":' .. now
+end
 redis.call('JSON.MERGE', KEYS[1], '$', '{"status":' .. ARGV[2] .. ',"runner_id":' .. ARGV[3]
-  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. ',"status_token":' .. ARGV[4] .. '}')
+  .. ',"status_ts":' .. now .. ',"status_version":' .. version .. ',"status_token":' .. ARGV[4] .. purge .. '}')
 return {'ok', now}
 """
 )
