@@ -25,6 +25,7 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc_redis_stack import RedisStackStateBackend
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import SESSION_MARKER
+from tests.processes import Processes
 
 REPO = Path(__file__).resolve().parents[2]
 APP_MODULE = "tests.faults.faults_app"
@@ -86,57 +87,17 @@ def admin(fault_server: str) -> Iterator[redis.Redis]:
         client.close()
 
 
-class Processes:
-    """The processes a test starts: each one's output in its own log file, all killed at the end."""
-
-    def __init__(self, log_dir: Path, app_id: str, url: str, **settings: str) -> None:
-        self.log_dir = log_dir
-        shared = {"APP_ID": app_id, "REDIS_STACK_URL": url, **FAST_RECOVERY, **settings}
-        self.environment = {
-            "PATH": os.environ["PATH"],
-            "PYTHONPATH": str(REPO),
-            SESSION_MARKER: os.environ[SESSION_MARKER],
-            **{f"PYNENC__{key}": value for key, value in shared.items()},
-        }
-        self.started: dict[str, subprocess.Popen[str]] = {}
-        self._logs: list[IO[str]] = []
-
-    def start(
-        self, name: str, call: str, stdout: int | None = None, **settings: str
-    ) -> subprocess.Popen[str]:
-        """Start ``python -c 'from faults_app import *; <call>'`` with the shared environment
-        plus ``settings`` (``PYNENC__`` names without the prefix)."""
-        log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed in kill_all
-        self._logs.append(log)
-        process = subprocess.Popen(
-            [sys.executable, "-c", f"from {APP_MODULE} import *; {call}"],
-            cwd=REPO,
-            env={**self.environment, **{f"PYNENC__{key}": value for key, value in settings.items()}},
-            stdout=log if stdout is None else stdout,
-            stderr=log,
-            text=True,
-        )
-        self.started[name] = process
-        return process
-
-    def logs(self) -> str:
-        """Every process's output, for failure messages."""
-        for log in self._logs:
-            log.flush()
-        return "\n".join(
-            f"--- {name} (pid {p.pid}, exit {p.poll()})\n{(self.log_dir / f'{name}.log').read_text()[-4000:]}"
-            for name, p in self.started.items()
-        )
-
-    def kill_all(self) -> None:
-        for process in self.started.values():
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=30)
-            if process.stdout is not None:
-                process.stdout.close()
-        for log in self._logs:
-            log.close()
+def fault_processes(log_dir: Path, app_id: str, url: str, **settings: str) -> Processes:
+    """Processes importing :mod:`tests.faults.faults_app`, with only ``PYNENC__`` settings (the
+    app, the server, :data:`FAST_RECOVERY` and ``settings``) in their environment."""
+    shared = {"APP_ID": app_id, "REDIS_STACK_URL": url, **FAST_RECOVERY, **settings}
+    environment = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(REPO),
+        SESSION_MARKER: os.environ[SESSION_MARKER],
+        **{f"PYNENC__{key}": value for key, value in shared.items()},
+    }
+    return Processes(log_dir, environment, APP_MODULE)
 
 
 @pytest.fixture
@@ -144,7 +105,7 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., Processes]]:
     made: list[Processes] = []
 
     def make(app_id: str, url: str, **settings: str) -> Processes:
-        made.append(Processes(tmp_path, app_id, url, **settings))
+        made.append(fault_processes(tmp_path, app_id, url, **settings))
         return made[-1]
 
     try:

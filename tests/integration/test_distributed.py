@@ -41,6 +41,7 @@ from pynenc.orchestrator.atomic_service import AtomicServiceRun
 from pynenc_redis_stack import RedisStackStateBackend
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from tests.conftest import SESSION_MARKER, RedisCli, unique_app_id
+from tests.processes import Processes
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -59,53 +60,6 @@ def wait_for[T](what: str, probe: Callable[[], T | None], deadline: float = DEAD
             return value
         time.sleep(0.1)
     raise AssertionError(f"not within {deadline:.0f} s: {what}")
-
-
-class Processes:
-    """The processes a test starts: each one's output in its own log file, all killed at the end."""
-
-    def __init__(self, log_dir: Path, environment: dict[str, str]) -> None:
-        self.log_dir = log_dir
-        self.environment = environment
-        self.started: dict[str, subprocess.Popen[str]] = {}
-        self._logs: list[IO[str]] = []
-
-    def start(
-        self, name: str, call: str, stdout: int | None = None, **settings: str
-    ) -> subprocess.Popen[str]:
-        """Start ``python -c 'from distributed_app import ...; <call>'`` with the shared
-        environment plus ``settings`` (``PYNENC__`` names without the prefix)."""
-        log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed in kill_all
-        self._logs.append(log)
-        process = subprocess.Popen(
-            [sys.executable, "-c", f"from {APP_MODULE} import *; {call}"],
-            cwd=REPO,
-            env={**self.environment, **{f"PYNENC__{key}": value for key, value in settings.items()}},
-            stdout=log if stdout is None else stdout,
-            stderr=log,
-            text=True,
-        )
-        self.started[name] = process
-        return process
-
-    def logs(self) -> str:
-        """Every process's output, for failure messages."""
-        for log in self._logs:
-            log.flush()
-        return "\n".join(
-            f"--- {name} (pid {p.pid}, exit {p.poll()})\n{(self.log_dir / f'{name}.log').read_text()[-4000:]}"
-            for name, p in self.started.items()
-        )
-
-    def kill_all(self) -> None:
-        for process in self.started.values():
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=30)
-            if process.stdout is not None:
-                process.stdout.close()
-        for log in self._logs:
-            log.close()
 
 
 def environment(app_id: str, redis_url: str, **settings: str) -> dict[str, str]:
@@ -132,7 +86,7 @@ def processes(tmp_path: Path, redis_url: str) -> Iterator[Callable[[dict[str, st
     made: list[Processes] = []
 
     def make(environment: dict[str, str]) -> Processes:
-        made.append(Processes(tmp_path, environment))
+        made.append(Processes(tmp_path, environment, APP_MODULE))
         return made[-1]
 
     try:

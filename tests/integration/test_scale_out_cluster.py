@@ -214,7 +214,9 @@ def test_the_orchestrators_compare_and_set_works_on_one_invocation(
     client.execute_command("JSON.SET", key, "$", orjson.dumps(document).decode())
     scripts = Scripts(client)
     # a task without running concurrency: the invocation's document is the script's only key
-    outcome = call(scripts.set_status_if_version, client, [key], ["0", '"PENDING"', '"r-1"', '"token-1"', "0"])
+    outcome = call(
+        scripts.set_status_if_version, client, [key], ["0", '"PENDING"', '"r-1"', '"token-1"', "0"]
+    )
     assert outcome[0] == "ok"
     stale = call(scripts.set_status_if_version, client, [key], ["0", '"RUNNING"', '"r-2"', '"token-2"', "0"])
     assert stale == ["conflict"]
