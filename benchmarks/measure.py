@@ -33,7 +33,7 @@ from typing import Any
 import redis
 from redis.connection import AbstractConnection
 
-from pynenc_redis_stack.client import run
+from pynenc_redis_stack.core.client import run
 
 
 class RoundTripCounter:

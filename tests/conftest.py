@@ -214,8 +214,8 @@ def _conformance_isolation(request: pytest.FixtureRequest, monkeypatch: pytest.M
 
 def flush_all(url: str) -> None:
     """``FLUSHALL`` on the server ``url`` names (on every master of a cluster)."""
-    from pynenc_redis_stack.client import get_client
-    from pynenc_redis_stack.conf import ConfigRedisStackKeyspace
+    from pynenc_redis_stack.core.conf import ConfigRedisStackKeyspace
+    from pynenc_redis_stack.core.connection import get_client
 
     client = get_client(ConfigRedisStackKeyspace(config_values={"redis_stack_url": url}))
     client.flushall()

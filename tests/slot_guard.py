@@ -10,7 +10,7 @@ A cluster refuses (or, for some multi-key module commands, silently answers part
 - ``FT.*`` inside a script or ``MULTI`` (Redis 8's coordinator: "Cannot perform FT.SEARCH:
   Cannot block"; a search module without coordinator accepts it).
 
-How: single commands and pipelines of :class:`~pynenc_redis_stack.client.Client` are checked
+How: single commands and pipelines of :class:`~pynenc_redis_stack.core.client.Client` are checked
 below the retry layer (redis-py's ``Redis.execute_command``/``Pipeline.execute`` for this
 package's clients only). A script (``EVALSHA``) is sent instead as ``EVAL`` of its source with
 ``redis.call``/``redis.pcall`` wrapped: each call's keys are compared with ``KEYS`` and ``FT.*``
@@ -37,7 +37,7 @@ import redis
 import redis.client
 from redis.crc import key_slot
 
-from pynenc_redis_stack.client import RetryingCommands, RetryingPipeline
+from pynenc_redis_stack.core.client import RetryingCommands, RetryingPipeline
 
 
 class SlotGuardError(redis.ResponseError):
@@ -236,7 +236,7 @@ class SlotGuard:
         return result
 
 
-HELPER_MODULES = ("pynenc_redis_stack.client",)
+HELPER_MODULES = ("pynenc_redis_stack.core.client",)
 
 
 def _operation() -> str:
@@ -308,7 +308,7 @@ def _learn_scripts_made_later() -> None:
     when their object is made."""
     import redis.commands.core
 
-    from pynenc_redis_stack import scripts
+    from pynenc_redis_stack.state_backend import scripts
 
     for script_class, attribute in ((redis.commands.core.Script, "script"), (scripts.Script, "source")):
         made = script_class.__init__
@@ -340,10 +340,10 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = config.getoption("--slot-guard")
     if mode == "off":
         return
-    import pynenc_redis_stack.backend  # noqa: F401  # load every script constant before scanning
     import pynenc_redis_stack.broker  # noqa: F401
     import pynenc_redis_stack.client_data_store  # noqa: F401
     import pynenc_redis_stack.orchestrator  # noqa: F401
+    import pynenc_redis_stack.state_backend.backend  # noqa: F401  # load every script constant before scanning
     import pynenc_redis_stack.trigger  # noqa: F401
 
     GUARD = SlotGuard(strict=mode == "strict")

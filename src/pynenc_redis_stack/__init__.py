@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.broker import RedisStackBroker
 from pynenc_redis_stack.builder import RedisStackBuilderPlugin
 from pynenc_redis_stack.client_data_store import RedisStackClientDataStore
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from pynenc_redis_stack.trigger import RedisStackTrigger
 
 

@@ -136,8 +136,8 @@ def _component_names(components: Literal["all"] | Iterable[str]) -> tuple[str, .
 def _check_url(url: str) -> None:
     import redis
 
-    from pynenc_redis_stack.client import redacted_url
-    from pynenc_redis_stack.topology import parse_topology
+    from pynenc_redis_stack.core.client import redacted_url
+    from pynenc_redis_stack.core.topology import parse_topology
 
     if parse_topology(url).kind != "server":  # a Sentinel or cluster URL: checked by parsing it
         return

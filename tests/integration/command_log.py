@@ -21,7 +21,7 @@ from typing import Any
 import redis.connection
 
 COMPONENTS = {
-    "pynenc_redis_stack.backend": "state backend",
+    "pynenc_redis_stack.state_backend.backend": "state backend",
     "pynenc_redis_stack.orchestrator": "orchestrator",
     "pynenc_redis_stack.broker": "broker",
     "pynenc_redis_stack.trigger": "trigger",

@@ -4,7 +4,7 @@ The previous layout (before every lookup went through the indexes) kept beside t
 a call-text string per invocation holding the fields its document lacked, a ``history_list``
 mark in the document, a history list per invocation, a history timeline per app, relation sets
 by parent, parent event, workflow and workflow type, and two completeness keys per app. Key
-names come from :mod:`pynenc_redis_stack.lifecycle.legacy`, the one place naming them.
+names come from :mod:`pynenc_redis_stack.admin.legacy`, the one place naming them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import redis
 
-from pynenc_redis_stack.backend import RedisStackStateBackend
-from pynenc_redis_stack.keys import DocumentKind, encode_segment
-from pynenc_redis_stack.lifecycle import legacy
+from pynenc_redis_stack.admin import legacy
+from pynenc_redis_stack.core.keys import DocumentKind, encode_segment
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 
 CALL_FIELDS = (
     "task_module",

@@ -25,9 +25,9 @@ from pynenc.runner.runner_context import RunnerContext
 from redis.crc import key_slot
 
 from pynenc_redis_stack import RedisStackBroker, RedisStackClientDataStore, RedisStackStateBackend
-from pynenc_redis_stack.broker import ROUTE_BATCH, RecoveryReport
-from pynenc_redis_stack.errors import InvalidDocumentError
-from pynenc_redis_stack.server_check import acl_rule
+from pynenc_redis_stack.broker.broker import ROUTE_BATCH, RecoveryReport
+from pynenc_redis_stack.core.errors import InvalidDocumentError
+from pynenc_redis_stack.core.server_check import acl_rule
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips, commandstats, delta
 from tests.integration.test_security import MakeUser, acl_user, namespace, refusals  # noqa: F401 - fixtures

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from pynenc_redis_stack.cli.main import main
-from pynenc_redis_stack.redis_cli import split_redis_cli_line
+from pynenc_redis_stack.core.command_line import split_redis_cli_line
 from tests.conftest import RedisCli
 from tests.integration.test_demo_and_cookbook import cookbook_commands, demo_state
 

@@ -18,8 +18,8 @@ from pynenc import PynencBuilder
 from pynenc.identifiers.task_id import TaskId
 
 from pynenc_redis_stack.cli.main import main
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.schema import all_specs, schema_dir
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.schema import all_specs, schema_dir
 
 
 @pytest.fixture

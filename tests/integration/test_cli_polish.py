@@ -16,7 +16,7 @@ from pynenc import PynencBuilder
 from pynenc.app import AppInfo
 
 from pynenc_redis_stack.cli.main import main
-from pynenc_redis_stack.schema import load_schemas
+from pynenc_redis_stack.core.schema import load_schemas
 from pynenc_redis_stack.server.files import HOME_ENV_VAR
 
 CLI = str(Path(sys.executable).with_name("pynenc-redis-stack"))

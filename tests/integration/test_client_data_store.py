@@ -9,7 +9,7 @@ import redis
 from pynenc import Pynenc
 
 from pynenc_redis_stack import RedisStackClientDataStore
-from pynenc_redis_stack.errors import InvalidDocumentError
+from pynenc_redis_stack.core.errors import InvalidDocumentError
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips, commandstats, delta
 from tests.integration.test_broker import config

@@ -34,10 +34,9 @@ from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
-from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack import query
-from pynenc_redis_stack.backend import RedisStackStateBackend
-from pynenc_redis_stack.search import fetch_all
+from pynenc_redis_stack.core import codec, query
+from pynenc_redis_stack.core.reads import fetch_all
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -168,11 +167,11 @@ def test_eight_processes_write_the_same_invocations_at_once(app_id: str, redis_u
         invocation_id = f"inv-{n}"
         expected = sorted(stored[invocation_id])  # (ts, seq): time, then arrival
         got = backend.get_history(InvocationId(invocation_id))
-        assert [(docs.to_micros(h.timestamp), h.status_record.status.value) for h in got] == [
+        assert [(codec.to_micros(h.timestamp), h.status_record.status.value) for h in got] == [
             (ts, status) for ts, _seq, status in expected
         ], invocation_id
         latest_ts, _seq, latest_status = expected[-1]
-        assert found[invocation_id] == (InvocationStatus(latest_status), docs.from_micros(latest_ts)), (
+        assert found[invocation_id] == (InvocationStatus(latest_status), codec.from_micros(latest_ts)), (
             invocation_id
         )
         assert backend._get_invocation(InvocationId(invocation_id)) == invocation_pair(n)

@@ -11,7 +11,7 @@ from pynenc_redis.state_backend import RedisStateBackend
 
 from pynenc_redis_stack import RedisStackStateBackend
 from pynenc_redis_stack.builder import COMPONENTS, STATE_BACKEND_ONLY
-from pynenc_redis_stack.errors import ServerNotSupportedError
+from pynenc_redis_stack.core.errors import ServerNotSupportedError
 from tests.conftest import unique_app_id
 
 

@@ -14,9 +14,9 @@ import redis
 from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack.builder import COMPONENTS
+from pynenc_redis_stack.core.codec import to_micros
+from pynenc_redis_stack.core.command_line import split_redis_cli_line
 from pynenc_redis_stack.demo.__main__ import PYNENC_COMPONENTS
-from pynenc_redis_stack.documents import to_micros
-from pynenc_redis_stack.redis_cli import split_redis_cli_line
 from tests.conftest import RedisCli
 
 README = Path(__file__).resolve().parents[2] / "README.md"

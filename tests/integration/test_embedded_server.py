@@ -10,11 +10,8 @@ import pytest
 import redis
 
 from pynenc_redis_stack.cli.main import main
-from pynenc_redis_stack.errors import EmbeddedServerError
-from pynenc_redis_stack.server import (
-    HOME_ENV_VAR,
-    EmbeddedRedisStack,
-)
+from pynenc_redis_stack.core.errors import EmbeddedServerError
+from pynenc_redis_stack.server import HOME_ENV_VAR, EmbeddedRedisStack
 
 
 @pytest.fixture(autouse=True)

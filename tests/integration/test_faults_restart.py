@@ -25,9 +25,9 @@ from pynenc.invocation.dist_invocation import TaskInvocation
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.runner.runner_context import RunnerContext
 
-from pynenc_redis_stack.backend import RedisStackStateBackend
-from pynenc_redis_stack.errors import RedisStackError
+from pynenc_redis_stack.core.errors import RedisStackError
 from pynenc_redis_stack.server import EmbeddedRedisStack
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 
 pytestmark = pytest.mark.faults

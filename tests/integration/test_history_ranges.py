@@ -20,9 +20,10 @@ from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
-from pynenc_redis_stack import query
-from pynenc_redis_stack.backend import RedisStackStateBackend
-from pynenc_redis_stack.keys import DocumentKind
+from pynenc_redis_stack.admin.retention import prune_state_backend
+from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.keys import DocumentKind
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips
 from tests.integration.test_large_answers import _history
@@ -134,7 +135,7 @@ def test_prune_and_purge_take_entries_out_of_ranges(request: pytest.FixtureReque
             history._timestamp = moment
             backend._add_histories([InvocationId(invocation_id)], history)
 
-    report = backend.prune(datetime(2021, 1, 1, tzinfo=UTC))
+    report = prune_state_backend(backend, datetime(2021, 1, 1, tzinfo=UTC))
 
     assert report.deleted[DocumentKind.INVOCATION] == 1 and report.deleted[DocumentKind.HISTORY] == 3
     left = [h.invocation_id for b in backend.iter_history_in_timerange(old, new) for h in b]

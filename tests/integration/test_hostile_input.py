@@ -27,8 +27,8 @@ from pynenc.runner.runner_context import RunnerContext
 from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.backend import RedisStackStateBackend
-from pynenc_redis_stack.errors import InvalidDocumentError, QueryError
+from pynenc_redis_stack.core.errors import InvalidDocumentError, QueryError
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -33,19 +33,19 @@ from pynenc.identifiers.task_id import TaskId
 from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 
-from pynenc_redis_stack import documents
 from pynenc_redis_stack.admin import index_migrate, index_status, load_config
 from pynenc_redis_stack.cli.index_commands import format_migration
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.progress import ProgressBar
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import LockLostError, LockTimeoutError
-from pynenc_redis_stack.executor import index_info, is_indexing, open_cursors, pairs
-from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.lifecycle import Action, IndexState, LifecycleLock, create_command
-from pynenc_redis_stack.redis_cli import redis_cli_line
-from pynenc_redis_stack.schema import FieldSpec, IndexSpec, all_specs, load_schemas, schema_dir
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.command_line import redis_cli_line
+from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.core.errors import LockLostError, LockTimeoutError
+from pynenc_redis_stack.core.indexes import Action, IndexState, LifecycleLock, create_command
+from pynenc_redis_stack.core.indexes.executor import index_info, is_indexing, open_cursors, pairs
+from pynenc_redis_stack.core.keys import Namespace
+from pynenc_redis_stack.core.schema import FieldSpec, IndexSpec, all_specs, load_schemas, schema_dir
+from pynenc_redis_stack.state_backend import documents
 from tests.conftest import RedisCli
 
 SPAWN = multiprocessing.get_context("spawn")

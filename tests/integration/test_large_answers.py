@@ -23,11 +23,11 @@ from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.client import run
+from pynenc_redis_stack.core.client import run
 from tests.conftest import unique_app_id
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.backend import RedisStackStateBackend
+    from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 
 SERVER_CAP = 10_000
 
@@ -273,7 +273,7 @@ def test_get_history_orders_equal_timestamps_by_arrival(
 ) -> None:
     app = _build(request, redis_url, "-paging", redis_stack_batch_size=7)
     backend = app.state_backend
-    assert backend.page_size == 7
+    assert backend.batch_size == 7
     invocation_id = InvocationId("one-invocation")
     moment = datetime(2024, 5, 5, 5, 5, 5, 555_555, tzinfo=UTC)
     for n in range(30):  # 30 separate writes, all with the SAME timestamp

@@ -27,10 +27,10 @@ from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
 from pynenc_redis_stack import admin
-from pynenc_redis_stack.backend import RedisStackStateBackend
+from pynenc_redis_stack.admin import legacy
 from pynenc_redis_stack.cli.index_commands import format_migration
-from pynenc_redis_stack.lifecycle import legacy
-from pynenc_redis_stack.redis_cli import split_redis_cli_line
+from pynenc_redis_stack.core.command_line import split_redis_cli_line
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 from tests.integration.legacy_layout import to_previous_layout
 

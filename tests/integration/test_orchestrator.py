@@ -34,7 +34,7 @@ from pynenc.orchestrator.atomic_service import AtomicServiceExecutionStatus, Ato
 from pynenc.runner.runner_context import RunnerContext
 from pynenc_tests.conftest import MockPynenc
 
-from pynenc_redis_stack.errors import ConcurrencyLockTimeoutError
+from pynenc_redis_stack.core.errors import ConcurrencyLockTimeoutError
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from pynenc_redis_stack.orchestrator.documents import concurrency_digest
 from pynenc_redis_stack.server import EmbeddedRedisStack

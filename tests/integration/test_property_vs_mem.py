@@ -47,7 +47,7 @@ from pynenc.state_backend import MemStateBackend
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.backend import RedisStackStateBackend
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 from tests.integration import strategies as s
 
@@ -94,7 +94,7 @@ class Harness:
         self.ours = _redis_stack_backend(app_id, redis_url, page_size, register=True)
         self.neighbor = _redis_stack_backend(neighbor_id, redis_url, page_size, register=False)
         assert self.ours.app.app_id == app_id
-        assert self.ours.page_size == page_size
+        assert self.ours.batch_size == page_size
         assert self.ours.get_app_info().app_id == app_id
 
     def draw(self, strategy: st.SearchStrategy[Any], label: str) -> Any:

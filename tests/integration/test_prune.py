@@ -34,13 +34,13 @@ from pynenc.state_backend import MemStateBackend
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack import prune as prune_module
-from pynenc_redis_stack.backend import RedisStackStateBackend
+from pynenc_redis_stack.admin import prune as prune_module
+from pynenc_redis_stack.admin.retention import PruneReport, prune_invocations, prune_state_backend
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.prune_commands import parse_duration
-from pynenc_redis_stack.errors import PruneRefusedError
-from pynenc_redis_stack.keys import DocumentKind, encode_segment
-from pynenc_redis_stack.prune import PruneReport, prune_invocations
+from pynenc_redis_stack.core.errors import PruneRefusedError
+from pynenc_redis_stack.core.keys import DocumentKind, encode_segment
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 
 S = InvocationStatus
@@ -290,7 +290,7 @@ def loaded(request: pytest.FixtureRequest, redis_url: str, redis_client: redis.R
 
 def test_dry_run_counts_exactly_and_deletes_nothing(loaded: Loaded) -> None:
     before = _documents(loaded.client, _app_keys(loaded.client, loaded.ours))
-    report = loaded.ours.prune(CUTOFF, dry_run=True)
+    report = prune_state_backend(loaded.ours, CUTOFF, dry_run=True)
     assert report == _expected_report(True, loaded.ours.app.app_id)
     assert (
         report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) > 20
@@ -304,8 +304,8 @@ def test_prune_deletes_exactly_the_old_invocations(loaded: Loaded) -> None:
     before = _app_keys(client, ours)
     neighbour_before = _documents(client, _app_keys(client, loaded.neighbour))
     expected_deleted = _expected_deleted(ours, before)
-    dry = ours.prune(CUTOFF, dry_run=True)
-    report = ours.prune(CUTOFF)
+    dry = prune_state_backend(ours, CUTOFF, dry_run=True)
+    report = prune_state_backend(ours, CUTOFF)
     assert report == _expected_report(False, ours.app.app_id)
     assert report.counts() == dry.counts() and report.deleted_documents == len(expected_deleted)
     after = _app_keys(client, ours)
@@ -317,7 +317,7 @@ def test_prune_deletes_exactly_the_old_invocations(loaded: Loaded) -> None:
     assert not children & set(OLD_IDS)
     assert after <= before  # nothing written either
     # a second prune finds nothing; the neighbour app was never touched
-    again = ours.prune(CUTOFF)
+    again = prune_state_backend(ours, CUTOFF)
     assert again.deleted_documents == 0 and again.workflows_kept == 0
     assert _app_keys(client, ours) == after
     assert _documents(client, _app_keys(client, loaded.neighbour)) == neighbour_before
@@ -340,7 +340,7 @@ def _answer(backend: BaseStateBackend, method: str, invocation_id: str) -> tuple
 
 def test_after_prune_every_answer_is_that_of_the_survivors(loaded: Loaded) -> None:
     ours = loaded.ours
-    ours.prune(CUTOFF)
+    prune_state_backend(ours, CUTOFF)
     mem = MemStateBackend(PynencBuilder().app_id(f"{ours.app.app_id}-mem").memory().build())
     for op in OPERATIONS:
         if _survives(op):
@@ -397,7 +397,7 @@ def test_future_or_present_cutoff_is_refused_unless_all(loaded: Loaded) -> None:
     before = _app_keys(loaded.client, loaded.ours)
     for cutoff in (datetime.now(UTC) + timedelta(hours=1), datetime.now(UTC) + timedelta(seconds=5)):
         with pytest.raises(PruneRefusedError):
-            loaded.ours.prune(cutoff)
+            prune_state_backend(loaded.ours, cutoff)
     assert _app_keys(loaded.client, loaded.ours) == before
     ours = loaded.ours
     report = prune_invocations(
@@ -428,7 +428,7 @@ def test_an_invocation_that_gets_a_new_status_meanwhile_is_kept(
         return found
 
     monkeypatch.setattr(prune_module._Pruner, "dependents", racing_dependents)
-    report = ours.prune(CUTOFF)
+    report = prune_state_backend(ours, CUTOFF)
     assert report.skipped == 1
     assert report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) - 1
     history = ours.get_history(InvocationId("p-old-1"))
@@ -456,7 +456,7 @@ def test_a_finished_invocation_requeued_meanwhile_is_kept(
         return found
 
     monkeypatch.setattr(prune_module._Pruner, "dependents", racing_dependents)
-    report = ours.prune(CUTOFF)
+    report = prune_state_backend(ours, CUTOFF)
     assert report.skipped == 1 and report.deleted[DocumentKind.INVOCATION] == len(OLD_IDS) - 1
     assert [h.status_record.status for h in ours.get_history(InvocationId("p-old-2"))] == [S.SUCCESS, S.RETRY]
     assert ours._get_result(InvocationId("p-old-2")) == ""
@@ -492,8 +492,8 @@ def test_unfinished_invocations_are_never_pruned(request: pytest.FixtureRequest,
         backend.set_workflow_data(flow, "k", 1)
         assert len(UNFINISHED) >= 9 and set(FINAL) == {S.SUCCESS, S.FAILED, S.CONCURRENCY_CONTROLLED_FINAL}
 
-        dry = backend.prune(CUTOFF, dry_run=True)
-        report = backend.prune(CUTOFF)
+        dry = prune_state_backend(backend, CUTOFF, dry_run=True)
+        report = prune_state_backend(backend, CUTOFF)
         assert dry.counts() == report.counts()
         assert (
             report.deleted[DocumentKind.INVOCATION],
@@ -534,12 +534,12 @@ def test_workflows_left_by_a_crashed_run_are_collected_by_the_next(
 
     monkeypatch.setattr(prune_module._Pruner, "prune_workflows", crash)
     with pytest.raises(ConnectionError):
-        ours.prune(CUTOFF)
+        prune_state_backend(ours, CUTOFF)
     assert client.exists(ours.keys.workflow_run("wf-old"))  # not collected yet
     monkeypatch.setattr(prune_module._Pruner, "prune_workflows", collect)
 
-    dry = ours.prune(CUTOFF, dry_run=True)
-    report = ours.prune(CUTOFF)
+    dry = prune_state_backend(ours, CUTOFF, dry_run=True)
+    report = prune_state_backend(ours, CUTOFF)
     assert report.deleted[DocumentKind.INVOCATION] == dry.deleted[DocumentKind.INVOCATION] == 0
     assert (
         report.deleted[DocumentKind.WORKFLOW_RUN],
@@ -549,7 +549,7 @@ def test_workflows_left_by_a_crashed_run_are_collected_by_the_next(
     assert dry.counts() == report.counts()
     assert expected_deleted.isdisjoint(_app_keys(client, ours))
     assert not client.exists(ours.keys.prune_pending_workflows())  # nothing owed any more
-    assert ours.prune(CUTOFF).deleted_documents == 0
+    assert prune_state_backend(ours, CUTOFF).deleted_documents == 0
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -597,7 +597,7 @@ def test_command_line(loaded: Loaded, redis_url: str, capsys: pytest.CaptureFixt
 
     # "30d" is counted from a later now than CUTOFF: p-at-cutoff is old by then; nothing else
     # lies between the two instants
-    expected = ours.prune(datetime.now(UTC) - timedelta(days=30), dry_run=True).counts()
+    expected = prune_state_backend(ours, datetime.now(UTC) - timedelta(days=30), dry_run=True).counts()
     assert expected[DocumentKind.INVOCATION] == len(OLD_IDS) + 1
     assert main([*base, "--older-than", "30d", "--dry-run"]) == 0
     out, err = capsys.readouterr()
@@ -642,7 +642,9 @@ def test_command_line_takes_the_app_from_a_module(
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     monkeypatch.delenv("PYNENC__REDIS_URL")  # only the app's configuration names the server
     before = _app_keys(loaded.client, loaded.ours)
-    expected = loaded.neighbour.prune(datetime.now(UTC) - timedelta(days=30), dry_run=True).counts()
+    expected = prune_state_backend(
+        loaded.neighbour, datetime.now(UTC) - timedelta(days=30), dry_run=True
+    ).counts()
     assert main(["prune", "--app", "prune_target_app:app", "--older-than", "30d"]) == 0
     out = capsys.readouterr().out
     assert f"app {loaded.neighbour.app.app_id!r}" in out

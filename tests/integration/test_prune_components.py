@@ -28,12 +28,12 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc.runner.runner_context import RunnerContext
 from pynenc.trigger.monitoring import EventRecord, TriggerRunRecord
 
-from pynenc_redis_stack.backend import RedisStackStateBackend
+from pynenc_redis_stack.admin.purge import purge_app
+from pynenc_redis_stack.admin.retention import prune_invocations
 from pynenc_redis_stack.broker import RedisStackBroker
-from pynenc_redis_stack.keys import AppKeys, Namespace, encode_segment
+from pynenc_redis_stack.core.keys import AppKeys, Namespace, encode_segment
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
-from pynenc_redis_stack.prune import prune_invocations
-from pynenc_redis_stack.purge import purge_app
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 
 S = InvocationStatus
@@ -264,7 +264,7 @@ def test_an_invocation_the_orchestrator_moved_on_is_kept_whole(
     """Fault injection: between selection and delete, the orchestrator retries a finished
     invocation (its document says RETRY; the history entry is not written yet). The delete
     script reads the orchestrator's document too, and keeps the invocation whole."""
-    from pynenc_redis_stack import prune as prune_module
+    from pynenc_redis_stack.admin import prune as prune_module
 
     ours, _neighbour = two_apps
     backend = ours.app.state_backend

@@ -27,8 +27,8 @@ from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
 from pynenc_redis_stack.cli.main import main
-from pynenc_redis_stack.documents import from_micros
-from pynenc_redis_stack.redis_cli import split_redis_cli_line
+from pynenc_redis_stack.core.codec import from_micros
+from pynenc_redis_stack.core.command_line import split_redis_cli_line
 from tests.conftest import unique_app_id
 from tests.integration.test_demo_and_cookbook import demo_state
 

@@ -33,9 +33,9 @@ from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
 from pynenc_redis_stack import admin
-from pynenc_redis_stack.backend import RedisStackStateBackend
 from pynenc_redis_stack.cli.index_commands import format_migration
 from pynenc_redis_stack.server import EmbeddedRedisStack
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips
 from tests.integration.strategies import identifiers

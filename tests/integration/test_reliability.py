@@ -31,20 +31,21 @@ from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.runner.runner_context import RunnerContext
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
-from pynenc_redis_stack import query
-from pynenc_redis_stack.backend import RedisStackStateBackend
-from pynenc_redis_stack.client import get_client, is_repeatable
-from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.errors import (
+from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.client import is_repeatable
+from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.core.connection import get_client
+from pynenc_redis_stack.core.errors import (
     CursorReadError,
     IndexDefinitionMismatchError,
     ServerOutOfMemoryError,
 )
-from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.schema import load_schemas
-from pynenc_redis_stack.scripts import HistoryBatch
-from pynenc_redis_stack.search import fetch_all, fetch_complete
+from pynenc_redis_stack.core.keys import Namespace
+from pynenc_redis_stack.core.reads import fetch_all, fetch_complete
+from pynenc_redis_stack.core.schema import load_schemas
 from pynenc_redis_stack.server import EmbeddedRedisStack
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
+from pynenc_redis_stack.state_backend.scripts import HistoryBatch
 from tests.conftest import unique_app_id
 
 pytestmark = pytest.mark.faults
@@ -455,7 +456,7 @@ def test_after_a_flush_the_indexes_are_recreated_and_the_loss_reported(
     admin.flushall()
     written_after_flush = _store(backend, 2)  # documents without an index: backfilled on creation
 
-    with caplog.at_level(logging.WARNING, logger="pynenc_redis_stack.backend"):
+    with caplog.at_level(logging.WARNING, logger="pynenc_redis_stack.state_backend.backend"):
         # an index query
         from_index = {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))}
 

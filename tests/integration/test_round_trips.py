@@ -30,7 +30,7 @@ from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips, commandstats, delta
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.backend import RedisStackStateBackend
+    from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 
 
 def add(x: int, y: int) -> int:
@@ -167,7 +167,7 @@ def test_lookups_are_one_index_query(
 def test_a_lookup_larger_than_the_first_page_is_one_more_exact_query(
     app: Pynenc, backend: RedisStackStateBackend, measure: Measure
 ) -> None:
-    from pynenc_redis_stack.backend import FIRST_PAGE
+    from pynenc_redis_stack.state_backend.backend import FIRST_PAGE
 
     invocations = _invocations(app, FIRST_PAGE + 20)
     backend.upsert_invocations(invocations)
@@ -315,7 +315,7 @@ def test_json_get_of_an_invocation_shows_the_whole_record(
     assert document["arguments_id"] == call.call_id.args_id
     assert (document["parent_invocation_id"], document["status"]) == ("the-parent", "running")
     assert isinstance(document["status_ts"], int) and "history_list" not in document
-    from pynenc_redis_stack import documents as docs
+    from pynenc_redis_stack.state_backend import documents as docs
 
     assert docs.invocation_from_document(document) == (invocation.to_dto(), call.to_dto())
 

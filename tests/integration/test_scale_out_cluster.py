@@ -1,5 +1,5 @@
 """A real 3-master cluster on loopback (tests/loopback.py), reached through this package's
-cluster client (``redis+cluster://``, :class:`~pynenc_redis_stack.topology.ClusterClient`).
+cluster client (``redis+cluster://``, :class:`~pynenc_redis_stack.core.topology.ClusterClient`).
 
 Its search module (Redis Stack 7.4's) has no coordinator: an index name is a key (the node
 owning its slot holds the index), an index sees only its own node's documents, and
@@ -28,11 +28,12 @@ from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.dist_invocation import TaskInvocation
 from redis.crc import key_slot
 
-from pynenc_redis_stack.client import get_client
-from pynenc_redis_stack.conf import ConfigRedisStackKeyspace
-from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.orchestrator.scripts import Scripts, call
-from pynenc_redis_stack.topology import ClusterClient
+from pynenc_redis_stack.core.conf import ConfigRedisStackKeyspace
+from pynenc_redis_stack.core.connection import get_client
+from pynenc_redis_stack.core.keys import Namespace
+from pynenc_redis_stack.core.scripts import call
+from pynenc_redis_stack.core.topology import ClusterClient
+from pynenc_redis_stack.orchestrator.scripts import Scripts
 from tests.conftest import unique_app_id
 from tests.loopback import LoopbackCluster, Node, wait_until
 

@@ -21,9 +21,9 @@ from pynenc.call import Call
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.dist_invocation import TaskInvocation
 
-from pynenc_redis_stack.backend import RedisStackStateBackend
-from pynenc_redis_stack.errors import ReplicaAcknowledgementError
-from pynenc_redis_stack.topology import AcknowledgedClient
+from pynenc_redis_stack.core.errors import ReplicaAcknowledgementError
+from pynenc_redis_stack.core.topology import AcknowledgedClient
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 from tests.loopback import LoopbackSentinel
 

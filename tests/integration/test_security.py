@@ -32,11 +32,11 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc.orchestrator.atomic_service import AtomicServiceExecutionStatus, AtomicServiceRun
 
 from pynenc_redis_stack.cli.main import main
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.errors import EmbeddedServerError, MissingPermissionError
-from pynenc_redis_stack.schema import schema_dir
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.errors import EmbeddedServerError, MissingPermissionError
+from pynenc_redis_stack.core.schema import schema_dir
+from pynenc_redis_stack.core.server_check import acl_rule
 from pynenc_redis_stack.server import EmbeddedRedisStack
-from pynenc_redis_stack.server_check import acl_rule
 from tests.integration.tls import Certificates, TlsTerminator, make_certificates
 
 CLI = Path(sys.executable).parent / "pynenc-redis-stack"

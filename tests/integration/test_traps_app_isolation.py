@@ -16,7 +16,7 @@ from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.keys import encode_segment
+from pynenc_redis_stack.core.keys import encode_segment
 from tests.integration.traps import (
     CALL_ID,
     T0,

@@ -18,9 +18,9 @@ from pynenc.identifiers.task_id import TaskId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.documents import to_micros
-from pynenc_redis_stack.errors import InvalidDocumentError
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.codec import to_micros
+from pynenc_redis_stack.core.errors import InvalidDocumentError
 from tests.conftest import unique_app_id
 from tests.integration.traps import (
     T0,
@@ -33,7 +33,7 @@ from tests.integration.traps import (
 )
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.backend import RedisStackStateBackend
+    from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 
 
 # -- stored values and history semantics --------------------------------------------------

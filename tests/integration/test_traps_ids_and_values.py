@@ -8,8 +8,8 @@ import pytest
 import redis
 from pynenc.identifiers.invocation_id import InvocationId
 
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.errors import InvalidDocumentError
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.errors import InvalidDocumentError
 from tests.conftest import unique_app_id
 from tests.integration.traps import (
     T0,

@@ -19,14 +19,11 @@ import redis
 from pynenc import PynencBuilder
 from pynenc.identifiers.invocation_id import InvocationId
 
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.errors import (
-    IndexDefinitionMismatchError,
-    ServerNotSupportedError,
-)
-from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.lifecycle import create_command
-from pynenc_redis_stack.schema import load_schemas
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.errors import IndexDefinitionMismatchError, ServerNotSupportedError
+from pynenc_redis_stack.core.indexes import create_command
+from pynenc_redis_stack.core.keys import Namespace
+from pynenc_redis_stack.core.schema import load_schemas
 from tests.conftest import unique_app_id
 from tests.integration.test_demo_and_cookbook import run_demo
 from tests.integration.traps import make_app

@@ -16,9 +16,9 @@ import pytest
 import redis
 from pynenc.identifiers.invocation_id import InvocationId
 
-from pynenc_redis_stack import documents as docs
-from pynenc_redis_stack import query
-from pynenc_redis_stack.client import run
+from pynenc_redis_stack.core import codec, query
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.state_backend import documents as docs
 from tests.conftest import unique_app_id
 from tests.integration.traps import (
     T0,
@@ -30,7 +30,7 @@ from tests.integration.traps import (
 )
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.backend import RedisStackStateBackend
+    from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 
 
 # -- substring lookups ----------------------------------------------------------------------
@@ -120,7 +120,7 @@ def many_contexts(request: pytest.FixtureRequest, redis_url: str) -> RedisStackS
         # a random suffix without digits, so it can never add a match for '-0042'
         suffix = uuid.uuid4().hex[:6].translate(str.maketrans("0123456789", "ghijklmnop"))
         context = runner_context(f"runner-{n:05d}-zz-{suffix}")
-        document = docs.validated(
+        document = codec.validated(
             backend.schemas.runner_contexts,
             docs.runner_context_document(backend.app.app_id, context),
         )
@@ -129,7 +129,7 @@ def many_contexts(request: pytest.FixtureRequest, redis_url: str) -> RedisStackS
             "JSON.SET",
             backend.keys.runner_context(context.runner_id),
             "$",
-            docs.dumps(document),
+            codec.dumps(document),
         )
     pipe.execute()
     backend._store_runner_context(runner_context("runner-no-match"))

@@ -54,8 +54,8 @@ from pynenc.trigger.trigger_definitions import TriggerDefinition
 from pynenc_tests.conftest import MockPynenc
 
 from pynenc_redis_stack import RedisStackTrigger
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.keys import encode_segment
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.keys import encode_segment
 from tests.conftest import unique_app_id
 
 HOSTILE = [
@@ -916,7 +916,7 @@ def test_apps_whose_ids_differ_by_special_characters_stay_apart(redis_url: str, 
 
 
 def test_values_redis_search_cannot_index_are_refused_with_a_message(app: Pynenc) -> None:
-    from pynenc_redis_stack.errors import InvalidDocumentError
+    from pynenc_redis_stack.core.errors import InvalidDocumentError
 
     trigger = trigger_of(app)
     with pytest.raises(InvalidDocumentError, match="event_code"):

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.executor import LiveExecutor
-from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.lifecycle import drop, migrate
-from pynenc_redis_stack.lifecycle.first_use import is_trusted, spec_digest
-from pynenc_redis_stack.schema import all_specs, load_schemas
+from pynenc_redis_stack.admin.lifecycle import drop, migrate
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.indexes.executor import LiveExecutor
+from pynenc_redis_stack.core.indexes.first_use import is_trusted, spec_digest
+from pynenc_redis_stack.core.keys import Namespace
+from pynenc_redis_stack.core.schema import all_specs, load_schemas
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.integration.conftest import commandstats, delta
 

@@ -18,10 +18,10 @@ from pynenc.runner.runner_context import RunnerContext
 from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.client import run
+from pynenc_redis_stack.core.client import run
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.backend import RedisStackStateBackend
+    from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 
 CALL_ID = CallId(TaskId("tests.tasks", "work"), "args")
 T0 = datetime(2024, 7, 1, 8, 0, 0, 1, tzinfo=UTC)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from cistell import ConfigBase
 
-from pynenc_redis_stack import conf
-from pynenc_redis_stack.client import _tls_options
-from pynenc_redis_stack.errors import ConfigValueError
+from pynenc_redis_stack.core import conf
+from pynenc_redis_stack.core.connection import _tls_options
+from pynenc_redis_stack.core.errors import ConfigValueError
 
 CONFIG_CLASSES: tuple[type[ConfigBase], ...] = (
     conf.ConfigStateBackendRedisStack,
@@ -32,7 +32,7 @@ CONFIG_CLASSES: tuple[type[ConfigBase], ...] = (
 
 def _package_fields() -> dict[str, tuple[type[ConfigBase], conf.Setting[Any]]]:
     """Field name -> (a component configuration holding it, its descriptor), for every field
-    declared in :mod:`pynenc_redis_stack.conf`."""
+    declared in :mod:`pynenc_redis_stack.core.conf`."""
     fields: dict[str, tuple[type[ConfigBase], conf.Setting[Any]]] = {}
     for config_cls in CONFIG_CLASSES:
         for owner in config_cls.__mro__:

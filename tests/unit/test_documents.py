@@ -10,7 +10,8 @@ from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
-from pynenc_redis_stack import documents as docs
+from pynenc_redis_stack.core import codec
+from pynenc_redis_stack.state_backend import documents as docs
 
 MOMENT = datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC)
 
@@ -48,7 +49,7 @@ def test_flat_layout_round_trips_exactly(
     assert ("runner_id" in document) is (runner_id != "ctx") and ("record_ts" in document) is (
         record_time != MOMENT
     )
-    back = docs.history_from_document(docs.loads(docs.dumps(document)))
+    back = docs.history_from_document(codec.loads(codec.dumps(document)))
     assert back.status_record.to_json() == history.status_record.to_json()
     assert (back.timestamp, back.runner_context_id, back.registered_by_inv_id) == (
         MOMENT,
@@ -65,7 +66,7 @@ def test_nested_layout_of_earlier_versions_is_read() -> None:
     document = {
         "app_id": "app",
         "invocation_id": "inv",
-        "ts": docs.to_micros(MOMENT),
+        "ts": codec.to_micros(MOMENT),
         "status": "running",
         "runner_context_id": "ctx",
         "registered_by_inv_id": None,

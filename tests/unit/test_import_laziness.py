@@ -15,16 +15,16 @@ import sys
 NOT_ON_THE_HOT_PATH = (
     "pynenc_redis_stack.admin",
     "pynenc_redis_stack.cli",
-    "pynenc_redis_stack.importer",
-    "pynenc_redis_stack.lifecycle.lock",
-    "pynenc_redis_stack.lifecycle.operations",
-    "pynenc_redis_stack.prune",
-    "pynenc_redis_stack.purge",
+    "pynenc_redis_stack.admin.importer",
+    "pynenc_redis_stack.core.indexes.lock",
+    "pynenc_redis_stack.admin.lifecycle",
+    "pynenc_redis_stack.admin.retention",
+    "pynenc_redis_stack.admin.purge",
 )
 
 PLUGINS = """
 import sys
-import pynenc_redis_stack, pynenc_redis_stack.backend, pynenc_redis_stack.broker
+import pynenc_redis_stack, pynenc_redis_stack.state_backend.backend, pynenc_redis_stack.broker
 import pynenc_redis_stack.client_data_store, pynenc_redis_stack.orchestrator, pynenc_redis_stack.trigger
 print(" ".join(sorted(m for m in sys.modules if m.startswith("pynenc_redis_stack"))))
 """
@@ -36,12 +36,12 @@ def test_importing_the_plugins_leaves_the_cli_modules_unloaded() -> None:
     ).stdout.split()
 
     for needed_on_first_use in (
-        "lifecycle.first_use",
-        "lifecycle.plan",
-        "lifecycle.snapshot",
-        "lifecycle.status",
-        "server_check",
-        "executor",
+        "core.indexes.first_use",
+        "core.indexes.plan",
+        "core.indexes.snapshot",
+        "core.indexes.status",
+        "core.server_check",
+        "core.indexes.executor",
     ):
         assert f"pynenc_redis_stack.{needed_on_first_use}" in loaded
     assert [module for module in NOT_ON_THE_HOT_PATH if module in loaded] == []
@@ -49,8 +49,8 @@ def test_importing_the_plugins_leaves_the_cli_modules_unloaded() -> None:
 
 def test_the_lazy_names_still_resolve() -> None:
     import pynenc_redis_stack
-    from pynenc_redis_stack import lifecycle
+    from pynenc_redis_stack.core import indexes
 
-    assert lifecycle.migrate.__module__ == "pynenc_redis_stack.lifecycle.operations"
-    assert lifecycle.IndexState.OK.value == "ok"
+    assert indexes.plan_all.__module__ == "pynenc_redis_stack.core.indexes.plan"
+    assert indexes.IndexState.OK.value == "ok"
     assert isinstance(pynenc_redis_stack.__version__, str)

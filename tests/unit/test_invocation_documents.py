@@ -14,7 +14,8 @@ from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack import documents as docs
+from pynenc_redis_stack.core import codec
+from pynenc_redis_stack.state_backend import documents as docs
 
 TASK = TaskId("orders.tasks", "charge.card")  # a dot in the function name: from_key cannot split it
 CALL_ID = CallId(TASK, "args-{1}:|x")
@@ -51,7 +52,7 @@ def test_invocation_document_round_trips(
     assert docs._DTOS_ARE_PLAIN  # pynenc's DTOs are plain dataclasses: the direct path is the one used
     monkeypatch.setattr(docs, "_DTOS_ARE_PLAIN", plain)
     inv, call = _pair(workflow, parent, event)
-    stored = orjson.loads(docs.dumps(docs.invocation_document("app", inv, call)))
+    stored = orjson.loads(codec.dumps(docs.invocation_document("app", inv, call)))
 
     read_inv, read_call = docs.invocation_from_document(stored)
 

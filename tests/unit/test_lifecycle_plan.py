@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 
-from pynenc_redis_stack.errors import ForeignIndexError
-from pynenc_redis_stack.executor import AwaitBackfill, AwaitDrain, Send, Step
-from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.lifecycle import (
+from pynenc_redis_stack.core.errors import ForeignIndexError
+from pynenc_redis_stack.core.indexes import (
     Action,
     IndexState,
     ServerSnapshot,
@@ -25,7 +23,9 @@ from pynenc_redis_stack.lifecycle import (
     index_status,
     plan_index,
 )
-from pynenc_redis_stack.schema import FieldSpec, IndexSpec, load_schemas
+from pynenc_redis_stack.core.indexes.executor import AwaitBackfill, AwaitDrain, Send, Step
+from pynenc_redis_stack.core.keys import Namespace
+from pynenc_redis_stack.core.schema import FieldSpec, IndexSpec, load_schemas
 
 NS = Namespace("ns")
 V1 = load_schemas().invocations

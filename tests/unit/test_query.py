@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pynenc_redis_stack import query
-from pynenc_redis_stack.errors import QueryError, SchemaError
-from pynenc_redis_stack.schema import load_schemas
+from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.errors import QueryError, SchemaError
+from pynenc_redis_stack.core.schema import load_schemas
 
 ADVERSARIAL = [
     "a-b",
@@ -117,7 +117,7 @@ def test_backend_builds_no_query_syntax_and_never_scans() -> None:
     """Query syntax lives in query/; the backend uses no keyspace scans or hand-kept sets."""
     from pathlib import Path
 
-    import pynenc_redis_stack.backend as backend
+    import pynenc_redis_stack.state_backend.backend as backend
 
     source = Path(backend.__file__).read_text(encoding="utf-8")
     for forbidden in ('"FILTER"', '"LOAD"', '"SORTBY"', '"GROUPBY"', "@app_id", "DIALECT"):
@@ -192,7 +192,7 @@ def test_orchestrator_builds_no_query_syntax_and_never_scans() -> None:
 
 
 def test_numeric_bounds_alternatives_and_sorted_pages_render_values_as_params() -> None:
-    from pynenc_redis_stack.schema import OrchestratorSchemas
+    from pynenc_redis_stack.core.schema import OrchestratorSchemas
 
     spec = OrchestratorSchemas.load().executions
     request_filter = (

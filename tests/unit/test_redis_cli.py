@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pynenc_redis_stack.errors import QueryError
-from pynenc_redis_stack.redis_cli import redis_cli_line, redis_cli_quote, split_redis_cli_line
+from pynenc_redis_stack.core.command_line import redis_cli_line, redis_cli_quote, split_redis_cli_line
+from pynenc_redis_stack.core.errors import QueryError
 
 ROUND_TRIPS = [
     # (argument, how redis_cli_quote writes it)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pynenc_redis_stack.errors import SchemaError
-from pynenc_redis_stack.keys import Namespace, encode_segment
-from pynenc_redis_stack.lifecycle import create_command
-from pynenc_redis_stack.schema import (
+from pynenc_redis_stack.core.errors import SchemaError
+from pynenc_redis_stack.core.indexes import create_command
+from pynenc_redis_stack.core.keys import Namespace, encode_segment
+from pynenc_redis_stack.core.schema import (
     SCHEMA_SETS,
     IndexSpec,
     OrchestratorSchemas,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from pynenc_redis_stack.client import _tls_options, redacted_url
-from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
-from pynenc_redis_stack.server_check import acl_rule
+from pynenc_redis_stack.core.client import redacted_url
+from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.core.connection import _tls_options
+from pynenc_redis_stack.core.server_check import acl_rule
 
 
 @pytest.mark.parametrize(

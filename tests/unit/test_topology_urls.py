@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pynenc_redis_stack.client import get_client, redacted_url
-from pynenc_redis_stack.conf import ConfigRedisStackKeyspace
-from pynenc_redis_stack.topology import Topology, is_write, parse_topology
+from pynenc_redis_stack.core.client import redacted_url
+from pynenc_redis_stack.core.conf import ConfigRedisStackKeyspace
+from pynenc_redis_stack.core.connection import get_client
+from pynenc_redis_stack.core.topology import Topology, is_write, parse_topology
 
 
 @pytest.mark.parametrize("url", ["", "redis://h:1/0", "rediss://h:1", "unix:///tmp/r.sock"])

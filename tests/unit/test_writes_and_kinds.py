@@ -11,10 +11,10 @@ from pynenc.identifiers.task_id import TaskId
 from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 
-from pynenc_redis_stack.errors import InvalidDocumentError, check_batch_size
-from pynenc_redis_stack.keys import DocumentKind, Namespace
-from pynenc_redis_stack.schema import load_schemas
-from pynenc_redis_stack.writes import DocumentWrites
+from pynenc_redis_stack.core.errors import InvalidDocumentError, check_batch_size
+from pynenc_redis_stack.core.keys import DocumentKind, Namespace
+from pynenc_redis_stack.core.schema import load_schemas
+from pynenc_redis_stack.state_backend.writes import DocumentWrites
 
 KEYS = Namespace("ns").for_app("a:pp")
 WRITES = DocumentWrites(KEYS, load_schemas())

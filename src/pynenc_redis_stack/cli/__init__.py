@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import redis
 
-from pynenc_redis_stack.errors import AppImportError, RedisStackError
+from pynenc_redis_stack.core.errors import AppImportError, RedisStackError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -1,5 +1,5 @@
 """``pynenc-redis-stack health``: one app's stranded invocations, RUNNING invocations of dead
-runners and data nothing removes by itself (:mod:`pynenc_redis_stack.health`). Exit code 0
+runners and data nothing removes by itself (:mod:`pynenc_redis_stack.admin.health`). Exit code 0
 when there is none of them, 3 otherwise (for a monitoring check; 1 stays a failure to check)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pynenc_redis_stack.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.health import HealthReport
+    from pynenc_redis_stack.admin.health import HealthReport
 
 EXIT_NEEDS_ATTENTION = 3
 """Exit code when the report found something (1 is a failure to check: server, input)."""
@@ -50,7 +50,7 @@ def format_health(report: HealthReport) -> list[str]:
 @guarded
 def _health(args: argparse.Namespace) -> int:
     # imported here: the orchestrator is pynenc 0.4's, and the CLI also serves pynenc 0.3
-    from pynenc_redis_stack.health import check_health
+    from pynenc_redis_stack.admin.health import check_health
 
     conf = config_from_args(args)
     app_id = app_id_from_args(args)

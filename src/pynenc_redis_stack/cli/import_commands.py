@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from pynenc_redis_stack import admin
+from pynenc_redis_stack.admin.importer import DEFAULT_BATCH_SIZE, KINDS, ImportReport
 from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, format_table, guarded
 from pynenc_redis_stack.cli.options import (
     add_batch_size,
@@ -23,7 +24,6 @@ from pynenc_redis_stack.cli.options import (
     connection_options,
 )
 from pynenc_redis_stack.cli.progress import ProgressBar
-from pynenc_redis_stack.importer import DEFAULT_BATCH_SIZE, KINDS, ImportReport
 
 MAX_LISTED = 20
 """Unrecognized keys and errors printed one per line; the rest are counted."""

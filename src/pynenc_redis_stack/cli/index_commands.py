@@ -23,11 +23,12 @@ from pathlib import Path
 from types import FrameType
 
 from pynenc_redis_stack import admin
+from pynenc_redis_stack.admin.lifecycle import MigrationReport
 from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, add_group, fail, format_table, guarded
 from pynenc_redis_stack.cli.options import config_from_args, connection_options, positive_float
 from pynenc_redis_stack.cli.progress import ProgressBar
-from pynenc_redis_stack.lifecycle import Action, IndexState, IndexStatus, MigrationReport
-from pynenc_redis_stack.schema import IndexSpec, all_specs
+from pynenc_redis_stack.core.indexes import Action, IndexState, IndexStatus
+from pynenc_redis_stack.core.schema import IndexSpec, all_specs
 
 # -- formatting ----------------------------------------------------------------------------
 

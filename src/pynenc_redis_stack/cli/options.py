@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from pynenc_redis_stack.admin import load_config, resolve_app_id
 from pynenc_redis_stack.cli import verb_options
-from pynenc_redis_stack.conf import ConfigStateBackendRedisStack
+from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
 
 
 def connection_options(*, app_id: bool = False) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ class ProgressBar:
     """Progress on a stream: a bar redrawn in place on a terminal, otherwise one line each time
     another tenth is done, so logs stay short.
 
-    Implements :class:`pynenc_redis_stack.executor.Progress`; adapts it with :meth:`counting` to the
+    Implements :class:`pynenc_redis_stack.core.indexes.executor.Progress`; adapts it with :meth:`counting` to the
     ``(done, total)`` callbacks of import and prune.
 
     :param stream: Where to draw (stderr in the CLI).

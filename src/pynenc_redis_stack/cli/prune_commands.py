@@ -6,7 +6,7 @@ duration.
 final status (success, failed, concurrency-controlled final) whose latest history entry is
 before now minus that duration; unfinished ones are never deleted. They go with their history,
 result, exception and workflow links, and the runs and data of workflows nothing refers to any
-more (see :mod:`pynenc_redis_stack.prune`). ``--dry-run`` counts and deletes nothing. A
+more (see :mod:`pynenc_redis_stack.admin.retention`). ``--dry-run`` counts and deletes nothing. A
 duration of 0 (or ``--all`` alone) selects everything and is refused unless ``--all`` is given.
 The app and connection are resolved like ``import-redis``'s (``--app``/``--app-id``,
 ``--url``, ``--config-file``, ``PYNENC__...``).
@@ -20,6 +20,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from pynenc_redis_stack import admin
+from pynenc_redis_stack.admin.retention import DEFAULT_BATCH_SIZE, FINAL_STATUSES, PruneReport, check_cutoff
 from pynenc_redis_stack.cli import EXIT_OK, EXIT_USAGE, SubParsers, fail, format_table, guarded
 from pynenc_redis_stack.cli.options import (
     add_batch_size,
@@ -28,8 +29,7 @@ from pynenc_redis_stack.cli.options import (
     connection_options,
 )
 from pynenc_redis_stack.cli.progress import ProgressBar
-from pynenc_redis_stack.errors import PruneRefusedError
-from pynenc_redis_stack.prune import DEFAULT_BATCH_SIZE, FINAL_STATUSES, PruneReport, check_cutoff
+from pynenc_redis_stack.core.errors import PruneRefusedError
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _DURATION = re.compile(r"(\d+)([smhd])")

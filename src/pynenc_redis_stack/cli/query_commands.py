@@ -10,7 +10,7 @@ answer beyond the server's 10 000-row caps is complete, with a progress bar on s
 long scans. ``--explain`` prints the exact ``FT.AGGREGATE`` instead of running it: paste it
 into ``redis-cli``, or pipe it to ``pynenc-redis-stack cli``.
 
-The questions are built in :mod:`pynenc_redis_stack.explore`; this module parses and prints.
+The questions are built in :mod:`pynenc_redis_stack.admin.explore`; this module parses and prints.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 
 from pynenc.invocation.status import InvocationStatus
 
-from pynenc_redis_stack import admin, explore
+from pynenc_redis_stack import admin
+from pynenc_redis_stack.admin import explore
 from pynenc_redis_stack.cli import EXIT_OK, SubParsers, add_group, format_table, guarded
 from pynenc_redis_stack.cli.options import (
     app_id_from_args,
@@ -33,10 +34,10 @@ from pynenc_redis_stack.cli.options import (
 )
 from pynenc_redis_stack.cli.progress import ProgressBar
 from pynenc_redis_stack.cli.prune_commands import parse_duration
-from pynenc_redis_stack.documents import MAX_MICROS, from_micros, to_micros
-from pynenc_redis_stack.keys import Namespace
-from pynenc_redis_stack.schema import load_schemas
-from pynenc_redis_stack.search import Row
+from pynenc_redis_stack.core.codec import MAX_MICROS, from_micros, to_micros
+from pynenc_redis_stack.core.keys import Namespace
+from pynenc_redis_stack.core.reads import Row
+from pynenc_redis_stack.core.schema import load_schemas
 
 STATUSES = tuple(status.value for status in InvocationStatus)
 

@@ -24,14 +24,14 @@ from redis.utils import SENTINEL
 
 from pynenc_redis_stack.cli import EXIT_FAILURE, EXIT_OK, SubParsers, guarded
 from pynenc_redis_stack.cli.options import config_from_args, connection_options
-from pynenc_redis_stack.client import get_client
-from pynenc_redis_stack.redis_cli import (
+from pynenc_redis_stack.core.command_line import (
     ErrorReply,
     Status,
     format_raw_reply,
     format_reply,
     split_redis_cli_line,
 )
+from pynenc_redis_stack.core.connection import get_client
 
 
 class TypedReplyParser(_RESP2Parser):

@@ -23,10 +23,14 @@ from typing import TYPE_CHECKING
 
 from pynenc.invocation.status import InvocationStatus
 
-from pynenc_redis_stack import query
 from pynenc_redis_stack.builder import COMPONENTS
-from pynenc_redis_stack.client import redacted_url
-from pynenc_redis_stack.errors import IndexDefinitionMismatchError, RedisStackError, ServerDependencyError
+from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.client import redacted_url
+from pynenc_redis_stack.core.errors import (
+    IndexDefinitionMismatchError,
+    RedisStackError,
+    ServerDependencyError,
+)
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
 if TYPE_CHECKING:

@@ -13,13 +13,13 @@ from pynenc.orchestrator.atomic_service import (
     AtomicServiceRun,
 )
 
-from pynenc_redis_stack.documents import dumps, from_micros, to_micros, validated
-from pynenc_redis_stack.orchestrator.scripts import call, json_text
+from pynenc_redis_stack.core.codec import dumps, from_micros, to_micros, validated
+from pynenc_redis_stack.core.scripts import call, json_text
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
 
-    from pynenc_redis_stack.documents import Document
+    from pynenc_redis_stack.core.codec import Document
     from pynenc_redis_stack.orchestrator.store import OrchestratorStore
 
 RUNNING = str(AtomicServiceExecutionStatus.RUNNING)

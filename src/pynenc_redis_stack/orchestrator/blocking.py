@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus
 from pynenc.orchestrator.base_orchestrator import BaseBlockingControl
 
-from pynenc_redis_stack import query
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.documents import dumps, validated
-from pynenc_redis_stack.search import fetch_all
+from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.codec import dumps, validated
+from pynenc_redis_stack.core.reads import fetch_all
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.orchestrator.orchestrator import RedisStackOrchestrator
+    from pynenc.app import Pynenc
+
+    from pynenc_redis_stack.orchestrator.store import OrchestratorStore
+
+
+class StoreOwner(Protocol):
+    """What the blocking control needs of its orchestrator (``RedisStackOrchestrator``)."""
+
+    @property
+    def app(self) -> Pynenc: ...
+
+    @property
+    def store(self) -> OrchestratorStore: ...
 
 
 class RedisStackBlockingControl(BaseBlockingControl):
@@ -25,7 +37,7 @@ class RedisStackBlockingControl(BaseBlockingControl):
     and its status is one a runner may pick up (pynenc's SQLite orchestrator's rule).
     """
 
-    def __init__(self, orchestrator: RedisStackOrchestrator) -> None:
+    def __init__(self, orchestrator: StoreOwner) -> None:
         self.orchestrator = orchestrator
         self.app = orchestrator.app
 

@@ -13,20 +13,28 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import redis
 from pynenc import context
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 
 if TYPE_CHECKING:
+    from pynenc.app import Pynenc
     from pynenc.identifiers.invocation_id import InvocationId
-
-    from pynenc_redis_stack.orchestrator.orchestrator import RedisStackOrchestrator
 
 MAX_BEAT_INTERVAL_SEC = 30.0
 """Longest wait between two heartbeats of a child (a quarter of the dead-runner timeout if
 that is shorter)."""
+
+
+class HeartbeatSender(Protocol):
+    """What a child's heartbeats need of its orchestrator (``RedisStackOrchestrator``)."""
+
+    @property
+    def app(self) -> Pynenc: ...
+
+    def register_runner_heartbeats(self, runner_ids: list[str]) -> None: ...
 
 
 class ChildHeartbeats:
@@ -34,7 +42,7 @@ class ChildHeartbeats:
     another process reserved for it (the child of a ProcessRunner); each stops once its
     invocation leaves RUNNING here."""
 
-    def __init__(self, orchestrator: RedisStackOrchestrator) -> None:
+    def __init__(self, orchestrator: HeartbeatSender) -> None:
         self.orchestrator = orchestrator
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()

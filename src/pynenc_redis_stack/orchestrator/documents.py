@@ -11,12 +11,12 @@ import orjson
 from pynenc.conf.config_task import ConcurrencyControlType
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 
-from pynenc_redis_stack.documents import from_micros
+from pynenc_redis_stack.core.codec import from_micros
 
 if TYPE_CHECKING:
     from pynenc.invocation.dist_invocation import DistributedInvocation
 
-    from pynenc_redis_stack.documents import Document
+    from pynenc_redis_stack.core.codec import Document
 
 
 def argument_pair_tag(name: str, serialized_value: str) -> str:

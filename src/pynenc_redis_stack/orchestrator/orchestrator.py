@@ -36,10 +36,12 @@ from pynenc.orchestrator.base_orchestrator import BaseBlockingControl, BaseOrche
 from pynenc.runner.runner_context import RunnerContext
 from redis.exceptions import LockError
 
-from pynenc_redis_stack import query
-from pynenc_redis_stack.conf import ConfigOrchestratorRedisStack
-from pynenc_redis_stack.documents import dumps, from_micros, validated
-from pynenc_redis_stack.errors import ConcurrencyLockTimeoutError
+from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.codec import dumps, from_micros, validated
+from pynenc_redis_stack.core.conf import ConfigOrchestratorRedisStack
+from pynenc_redis_stack.core.contracts import QueueInspector
+from pynenc_redis_stack.core.errors import ConcurrencyLockTimeoutError
+from pynenc_redis_stack.core.scripts import call, json_text
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
 from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
 from pynenc_redis_stack.orchestrator.child_heartbeats import ChildHeartbeats
@@ -49,7 +51,6 @@ from pynenc_redis_stack.orchestrator.documents import (
     running_slot_of,
     status_record_of,
 )
-from pynenc_redis_stack.orchestrator.scripts import call, json_text
 from pynenc_redis_stack.orchestrator.store import OrchestratorStore
 from pynenc_redis_stack.orchestrator.stranded import ROUTABLE_STATUSES, find_stranded
 
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from pynenc.invocation.dist_invocation import DistributedInvocation
     from pynenc.task import Task, TaskId
 
-    from pynenc_redis_stack.documents import Document
+    from pynenc_redis_stack.core.codec import Document
 
 HEARTBEAT_RETENTION_MIN_MS = 24 * 3600 * 1000
 """A runner heartbeat document expires this long (or three dead-runner timeouts, if longer)
@@ -633,10 +634,8 @@ class RedisStackOrchestrator(BaseOrchestrator):
 
         :return: The ids routed again.
         """
-        from pynenc_redis_stack.broker import RedisStackBroker  # the broker imports this module
-
         broker = self.app.broker
-        if not isinstance(broker, RedisStackBroker):
+        if not isinstance(broker, QueueInspector):
             return []
         to_route: list[InvocationId] = []
         to_reroute: list[InvocationId] = []

@@ -8,11 +8,9 @@ behind cannot make a live runner look dead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
-
-from pynenc_redis_stack.client import register_repeatable_script
+from pynenc_redis_stack.core.client import register_repeatable_script
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -289,13 +287,3 @@ class Scripts:
         if repeatable:
             register_repeatable_script(script.sha)
         return script
-
-
-def json_text(value: object) -> str:
-    """Return ``value`` as JSON text, for values a script splices into documents."""
-    return orjson.dumps(value).decode()
-
-
-def call(script: Script, client: Redis, keys: list[str], args: list[str]) -> Any:
-    """Run ``script`` (``EVALSHA``, loading it first if the server does not have it)."""
-    return script(keys=keys, args=args, client=client)

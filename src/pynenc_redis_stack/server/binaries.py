@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from pynenc_redis_stack.errors import ServerDependencyError
+from pynenc_redis_stack.core.errors import ServerDependencyError
 
 # Same module arguments as Redis Stack's own launch script, so tests run against
 # the limits a real Redis Stack deployment ships with.

@@ -17,7 +17,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pynenc_redis_stack.errors import EmbeddedServerError
+from pynenc_redis_stack.core.errors import EmbeddedServerError
 from pynenc_redis_stack.server.binaries import (
     REQUIRED_MODULES,
     SEARCH_MODULE_ARGS,

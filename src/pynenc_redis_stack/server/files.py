@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from pynenc_redis_stack.errors import EmbeddedServerError
+from pynenc_redis_stack.core.errors import EmbeddedServerError
 
 HOME_ENV_VAR = "PYNENC_REDIS_STACK_HOME"
 STATE_FILE = "server.json"

@@ -27,10 +27,10 @@ from pynenc.identifiers.task_id import TaskId
 from pynenc.models.trigger_definition_dto import TriggerDefinitionDTO
 from pynenc.trigger.conditions import CompositeLogic
 
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.documents import dumps
-from pynenc_redis_stack.keys import Namespace, decode_segment
-from pynenc_redis_stack.schema import TriggerSchemas, load_schema_set
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.codec import dumps
+from pynenc_redis_stack.core.keys import Namespace, decode_segment
+from pynenc_redis_stack.core.schema import TriggerSchemas, load_schema_set
 from pynenc_redis_stack.trigger.registry import add_source_task, definition_document, store_condition
 
 logger = logging.getLogger(__name__)

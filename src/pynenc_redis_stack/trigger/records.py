@@ -7,7 +7,7 @@ they involve. Each document also holds pynenc's own JSON of the record, read bac
 
 Answers are complete past the server's 10 000-row caps: counts are the server's exact totals,
 unordered answers stream through a cursor and ordered pages beyond the cap are sorted here
-(:class:`~pynenc_redis_stack.orchestrator.store.DocumentStore`).
+(:class:`~pynenc_redis_stack.core.store.DocumentStore`).
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING
 import orjson
 from pynenc.trigger.monitoring import EventMarker, EventMarkerPage, EventRecord, TriggerRunRecord
 
-from pynenc_redis_stack import query
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.documents import Document, dumps, from_micros, loads, to_micros, validated
-from pynenc_redis_stack.errors import InvalidDocumentError
-from pynenc_redis_stack.schema import IndexSpec, TriggerSchemas
-from pynenc_redis_stack.search import fetch_all
+from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.codec import Document, dumps, from_micros, loads, to_micros, validated
+from pynenc_redis_stack.core.errors import InvalidDocumentError
+from pynenc_redis_stack.core.reads import fetch_all
+from pynenc_redis_stack.core.schema import IndexSpec, TriggerSchemas
 from pynenc_redis_stack.trigger.scripts import LINK_EVENTS, STORE_EVENT
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
 
-    from pynenc_redis_stack.orchestrator.store import DocumentStore
+    from pynenc_redis_stack.core.store import DocumentStore
 
 CASCADE_BATCH = 200
 """Event ids per query when deleting the runs that reference purged events."""

@@ -16,14 +16,14 @@ from pynenc.identifiers.task_id import TaskId
 from pynenc.models.trigger_definition_dto import TriggerDefinitionDTO
 from pynenc.trigger.conditions import CompositeLogic
 
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.documents import Document, dumps, validated
-from pynenc_redis_stack.errors import InvalidDocumentError
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.codec import Document, dumps, validated
+from pynenc_redis_stack.core.errors import InvalidDocumentError
 from pynenc_redis_stack.trigger.scripts import ADD_SOURCE_TASK
 
 if TYPE_CHECKING:
-    from pynenc_redis_stack.keys import AppKeys
-    from pynenc_redis_stack.schema import TriggerSchemas
+    from pynenc_redis_stack.core.keys import AppKeys
+    from pynenc_redis_stack.core.schema import TriggerSchemas
 
 
 def _tag_values(what: str, values: Iterable[str]) -> list[str]:

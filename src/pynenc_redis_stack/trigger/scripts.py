@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pynenc_redis_stack.scripts import Script
+from pynenc_redis_stack.core.scripts import Script
 
 STORE_EVENT = Script(
     """

@@ -3,7 +3,7 @@
 Trigger definitions and conditions (:mod:`.registry`), events and trigger runs
 (:mod:`.records`) are RedisJSON documents found through RediSearch. Valid conditions waiting
 for the trigger loop (a queue), cron last executions (a schedule) and trigger-run claims
-(leases) are a hash, a hash and a sorted set per app (:mod:`pynenc_redis_stack.keys`).
+(leases) are a hash, a hash and a sorted set per app (:mod:`pynenc_redis_stack.core.keys`).
 
 Every runner sharing the server's URL and namespace sees one trigger state, so a trigger
 fires once across hosts: ``claim_trigger_run`` is one script (check and claim in one step,
@@ -27,13 +27,13 @@ from pynenc.trigger.base_trigger import BaseTrigger
 from pynenc.trigger.conditions import CronCondition, CronContext, TriggerCondition, ValidCondition
 from pynenc.trigger.log_messages import TriggerLogMsg, join_tokens, ref
 
-from pynenc_redis_stack import query
-from pynenc_redis_stack.client import run
-from pynenc_redis_stack.conf import ConfigTriggerRedisStack
-from pynenc_redis_stack.documents import Document, dumps, from_micros, to_micros
-from pynenc_redis_stack.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
-from pynenc_redis_stack.orchestrator.store import DocumentStore
-from pynenc_redis_stack.schema import TriggerSchemas, load_schema_set
+from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.client import run
+from pynenc_redis_stack.core.codec import Document, dumps, from_micros, to_micros
+from pynenc_redis_stack.core.conf import ConfigTriggerRedisStack
+from pynenc_redis_stack.core.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
+from pynenc_redis_stack.core.schema import TriggerSchemas, load_schema_set
+from pynenc_redis_stack.core.store import DocumentStore
 from pynenc_redis_stack.trigger.records import EventFilters, TriggerRecords
 from pynenc_redis_stack.trigger.registry import (
     add_source_task,
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from pynenc.trigger.trigger_definitions import TriggerDefinition
     from pynenc.trigger.types import ConditionId
 
-    from pynenc_redis_stack.keys import AppKeys
+    from pynenc_redis_stack.core.keys import AppKeys
 
 
 @dataclass

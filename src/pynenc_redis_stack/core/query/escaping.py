@@ -1,0 +1,73 @@
+"""How a value is written into a query so that the server reads it literally: the only
+escaping of the package.
+
+Tag values travel as ``PARAMS`` (:func:`tag_param`); the substring of a ``FILTER
+contains(...)`` travels as a string literal of the expression language (:func:`string_literal`
+of its :func:`search_form`), because ``PARAMS`` are not accepted there.
+"""
+
+from __future__ import annotations
+
+from pynenc_redis_stack.core.errors import QueryError, lone_surrogate, lone_surrogate_message
+
+
+def tag_param(value: str) -> str:
+    """Return the ``PARAMS`` form of a tag value.
+
+    The server unescapes backslashes in tag parameters (``a\\\\b`` would match ``a\\b``),
+    so each backslash is doubled; every other character is taken literally.
+
+    :raises QueryError: If ``value`` holds a lone surrogate (it cannot be sent, nor stored).
+    """
+    require_unicode("lookup value", value)
+    return value.replace("\\", "\\\\")
+
+
+def require_unicode(what: str, value: str) -> None:
+    """Refuse a value that cannot be sent: one holding a lone surrogate (invalid UTF-8).
+
+    :raises QueryError: Naming ``what`` and the position.
+    """
+    position = lone_surrogate(value)
+    if position is not None:
+        raise QueryError(lone_surrogate_message(what, value, position))
+
+
+# The expression language's string literals cannot carry a newline (syntax error) or two
+# backslashes in a row (runs collapse to one), and PARAMS are not accepted there. Substring
+# search therefore runs over a search form of the value in which those characters never
+# occur: each character of SEARCH_ESCAPED becomes SEARCH_ESCAPE plus a fixed-width code over
+# SEARCH_CODE_DIGITS. The escape and the code digits are themselves escaped, so an encoded
+# needle can only match an encoded haystack at character boundaries: ``needle in value``
+# exactly when ``search_form(needle) in search_form(value)``.
+SEARCH_ESCAPE = "~"
+SEARCH_CODE_DIGITS = "^`"
+SEARCH_CODE_WIDTH = 6
+SEARCH_ESCAPED = SEARCH_ESCAPE + SEARCH_CODE_DIGITS + "\\" + "".join(map(chr, range(32))) + "\x7f"
+
+
+def _search_code(index: int) -> str:
+    digits = []
+    for _ in range(SEARCH_CODE_WIDTH):
+        index, digit = divmod(index, len(SEARCH_CODE_DIGITS))
+        digits.append(SEARCH_CODE_DIGITS[digit])
+    return SEARCH_ESCAPE + "".join(reversed(digits))
+
+
+_SEARCH_TABLE = str.maketrans({char: _search_code(i) for i, char in enumerate(SEARCH_ESCAPED)})
+
+
+def search_form(value: str) -> str:
+    """Return the form of ``value`` that substring search compares (see SEARCH_ESCAPED)."""
+    return value.translate(_SEARCH_TABLE)
+
+
+def string_literal(value: str) -> str:
+    """Return ``value`` as a double-quoted literal of the aggregation expression language.
+
+    Only for values in :func:`search_form`, which holds no backslash or control character;
+    the double quote is escaped.
+    """
+    if any(char in value for char in "\\\n\r"):
+        raise QueryError("string literals cannot carry backslashes or line breaks; use search_form()")
+    return '"' + value.replace('"', '\\"') + '"'
