@@ -280,7 +280,7 @@ def _guarded_pipeline_execute(original: Callable[..., Any]) -> Callable[..., Any
         if GUARD is None or not isinstance(self, RetryingPipeline):
             return original(self, raise_on_error)
         stack = [args for args, _options in self.command_stack]
-        if self.transaction:
+        if self.transaction:  # type: ignore[truthy-function]  # the instance flag, not Redis.transaction()
             GUARD.check_transaction(stack)
         rewritten: dict[int, tuple[Any, ...]] = {}
         for index, (args, options) in enumerate(list(self.command_stack)):
@@ -308,7 +308,7 @@ def _learn_scripts_made_later() -> None:
     when their object is made."""
     import redis.commands.core
 
-    from pynenc_redis_stack.state_backend import scripts
+    from pynenc_redis_stack.core import scripts
 
     for script_class, attribute in ((redis.commands.core.Script, "script"), (scripts.Script, "source")):
         made = script_class.__init__

@@ -25,7 +25,7 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc_redis_stack import RedisStackStateBackend
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import SESSION_MARKER
-from tests.processes import Processes
+from tests.processes import Processes as Processes  # the fault tests import it from here
 
 REPO = Path(__file__).resolve().parents[2]
 APP_MODULE = "tests.faults.faults_app"
@@ -124,7 +124,7 @@ def running_entries(app: Pynenc, invocation_id: str) -> tuple[list[InvocationSta
     """The statuses of an invocation's history and how many of them are RUNNING."""
     backend = app.state_backend
     assert isinstance(backend, RedisStackStateBackend)
-    statuses = [entry.status_record.status for entry in backend.get_history(invocation_id)]  # type: ignore[arg-type]
+    statuses = [entry.status_record.status for entry in backend.get_history(invocation_id)]
     return statuses, statuses.count(InvocationStatus.RUNNING)
 
 

@@ -80,11 +80,11 @@ def test_a_sigkilled_process_runner_parent_leaves_its_child_running_once(
                 frozenset({InvocationStatus.SUCCESS}),
             ),
         )
-        assert orchestrator.get_invocation_status(invocation_id) is InvocationStatus.RUNNING  # type: ignore[arg-type]
+        assert orchestrator.get_invocation_status(invocation_id) is InvocationStatus.RUNNING
         admin.rpush(f"faults:release:{app_id}", "go", "go")  # enough for a second copy, if any
         wait_for(
             "the invocation finished",
-            lambda: orchestrator.get_invocation_status(invocation_id) is InvocationStatus.SUCCESS,  # type: ignore[arg-type]
+            lambda: orchestrator.get_invocation_status(invocation_id) is InvocationStatus.SUCCESS,
         )
     except AssertionError as error:
         raise AssertionError(f"{error}\n{group.logs()}") from None

@@ -50,7 +50,7 @@ def test_a_recovery_task_left_running_by_a_dead_runner_does_not_block_the_next(
     app = observer(app_id, fault_server)
     orchestrator = app.orchestrator
     assert isinstance(orchestrator, RedisStackOrchestrator)
-    assert orchestrator.get_invocation_status(victim) is InvocationStatus.RUNNING  # type: ignore[arg-type]
+    assert orchestrator.get_invocation_status(victim) is InvocationStatus.RUNNING
     assert main(["health", "--url", fault_server, "--app-id", app_id]) == 3
     report = capsys.readouterr().out
     assert re.search(r"running invocations of dead runners .* 2\n", report) and victim in report, report
@@ -59,7 +59,7 @@ def test_a_recovery_task_left_running_by_a_dead_runner_does_not_block_the_next(
     try:
         wait_for(
             "the victim recovered and run",
-            lambda: orchestrator.get_invocation_status(victim) is InvocationStatus.SUCCESS,  # type: ignore[arg-type]
+            lambda: orchestrator.get_invocation_status(victim) is InvocationStatus.SUCCESS,
         )
     except AssertionError:
         raise AssertionError(group.logs()) from None

@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 import redis
@@ -75,7 +76,8 @@ def _the_invocation_runs_once(app_id: str, url: str, admin: redis.Redis, group: 
 def _replies_expire(admin: redis.Redis, broker: RedisStackBroker) -> None:
     """Each take reply goes once its lease passed (the next sweep drops it)."""
     deadline_ms = int(admin.time()[0]) * 1000 + broker.lease_ms
-    for raw in admin.hvals(broker.keys.broker_take_replies()):
+    replies = cast(list[str], admin.hvals(broker.keys.broker_take_replies()))  # a decode_responses client
+    for raw in replies:
         assert int(raw.split("|", 1)[0]) <= deadline_ms + 1000, raw
 
 

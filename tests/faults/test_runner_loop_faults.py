@@ -67,7 +67,7 @@ def test_a_dropped_connection_under_the_runner_loop_neither_stops_it_nor_runs_tw
         "runner",
         f"run_runner_with_drops({script!r}, {when!r}, {times})",
         MAX_CONNECTION_ATTEMPTS=attempts,
-        **ATOMIC_SERVICE_NOW,
+        **ATOMIC_SERVICE_NOW,  # type: ignore[arg-type]  # settings, none of them named stdout
     )
     app = observer(app_id, fault_server)
     orchestrator = app.orchestrator
@@ -75,7 +75,7 @@ def test_a_dropped_connection_under_the_runner_loop_neither_stops_it_nor_runs_tw
 
     def finished() -> bool:
         assert runner.poll() is None, f"the runner loop ended\n{group.logs()}"
-        return orchestrator.get_invocation_status(invocation_id) is InvocationStatus.SUCCESS  # type: ignore[arg-type]
+        return orchestrator.get_invocation_status(invocation_id) is InvocationStatus.SUCCESS
 
     wait_for("the invocation finished", finished)
     assert "dropping the connection" in group.logs()  # the fault happened

@@ -25,7 +25,7 @@ identifier_char = st.one_of(
     st.sampled_from(SPECIALS),
     st.sampled_from(_ALPHANUMERIC),
     st.sampled_from(UNICODE),
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
 )
 
 _short_identifiers = st.text(identifier_char, min_size=1, max_size=12)
@@ -56,7 +56,7 @@ func_names = identifiers.map(lambda s: s.replace(".", "_"))
 
 payloads = st.one_of(
     st.just(""),
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=30),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
     st.text(identifier_char, max_size=30),
 )
 """Serialized values: anything UTF-8 can carry, the empty string included."""

@@ -117,7 +117,7 @@ def readme_checks() -> dict[str, str]:
 
 def runs_of(backend: RedisStackStateBackend, invocation_id: str) -> tuple[list[InvocationStatus], list[int]]:
     """The statuses of an invocation's history, and the pid of the runner of each RUNNING entry."""
-    history = backend.get_history(invocation_id)  # type: ignore[arg-type]
+    history = backend.get_history(invocation_id)
     pids = []
     for entry in history:
         if entry.status_record.status is InvocationStatus.RUNNING:

@@ -91,7 +91,7 @@ INVOCATIONS: dict[str, tuple[TaskId, str | None, str | None, WorkflowIdentity | 
     **{f"bulk-{n:02d}": (SEND, "inv-c", None, None) for n in range(12)},
 }
 SUB_INVOCATIONS = {"wf-1": ["inv-a", "inv-b", "wf-3"], "wf-3": ["inv-f"], "wf-2": ["inv-e"]}
-WORKFLOW_DATA = [
+WORKFLOW_DATA: list[tuple[WorkflowIdentity, str, Any]] = [
     (W1, "cart", {"items": 3}),
     (W1, "total", 42.5),
     (W2, "note:data:x", "tricky"),
@@ -388,7 +388,7 @@ def test_history_entries_get_deterministic_keys(imported: Imported, redis_client
 
 def test_status_is_the_latest_entry_arrival_order_on_ties(imported: Imported) -> None:
     statuses = {inv: (status, ts) for inv, status, ts in imported.ours.find_invocations()}
-    expected = {}
+    expected: dict[str, tuple[InvocationStatus, datetime]] = {}
     for history, _context in HISTORIES:  # later arrivals win ties, as the history script does
         current = expected.get(history.invocation_id)
         if current is None or history.timestamp >= current[1]:
@@ -405,7 +405,8 @@ ALL_IDS = [*INVOCATIONS, "evt-1", MISSING]
 
 def _invocation(backend: BaseStateBackend, invocation_id: str) -> tuple[InvocationDTO, CallDTO] | None:
     try:
-        return backend._get_invocation(InvocationId(invocation_id))
+        found: tuple[InvocationDTO, CallDTO] | None = backend._get_invocation(InvocationId(invocation_id))
+        return found
     except InvocationNotFoundError:  # pynenc-redis raises where the contract returns None
         return None
 
@@ -490,9 +491,9 @@ def test_workflows(imported: Imported) -> None:
             == sorted(map(_run_key, mem.get_workflow_runs(task)))
         )
     for workflow_id in [*SUB_INVOCATIONS, "inv-a", MISSING]:
-        answer = Counter(ours.get_workflow_sub_invocations(InvocationId(workflow_id)))
-        assert answer == Counter(source.get_workflow_sub_invocations(InvocationId(workflow_id)))
-        assert answer == Counter(mem.get_workflow_sub_invocations(InvocationId(workflow_id)))
+        subs = Counter(ours.get_workflow_sub_invocations(InvocationId(workflow_id)))
+        assert subs == Counter(source.get_workflow_sub_invocations(InvocationId(workflow_id)))
+        assert subs == Counter(mem.get_workflow_sub_invocations(InvocationId(workflow_id)))
     absent = object()
     for workflow, key, value in [*WORKFLOW_DATA, (W2, "cart", None), (W1, "note:data:x", None)]:
         answer = ours.get_workflow_data(workflow, key, absent)

@@ -37,6 +37,7 @@ from pynenc_redis_stack.admin import index_migrate, index_status, load_config
 from pynenc_redis_stack.cli.index_commands import format_migration
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.progress import ProgressBar
+from pynenc_redis_stack.core import codec
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.command_line import redis_cli_line
 from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
@@ -111,7 +112,7 @@ def invocation_json(app_id: str, invocation_id: str, parent: str, region: str) -
     document = documents.invocation_document(app_id, invocation, CallDTO(call_id, {"n": "1"}))
     document["serialized_arguments"] = {"n": "1"}
     document["region"] = region
-    return documents.dumps(documents.validated(load_schemas().invocations, document))
+    return codec.dumps(codec.validated(load_schemas().invocations, document))
 
 
 def write_invocations(client: redis.Redis, namespace: str, app_id: str, count: int, parents: int) -> None:
@@ -165,10 +166,11 @@ def replay(client: redis.Redis, lines: list[str]) -> None:
         index = line.split()[4]
         if "cursor_stats" in line:
             poll(
-                lambda index=index: open_cursors(index_info(client, index) or {}) == 0, f"cursors of {index}"
+                lambda index=index: open_cursors(index_info(client, index) or {}) == 0,  # type: ignore[misc]
+                f"cursors of {index}",
             )
         else:
-            poll(lambda index=index: not is_indexing(index_info(client, index) or {}), f"backfill of {index}")
+            poll(lambda index=index: not is_indexing(index_info(client, index) or {}), f"backfill of {index}")  # type: ignore[misc]
 
 
 def _url_of(client: redis.Redis) -> str:

@@ -179,10 +179,11 @@ def test_a_claim_that_loses_the_compare_and_set_is_validated_again(
     orchestrator(app)._register_new_invocations([invocation(invocation_id)])
     store = orchestrator(app).store
     original_read = store.read
-    reads = []
+    reads: list[dict[str, Any]] = []
 
     def read_then_let_b_win(key: str) -> Any:
         document = original_read(key)
+        assert document is not None  # registered above
         reads.append(document)
         if len(reads) == 1:  # the interleaving a real race produces, forced here to be certain
             other = build_app(app.app_id, str(store.conf.redis_stack_url), tmp_path / "other.db")
@@ -408,7 +409,7 @@ def test_a_router_waiting_too_long_for_the_registration_lock_gets_a_clear_error(
     name = orchestrator(app).store.keys.registration_lock(once_per_arguments.task_id.key, digest)
     held = orchestrator(app).store.client.lock(name, timeout=30)
     assert held.acquire(blocking=False)
-    orchestrator(app).conf.redis_stack_concurrency_lock_sec = 0.3  # type: ignore[misc]
+    orchestrator(app).conf.redis_stack_concurrency_lock_sec = 0.3
     try:
         with pytest.raises(ConcurrencyLockTimeoutError, match="redis_stack_concurrency_lock_sec"):
             orchestrator(app).route_call(key_arguments)

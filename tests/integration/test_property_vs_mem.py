@@ -122,7 +122,7 @@ class Harness:
             near = [v for p in pool[-20:] for v in s.variants(p)]
             if near:
                 options.append(st.sampled_from(near))
-        value = self.draw(st.one_of(options), label)
+        value: str = self.draw(st.one_of(options), label)
         self.model.remember(value)
         return value
 
@@ -153,7 +153,7 @@ class Harness:
         options = [s.timestamps]
         if self.model.times:
             options.append(st.sampled_from(self.model.times))
-        moment = self.draw(st.one_of(options), label)
+        moment: datetime = self.draw(st.one_of(options), label)
         self.model.times.append(moment)
         return moment
 
@@ -355,7 +355,8 @@ class Harness:
         runner_ids = list(self.model.contexts)
         if runner_ids:
             options.append(st.sampled_from(runner_ids).flatmap(_substrings))
-        return self.draw(st.one_of(options), "partial runner id")
+        partial: str = self.draw(st.one_of(options), "partial runner id")
+        return partial
 
     def time_range(self) -> tuple[datetime, datetime]:
         """A range around stored timestamps: one instant, empty, reversed or open-ended."""

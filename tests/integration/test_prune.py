@@ -34,7 +34,7 @@ from pynenc.state_backend import MemStateBackend
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.admin import prune as prune_module
+from pynenc_redis_stack.admin import retention as prune_module
 from pynenc_redis_stack.admin.retention import PruneReport, prune_invocations, prune_state_backend
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.prune_commands import parse_duration
@@ -97,7 +97,13 @@ RESULTS |= {f"bulk-{n:02d}": str(n) for n in range(0, 20, 2)}
 EXCEPTIONS = {"p-old-1": "boom", "o-1": "", "c-new": "late"}
 SUB_INVOCATIONS = [("wf-mixed", "m-old"), ("wf-mixed", "m-new"), ("wf-old", "o-1")]
 SUB_INVOCATIONS += [("wf-sub", "s-new"), ("wf-sub", "p-old-2")]
-DATA = [(WM, "k", 1), (WO, "k", 2), (WO, "other", 3), (WP, "k", 4), (WS, "k", 5)]
+DATA: list[tuple[WorkflowIdentity, str, Any]] = [
+    (WM, "k", 1),
+    (WO, "k", 2),
+    (WO, "other", 3),
+    (WP, "k", 4),
+    (WS, "k", 5),
+]
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ def _operations() -> list[Op]:
             CallDTO(call, {"n": str(n)}),
         )
         ops.append(
-            Op(invocation_id, DocumentKind.INVOCATION, lambda b, pair=pair: b._upsert_invocations([pair]))
+            Op(invocation_id, DocumentKind.INVOCATION, lambda b, pair=pair: b._upsert_invocations([pair]))  # type: ignore[misc]
         )
         for k, at in enumerate(times):
             history = _history(invocation_id, S.SUCCESS if k == len(times) - 1 else S.RUNNING, at)
@@ -136,7 +142,7 @@ def _operations() -> list[Op]:
                 Op(
                     invocation_id,
                     DocumentKind.HISTORY,
-                    lambda b, h=history: b._add_histories([InvocationId(h.invocation_id)], h),
+                    lambda b, h=history: b._add_histories([InvocationId(h.invocation_id)], h),  # type: ignore[misc]
                 )
             )
     for invocation_id, value in RESULTS.items():
@@ -144,7 +150,7 @@ def _operations() -> list[Op]:
             Op(
                 invocation_id,
                 DocumentKind.RESULT,
-                lambda b, i=invocation_id, v=value: b._set_result(InvocationId(i), v),
+                lambda b, i=invocation_id, v=value: b._set_result(InvocationId(i), v),  # type: ignore[misc]
             )
         )
     for invocation_id, value in EXCEPTIONS.items():
@@ -152,7 +158,7 @@ def _operations() -> list[Op]:
             Op(
                 invocation_id,
                 DocumentKind.EXCEPTION,
-                lambda b, i=invocation_id, v=value: b._set_exception(InvocationId(i), v),
+                lambda b, i=invocation_id, v=value: b._set_exception(InvocationId(i), v),  # type: ignore[misc]
             )
         )
     for workflow in WORKFLOWS:
@@ -160,7 +166,7 @@ def _operations() -> list[Op]:
             Op(
                 f"workflow:{workflow.workflow_id}",
                 DocumentKind.WORKFLOW_RUN,
-                lambda b, w=workflow: b.store_workflow_run(w),
+                lambda b, w=workflow: b.store_workflow_run(w),  # type: ignore[misc]
             )
         )
     for workflow_id, sub in SUB_INVOCATIONS:
@@ -168,7 +174,7 @@ def _operations() -> list[Op]:
             Op(
                 sub,
                 DocumentKind.WORKFLOW_SUB_INVOCATION,
-                lambda b, w=workflow_id, s=sub: b.store_workflow_sub_invocation(
+                lambda b, w=workflow_id, s=sub: b.store_workflow_sub_invocation(  # type: ignore[misc]
                     InvocationId(w), InvocationId(s)
                 ),
             )
@@ -178,7 +184,7 @@ def _operations() -> list[Op]:
             Op(
                 f"workflow:{workflow.workflow_id}",
                 DocumentKind.WORKFLOW_DATA,
-                lambda b, w=workflow, k=key, v=value: b.set_workflow_data(w, k, v),
+                lambda b, w=workflow, k=key, v=value: b.set_workflow_data(w, k, v),  # type: ignore[misc]
             )
         )
     return ops
@@ -251,7 +257,7 @@ def _expected_deleted(backend: RedisStackStateBackend, before: set[str]) -> set[
         }
     # History entry keys do not name their invocation: the documents do.
     entry_keys = [k for k in before if k.startswith(keys.history(""))]
-    owners = backend.client.json().mget(entry_keys, "$.invocation_id") if entry_keys else []
+    owners: list[Any] = backend.client.json().mget(entry_keys, "$.invocation_id") if entry_keys else []
     expected |= {k for k, owner in zip(entry_keys, owners, strict=True) if owner and owner[0] in OLD_IDS}
     for workflow_id, sub in SUB_INVOCATIONS:
         if sub in OLD_IDS:

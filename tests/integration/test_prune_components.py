@@ -144,7 +144,7 @@ def keys_naming(keys: dict[str, str], client: redis.Redis, invocation_ids: list[
     for key in keys:
         key_type = client.type(key)
         if key_type == "ReJSON-RL" and ":history:" in key:
-            if client.json().get(key, "$.invocation_id") in ([i] for i in invocation_ids):
+            if client.json().get(key, "$.invocation_id") in [[i] for i in invocation_ids]:
                 named.add(key)
         elif key_type == "zset":
             members = [str(member) for member in client.zrange(key, 0, -1)]
@@ -264,7 +264,7 @@ def test_an_invocation_the_orchestrator_moved_on_is_kept_whole(
     """Fault injection: between selection and delete, the orchestrator retries a finished
     invocation (its document says RETRY; the history entry is not written yet). The delete
     script reads the orchestrator's document too, and keeps the invocation whole."""
-    from pynenc_redis_stack.admin import prune as prune_module
+    from pynenc_redis_stack.admin import retention as prune_module
 
     ours, _neighbour = two_apps
     backend = ours.app.state_backend
@@ -305,7 +305,7 @@ def test_prune_takes_trigger_events_and_runs_older_than_the_cutoff(
         trigger = loaded.app.trigger
         for event_id, at in (("old:{e}|1", old), ("old:{e}|2", old), ("new e", new)):
             trigger.store_event(EventRecord(event_id=event_id, event_code="code", timestamp=at, payload={}))
-        runs = (
+        runs: tuple[tuple[str, datetime, list[str]], ...] = (
             ("run-old", old, []),
             ("run-new-of-old-event", new, ["old:{e}|1"]),
             ("run-new", new, ["new e"]),

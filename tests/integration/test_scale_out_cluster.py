@@ -28,6 +28,7 @@ from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.dist_invocation import TaskInvocation
 from redis.crc import key_slot
 
+from pynenc_redis_stack.core.client import Client
 from pynenc_redis_stack.core.conf import ConfigRedisStackKeyspace
 from pynenc_redis_stack.core.connection import get_client
 from pynenc_redis_stack.core.keys import Namespace
@@ -208,7 +209,8 @@ def test_locks_work_on_the_cluster(client: ClusterClient, request: pytest.Fixtur
 
 
 def test_the_orchestrators_compare_and_set_works_on_one_invocation(
-    client: ClusterClient, request: pytest.FixtureRequest
+    client: Client,  # a ClusterClient, typed as get_client types it
+    request: pytest.FixtureRequest,
 ) -> None:
     key = Namespace("pynenc").for_app(unique_app_id(request)).orchestrator_invocation("inv-1")
     document: dict[str, Any] = {"status": "REGISTERED", "runner_id": None, "status_version": 0}

@@ -357,7 +357,7 @@ def test_embedded_server_needs_its_generated_password(
     password = persistent_stack.password_file.read_text().strip()
     status = persistent_stack.status()
     assert printed == f"redis://default:{password}@127.0.0.1:{status.port}/0" == status.url
-    assert len(password) >= 32
+    assert len(password) >= 32 and status.port is not None
     with redis.Redis.from_url(printed, protocol=2, decode_responses=True) as client:
         client.json().set(f"sec:{uuid.uuid4().hex}", "$", {"ok": True})
         assert client.ping() is True

@@ -65,7 +65,7 @@ def test_invocation_document_round_trips(
         assert read_inv.workflow.workflow_type.key == workflow.workflow_type.key
         assert read_inv.workflow.is_subworkflow == workflow.is_subworkflow
     with pytest.raises(AttributeError):  # still frozen
-        read_inv.parent_event_id = "changed"  # type: ignore[misc]
+        read_inv.parent_event_id = "changed"
 
 
 @dataclass(frozen=True)
