@@ -200,6 +200,30 @@ def fetch_complete(client: Redis, request: Aggregate, batch_size: int = 1000) ->
     )
 
 
+def next_seek_window(
+    window: tuple[int, int], high: int, full_page: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """Return the primary-field window of the page after one read in ``window``, or None
+    when the answer is complete.
+
+    :param window: The inclusive window the page was read in.
+    :param high: The inclusive upper bound of the whole answer.
+    :param full_page: ``(first, last)`` primary values of the page when it was full, None when
+        it held fewer rows than asked (its window is exhausted).
+
+    After a full page the window starts at its last value (rows tied there but not yet read
+    come next) and spans twice the range the page covered, at least 2, so while the density
+    holds the next page sorts about two pages of rows. After an exhausted window nothing is
+    known of what lies beyond it, so the next window is all the rest, as the first one was.
+    """
+    if full_page is not None:
+        first, last = full_page
+        return last, min(high, last + 2 * max(1, last - first))
+    if window[1] >= high:
+        return None
+    return window[1] + 1, high
+
+
 def iter_seek(
     client: Redis,
     request: Aggregate,
@@ -241,14 +265,13 @@ def iter_seek(
         page_size, rows, documents = _capped(client, batch_size, attempt)
         if documents:
             yield documents
+        full_page: tuple[int, int] | None = None
         if rows >= page_size:
-            first, last = int(documents[0][primary]), int(documents[-1][primary])
-            position = (last, int(documents[-1][secondary]))
-            window = (last, min(high, last + 2 * max(1, last - first)))
-            continue
-        if window[1] >= high:
+            full_page = (int(documents[0][primary]), int(documents[-1][primary]))
+            position = (full_page[1], int(documents[-1][secondary]))
+        else:
+            position = None
+        next_window = next_seek_window(window, high, full_page)
+        if next_window is None:
             return
-        # The window is exhausted; nothing is known of what lies beyond it, so the next page
-        # looks at all the rest, as the first one did.
-        position = None
-        window = (window[1] + 1, high)
+        window = next_window
