@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pynenc_redis_stack.core import codec, query
 from pynenc_redis_stack.core.errors import SchemaError
 from pynenc_redis_stack.core.indexes import create_command
 from pynenc_redis_stack.core.keys import Namespace, encode_segment
@@ -289,3 +290,53 @@ def test_trigger_keys_give_back_their_ids_and_keep_apps_apart(event_id: str) -> 
     assert len(mine) == len(per_app) + len(per_id)
     assert not mine & theirs
     assert all(k.startswith("pynenc:trigger-") for k in mine)
+
+
+def _with_derived(*entries: dict[str, object]) -> dict[str, object]:
+    return {
+        "version": 1,
+        "index": {"name": "x", "prefixes": ["x"]},
+        "fields": [{"name": "app_id", "type": "tag"}, {"name": "n", "type": "numeric"}],
+        "derived": list(entries),
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            _with_derived({"name": "a_search", "from": "nope", "form": "search_form"}),
+            "'nope', which is no tag",
+        ),
+        (_with_derived({"name": "n_search", "from": "n", "form": "search_form"}), "'n', which is no tag"),
+        (_with_derived({"name": "a_search", "from": "app_id", "form": "upper"}), "unknown form"),
+        (_with_derived({"name": "n", "from": "app_id", "form": "search_form"}), "duplicate field 'n'"),
+        (_with_derived({"from": "app_id", "form": "search_form"}), "needs a name"),
+    ],
+)
+def test_invalid_derived_entries_are_refused_with_a_message(data: dict[str, object], message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        IndexSpec.from_dict(data)
+
+
+def test_derived_values_change_no_index_and_are_filled_on_validation() -> None:
+    """``runner_id_search`` is declared in schemas/runner_contexts.yaml, not in FT.CREATE: the
+    live index keeps its definition and version (docs/lifecycle.md)."""
+    spec = load_schemas().runner_contexts
+    stored = spec.derived_from("runner_id", "search_form")
+    assert (stored.name, stored.path) == ("runner_id_search", "$.runner_id_search")
+    assert "runner_id_search" not in spec.schema_args() and spec.version == 1
+    document = {"app_id": "a", "runner_id": "w\\1\n"}
+    completed = codec.validated(spec, document)
+    assert completed == {**document, "runner_id_search": query.search_form("w\\1\n")}
+    assert "runner_id_search" not in document  # the caller's document is left as it is
+    assert "runner_id_search" not in codec.validated(spec, {"app_id": "a", "runner_id": None})
+    with pytest.raises(SchemaError, match="stores no search_form of 'hostname'"):
+        spec.derived_from("hostname", "search_form")
+    with pytest.raises(SchemaError, match="stores no search_form"):
+        query.contains(spec, "hostname", "h")  # a substring lookup needs its stored form
+
+
+def test_only_runner_contexts_derive_values() -> None:
+    derived = {(spec.name, d.name) for spec in all_specs() for d in spec.derived}
+    assert derived == {("runner-contexts", "runner_id_search")}

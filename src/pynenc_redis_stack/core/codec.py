@@ -1,6 +1,7 @@
 """The JSON codec every component's documents go through: serialisation with a clear error
 for what JSON cannot carry, epoch-microsecond times, and validation against an index spec
-(a value RediSearch would refuse is rejected before it is written)."""
+(a value RediSearch would refuse is rejected before it is written; the spec's derived values
+are filled in)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pynenc_redis_stack.core.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
+from pynenc_redis_stack.core.query.escaping import search_form
 
 if TYPE_CHECKING:
     from pynenc_redis_stack.core.schema import IndexSpec
@@ -41,7 +43,8 @@ def from_micros(micros: int) -> datetime:
 
 
 def validated(spec: IndexSpec, document: Document) -> Document:
-    """Return ``document`` unchanged if every indexed value is one RediSearch accepts.
+    """Return ``document`` as it is stored: every indexed value checked, and the derived
+    values ``spec`` declares added (a copy then; ``document`` is left as it is).
 
     A wrong-typed value (an object in a tag, a string in a numeric field) would make the
     whole document silently disappear from the index, so it is refused here instead.
@@ -53,7 +56,14 @@ def validated(spec: IndexSpec, document: Document) -> Document:
         raise InvalidDocumentError(
             f"refusing to write a {spec.name} document RediSearch would not index: " + "; ".join(problems)
         )
-    return document
+    if not spec.derived:
+        return document
+    completed = dict(document)
+    for derived in spec.derived:
+        value = document.get(derived.source)
+        if value is not None:  # a missing source, no derived value either
+            completed[derived.name] = search_form(value)  # the one DerivedForm so far
+    return completed
 
 
 def dumps(document: Document) -> str:

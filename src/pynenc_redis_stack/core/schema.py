@@ -1,8 +1,9 @@
 """Index schemas: ``schemas/*.yaml`` loaded into typed, immutable specs.
 
-A schema file names the index, the key prefixes it covers and its fields. Nothing else in
-the package lists fields: documents are validated against these specs, queries check field
-names against them, and ``FT.CREATE`` arguments are rendered from them.
+A schema file names the index, the key prefixes it covers, its fields and the values derived
+from them. Nothing else in the package lists fields: documents are validated (and their
+derived values filled) against these specs, queries check field names against them, and
+``FT.CREATE`` arguments are rendered from them. Versions and migrations: docs/lifecycle.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 FieldType = Literal["tag", "numeric"]
 _FIELD_TYPES: tuple[FieldType, ...] = ("tag", "numeric")
 _KNOWN_ATTRS = {"sortable", "case_sensitive", "lookup"}
+DerivedForm = Literal["search_form"]
+_DERIVED_FORMS: tuple[DerivedForm, ...] = ("search_form",)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,29 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
+class DerivedSpec:
+    """A value stored beside an indexed field in every document, computed from it when the
+    document is written (:func:`~pynenc_redis_stack.core.codec.validated`), never indexed.
+
+    It adds nothing to ``FT.CREATE``, so declaring one leaves the live index as it is (same
+    definition, same version); a query step reads it with ``LOAD`` of its :attr:`path`.
+
+    :param name: Top-level JSON key, and the name a query step loads it as.
+    :param source: The indexed field it is computed from.
+    :param form: How: ``search_form`` is :func:`~pynenc_redis_stack.core.query.search_form`
+        of the source, what :func:`~pynenc_redis_stack.core.query.contains` compares.
+    """
+
+    name: str
+    source: str
+    form: DerivedForm
+
+    @property
+    def path(self) -> str:
+        return f"$.{self.name}"
+
+
+@dataclass(frozen=True)
 class IndexSpec:
     """One RediSearch index over JSON documents.
 
@@ -84,12 +110,14 @@ class IndexSpec:
     :param prefixes: The document kinds (:class:`DocumentKind` values) whose keys
         (``<namespace>:<kind>:``) the index covers.
     :param fields: Indexed fields, in file order.
+    :param derived: Values every document stores beside its fields, not indexed.
     """
 
     name: str
     version: int
     prefixes: tuple[str, ...]
     fields: tuple[FieldSpec, ...]
+    derived: tuple[DerivedSpec, ...] = ()
 
     def field(self, name: str) -> FieldSpec:
         """Return the field called ``name``.
@@ -102,6 +130,19 @@ class IndexSpec:
         raise SchemaError(
             f"index {self.name!r} has no field {name!r}; indexed fields: "
             f"{', '.join(f.name for f in self.fields)}"
+        )
+
+    def derived_from(self, source: str, form: DerivedForm) -> DerivedSpec:
+        """Return the derived value holding ``form`` of the field ``source``.
+
+        :raises SchemaError: If the schema declares none.
+        """
+        for derived in self.derived:
+            if derived.source == source and derived.form == form:
+                return derived
+        raise SchemaError(
+            f"index {self.name!r} stores no {form} of {source!r}; declare one under 'derived:' in its "
+            "schema file (it changes no index)"
         )
 
     def schema_args(self) -> list[str]:
@@ -171,7 +212,33 @@ class IndexSpec:
             )
         if not any(f.name == "app_id" and f.type == "tag" for f in fields):
             raise SchemaError(f"{source}: every index needs an app_id tag (app isolation)")
-        return cls(name=name, version=version, prefixes=prefixes, fields=tuple(fields))
+        derived = _derived_specs(data.get("derived") or [], fields, source)
+        return cls(name=name, version=version, prefixes=prefixes, fields=tuple(fields), derived=derived)
+
+
+def _derived_specs(raw_entries: list[Any], fields: list[FieldSpec], source: str) -> tuple[DerivedSpec, ...]:
+    """Parse a schema file's ``derived:`` entries (``{name, from, form}``).
+
+    :raises SchemaError: If an entry is malformed, names no field of the index, or reuses a name.
+    """
+    types = {f.name: f.type for f in fields}
+    derived: list[DerivedSpec] = []
+    for raw in raw_entries:
+        name, origin, form = raw.get("name"), raw.get("from"), raw.get("form")
+        if not isinstance(name, str) or not name:
+            raise SchemaError(f"{source}: a derived entry needs a name")
+        if types.get(origin) != "tag":
+            raise SchemaError(
+                f"{source}: derived {name!r} is computed from {origin!r}, which is no tag field"
+            )
+        if form not in _DERIVED_FORMS:
+            raise SchemaError(
+                f"{source}: derived {name!r} has unknown form {form!r}; known: {_DERIVED_FORMS}"
+            )
+        if name in types or any(d.name == name for d in derived):
+            raise SchemaError(f"{source}: duplicate field {name!r}")
+        derived.append(DerivedSpec(name=name, source=origin, form=form))
+    return tuple(derived)
 
 
 def schema_dir() -> Path:

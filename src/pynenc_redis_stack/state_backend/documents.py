@@ -20,7 +20,6 @@ from pynenc.state_backend.base_state_backend import InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
 from pynenc_redis_stack.core.codec import Document, from_micros, to_micros
-from pynenc_redis_stack.core.query import search_form
 
 if TYPE_CHECKING:
     from pynenc.app import AppInfo
@@ -260,7 +259,6 @@ def runner_context_document(app_id: str, context: RunnerContext) -> Document:
     return {
         "app_id": app_id,
         "runner_id": context.runner_id,
-        "runner_id_search": search_form(context.runner_id),
         "parent_runner_id": context.parent_ctx.runner_id if context.parent_ctx else None,
         "runner_cls": context.runner_cls,
         "hostname": context.hostname,

@@ -83,23 +83,23 @@ def sorted_top(primary: str, secondary: str, count: int) -> tuple[str, ...]:
 def contains(spec: IndexSpec, name: str, substring: str) -> tuple[str, ...]:
     """Return ``LOAD`` + ``FILTER`` steps keeping rows whose ``name`` contains ``substring``.
 
-    Compares :func:`search_form` s, which documents store as ``<name>_search`` beside the
-    indexed tag. Literal and case-sensitive: ``*``, ``?``, ``|``, ``-`` and backslashes are
+    Compares :func:`search_form` s: the index's schema declares the one documents store
+    beside the indexed tag (``derived:``, filled in by ``codec.validated``). Literal and case-sensitive: ``*``, ``?``, ``|``, ``-`` and backslashes are
     ordinary characters, and every candidate is evaluated (no prefix-expansion limit).
     """
     if spec.field(name).type != "tag":
         raise QueryError(f"contains() needs a tag field, {name!r} is not one")
+    stored = spec.derived_from(name, "search_form")
     if substring == "":
         return ()  # every string contains the empty string
     require_unicode("substring", substring)
-    column = f"{name}_search"
     needle = string_literal(search_form(substring))
     return (
         "LOAD",
         "3",
-        f"$.{column}",
+        stored.path,
         "AS",
-        column,
+        stored.name,
         "FILTER",
-        f"contains(@{column}, {needle}) > 0",
+        f"contains(@{stored.name}, {needle}) > 0",
     )
