@@ -1,52 +1,11 @@
-"""Retention: :func:`prune_invocations` (everything of an app: :mod:`pynenc_redis_stack.admin.purge`).
+"""Retention (``prune``): deletes an app's finished invocations whose latest status is older
+than a cutoff, with their history, payloads, sub-invocation links, their orchestrator and
+broker entries, and then the workflows nothing refers to any more.
 
-Retention deletes the finished invocations whose latest status is older than a cutoff.
-
-An invocation is prunable when its current status is final (pynenc's
-``InvocationStatus.get_final_statuses()``: success, failed, concurrency-controlled final)
-and its ``status_ts`` (the time of its latest history entry, kept on the invocation document
-by every history write) is before the cutoff; an invocation in any other status (registered,
-pending, running, paused, retry, killed, rerouted...) is never deleted, however old. With it
-go its history entries, its result and exception, and the workflow-sub-invocation links in
-which it is the sub-invocation. A workflow's run and data values go too once no remaining
-invocation refers to the workflow (as member, as child workflow, or through a sub-invocation
-link); a workflow run still referenced by newer or unfinished invocations is kept. Runner
-contexts are shared by every invocation a runner touched and are kept. Invocations that
-never had a status (no history) are never old.
-
-Everything is found through the indexes (no keyspace scan), batch by batch: the first batch
-of old invocations is queried, its dependents looked up (three queries), and all of it
-deleted by one script that first checks, per invocation, that its status is still final and
-older than the cutoff, so an invocation that got a new status meanwhile is left whole. Then
-the next batch is queried afresh (a long cursor over an index that is being deleted from is
-not relied upon). A dry run walks the same queries and deletes nothing; its counts are those
-a run would delete on data that does not change in between.
-
-With each invocation also go the orchestrator's documents of it (RedisStackOrchestrator: its
-status document, and the blocking edges it is either end of) and the broker entries that still
-name it (RedisStackBroker: a duplicate routing still queued, a take never acknowledged): a
-runner that took such an entry after the prune would ask the orchestrator about an invocation
-it no longer knows. The delete script also checks that the orchestrator document, if any,
-holds a final status, so an invocation the orchestrator has just moved on (its history entry
-not written yet) is kept whole. Broker entries are found by reading the app's queues and taken
-set once per :data:`BROKER_SWEEP_IDS` deleted invocations (and at the end of the run), not per
-batch: their members carry the id after a sequence number, so no lookup by id exists.
-
-Client data store values (RedisStackClientDataStore) are not pruned. pynenc names them by the
-hash of their content, so one value is shared by every invocation (old or new, of any task)
-whose argument, result or exception serializes to the same text, and nothing records who
-refers to it. A value is also stored before the invocation that refers to it is written, so a
-sweep for values no document refers to would delete the value of an invocation being
-registered. They go with :func:`~pynenc_redis_stack.admin.purge.purge_app` (or the client data
-store's own purge).
-
-Workflows are collected after the invocations. The script that deletes an invocation adds
-its workflows to the app's pending-workflows set in the same atomic step, and every run
-starts by taking over that set, so a run that stopped (crash, kill, lost connection) between
-deleting invocations and collecting their workflows leaves the collection to the next run
-instead of leaking the runs and data forever. (A sweep for unreferenced workflow runs would
-also find runs whose invocation documents are not written yet; the set only ever names
-workflows whose invocations prune deleted.)
+:func:`prune_invocations` finds everything through the indexes, batch by batch, and deletes a
+batch in one script that re-checks each invocation. What is deleted and kept, and why (client
+data store values are kept; everything of an app goes with :mod:`.purge`): docs/operations.md,
+"prune: retention".
 """
 
 from __future__ import annotations

@@ -1,30 +1,9 @@
 """RedisStackBroker: pynenc 0.4's broker on Redis sorted sets, with taken entries leased.
 
-Contract (pynenc 0.4 ``BaseBroker``): invocation ids are routed to a named queue with a
-priority in [-100, 100]; ``retrieve_invocation(queue)`` returns the highest priority first and,
-within one priority, the first routed first; the same id may be queued more than once.
-
-Layout (keys in :mod:`pynenc_redis_stack.core.keys`, all of one app in one hash slot):
-
-- each queue is a sorted set scored by the negated priority, whose members are
-  ``<seq>:<invocation id>`` with ``seq`` a 19-digit counter: the lowest score is the highest
-  priority, and equal scores sort by member, so by arrival;
-- taking is one script: ``ZPOPMIN`` the queue and add the entry, with its queue and score, to
-  the app's *taken* set scored by its lease deadline (server time + lease). Nothing is ever
-  only in the taker's memory.
-
-Recovery rule (docs/distributed.md): a taken entry is acknowledged (removed from the taken
-set) when its taker takes again (pynenc records each invocation it takes, as PENDING or
-concurrency-controlled, or skips it because another runner has it, before its next take) or
-calls :meth:`RedisStackBroker.acknowledge_taken`. Once its lease has expired, recovery asks
-the orchestrator: an invocation still in a status available for run (REGISTERED, REROUTED,
-RETRY: nobody recorded taking it) goes back to its queue, at its old place; any other status
-means the take was recorded, and the entry is acknowledged. A re-delivered entry can only
-duplicate a queue entry pynenc would have skipped anyway (its status moved on), never lose one.
-
-Why sorted sets, not streams or lists: priorities are arbitrary floats, and a stream or list
-per priority would need a directory of priorities and a scan of it on every take; one sorted
-set per queue orders both keys in one ``ZPOPMIN``.
+One sorted set per queue (negated priority, then arrival), taken by one script into the app's
+*taken* set scored by a lease deadline; an expired take goes back to its queue unless the
+orchestrator shows it was recorded. Keys in :mod:`pynenc_redis_stack.core.keys`; the order,
+the lease and recovery rule, and why sorted sets: docs/distributed.md, "Broker".
 """
 
 from __future__ import annotations

@@ -1,34 +1,15 @@
 """The only place that writes RediSearch query syntax.
 
-Every value a caller supplies reaches the server in one of two ways, never spliced raw:
-
-- tag values and numbers go through ``PARAMS`` (``@field:{$p0}``), so ids containing
-  ``- . : , { } | @ * ? ( ) " ' \\`` or spaces are matched literally and cannot inject
-  clauses (:func:`tag_param` doubles backslashes, which the server would unescape);
-- the substring of ``get_matching_runner_contexts`` goes into an ``FT.AGGREGATE FILTER``
-  expression, where ``PARAMS`` are not accepted, as :func:`string_literal` of its
-  :func:`search_form`.
-
-Field names are checked against the index spec (``schemas/``). Every request pins
-``DIALECT 2`` (``PARAMS`` need it; the server default is 1) and ``TIMEOUT 0`` (the default
-``ON_TIMEOUT RETURN`` policy silently returns partial results when a query runs long).
-
-Traps avoided by construction (see docs/redisearch.md):
-
-- contains/prefix tag queries stop at ``MAXPREFIXEXPANSIONS`` distinct values and ignore
-  patterns shorter than ``MINPREFIX``: substring matching uses ``FILTER contains(...)``
-  instead, which evaluates every candidate;
-- ``LIMIT`` offsets stop at ``MAXSEARCHRESULTS``: unordered answers stream through a cursor
-  (``WITHCURSOR``), ordered ones page by seeking on ``(ts, seq)``.
+No caller value is ever spliced raw: tag values and numbers travel as ``PARAMS``
+(:func:`tag_param`), a substring as :func:`string_literal` of its :func:`search_form`. Field
+names are checked against the index spec (``schemas/``); every request pins ``DIALECT 2`` and
+``TIMEOUT 0``. The server limits this works around (prefix expansion, ``MAXSEARCHRESULTS``,
+partial answers on timeout): docs/redisearch.md.
 
 One module per layer, each using only the ones above it; callers import this package
-(``from pynenc_redis_stack.core import query``), not the modules:
-
-- :mod:`.escaping`: how a value is written so the server reads it literally (the only
-  escaping there is);
-- :mod:`.filters`: the query string, a conjunction of clauses with its ``PARAMS``;
-- :mod:`.steps`: ``FT.AGGREGATE`` pipeline steps (``LOAD``, ``FILTER``, ``GROUPBY``, ``SORTBY``);
-- :mod:`.requests`: whole commands (``FT.AGGREGATE``, ``FT.SEARCH``).
+(``from pynenc_redis_stack.core import query``), not the modules: :mod:`.escaping` (how a value
+is written so the server reads it literally), :mod:`.filters` (the query string and its
+``PARAMS``), :mod:`.steps` (``FT.AGGREGATE`` steps), :mod:`.requests` (whole commands).
 """
 
 from pynenc_redis_stack.core.query.escaping import search_form, string_literal, tag_param
