@@ -80,44 +80,42 @@ def has_data(client: Redis, namespace: Namespace, schemas: Schemas, app_id: str)
     return False
 
 
-def _invocation_filter(
-    schemas: Schemas,
-    app_id: str,
-    *,
-    task: str | None,
-    statuses: Sequence[str],
-    workflow: str | None,
-    parent: str | None,
-    time_range: TimeRange | None,
-) -> query.Filter:
-    tags = {"task_id_key": task, "workflow_id": workflow, "parent_invocation_id": parent}
-    selected = query.where(
-        schemas.invocations, app_id, **{name: value for name, value in tags.items() if value is not None}
-    )
-    if statuses:
-        selected.tag_in("status", statuses)
-    if time_range is not None:
-        selected.between("status_ts", *time_range)
-    return selected
+@dataclass(frozen=True)
+class InvocationSelection:
+    """Which invocations a question covers: those matching every filter given.
+
+    :param time_range: Of the latest status (``status_ts``).
+    """
+
+    task: str | None = None
+    statuses: Sequence[str] = ()
+    workflow: str | None = None
+    parent: str | None = None
+    time_range: TimeRange | None = None
+
+    @property
+    def narrows_invocations(self) -> bool:
+        """Whether a filter other than the time range is given."""
+        return bool(self.task or self.statuses or self.workflow or self.parent)
+
+    def filter(self, schemas: Schemas, app_id: str) -> query.Filter:
+        tags = {"task_id_key": self.task, "workflow_id": self.workflow, "parent_invocation_id": self.parent}
+        selected = query.where(
+            schemas.invocations, app_id, **{name: value for name, value in tags.items() if value is not None}
+        )
+        if self.statuses:
+            selected.tag_in("status", self.statuses)
+        if self.time_range is not None:
+            selected.between("status_ts", *self.time_range)
+        return selected
 
 
 def invocations(
-    namespace: Namespace,
-    schemas: Schemas,
-    app_id: str,
-    *,
-    task: str | None = None,
-    statuses: Sequence[str] = (),
-    workflow: str | None = None,
-    parent: str | None = None,
-    time_range: TimeRange | None = None,
+    namespace: Namespace, schemas: Schemas, app_id: str, selection: InvocationSelection
 ) -> Question:
-    """Invocations of ``app_id`` matching every filter given (``time_range``: of the latest
-    status)."""
+    """Invocations of ``app_id`` in ``selection``."""
     spec = schemas.invocations
-    selected = _invocation_filter(
-        schemas, app_id, task=task, statuses=statuses, workflow=workflow, parent=parent, time_range=time_range
-    )
+    selected = selection.filter(schemas, app_id)
     alias = namespace.alias(spec)
     request = query.Aggregate(alias, selected, query.load_fields(*INVOCATION_COLUMNS))
     return Question(request, INVOCATION_COLUMNS, query.Search(alias, selected, limit=0))
@@ -154,35 +152,30 @@ def runners(namespace: Namespace, schemas: Schemas, app_id: str, partial: str = 
 
 
 def counts(
-    namespace: Namespace,
-    schemas: Schemas,
-    app_id: str,
-    by: GroupBy,
-    *,
-    task: str | None = None,
-    statuses: Sequence[str] = (),
-    workflow: str | None = None,
-    parent: str | None = None,
-    time_range: TimeRange | None = None,
+    namespace: Namespace, schemas: Schemas, app_id: str, by: GroupBy, selection: InvocationSelection
 ) -> Question:
-    """Invocations per status or task (filtered as :func:`invocations`), or per runner: the
-    distinct invocations each runner context recorded history for (``time_range``: of those
-    entries)."""
+    """Invocations of ``selection`` per status or task, or per runner: the distinct invocations
+    each runner context recorded history for (then only ``selection.time_range`` applies, to
+    those entries).
+
+    :raises ValueError: If ``by`` is ``runner`` and ``selection`` narrows the invocations.
+    """
     if by == "runner":
+        if selection.narrows_invocations:
+            raise ValueError("count --by runner counts history entries: it takes --since or --between only")
         spec = schemas.history
         selected = query.where(spec, app_id)
-        if time_range is not None:
-            selected.between("ts", *time_range)
+        if selection.time_range is not None:
+            selected.between("ts", *selection.time_range)
         step = query.count_by("runner_context_id", "invocations", distinct="invocation_id")
         return Question(
             query.Aggregate(namespace.alias(spec), selected, step), ("runner_context_id", "invocations")
         )
     field = {"status": "status", "task": "task_id_key"}[by]
-    selected = _invocation_filter(
-        schemas, app_id, task=task, statuses=statuses, workflow=workflow, parent=parent, time_range=time_range
-    )
     request = query.Aggregate(
-        namespace.alias(schemas.invocations), selected, query.count_by(field, "invocations")
+        namespace.alias(schemas.invocations),
+        selection.filter(schemas, app_id),
+        query.count_by(field, "invocations"),
     )
     return Question(request, (field, "invocations"))
 

@@ -126,38 +126,27 @@ def print_rows(
 # -- handlers ----------------------------------------------------------------------------------
 
 
-def _question(args: argparse.Namespace, namespace: Namespace, app_id: str) -> explore.Question:
-    schemas = load_schemas()
-    if args.verb == "invocations":
-        return explore.invocations(
-            namespace,
-            schemas,
-            app_id,
-            task=args.task,
-            statuses=args.status or (),
-            workflow=args.workflow,
-            parent=args.parent,
-            time_range=time_range(args),
-        )
-    if args.verb == "history":
-        return explore.history(
-            namespace, schemas, app_id, invocation=args.invocation, time_range=time_range(args)
-        )
-    if args.verb == "runners":
-        return explore.runners(namespace, schemas, app_id, args.partial)
-    if args.by == "runner" and (args.task or args.status or args.workflow or args.parent):
-        raise ValueError("count --by runner counts history entries: it takes --since or --between only")
-    return explore.counts(
-        namespace,
-        schemas,
-        app_id,
-        args.by,
+def _selection(args: argparse.Namespace) -> explore.InvocationSelection:
+    return explore.InvocationSelection(
         task=args.task,
         statuses=args.status or (),
         workflow=args.workflow,
         parent=args.parent,
         time_range=time_range(args),
     )
+
+
+def _question(args: argparse.Namespace, namespace: Namespace, app_id: str) -> explore.Question:
+    schemas = load_schemas()
+    if args.verb == "invocations":
+        return explore.invocations(namespace, schemas, app_id, _selection(args))
+    if args.verb == "history":
+        return explore.history(
+            namespace, schemas, app_id, invocation=args.invocation, time_range=time_range(args)
+        )
+    if args.verb == "runners":
+        return explore.runners(namespace, schemas, app_id, args.partial)
+    return explore.counts(namespace, schemas, app_id, args.by, _selection(args))
 
 
 @guarded
