@@ -43,13 +43,13 @@ def test_string_literal_escapes_the_quote(value: str, literal: str) -> None:
 
 @pytest.mark.parametrize("value", ["a\\b", "a\nb", "\r"])
 def test_string_literal_refuses_what_the_server_cannot_parse(value: str) -> None:
-    with pytest.raises(QueryError, match="search_form"):
+    with pytest.raises(QueryError, match="substring_form"):
         query.string_literal(value)
 
 
 @pytest.mark.parametrize("value", ["a\\b", "a\\\\b", "~", "^`", "a\nb", "\x00", "\x7f", "x" * 300])
-def test_search_form_has_no_unparsable_character(value: str) -> None:
-    form = query.search_form(value)
+def test_substring_form_has_no_unparsable_character(value: str) -> None:
+    form = query.substring_form(value)
     assert "\\" not in form and "\n" not in form and "\r" not in form
     query.string_literal(form)
 
@@ -66,9 +66,9 @@ def test_search_form_has_no_unparsable_character(value: str) -> None:
         ("^^", "\x00", False),
     ],
 )
-def test_search_form_preserves_substring_relation(needle: str, haystack: str, expected: bool) -> None:
+def test_substring_form_preserves_substring_relation(needle: str, haystack: str, expected: bool) -> None:
     assert (needle in haystack) is expected
-    assert (query.search_form(needle) in query.search_form(haystack)) is expected
+    assert (query.substring_form(needle) in query.substring_form(haystack)) is expected
 
 
 def test_contains_is_a_filter_expression_and_empty_matches_all() -> None:

@@ -305,13 +305,13 @@ def _with_derived(*entries: dict[str, object]) -> dict[str, object]:
     ("data", "message"),
     [
         (
-            _with_derived({"name": "a_search", "from": "nope", "form": "search_form"}),
+            _with_derived({"name": "a_search", "from": "nope", "form": "substring_form"}),
             "'nope', which is no tag",
         ),
-        (_with_derived({"name": "n_search", "from": "n", "form": "search_form"}), "'n', which is no tag"),
+        (_with_derived({"name": "n_search", "from": "n", "form": "substring_form"}), "'n', which is no tag"),
         (_with_derived({"name": "a_search", "from": "app_id", "form": "upper"}), "unknown form"),
-        (_with_derived({"name": "n", "from": "app_id", "form": "search_form"}), "duplicate field 'n'"),
-        (_with_derived({"from": "app_id", "form": "search_form"}), "needs a name"),
+        (_with_derived({"name": "n", "from": "app_id", "form": "substring_form"}), "duplicate field 'n'"),
+        (_with_derived({"from": "app_id", "form": "substring_form"}), "needs a name"),
     ],
 )
 def test_invalid_derived_entries_are_refused_with_a_message(data: dict[str, object], message: str) -> None:
@@ -323,17 +323,17 @@ def test_derived_values_change_no_index_and_are_filled_on_validation() -> None:
     """``runner_id_search`` is declared in schemas/runner_contexts.yaml, not in FT.CREATE: the
     live index keeps its definition and version (docs/lifecycle.md)."""
     spec = load_schemas().runner_contexts
-    stored = spec.derived_from("runner_id", "search_form")
+    stored = spec.derived_from("runner_id", "substring_form")
     assert (stored.name, stored.path) == ("runner_id_search", "$.runner_id_search")
     assert "runner_id_search" not in spec.schema_args() and spec.version == 1
     document = {"app_id": "a", "runner_id": "w\\1\n"}
     completed = codec.validated(spec, document)
-    assert completed == {**document, "runner_id_search": query.search_form("w\\1\n")}
+    assert completed == {**document, "runner_id_search": query.substring_form("w\\1\n")}
     assert "runner_id_search" not in document  # the caller's document is left as it is
     assert "runner_id_search" not in codec.validated(spec, {"app_id": "a", "runner_id": None})
-    with pytest.raises(SchemaError, match="stores no search_form of 'hostname'"):
-        spec.derived_from("hostname", "search_form")
-    with pytest.raises(SchemaError, match="stores no search_form"):
+    with pytest.raises(SchemaError, match="stores no substring_form of 'hostname'"):
+        spec.derived_from("hostname", "substring_form")
+    with pytest.raises(SchemaError, match="stores no substring_form"):
         query.contains(spec, "hostname", "h")  # a substring lookup needs its stored form
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pynenc_redis_stack.core.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
-from pynenc_redis_stack.core.query.escaping import search_form
+from pynenc_redis_stack.core.query.escaping import substring_form
 
 if TYPE_CHECKING:
     from pynenc_redis_stack.core.schema import IndexSpec
@@ -62,7 +62,7 @@ def validated(spec: IndexSpec, document: Document) -> Document:
     for derived in spec.derived:
         value = document.get(derived.source)
         if value is not None:  # a missing source, no derived value either
-            completed[derived.name] = search_form(value)  # the one DerivedForm so far
+            completed[derived.name] = substring_form(value)  # the one DerivedForm so far
     return completed
 
 

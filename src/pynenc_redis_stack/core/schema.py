@@ -27,8 +27,8 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 FieldType = Literal["tag", "numeric"]
 _FIELD_TYPES: tuple[FieldType, ...] = ("tag", "numeric")
 _KNOWN_ATTRS = {"sortable", "case_sensitive", "lookup"}
-DerivedForm = Literal["search_form"]
-_DERIVED_FORMS: tuple[DerivedForm, ...] = ("search_form",)
+DerivedForm = Literal["substring_form"]
+_DERIVED_FORMS: tuple[DerivedForm, ...] = ("substring_form",)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class DerivedSpec:
 
     :param name: Top-level JSON key, and the name a query step loads it as.
     :param source: The indexed field it is computed from.
-    :param form: How: ``search_form`` is :func:`~pynenc_redis_stack.core.query.search_form`
+    :param form: How: ``substring_form`` is :func:`~pynenc_redis_stack.core.query.substring_form`
         of the source, what :func:`~pynenc_redis_stack.core.query.contains` compares.
     """
 

@@ -1,7 +1,7 @@
 """The only place that writes RediSearch query syntax.
 
 No caller value is ever spliced raw: tag values and numbers travel as ``PARAMS``
-(:func:`tag_param`), a substring as :func:`string_literal` of its :func:`search_form`. Field
+(:func:`tag_param`), a substring as :func:`string_literal` of its :func:`substring_form`. Field
 names are checked against the index spec (``schemas/``); every request pins ``DIALECT 2`` and
 ``TIMEOUT 0``. The server limits this works around (prefix expansion, ``MAXSEARCHRESULTS``,
 partial answers on timeout): docs/redisearch.md.
@@ -12,7 +12,7 @@ is written so the server reads it literally), :mod:`.filters` (the query string 
 ``PARAMS``), :mod:`.steps` (``FT.AGGREGATE`` steps), :mod:`.requests` (whole commands).
 """
 
-from pynenc_redis_stack.core.query.escaping import search_form, string_literal, tag_param
+from pynenc_redis_stack.core.query.escaping import string_literal, substring_form, tag_param
 from pynenc_redis_stack.core.query.filters import Filter, where
 from pynenc_redis_stack.core.query.requests import DIALECT, Aggregate, Search, SortedSearch
 from pynenc_redis_stack.core.query.steps import (
@@ -45,7 +45,7 @@ __all__ = [
     "has_value",
     "load_fields",
     "load_paths",
-    "search_form",
+    "substring_form",
     "sorted_top",
     "string_literal",
     "tag_param",

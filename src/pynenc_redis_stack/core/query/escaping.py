@@ -3,7 +3,7 @@ escaping of the package.
 
 Tag values travel as ``PARAMS`` (:func:`tag_param`); the substring of a ``FILTER
 contains(...)`` travels as a string literal of the expression language (:func:`string_literal`
-of its :func:`search_form`), because ``PARAMS`` are not accepted there.
+of its :func:`substring_form`), because ``PARAMS`` are not accepted there.
 """
 
 from __future__ import annotations
@@ -35,39 +35,39 @@ def require_unicode(what: str, value: str) -> None:
 
 # The expression language's string literals cannot carry a newline (syntax error) or two
 # backslashes in a row (runs collapse to one), and PARAMS are not accepted there. Substring
-# search therefore runs over a search form of the value in which those characters never
-# occur: each character of SEARCH_ESCAPED becomes SEARCH_ESCAPE plus a fixed-width code over
-# SEARCH_CODE_DIGITS. The escape and the code digits are themselves escaped, so an encoded
+# search therefore runs over a substring form of the value in which those characters never
+# occur: each character of SUBSTRING_ESCAPED becomes SUBSTRING_ESCAPE plus a fixed-width code
+# over SUBSTRING_CODE_DIGITS. The escape and the code digits are themselves escaped, so an encoded
 # needle can only match an encoded haystack at character boundaries: ``needle in value``
-# exactly when ``search_form(needle) in search_form(value)``.
-SEARCH_ESCAPE = "~"
-SEARCH_CODE_DIGITS = "^`"
-SEARCH_CODE_WIDTH = 6
-SEARCH_ESCAPED = SEARCH_ESCAPE + SEARCH_CODE_DIGITS + "\\" + "".join(map(chr, range(32))) + "\x7f"
+# exactly when ``substring_form(needle) in substring_form(value)``.
+SUBSTRING_ESCAPE = "~"
+SUBSTRING_CODE_DIGITS = "^`"
+SUBSTRING_CODE_WIDTH = 6
+SUBSTRING_ESCAPED = SUBSTRING_ESCAPE + SUBSTRING_CODE_DIGITS + "\\" + "".join(map(chr, range(32))) + "\x7f"
 
 
-def _search_code(index: int) -> str:
+def _substring_code(index: int) -> str:
     digits = []
-    for _ in range(SEARCH_CODE_WIDTH):
-        index, digit = divmod(index, len(SEARCH_CODE_DIGITS))
-        digits.append(SEARCH_CODE_DIGITS[digit])
-    return SEARCH_ESCAPE + "".join(reversed(digits))
+    for _ in range(SUBSTRING_CODE_WIDTH):
+        index, digit = divmod(index, len(SUBSTRING_CODE_DIGITS))
+        digits.append(SUBSTRING_CODE_DIGITS[digit])
+    return SUBSTRING_ESCAPE + "".join(reversed(digits))
 
 
-_SEARCH_TABLE = str.maketrans({char: _search_code(i) for i, char in enumerate(SEARCH_ESCAPED)})
+_SUBSTRING_TABLE = str.maketrans({char: _substring_code(i) for i, char in enumerate(SUBSTRING_ESCAPED)})
 
 
-def search_form(value: str) -> str:
-    """Return the form of ``value`` that substring search compares (see SEARCH_ESCAPED)."""
-    return value.translate(_SEARCH_TABLE)
+def substring_form(value: str) -> str:
+    """Return the form of ``value`` that substring search compares (see SUBSTRING_ESCAPED)."""
+    return value.translate(_SUBSTRING_TABLE)
 
 
 def string_literal(value: str) -> str:
     """Return ``value`` as a double-quoted literal of the aggregation expression language.
 
-    Only for values in :func:`search_form`, which holds no backslash or control character;
+    Only for values in :func:`substring_form`, which holds no backslash or control character;
     the double quote is escaped.
     """
     if any(char in value for char in "\\\n\r"):
-        raise QueryError("string literals cannot carry backslashes or line breaks; use search_form()")
+        raise QueryError("string literals cannot carry backslashes or line breaks; use substring_form()")
     return '"' + value.replace('"', '\\"') + '"'

@@ -7,7 +7,7 @@ sends after the query string in the order given.
 from __future__ import annotations
 
 from pynenc_redis_stack.core.errors import QueryError
-from pynenc_redis_stack.core.query.escaping import require_unicode, search_form, string_literal
+from pynenc_redis_stack.core.query.escaping import require_unicode, string_literal, substring_form
 from pynenc_redis_stack.core.schema import IndexSpec
 
 LOAD_DOCUMENT = ["LOAD", "3", "$", "AS", "doc"]
@@ -83,17 +83,17 @@ def sorted_top(primary: str, secondary: str, count: int) -> tuple[str, ...]:
 def contains(spec: IndexSpec, name: str, substring: str) -> tuple[str, ...]:
     """Return ``LOAD`` + ``FILTER`` steps keeping rows whose ``name`` contains ``substring``.
 
-    Compares :func:`search_form` s: the index's schema declares the one documents store
+    Compares :func:`substring_form` s: the index's schema declares the one documents store
     beside the indexed tag (``derived:``, filled in by ``codec.validated``). Literal and case-sensitive: ``*``, ``?``, ``|``, ``-`` and backslashes are
     ordinary characters, and every candidate is evaluated (no prefix-expansion limit).
     """
     if spec.field(name).type != "tag":
         raise QueryError(f"contains() needs a tag field, {name!r} is not one")
-    stored = spec.derived_from(name, "search_form")
+    stored = spec.derived_from(name, "substring_form")
     if substring == "":
         return ()  # every string contains the empty string
     require_unicode("substring", substring)
-    needle = string_literal(search_form(substring))
+    needle = string_literal(substring_form(substring))
     return (
         "LOAD",
         "3",
