@@ -1,19 +1,11 @@
 """The keys an earlier layout kept beside the documents, and their removal by ``index migrate``.
 
-Versions before this one copied data out of the documents to answer lookups without the
-indexes: per invocation a call-text string (what ``get_invocation`` read) and a history list,
-per app a history timeline (sorted set), relation sets by parent, parent event, workflow and
-workflow type, the keys saying those were complete, and a ``history_list`` mark in invocation
-documents. Every lookup now goes through the indexes, so :func:`clean_legacy` merges each
-call text into its invocation document and deletes the rest. This module is the only place
-that names those keys; only ``index migrate`` (and its tests) use it.
-
-Keys are found with ``SCAN ... MATCH <namespace>:<entity>:*`` (a one-off walk of the keyspace,
-never ``KEYS``) and checked by type before they are deleted; marked documents through the
-invocations index. Every step is idempotent, so an interrupted run is resumed by running it
-again, and safe alongside writers of this version (which write none of these keys): a call
-text is merged only while it is unchanged and only into a document no upsert of this version
-has written (one without ``task_module``), in one script call.
+The earlier layout copied data out of the documents to answer lookups without the indexes
+(call texts, history lists and timelines, relation sets, completeness keys, a
+``history_list`` mark). :func:`clean_legacy` merges each call text into its invocation
+document and deletes the rest; this module is the only place that names those keys. Which
+keys, how they are found, and why each step is safe to repeat and to run beside writers:
+docs/lifecycle.md, "index migrate".
 """
 
 from __future__ import annotations
