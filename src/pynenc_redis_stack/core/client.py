@@ -153,23 +153,55 @@ class Client(RetryingCommands, redis.Redis):
         return pipe
 
 
-class RetryingPipeline(redis.client.Pipeline):
+type QueuedCommand = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+class QueueKeeping:
+    """Mixed into a redis-py pipeline class: :attr:`queued` lists the commands queued since the
+    last ``execute``/``reset``, kept through the pipeline's public methods. redis-py's own queue
+    is not public: ``Pipeline.command_stack`` on one server, a strategy's queue on a cluster
+    (redis-py 8.2), emptied by a failed ``execute``."""
+
+    @property
+    def queued(self) -> list[QueuedCommand]:
+        """``(args, options)`` of each queued command, in order (not those a watching pipeline
+        sent at once)."""
+        return self.__dict__.setdefault("_queued", [])  # type: ignore[no-any-return]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        before = len(self)  # type: ignore[arg-type]  # the redis-py pipeline mixed with
+        reply = super().execute_command(*args, **options)  # type: ignore[misc]
+        if len(self) > before:  # type: ignore[arg-type]
+            self.queued.append((args, options))
+        return reply
+
+    def reset(self) -> None:
+        super().reset()  # type: ignore[misc]
+        self.queued.clear()
+
+
+# (ignore[misc]: redis-py types Redis.reset as the RESET command, which a pipeline's reset overrides)
+class RetryingPipeline(QueueKeeping, redis.client.Pipeline):  # type: ignore[misc]
     """A pipeline (or MULTI/EXEC) sent again whole when every queued command is repeatable."""
 
     command_retry: Retry = NO_RETRY
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        stack = list(self.command_stack)
-        send = redis.client.Pipeline.execute
-        repeatable = all(is_repeatable(args) for args, _options in stack)
+        queued = list(self.queued)
+        send = super().execute
+        attempts = 0
 
         def attempt() -> list[Any]:
-            self.command_stack = list(stack)  # a failed execute() has emptied it
-            return send(self, raise_on_error)
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:  # a failed execute() has emptied the pipeline: queue it again
+                for args, options in queued:
+                    self.execute_command(*args, **options)
+            return send(raise_on_error)
 
         try:
-            if not repeatable:
-                return send(self, raise_on_error)
+            if not all(is_repeatable(args) for args, _options in queued):
+                return send(raise_on_error)
             return self.command_retry.call_with_retry(attempt, no_cleanup)
         except redis.ResponseError as error:
             raise_server_error(error)

@@ -27,7 +27,7 @@ from pynenc_redis_stack.core.codec import Document, dumps, from_micros, loads, t
 from pynenc_redis_stack.core.errors import InvalidDocumentError
 from pynenc_redis_stack.core.reads import fetch_all
 from pynenc_redis_stack.core.schema import IndexSpec, TriggerSchemas
-from pynenc_redis_stack.trigger.scripts import LINK_EVENTS, STORE_EVENT
+from pynenc_redis_stack.trigger.scripts import link_events_script, store_event_script
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
@@ -124,7 +124,7 @@ class TriggerRecords:
         """Store or replace ``event``, keeping the invocations already linked to it."""
         key = self.store.keys.trigger_event(event.event_id)
         document = dumps(self.event_document(event))
-        STORE_EVENT.run_in(self.store.client.pipeline(transaction=False), [key], [document])
+        store_event_script.run_in(self.store.client.pipeline(transaction=False), [key], [document])
 
     def _event_of(self, document: Document) -> EventRecord:
         record = EventRecord.from_json(document["record"], self.app)
@@ -221,7 +221,7 @@ class TriggerRecords:
         if not event_ids:
             return
         keys = [self.store.keys.trigger_event(event_id) for event_id in dict.fromkeys(event_ids)]
-        LINK_EVENTS.run_in(
+        link_events_script.run_in(
             self.store.client.pipeline(transaction=False), keys, [orjson.dumps(invocation_id).decode()]
         )
 
