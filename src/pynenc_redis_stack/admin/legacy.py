@@ -241,7 +241,9 @@ def _clean_page(
                 show(redis_cli_line(["DEL", key]))
         return
     script_keys = [k for key, _text in pairs for k in (invocation_key_of(key, namespace), key)]
-    replies = merge_call_texts_script.run_in(client.pipeline(transaction=False), script_keys, [t for _k, t in pairs])
+    replies = merge_call_texts_script.run_in(
+        client.pipeline(transaction=False), script_keys, [t for _k, t in pairs]
+    )
     report.merged += int(replies[-1])
 
 

@@ -25,7 +25,6 @@ from pynenc_redis_stack.core import query
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.codec import Document, dumps, from_micros, loads, to_micros, validated
 from pynenc_redis_stack.core.errors import InvalidDocumentError
-from pynenc_redis_stack.core.reads import fetch_all
 from pynenc_redis_stack.core.schema import IndexSpec, TriggerSchemas
 from pynenc_redis_stack.trigger.scripts import link_events_script, store_event_script
 
@@ -240,12 +239,8 @@ class TriggerRecords:
 
     def event_codes(self) -> list[str]:
         """The distinct event codes of the app's events, sorted."""
-        request = query.Aggregate(
-            self.store.alias(self.events), self.store.where(self.events), query.group_by("event_code")
-        )
-        return sorted(
-            {row["event_code"] for row in fetch_all(self.store.client, request, self.store.batch_size)}
-        )
+        rows = self.store.rows(self.events, self.store.where(self.events), *query.group_by("event_code"))
+        return sorted({row["event_code"] for row in rows})
 
     # -- trigger runs ----------------------------------------------------------------------
 
@@ -348,15 +343,12 @@ class TriggerRecords:
 
     def referenced_atomic_service_run_ids(self) -> set[str]:
         """The atomic-service runs some trigger run of the app names (one aggregation)."""
-        request = query.Aggregate(
-            self.store.alias(self.runs),
+        rows = self.store.rows(
+            self.runs,
             self.store.where(self.runs),
-            (
-                *query.has_value(self.runs, "atomic_service_run_id"),
-                *query.group_by("atomic_service_run_id"),
-            ),
+            *query.has_value(self.runs, "atomic_service_run_id"),
+            *query.group_by("atomic_service_run_id"),
         )
-        rows = fetch_all(self.store.client, request, self.store.batch_size)
         return {row["atomic_service_run_id"] for row in rows if row.get("atomic_service_run_id")}
 
     # -- retention ------------------------------------------------------------------------
