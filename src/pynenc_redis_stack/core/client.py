@@ -85,7 +85,7 @@ def redacted_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
-def run(target: redis.Redis | redis.client.Pipeline, *args: str | int) -> Any:
+def run(target: redis.Redis | redis.RedisCluster | redis.client.Pipeline, *args: str | int) -> Any:
     """Send one raw command (on a client, or queued on a pipeline); typed wrapper of
     redis-py's untyped ``execute_command``."""
     return target.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -150,6 +150,7 @@ class Client(RetryingCommands, redis.Redis):
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> redis.client.Pipeline:
         pipe = RetryingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipe.command_retry = self.command_retry
+        pipe.from_client = self
         return pipe
 
 
@@ -161,6 +162,11 @@ class QueueKeeping:
     last ``execute``/``reset``, kept through the pipeline's public methods. redis-py's own queue
     is not public: ``Pipeline.command_stack`` on one server, a strategy's queue on a cluster
     (redis-py 8.2), emptied by a failed ``execute``."""
+
+    from_client: redis.Redis | redis.RedisCluster | None = None
+    """The client that made this pipeline (set by its ``pipeline()``): where a script the
+    server lacks is loaded, outside the pipeline (a cluster pipeline refuses ``SCRIPT LOAD``
+    before redis-py 8.2)."""
 
     @property
     def queued(self) -> list[QueuedCommand]:

@@ -63,7 +63,7 @@ class Script:
 
         :return: The pipeline replies.
         """
-        if not isinstance(pipe, QueueKeeping):
+        if not isinstance(pipe, QueueKeeping) or pipe.from_client is None:
             run(pipe, "SCRIPT", "LOAD", self.source)
             run(pipe, *self.command(keys, args))
             replies = pipe.execute(raise_on_error=False)
@@ -77,8 +77,7 @@ class Script:
             _raise_first_error(replies)
             return replies
         # First use on this server (or after a restart / SCRIPT FLUSH): load, then replay.
-        run(pipe, "SCRIPT", "LOAD", self.source)
-        pipe.execute()
+        run(pipe.from_client, "SCRIPT", "LOAD", self.source)
         for command_args, options in commands:
             pipe.execute_command(*command_args, **options)  # type: ignore[no-untyped-call]
         replies = pipe.execute(raise_on_error=False)

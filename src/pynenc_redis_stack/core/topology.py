@@ -173,6 +173,7 @@ class ClusterClient(RetryingCommands, redis.RedisCluster):
         pipe: ClusterPipeline = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
         # the same object, through the subclass that keeps its queue (class docstring)
         pipe.__class__ = ClusterPipeline
+        pipe.from_client = self
         return pipe
 
 
@@ -206,6 +207,7 @@ class AcknowledgedClient(Client):
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> redis.client.Pipeline:
         pipe = AcknowledgedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipe.command_retry = self.command_retry
+        pipe.from_client = self
         pipe.wait_replicas, pipe.wait_timeout_ms = self.wait_replicas, self.wait_timeout_ms
         return pipe
 
