@@ -32,9 +32,8 @@ from pynenc_redis_stack.core.client import Client
 from pynenc_redis_stack.core.conf import ConfigRedisStackKeyspace
 from pynenc_redis_stack.core.connection import get_client
 from pynenc_redis_stack.core.keys import Namespace
-from pynenc_redis_stack.core.scripts import call
 from pynenc_redis_stack.core.topology import ClusterClient
-from pynenc_redis_stack.orchestrator.scripts import Scripts
+from pynenc_redis_stack.orchestrator.scripts import set_status_if_version_script
 from tests.conftest import unique_app_id
 from tests.loopback import LoopbackCluster, Node, wait_until
 
@@ -215,13 +214,10 @@ def test_the_orchestrators_compare_and_set_works_on_one_invocation(
     key = Namespace("pynenc").for_app(unique_app_id(request)).orchestrator_invocation("inv-1")
     document: dict[str, Any] = {"status": "REGISTERED", "runner_id": None, "status_version": 0}
     client.execute_command("JSON.SET", key, "$", orjson.dumps(document).decode())
-    scripts = Scripts(client)
     # a task without running concurrency: the invocation's document is the script's only key
-    outcome = call(
-        scripts.set_status_if_version, client, [key], ["0", '"PENDING"', '"r-1"', '"token-1"', "0"]
-    )
+    outcome = set_status_if_version_script.run(client, [key], ["0", '"PENDING"', '"r-1"', '"token-1"', "0"])
     assert outcome[0] == "ok"
-    stale = call(scripts.set_status_if_version, client, [key], ["0", '"RUNNING"', '"r-2"', '"token-2"', "0"])
+    stale = set_status_if_version_script.run(client, [key], ["0", '"RUNNING"', '"r-2"', '"token-2"', "0"])
     assert stale == ["conflict"]
     stored = orjson.loads(client.execute_command("JSON.GET", key, "$"))[0]
     assert (stored["status"], stored["runner_id"], stored["status_version"]) == ("PENDING", "r-1", 1)

@@ -67,8 +67,7 @@ HISTORY_LIST_MARK = "history_list"
 SCAN_COUNT = 1000
 """Keys ``SCAN`` looks at per call (and keys per ``UNLINK``)."""
 
-MERGE_CALL_TEXTS = Script(
-    """
+MERGE_CALL_TEXTS = """
 -- KEYS: per invocation, its document key and its call text's key. ARGV: per invocation, the
 -- call text as read. A call text changed or gone since it was read is left to the next run.
 -- It is merged only into a document no upsert of this version wrote (no task_module): such
@@ -89,9 +88,9 @@ for i = 1, #KEYS / 2 do
   end
 end
 return merged
-""",
-    repeatable=True,
-)
+"""
+
+merge_call_texts_script = Script(MERGE_CALL_TEXTS, repeatable=True)
 
 
 @dataclass
@@ -234,7 +233,9 @@ def _clean_page(
                 show(redis_cli_line(["DEL", key]))
         return
     script_keys = [k for key, _text in pairs for k in (invocation_key_of(key, namespace), key)]
-    replies = MERGE_CALL_TEXTS.run_in(client.pipeline(transaction=False), script_keys, [t for _k, t in pairs])
+    replies = merge_call_texts_script.run_in(
+        client.pipeline(transaction=False), script_keys, [t for _k, t in pairs]
+    )
     report.merged += int(replies[-1])
 
 

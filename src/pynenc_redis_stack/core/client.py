@@ -85,7 +85,7 @@ def redacted_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
-def run(target: redis.Redis | redis.client.Pipeline, *args: str | int) -> Any:
+def run(target: redis.Redis | redis.RedisCluster | redis.client.Pipeline, *args: str | int) -> Any:
     """Send one raw command (on a client, or queued on a pipeline); typed wrapper of
     redis-py's untyped ``execute_command``."""
     return target.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -150,26 +150,64 @@ class Client(RetryingCommands, redis.Redis):
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> redis.client.Pipeline:
         pipe = RetryingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipe.command_retry = self.command_retry
+        pipe.from_client = self
         return pipe
 
 
-class RetryingPipeline(redis.client.Pipeline):
+type QueuedCommand = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+class QueueKeeping:
+    """Mixed into a redis-py pipeline class: :attr:`queued` lists the commands queued since the
+    last ``execute``/``reset``, kept through the pipeline's public methods. redis-py's own queue
+    is not public: ``Pipeline.command_stack`` on one server, a strategy's queue on a cluster
+    (redis-py 8.2), emptied by a failed ``execute``."""
+
+    from_client: redis.Redis | redis.RedisCluster | None = None
+    """The client that made this pipeline (set by its ``pipeline()``): where a script the
+    server lacks is loaded, outside the pipeline (a cluster pipeline refuses ``SCRIPT LOAD``
+    before redis-py 8.2)."""
+
+    @property
+    def queued(self) -> list[QueuedCommand]:
+        """``(args, options)`` of each queued command, in order (not those a watching pipeline
+        sent at once)."""
+        return self.__dict__.setdefault("_queued", [])  # type: ignore[no-any-return]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        before = len(self)  # type: ignore[arg-type]  # the redis-py pipeline mixed with
+        reply = super().execute_command(*args, **options)  # type: ignore[misc]
+        if len(self) > before:  # type: ignore[arg-type]
+            self.queued.append((args, options))
+        return reply
+
+    def reset(self) -> None:
+        super().reset()  # type: ignore[misc]
+        self.queued.clear()
+
+
+# (ignore[misc]: redis-py types Redis.reset as the RESET command, which a pipeline's reset overrides)
+class RetryingPipeline(QueueKeeping, redis.client.Pipeline):  # type: ignore[misc]
     """A pipeline (or MULTI/EXEC) sent again whole when every queued command is repeatable."""
 
     command_retry: Retry = NO_RETRY
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        stack = list(self.command_stack)
-        send = redis.client.Pipeline.execute
-        repeatable = all(is_repeatable(args) for args, _options in stack)
+        queued = list(self.queued)
+        send = super().execute
+        attempts = 0
 
         def attempt() -> list[Any]:
-            self.command_stack = list(stack)  # a failed execute() has emptied it
-            return send(self, raise_on_error)
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:  # a failed execute() has emptied the pipeline: queue it again
+                for args, options in queued:
+                    self.execute_command(*args, **options)
+            return send(raise_on_error)
 
         try:
-            if not repeatable:
-                return send(self, raise_on_error)
+            if not all(is_repeatable(args) for args, _options in queued):
+                return send(raise_on_error)
             return self.command_retry.call_with_retry(attempt, no_cleanup)
         except redis.ResponseError as error:
             raise_server_error(error)

@@ -66,11 +66,22 @@ def sorted_page(client: Redis, request: SortedSearch) -> list[Any] | None:
     try:
         return list(run(client, *request.args()))[1:]
     except redis.ResponseError as exc:
-        match = _CAP_MESSAGE.search(str(exc))
-        if match is None:
-            raise
-        _RESULT_CAPS[client.connection_pool] = int(match.group(1))
+        _learn_cap(client, exc, request.offset + request.limit)
         return None
+
+
+def _learn_cap(client: Redis, refusal: redis.ResponseError, limit: int) -> int:
+    """Return the result cap the server named when it refused a page of ``limit`` rows, and
+    remember it for the client's pool.
+
+    :raises redis.ResponseError: ``refusal`` itself, if it is anything else.
+    """
+    match = _CAP_MESSAGE.search(str(refusal))
+    if match is None or not 0 < int(match.group(1)) < limit:
+        raise refusal
+    cap = int(match.group(1))
+    _RESULT_CAPS[client.connection_pool] = cap
+    return cap
 
 
 def _search(client: Redis, request: Search) -> tuple[int, list[Any]]:
@@ -110,15 +121,11 @@ def search_documents(client: Redis, request: Search) -> list[Document] | None:
 
 def _capped[T](client: Redis, wanted: int, attempt: Callable[[int], T]) -> T:
     """Run ``attempt(limit)``; if the server refuses the limit, learn its cap and retry once."""
-    limit = min(wanted, _RESULT_CAPS.get(client.connection_pool, wanted))
+    limit = min(wanted, result_cap(client))
     try:
         return attempt(limit)
     except redis.ResponseError as exc:
-        match = _CAP_MESSAGE.search(str(exc))
-        if match is None or not 0 < int(match.group(1)) < limit:
-            raise
-        _RESULT_CAPS[client.connection_pool] = int(match.group(1))
-        return attempt(int(match.group(1)))
+        return attempt(_learn_cap(client, exc, limit))
 
 
 def _rows(reply: list[Any]) -> list[Row]:

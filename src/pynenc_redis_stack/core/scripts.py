@@ -1,6 +1,8 @@
 """Server-side scripts: how a Lua script is sent, loaded on demand, and marked safe to re-send.
 
-Each component keeps its own Lua beside the code that calls it; this module only runs it.
+Each component keeps its Lua beside the code that calls it, as module-level constants whose
+header comment describes ``KEYS`` and ``ARGV``, and one :class:`Script` per constant; this
+module only runs them.
 """
 
 from __future__ import annotations
@@ -11,17 +13,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis
 
-from pynenc_redis_stack.core.client import raise_server_error, register_repeatable_script, run
+from pynenc_redis_stack.core.client import QueueKeeping, raise_server_error, register_repeatable_script, run
 
 if TYPE_CHECKING:
     from redis import Redis
-    from redis.commands.core import Script as RegisteredScript
 
 
 class Script:
-    """A Lua script sent with ``EVALSHA``, loaded on demand.
+    """A Lua script sent with ``EVALSHA``, loaded (``SCRIPT LOAD``) only when the server lacks it.
 
-    Unlike redis-py's ``Script`` on a pipeline, this adds no ``SCRIPT EXISTS`` round trip.
+    Not redis-py's ``Script`` (``register_script``): that one needs a client to be made, and
+    in a pipeline it sends ``SCRIPT EXISTS`` before every ``execute``, one more round trip on
+    every pipelined write here (measured on redis-py 8.2: 2 round trips instead of 1,
+    tests/integration/test_script_sending.py). Outside a pipeline both send the same commands.
 
     :param repeatable: Running it twice with the same keys and arguments changes nothing, so
         the client may send it again when the reply was lost (see :mod:`pynenc_redis_stack.core.client`).
@@ -37,22 +41,46 @@ class Script:
         """Return the ``EVALSHA`` command for ``keys`` and ``args``."""
         return ["EVALSHA", self.sha, str(len(keys)), *keys, *args]
 
+    def run(self, client: Redis, keys: list[str], args: list[str]) -> Any:
+        """Run the script on ``client``: one round trip unless the server lacks it.
+
+        :return: The script's reply.
+        """
+        try:
+            return run(client, *self.command(keys, args))
+        except redis.exceptions.NoScriptError:
+            # First use on this server (or after a restart / SCRIPT FLUSH).
+            run(client, "SCRIPT", "LOAD", self.source)
+            return run(client, *self.command(keys, args))
+
     def run_in(self, pipe: redis.client.Pipeline, keys: list[str], args: list[str]) -> list[Any]:
-        """Execute ``pipe`` with this script appended; one round trip unless the server lost it.
+        """Execute ``pipe`` with this script appended; one round trip.
+
+        On a pipeline of this package's clients (:class:`~pynenc_redis_stack.core.client.QueueKeeping`),
+        a server that lacks the script costs a ``SCRIPT LOAD`` on the client that made the
+        pipeline and a replay of the pipeline; on any other pipeline the source goes with every
+        call (``SCRIPT LOAD`` queued before it), so calls queued earlier with :meth:`command`
+        need this package's client.
 
         :return: The pipeline replies.
         """
+        if not isinstance(pipe, QueueKeeping) or pipe.from_client is None:
+            run(pipe, "SCRIPT", "LOAD", self.source)
+            run(pipe, *self.command(keys, args))
+            replies = pipe.execute(raise_on_error=False)
+            del replies[-2]  # the SCRIPT LOAD's
+            _raise_first_error(replies)
+            return replies
         run(pipe, *self.command(keys, args))
-        commands = list(pipe.command_stack)
-        replies: list[Any] = pipe.execute(raise_on_error=False)
+        commands = list(pipe.queued)
+        replies = pipe.execute(raise_on_error=False)
         if not isinstance(replies[-1], redis.exceptions.NoScriptError):
             _raise_first_error(replies)
             return replies
         # First use on this server (or after a restart / SCRIPT FLUSH): load, then replay.
-        run(pipe, "SCRIPT", "LOAD", self.source)
-        pipe.execute()
-        for command_args, _options in commands:
-            run(pipe, *command_args)
+        run(pipe.from_client, "SCRIPT", "LOAD", self.source)
+        for command_args, options in commands:
+            pipe.execute_command(*command_args, **options)  # type: ignore[no-untyped-call]
         replies = pipe.execute(raise_on_error=False)
         _raise_first_error(replies)
         return replies
@@ -69,8 +97,3 @@ def _raise_first_error(replies: list[Any]) -> None:
 def json_text(value: object) -> str:
     """Return ``value`` as JSON text, for values a script splices into documents."""
     return orjson.dumps(value).decode()
-
-
-def call(script: RegisteredScript, client: Redis, keys: list[str], args: list[str]) -> Any:
-    """Run ``script`` (``EVALSHA``, loading it first if the server does not have it)."""
-    return script(keys=keys, args=args, client=client)

@@ -1,11 +1,11 @@
 """One app's documents of one component's indexes: keys, the first-use index check, and
-complete reads (every read that must see all matches goes through :mod:`.reads`)."""
+every read (the state backend's, the orchestrator's and the trigger's), through :mod:`.reads`."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pynenc_redis_stack.core import query, reads
 from pynenc_redis_stack.core.client import Client, run
@@ -14,9 +14,12 @@ from pynenc_redis_stack.core.conf import MAX_PAGE
 from pynenc_redis_stack.core.indexes import connect
 from pynenc_redis_stack.core.keys import AppKeys, Namespace
 from pynenc_redis_stack.core.reads import (
+    Row,
     fetch_all,
     iter_cursor,
+    iter_seek,
     result_cap,
+    search_documents,
     search_keys,
     sorted_page,
 )
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 class DocumentStore[S: SchemaSet]:
     """One app's documents of one component's indexes on one server: keys, indexes, complete
-    reads. Shared by the orchestrator and the trigger.
+    reads. Shared by the state backend, the orchestrator and the trigger.
 
     :param conf: Connection and keyspace settings.
     :param app_id: The app whose documents these are.
@@ -68,21 +71,30 @@ class DocumentStore[S: SchemaSet]:
 
     # -- complete reads --------------------------------------------------------------------
 
-    def matching_keys(self, spec: IndexSpec, request_filter: query.Filter) -> list[str]:
-        """Return the key of every document matching ``request_filter`` (unordered).
+    def matching_keys(
+        self, spec: IndexSpec, request_filter: query.Filter, *, first_page: int = MAX_PAGE
+    ) -> list[str]:
+        """Return the key of every document matching ``request_filter`` (unordered; see
+        :meth:`stream_keys`)."""
+        return list(self.stream_keys(spec, request_filter, first_page=first_page))
 
-        One ``FT.SEARCH NOCONTENT`` when the reported total fits one reply; otherwise every
-        key streams through a cursor (no answer is cut at ``MAXSEARCHRESULTS``).
+    def stream_keys(
+        self, spec: IndexSpec, request_filter: query.Filter, *, first_page: int = MAX_PAGE
+    ) -> Iterator[str]:
+        """Stream the key of every document matching ``request_filter`` (unordered).
+
+        One ``FT.SEARCH NOCONTENT`` of ``first_page`` matches, sent now; a second one sized to
+        the total when it exceeds ``first_page`` and fits one reply; otherwise every key
+        streams through a cursor as it is iterated (no answer is cut at ``MAXSEARCHRESULTS``).
         """
         if request_filter.matches_nothing:
-            return []
+            return iter(())
         keys = search_keys(
-            self.client, query.Search(self.alias(spec), request_filter, MAX_PAGE, keys_only=True)
+            self.client, query.Search(self.alias(spec), request_filter, first_page, keys_only=True)
         )
         if keys is not None:
-            return [str(key) for key in keys]
-        request = query.Aggregate(self.alias(spec), request_filter, tuple(query.LOAD_KEY))
-        return [row["__key"] for row in fetch_all(self.client, request, self.batch_size)]
+            return iter([str(key) for key in keys])
+        return (row["__key"] for row in self.rows(spec, request_filter, *query.LOAD_KEY))
 
     def count(self, spec: IndexSpec, request_filter: query.Filter) -> int:
         """Return the number of documents matching ``request_filter`` (the exact total the server reports)."""
@@ -126,18 +138,68 @@ class DocumentStore[S: SchemaSet]:
         )
         return [row["__key"] for row in rows[offset : offset + limit]]
 
-    def documents(self, spec: IndexSpec, request_filter: query.Filter) -> Iterator[Document]:
-        """Stream every document matching ``request_filter`` (unordered, through a cursor)."""
+    def rows(
+        self, spec: IndexSpec, request_filter: query.Filter, *steps: str, batch_size: int | None = None
+    ) -> Iterator[Row]:
+        """Stream every row of ``FT.AGGREGATE`` over ``spec`` with ``request_filter`` and
+        ``steps`` (unordered, through a cursor of ``batch_size`` rows, default :attr:`batch_size`)."""
         if request_filter.matches_nothing:
             return
-        request = query.Aggregate(self.alias(spec), request_filter, tuple(query.LOAD_DOCUMENT))
-        for row in fetch_all(self.client, request, self.batch_size):
+        request = query.Aggregate(self.alias(spec), request_filter, steps)
+        yield from fetch_all(self.client, request, batch_size or self.batch_size)
+
+    def documents(self, spec: IndexSpec, request_filter: query.Filter, *steps: str) -> Iterator[Document]:
+        """Stream every document matching ``request_filter`` and ``steps`` (unordered, through a cursor)."""
+        for row in self.rows(spec, request_filter, *steps, *query.LOAD_DOCUMENT):
             yield loads(row["doc"])
+
+    def ordered_documents(
+        self,
+        spec: IndexSpec,
+        request_filter: query.Filter,
+        order: tuple[str, str],
+        bounds: tuple[int, int],
+        *,
+        first_page: int,
+    ) -> list[Document]:
+        """Return every document matching ``request_filter`` ascending on ``order``, for
+        answers expected small: one ``FT.SEARCH`` of ``first_page`` matches (sorted here) when
+        they fit one reply, else :meth:`seek_pages` (a missing secondary field sorts as 0)."""
+        found = search_documents(self.client, query.Search(self.alias(spec), request_filter, first_page))
+        if found is None:
+            return [
+                document for page in self.seek_pages(spec, request_filter, order, bounds) for document in page
+            ]
+        primary, secondary = order
+        return sorted(found, key=lambda document: (document[primary], document.get(secondary, 0)))
+
+    def seek_pages(
+        self,
+        spec: IndexSpec,
+        request_filter: query.Filter,
+        order: tuple[str, str],
+        bounds: tuple[int, int],
+        page_size: int | None = None,
+    ) -> Iterator[list[Document]]:
+        """Stream every document matching ``request_filter`` ascending on ``order`` within
+        ``bounds``, a page of ``page_size`` (default :attr:`batch_size`) at a time
+        (:func:`~pynenc_redis_stack.core.reads.iter_seek`)."""
+        request = query.Aggregate(self.alias(spec), request_filter)
+        return iter_seek(self.client, request, order, bounds, page_size or self.batch_size)
 
     def read(self, key: str) -> Document | None:
         """Return the document at ``key``, or None."""
         raw = run(self.client, "JSON.GET", key)
-        return None if raw is None else dict(loads(raw))
+        if raw is None:
+            return None
+        document: Document = loads(raw)
+        return document
+
+    def read_path(self, key: str, path: str) -> Any:
+        """Return the value at JSONPath ``path`` of the document at ``key`` (None if either is missing)."""
+        raw = run(self.client, "JSON.GET", key, path)
+        values = None if raw is None else loads(raw)
+        return values[0] if values else None
 
     def read_many(self, keys: list[str]) -> list[Document | None]:
         """Return the documents at ``keys`` (None where there is none), in batches of ``batch_size``."""

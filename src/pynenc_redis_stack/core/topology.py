@@ -22,7 +22,7 @@ from redis.cluster import ClusterNode
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedSSLConnection
 
-from pynenc_redis_stack.core.client import Client, RetryingCommands, RetryingPipeline
+from pynenc_redis_stack.core.client import Client, QueueKeeping, RetryingCommands, RetryingPipeline
 from pynenc_redis_stack.core.errors import ReplicaAcknowledgementError
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -171,26 +171,15 @@ class ClusterClient(RetryingCommands, redis.RedisCluster):
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         pipe: ClusterPipeline = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
-        # the same object, read through the subclass that exposes its queue (class docstring)
+        # the same object, through the subclass that keeps its queue (class docstring)
         pipe.__class__ = ClusterPipeline
+        pipe.from_client = self
         return pipe
 
 
-class ClusterPipeline(redis.cluster.ClusterPipeline):
-    """redis-py's cluster pipeline, whose ``command_stack`` lists the queued ``(args, options)``
-    as a ``redis.client.Pipeline``'s does (redis-py 8.2 queues them in
-    ``_execution_strategy.command_queue`` and leaves ``command_stack`` an unused empty list):
-    ``Script.run_in`` replays the queue after loading a script the server lacked."""
-
-    @property
-    def command_stack(self) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-        strategy = self.__dict__.get("_execution_strategy")
-        return [] if strategy is None else [(c.args, c.options) for c in strategy.command_queue]
-
-    @command_stack.setter
-    def command_stack(self, stack: list[Any]) -> None:
-        if stack:  # redis-py's __init__ assigns [] only
-            raise ValueError("a cluster pipeline's queue is filled by queuing commands")
+class ClusterPipeline(QueueKeeping, redis.cluster.ClusterPipeline):  # type: ignore[misc]  # as RetryingPipeline
+    """redis-py's cluster pipeline, keeping its queued commands (:class:`QueueKeeping`) for
+    ``Script.run_in``, which sends them again after loading a script the server lacked."""
 
 
 KEYLESS_SEARCH_COMMANDS = ("FT._LIST",)
@@ -218,6 +207,7 @@ class AcknowledgedClient(Client):
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> redis.client.Pipeline:
         pipe = AcknowledgedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipe.command_retry = self.command_retry
+        pipe.from_client = self
         pipe.wait_replicas, pipe.wait_timeout_ms = self.wait_replicas, self.wait_timeout_ms
         return pipe
 

@@ -14,7 +14,8 @@ from pynenc.orchestrator.atomic_service import (
 )
 
 from pynenc_redis_stack.core.codec import dumps, from_micros, to_micros, validated
-from pynenc_redis_stack.core.scripts import call, json_text
+from pynenc_redis_stack.core.scripts import json_text
+from pynenc_redis_stack.orchestrator import scripts
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
@@ -71,8 +72,7 @@ class AtomicServiceExecutions:
         :return: Whether the run may do its work (RUNNING admitted, or a non-blocked status).
         """
         key, identity = self._identity(run)
-        admitted, start = call(
-            self.store.scripts.start_atomic_service,
+        admitted, start = scripts.start_atomic_service_script.run(
             self.store.client,
             [key, self.store.keys.atomic_service_lease()],
             [
@@ -95,8 +95,7 @@ class AtomicServiceExecutions:
         """Move a RUNNING execution to ``status`` (the first terminal status wins); store a
         zero-width one if its start was never stored."""
         key, identity = self._identity(run)
-        call(
-            self.store.scripts.finalize_atomic_service,
+        scripts.finalize_atomic_service_script.run(
             self.store.client,
             [key, self.store.keys.atomic_service_lease()],
             [identity, str(status), str(to_micros(end_time)), json_text(reason)],

@@ -12,7 +12,6 @@ from pynenc.orchestrator.base_orchestrator import BaseBlockingControl
 from pynenc_redis_stack.core import query
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.codec import dumps, validated
-from pynenc_redis_stack.core.reads import fetch_all
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
@@ -76,12 +75,9 @@ class RedisStackBlockingControl(BaseBlockingControl):
             return
         store = self.orchestrator.store
         spec = store.schemas.waits
-        request = query.Aggregate(
-            store.alias(spec), store.where(spec), query.load_fields("waiter_id", "waited_id")
-        )
         waiters: set[str] = set()
         waited: dict[str, None] = {}
-        for row in fetch_all(store.client, request, store.batch_size):
+        for row in store.rows(spec, store.where(spec), *query.load_fields("waiter_id", "waited_id")):
             waiters.add(row["waiter_id"])
             waited[row["waited_id"]] = None
         candidates = [invocation_id for invocation_id in waited if invocation_id not in waiters]

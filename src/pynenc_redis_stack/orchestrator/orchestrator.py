@@ -41,7 +41,8 @@ from pynenc_redis_stack.core.codec import dumps, from_micros, validated
 from pynenc_redis_stack.core.conf import ConfigOrchestratorRedisStack
 from pynenc_redis_stack.core.contracts import QueueInspector
 from pynenc_redis_stack.core.errors import ConcurrencyLockTimeoutError
-from pynenc_redis_stack.core.scripts import call, json_text
+from pynenc_redis_stack.core.scripts import json_text
+from pynenc_redis_stack.orchestrator import scripts
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
 from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
 from pynenc_redis_stack.orchestrator.child_heartbeats import ChildHeartbeats
@@ -217,7 +218,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
                 )
                 keys.append(self._key(invocation.invocation_id))
                 args.append(dumps(document))
-            now = call(self.store.scripts.register_invocations, self.store.client, keys, args)
+            now = scripts.register_invocations_script.run(self.store.client, keys, args)
         return record if now is None else replace(record, timestamp=from_micros(int(now)))
 
     def _atomic_status_transition(
@@ -385,7 +386,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
                     str(self._dead_after_micros()),
                     f"{document['task_id_key']}:{document['running_slot']}",
                 ]
-            outcome, *reply = call(self.store.scripts.set_status_if_version, self.store.client, keys, args)
+            outcome, *reply = scripts.set_status_if_version_script.run(self.store.client, keys, args)
             if outcome == "ok":
                 written = {
                     **document,
@@ -438,7 +439,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
     # -- retries -------------------------------------------------------------------------
 
     def increment_invocation_retries(self, invocation_id: InvocationId) -> None:
-        call(self.store.scripts.increment_retries, self.store.client, [self._key(invocation_id)], [])
+        scripts.increment_retries_script.run(self.store.client, [self._key(invocation_id)], [])
 
     def get_invocation_retries(self, invocation_id: InvocationId) -> int:
         document = self.store.read(self._key(invocation_id))
@@ -504,8 +505,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
         pairs = [
             argument_pair_tag(name, value) for name, value in invocation.call.serialized_arguments.items()
         ]
-        call(
-            self.store.scripts.set_if_exists,
+        scripts.set_if_exists_script.run(
             self.store.client,
             [self._key(invocation.invocation_id)],
             ["$.arg_pairs", json_text(pairs)],
@@ -516,7 +516,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
         if invocation_id in stamped:  # the final status change of this thread just did it
             stamped.discard(invocation_id)
             return
-        call(self.store.scripts.mark_for_purge, self.store.client, [self._key(invocation_id)], [])
+        scripts.mark_for_purge_script.run(self.store.client, [self._key(invocation_id)], [])
 
     def _purge_stamps(self) -> set[str]:
         """The invocations whose final status change this thread wrote, with auto_purge_ts,
@@ -568,8 +568,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
         (server clock) and settings; one script per batch."""
         store = self.store
         for batch in itertools.batched(dict.fromkeys(runner_ids), store.batch_size):
-            call(
-                store.scripts.heartbeats,
+            scripts.heartbeats_script.run(
                 store.client,
                 [store.keys.runner_heartbeat(runner_id) for runner_id in batch],
                 [

@@ -8,13 +8,7 @@ behind cannot make a live runner look dead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from pynenc_redis_stack.core.client import register_repeatable_script
-
-if TYPE_CHECKING:
-    from redis import Redis
-    from redis.commands.core import Script
+from pynenc_redis_stack.core.scripts import Script
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -260,30 +254,17 @@ return 1
 """
 
 
-class Scripts:
-    """The scripts above, registered on one client (loaded on the server on first use).
-
-    Scripts whose second run changes nothing are declared repeatable, so the client may send
-    them again after a lost reply (the status compare-and-set through its write token); the
-    retry increment is not (a second run would count twice).
-    """
-
-    def __init__(self, client: Redis) -> None:
-        self.server_time = self._register(client, SERVER_TIME, repeatable=True)
-        self.register_invocations = self._register(client, REGISTER_INVOCATIONS, repeatable=True)
-        self.set_status_if_version = self._register(client, SET_STATUS_IF_VERSION, repeatable=True)
-        self.set_if_exists = self._register(client, SET_IF_EXISTS, repeatable=True)
-        self.mark_for_purge = self._register(client, MARK_FOR_PURGE, repeatable=True)
-        self.increment_retries = self._register(client, INCREMENT_RETRIES)
-        self.heartbeats = self._register(client, HEARTBEATS, repeatable=True)
-        # a second run finds its own lease and answers as the first did; a BLOCKED attempt's
-        # second run is admitted only if the holder has finished meanwhile (no overlap either way)
-        self.start_atomic_service = self._register(client, START_ATOMIC_SERVICE, repeatable=True)
-        self.finalize_atomic_service = self._register(client, FINALIZE_ATOMIC_SERVICE, repeatable=True)
-
-    @staticmethod
-    def _register(client: Redis, source: str, *, repeatable: bool = False) -> Script:
-        script = client.register_script(source)
-        if repeatable:
-            register_repeatable_script(script.sha)
-        return script
+# Scripts whose second run changes nothing are repeatable, so the client may send them again
+# after a lost reply (the status compare-and-set through its write token); the retry increment
+# is not (a second run would count twice).
+server_time_script = Script(SERVER_TIME, repeatable=True)
+register_invocations_script = Script(REGISTER_INVOCATIONS, repeatable=True)
+set_status_if_version_script = Script(SET_STATUS_IF_VERSION, repeatable=True)
+set_if_exists_script = Script(SET_IF_EXISTS, repeatable=True)
+mark_for_purge_script = Script(MARK_FOR_PURGE, repeatable=True)
+increment_retries_script = Script(INCREMENT_RETRIES)
+heartbeats_script = Script(HEARTBEATS, repeatable=True)
+# a second run finds its own lease and answers as the first did; a BLOCKED attempt's second run
+# is admitted only if the holder has finished meanwhile (no overlap either way)
+start_atomic_service_script = Script(START_ATOMIC_SERVICE, repeatable=True)
+finalize_atomic_service_script = Script(FINALIZE_ATOMIC_SERVICE, repeatable=True)

@@ -1,9 +1,9 @@
 """RedisStackStateBackend: pynenc's state backend on RedisJSON documents and RediSearch indexes.
 
 Each record is one JSON document: a read by id is a key (:mod:`keys`) plus one JSON command,
-and every lookup is a query (:mod:`query`) over the indexes declared in ``schemas/``, sent by
-:mod:`search` as a command. Lookups never scan the keyspace, never filter on the client and
-never read a structure kept beside the documents.
+and every lookup is a query (:mod:`query`) over the indexes declared in ``schemas/``; every
+read goes through :class:`~pynenc_redis_stack.core.store.DocumentStore`. Lookups never scan
+the keyspace, never filter on the client and never read a structure kept beside the documents.
 """
 
 from __future__ import annotations
@@ -19,27 +19,22 @@ from pynenc.identifiers.task_id import TaskId
 from pynenc.invocation.status import InvocationStatus
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 
-from pynenc_redis_stack.core import codec, query, reads
+from pynenc_redis_stack.core import codec, query
 from pynenc_redis_stack.core.client import Client, run
 from pynenc_redis_stack.core.conf import MAX_PAGE, ConfigStateBackendRedisStack
 from pynenc_redis_stack.core.errors import InvalidDocumentError, check_batch_size
 from pynenc_redis_stack.core.indexes import connect
 from pynenc_redis_stack.core.keys import AppKeys, DocumentKind, Namespace
-from pynenc_redis_stack.core.reads import (
-    fetch_all,
-    fetch_complete,
-    iter_seek,
-    search_documents,
-    search_keys,
-)
+from pynenc_redis_stack.core.reads import fetch_complete
 from pynenc_redis_stack.core.schema import Schemas, load_schemas
+from pynenc_redis_stack.core.store import DocumentStore
 from pynenc_redis_stack.state_backend import documents as docs
 from pynenc_redis_stack.state_backend.purge import purge_state
 from pynenc_redis_stack.state_backend.scripts import HistoryBatch
 from pynenc_redis_stack.state_backend.writes import Command, DocumentWrites, send
 
 if TYPE_CHECKING:
-    from pynenc.app import AppInfo, Pynenc
+    from pynenc.app import AppInfo
     from pynenc.invocation.dist_invocation import DistributedInvocation
     from pynenc.invocation.status import InvocationStatusRecord
     from pynenc.models.call_dto import CallDTO
@@ -51,13 +46,13 @@ if TYPE_CHECKING:
 FIRST_PAGE = 100
 """Matches asked for by the first ``FT.SEARCH`` of a lookup of a few (children, parent event,
 a workflow run's members, one invocation's history): most answers fit, and a larger answer
-costs one more search of exactly its size (see :func:`~pynenc_redis_stack.core.reads.search_keys`).
+costs one more search of exactly its size (see :meth:`~pynenc_redis_stack.core.store.DocumentStore.stream_keys`).
 The server sizes its result heap by the limit: ``LIMIT 0 100`` took 20 µs of server time for
 10 children where ``LIMIT 0 10000`` took 28 µs (docs/performance.md)."""
 
 
-def _history_order(entry: codec.Document) -> tuple[int, int]:
-    return entry["ts"], entry.get("seq", 0)
+HISTORY_ORDER = ("ts", "seq")
+"""History entries are ordered by time, then arrival (``seq``) on equal times."""
 
 
 class RedisStackStateBackend(BaseStateBackend):
@@ -68,10 +63,6 @@ class RedisStackStateBackend(BaseStateBackend):
     ``PynencBuilder().redis_stack(url=...)``.
     """
 
-    def __init__(self, app: Pynenc) -> None:
-        super().__init__(app)
-        self._client: Client | None = None
-
     @cached_property
     def conf(self) -> ConfigStateBackendRedisStack:
         return ConfigStateBackendRedisStack(
@@ -80,23 +71,26 @@ class RedisStackStateBackend(BaseStateBackend):
         )
 
     @cached_property
+    def store(self) -> DocumentStore[Schemas]:
+        """This app's documents: every read goes through it."""
+        return DocumentStore(self.conf, self.app.app_id, load_schemas())
+
+    @property
     def namespace(self) -> Namespace:
-        return Namespace(self.conf.redis_stack_namespace)
+        return self.store.namespace
 
-    @cached_property
+    @property
     def keys(self) -> AppKeys:
-        return self.namespace.for_app(self.app.app_id)
+        return self.store.keys
 
-    @cached_property
+    @property
     def schemas(self) -> Schemas:
-        return load_schemas()
+        return self.store.schemas
 
     @property
     def client(self) -> Client:
         """The Redis client; the first access checks the server and the indexes."""
-        if self._client is None:
-            self._client = connect(self.conf, self.schemas)
-        return self._client
+        return self.store.client
 
     @cached_property
     def _writes(self) -> DocumentWrites:
@@ -104,55 +98,29 @@ class RedisStackStateBackend(BaseStateBackend):
 
     @property
     def batch_size(self) -> int:
-        return reads.batch_size(self.conf)
+        return self.store.batch_size
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _alias(self, kind: DocumentKind) -> str:
-        return self.namespace.alias(self.schemas.for_kind(kind))
-
     def _ids(self, kind: DocumentKind, id_field: str, **tags: str) -> Iterator[InvocationId]:
         spec = self.schemas.for_kind(kind)
-        request = query.Aggregate(
-            self._alias(kind),
-            query.where(spec, self.app.app_id, **tags),
-            query.load_fields(id_field),
-        )
-        for row in fetch_all(self.client, request, self.batch_size):
+        for row in self.store.rows(spec, self.store.where(spec, **tags), *query.load_fields(id_field)):
             yield InvocationId(row[id_field])
 
     def _invocation_ids(self, tags: dict[str, str], limit: int = FIRST_PAGE) -> Iterator[InvocationId]:
-        """Stream the ids of this app's invocations with exact ``tags`` (unordered).
-
-        One ``FT.SEARCH NOCONTENT`` of ``limit`` matches whose keys carry the ids (no document
-        is read), a second one sized to the total when it exceeds ``limit``, a cursor over the
-        index when it exceeds one reply.
-        """
-        request_filter = query.where(self.schemas.invocations, self.app.app_id, **tags)
-        request = query.Search(
-            self._alias(DocumentKind.INVOCATION), request_filter, limit=limit, keys_only=True
-        )
-        keys = search_keys(self.client, request)
-        if keys is None:
-            return self._ids(DocumentKind.INVOCATION, "invocation_id", **tags)
-        return iter([InvocationId(invocation_id) for invocation_id in self.keys.invocation_ids_of(keys)])
-
-    def _documents(self, request_filter: query.Filter, *steps: str) -> Iterator[codec.Document]:
-        alias = self.namespace.alias(request_filter.spec)
-        request = query.Aggregate(alias, request_filter, (*steps, *query.LOAD_DOCUMENT))
-        for row in fetch_all(self.client, request, self.batch_size):
-            yield codec.loads(row["doc"])
+        """Stream the ids of this app's invocations with exact ``tags`` (unordered): their keys
+        carry the ids, so no document is read (:meth:`DocumentStore.stream_keys`)."""
+        spec = self.schemas.invocations
+        keys = self.store.stream_keys(spec, self.store.where(spec, **tags), first_page=limit)
+        return (InvocationId(self.keys.invocation_ids_of([key])[0]) for key in keys)
 
     def _write(self, command: Command) -> None:
         run(self.client, *command)
 
     def _get_value(self, key: str) -> str | None:
         """Return the ``value`` of a payload document, or None if there is none."""
-        raw = run(self.client, "JSON.GET", key, "$.value")
-        if raw is None:
-            return None
-        values = codec.loads(raw)
-        return str(values[0]) if values else None
+        value = self.store.read_path(key, "$.value")
+        return None if value is None else str(value)
 
     # -- purge ---------------------------------------------------------------------------
 
@@ -180,11 +148,8 @@ class RedisStackStateBackend(BaseStateBackend):
     def _get_invocation(self, invocation_id: InvocationId) -> tuple[InvocationDTO, CallDTO] | None:
         """One ``JSON.GET`` of the invocation document (None for a document holding only the
         status a history entry wrote before the invocation's upsert)."""
-        raw = run(self.client, "JSON.GET", self.keys.invocation(invocation_id))
-        if raw is None:
-            return None
-        fields = codec.loads(raw)
-        if "task_module" not in fields:
+        fields = self.store.read(self.keys.invocation(invocation_id))
+        if fields is None or "task_module" not in fields:
             return None
         return docs.invocation_from_document(fields)
 
@@ -237,7 +202,7 @@ class RedisStackStateBackend(BaseStateBackend):
         :return: ``(invocation id, current status, time of that status)`` triples.
         """
         spec = self.schemas.invocations
-        request_filter = query.where(spec, self.app.app_id)
+        request_filter = self.store.where(spec)
         if task_key is not None:
             request_filter.tag("task_id_key", task_key)
         if status is not None:
@@ -247,8 +212,7 @@ class RedisStackStateBackend(BaseStateBackend):
             high = codec.to_micros(until) if until is not None else codec.MAX_MICROS
             request_filter.between("status_ts", low, high)
         steps = query.load_fields("invocation_id", "status", "status_ts")
-        request = query.Aggregate(self._alias(DocumentKind.INVOCATION), request_filter, steps)
-        for row in fetch_all(self.client, request, self.batch_size):
+        for row in self.store.rows(spec, request_filter, *steps):
             if "status" in row:  # invocations without history yet have no status
                 yield (
                     InvocationId(row["invocation_id"]),
@@ -259,10 +223,7 @@ class RedisStackStateBackend(BaseStateBackend):
     def _workflow_members(self) -> Iterator[InvocationId]:
         spec = self.schemas.invocations
         steps = (*query.load_fields("invocation_id"), *query.has_value(spec, "workflow_id"))
-        request = query.Aggregate(
-            self._alias(DocumentKind.INVOCATION), query.where(spec, self.app.app_id), steps
-        )
-        for row in fetch_all(self.client, request, self.batch_size):
+        for row in self.store.rows(spec, self.store.where(spec), *steps):
             yield InvocationId(row["invocation_id"])
 
     # -- history -------------------------------------------------------------------------
@@ -340,26 +301,18 @@ class RedisStackStateBackend(BaseStateBackend):
             histories.append(history)
         self._record(histories)
 
-    def _history_pages(
-        self, request_filter: query.Filter, bounds: tuple[int, int], page_size: int
-    ) -> Iterator[list[InvocationHistory]]:
-        request = query.Aggregate(self._alias(DocumentKind.HISTORY), request_filter)
-        for page in iter_seek(self.client, request, ("ts", "seq"), bounds, page_size):
-            yield [docs.history_from_document(entry) for entry in page]
-
     def _get_history(self, invocation_id: InvocationId) -> list[InvocationHistory]:
         """Return the history in timestamp order (arrival order on equal timestamps).
 
         One ``FT.SEARCH`` of the invocation's entries (sorted here: an invocation has a few),
         seek pages in ``(ts, seq)`` order when they exceed one reply.
         """
-        request_filter = query.where(self.schemas.history, self.app.app_id, invocation_id=str(invocation_id))
-        request = query.Search(self._alias(DocumentKind.HISTORY), request_filter, limit=FIRST_PAGE)
-        entries = search_documents(self.client, request)
-        if entries is None:
-            pages = self._history_pages(request_filter, (codec.MIN_MICROS, codec.MAX_MICROS), self.batch_size)
-            return [entry for page in pages for entry in page]
-        entries.sort(key=_history_order)
+        spec = self.schemas.history
+        request_filter = self.store.where(spec, invocation_id=str(invocation_id))
+        bounds = (codec.MIN_MICROS, codec.MAX_MICROS)
+        entries = self.store.ordered_documents(
+            spec, request_filter, HISTORY_ORDER, bounds, first_page=FIRST_PAGE
+        )
         return [docs.history_from_document(entry) for entry in entries]
 
     def iter_history_in_timerange(
@@ -368,14 +321,16 @@ class RedisStackStateBackend(BaseStateBackend):
         """Stream every entry with ``start_time <= timestamp <= end_time`` in timestamp order.
 
         Seek pages of ``max(batch_size, redis_stack_batch_size)`` entries over the history
-        index (:func:`~pynenc_redis_stack.core.reads.iter_seek`), cut into batches of ``batch_size``.
+        index (:meth:`~pynenc_redis_stack.core.store.DocumentStore.seek_pages`), cut into
+        batches of ``batch_size``.
         """
         check_batch_size(batch_size)
         bounds = (codec.to_micros(start_time), codec.to_micros(end_time))
         page_size = min(max(batch_size, self.batch_size), MAX_PAGE)
-        request_filter = query.where(self.schemas.history, self.app.app_id)
-        pages = self._history_pages(request_filter, bounds, page_size)
-        for batch in itertools.batched((entry for page in pages for entry in page), batch_size):
+        spec = self.schemas.history
+        pages = self.store.seek_pages(spec, self.store.where(spec), HISTORY_ORDER, bounds, page_size)
+        entries = (docs.history_from_document(entry) for page in pages for entry in page)
+        for batch in itertools.batched(entries, batch_size):
             yield list(batch)
 
     def iter_invocations_in_timerange(
@@ -383,13 +338,12 @@ class RedisStackStateBackend(BaseStateBackend):
     ) -> Iterator[list[InvocationId]]:
         """Stream the ids of invocations with history in the range, each exactly once (unordered)."""
         check_batch_size(batch_size)
-        request_filter = query.where(self.schemas.history, self.app.app_id).between(
+        spec = self.schemas.history
+        request_filter = self.store.where(spec).between(
             "ts", codec.to_micros(start_time), codec.to_micros(end_time)
         )
-        request = query.Aggregate(
-            self._alias(DocumentKind.HISTORY), request_filter, query.group_by("invocation_id")
-        )
-        rows = fetch_all(self.client, request, min(batch_size, MAX_PAGE))
+        steps = query.group_by("invocation_id")
+        rows = self.store.rows(spec, request_filter, *steps, batch_size=min(batch_size, MAX_PAGE))
         for batch in itertools.batched((InvocationId(row["invocation_id"]) for row in rows), batch_size):
             yield list(batch)
 
@@ -443,21 +397,18 @@ class RedisStackStateBackend(BaseStateBackend):
             *query.load_paths(module="$.workflow_type_module", func="$.workflow_type_func"),
             *query.group_by("workflow_type_key", "module", "func"),
         )
-        request = query.Aggregate(
-            self._alias(DocumentKind.WORKFLOW_RUN), query.where(spec, self.app.app_id), steps
-        )
-        for row in fetch_all(self.client, request, self.batch_size):
+        for row in self.store.rows(spec, self.store.where(spec), *steps):
             yield TaskId(row["module"], row["func"])
 
     def get_all_workflow_runs(self) -> Iterator[WorkflowIdentity]:
         spec = self.schemas.workflow_runs
-        for document in self._documents(query.where(spec, self.app.app_id)):
+        for document in self.store.documents(spec, self.store.where(spec)):
             yield docs.workflow_run_from_document(document)
 
     def get_workflow_runs(self, workflow_type: TaskId) -> Iterator[WorkflowIdentity]:
         spec = self.schemas.workflow_runs
-        request_filter = query.where(spec, self.app.app_id, workflow_type_key=workflow_type.key)
-        for document in self._documents(request_filter):
+        request_filter = self.store.where(spec, workflow_type_key=workflow_type.key)
+        for document in self.store.documents(spec, request_filter):
             yield docs.workflow_run_from_document(document)
 
     def store_workflow_sub_invocation(
@@ -478,10 +429,10 @@ class RedisStackStateBackend(BaseStateBackend):
         self._write(self._writes.app_info(app_info))
 
     def get_app_info(self) -> AppInfo:
-        raw = run(self.client, "JSON.GET", self.keys.app_info())
-        if raw is None:
+        document = self.store.read(self.keys.app_info())
+        if document is None:
             raise ValueError(f"No app info found for app_id '{self.app.app_id}'")
-        return docs.app_info_from_document(codec.loads(raw))
+        return docs.app_info_from_document(document)
 
     @staticmethod
     def discover_app_infos() -> dict[str, AppInfo]:
@@ -511,19 +462,12 @@ class RedisStackStateBackend(BaseStateBackend):
         return contexts[0] if contexts else None
 
     def _get_runner_contexts(self, runner_ids: list[str]) -> list[RunnerContext]:
-        if not runner_ids:
-            return []
-        raw = run(
-            self.client,
-            "JSON.MGET",
-            *(self.keys.runner_context(r) for r in runner_ids),
-            "$",
-        )
-        return [docs.runner_context_from_document(codec.loads(item)[0]) for item in raw if item is not None]
+        documents = self.store.read_many([self.keys.runner_context(r) for r in runner_ids])
+        return [docs.runner_context_from_document(document) for document in documents if document is not None]
 
     def get_matching_runner_contexts(self, partial_id: str) -> Iterator[RunnerContext]:
         """Stream runner contexts whose id contains ``partial_id`` (literal, case-sensitive)."""
         spec = self.schemas.runner_contexts
         steps = query.contains(spec, "runner_id", partial_id)
-        for document in self._documents(query.where(spec, self.app.app_id), *steps):
+        for document in self.store.documents(spec, self.store.where(spec), *steps):
             yield docs.runner_context_from_document(document)

@@ -25,9 +25,8 @@ from pynenc_redis_stack.core import query
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.codec import Document, dumps, from_micros, loads, to_micros, validated
 from pynenc_redis_stack.core.errors import InvalidDocumentError
-from pynenc_redis_stack.core.reads import fetch_all
 from pynenc_redis_stack.core.schema import IndexSpec, TriggerSchemas
-from pynenc_redis_stack.trigger.scripts import LINK_EVENTS, STORE_EVENT
+from pynenc_redis_stack.trigger.scripts import link_events_script, store_event_script
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
@@ -124,7 +123,7 @@ class TriggerRecords:
         """Store or replace ``event``, keeping the invocations already linked to it."""
         key = self.store.keys.trigger_event(event.event_id)
         document = dumps(self.event_document(event))
-        STORE_EVENT.run_in(self.store.client.pipeline(transaction=False), [key], [document])
+        store_event_script.run_in(self.store.client.pipeline(transaction=False), [key], [document])
 
     def _event_of(self, document: Document) -> EventRecord:
         record = EventRecord.from_json(document["record"], self.app)
@@ -221,7 +220,7 @@ class TriggerRecords:
         if not event_ids:
             return
         keys = [self.store.keys.trigger_event(event_id) for event_id in dict.fromkeys(event_ids)]
-        LINK_EVENTS.run_in(
+        link_events_script.run_in(
             self.store.client.pipeline(transaction=False), keys, [orjson.dumps(invocation_id).decode()]
         )
 
@@ -240,12 +239,8 @@ class TriggerRecords:
 
     def event_codes(self) -> list[str]:
         """The distinct event codes of the app's events, sorted."""
-        request = query.Aggregate(
-            self.store.alias(self.events), self.store.where(self.events), query.group_by("event_code")
-        )
-        return sorted(
-            {row["event_code"] for row in fetch_all(self.store.client, request, self.store.batch_size)}
-        )
+        rows = self.store.rows(self.events, self.store.where(self.events), *query.group_by("event_code"))
+        return sorted({row["event_code"] for row in rows})
 
     # -- trigger runs ----------------------------------------------------------------------
 
@@ -348,15 +343,12 @@ class TriggerRecords:
 
     def referenced_atomic_service_run_ids(self) -> set[str]:
         """The atomic-service runs some trigger run of the app names (one aggregation)."""
-        request = query.Aggregate(
-            self.store.alias(self.runs),
+        rows = self.store.rows(
+            self.runs,
             self.store.where(self.runs),
-            (
-                *query.has_value(self.runs, "atomic_service_run_id"),
-                *query.group_by("atomic_service_run_id"),
-            ),
+            *query.has_value(self.runs, "atomic_service_run_id"),
+            *query.group_by("atomic_service_run_id"),
         )
-        rows = fetch_all(self.store.client, request, self.store.batch_size)
         return {row["atomic_service_run_id"] for row in rows if row.get("atomic_service_run_id")}
 
     # -- retention ------------------------------------------------------------------------

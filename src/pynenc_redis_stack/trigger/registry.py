@@ -19,7 +19,7 @@ from pynenc.trigger.conditions import CompositeLogic
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.codec import Document, dumps, validated
 from pynenc_redis_stack.core.errors import InvalidDocumentError
-from pynenc_redis_stack.trigger.scripts import ADD_SOURCE_TASK
+from pynenc_redis_stack.trigger.scripts import add_source_task_script
 
 if TYPE_CHECKING:
     from pynenc_redis_stack.core.keys import AppKeys
@@ -82,7 +82,7 @@ def add_source_task(client: redis.Redis, keys: AppKeys, condition_id: str, task_
     atomic, and a second call changes nothing)."""
     (task_key,) = _tag_values("task id key", [task_id_key])
     stub = {"app_id": keys.app_id, "condition_id": condition_id, "source_task_keys": [task_key]}
-    ADD_SOURCE_TASK.run_in(
+    add_source_task_script.run_in(
         client.pipeline(transaction=False),
         [keys.trigger_condition(condition_id)],
         [dumps(stub), orjson.dumps(task_key).decode()],

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pynenc_redis_stack.core.scripts import Script
 
-STORE_EVENT = Script(
-    """
+STORE_EVENT = """
 -- KEYS[1]: an event document. ARGV[1]: the document (JSON object), whose
 -- triggered_invocation_ids are the record's own.
 -- Invocations already linked to the event (link_trigger_run_to_events, maybe from another
@@ -28,12 +27,9 @@ if linked then
   end
 end
 return 1
-""",
-    repeatable=True,
-)
+"""
 
-LINK_EVENTS = Script(
-    """
+LINK_EVENTS = """
 -- KEYS: event documents. ARGV[1]: an invocation id (JSON string).
 -- Appends the invocation to each event's triggered invocations once (a second link changes
 -- nothing) and counts it; an event that is not stored (purged) is left alone.
@@ -47,12 +43,9 @@ for _, key in ipairs(KEYS) do
   end
 end
 return linked
-""",
-    repeatable=True,
-)
+"""
 
-CLAIM_RUN = Script(
-    """
+CLAIM_RUN = """
 -- KEYS[1]: the app's claimed trigger runs (sorted set: run id -> claim expiry, server ms);
 -- KEYS[2]: the run's trigger-run record (a document, present once the run was executed).
 -- ARGV[1]: the trigger run id; ARGV[2]: seconds the claim lasts.
@@ -71,12 +64,8 @@ end
 redis.call('ZADD', KEYS[1], now_ms + math.floor(tonumber(ARGV[2]) * 1000), ARGV[1])
 return 1
 """
-)
-# Not repeatable: sent again after a lost reply, a won claim would read as another's (the
-# trigger then keeps the run's valid conditions, and the run fires once the claim expires).
 
-STORE_CRON_EXECUTION = Script(
-    """
+STORE_CRON_EXECUTION = """
 -- KEYS[1]: the app's last cron executions (hash: condition id -> epoch us); KEYS[2], for a
 -- cron tick: the app's valid conditions (hash: valid condition id -> valid condition).
 -- ARGV[1]: condition id; ARGV[2]: this execution (epoch us); ARGV[3]: the execution the caller
@@ -93,11 +82,8 @@ if KEYS[2] then
 end
 return 1
 """
-)
-# Not repeatable: sent again after a lost reply, its own write would read as another's.
 
-ADD_SOURCE_TASK = Script(
-    """
+ADD_SOURCE_TASK = """
 -- KEYS[1]: a trigger condition document. ARGV[1]: the document to start from when there is
 -- none yet (the condition's task recorded before the condition itself: app and condition ids,
 -- source_task_keys holding this task); ARGV[2]: the task key (JSON string).
@@ -118,6 +104,13 @@ if found == -1 then
   return 1
 end
 return 0
-""",
-    repeatable=True,
-)
+"""
+
+store_event_script = Script(STORE_EVENT, repeatable=True)
+link_events_script = Script(LINK_EVENTS, repeatable=True)
+# Not repeatable: sent again after a lost reply, a won claim would read as another's (the
+# trigger then keeps the run's valid conditions, and the run fires once the claim expires).
+claim_run_script = Script(CLAIM_RUN)
+# Not repeatable: sent again after a lost reply, its own write would read as another's.
+store_cron_execution_script = Script(STORE_CRON_EXECUTION)
+add_source_task_script = Script(ADD_SOURCE_TASK, repeatable=True)

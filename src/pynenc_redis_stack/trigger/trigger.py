@@ -42,7 +42,7 @@ from pynenc_redis_stack.trigger.registry import (
     definition_of,
     store_condition,
 )
-from pynenc_redis_stack.trigger.scripts import CLAIM_RUN, STORE_CRON_EXECUTION
+from pynenc_redis_stack.trigger.scripts import claim_run_script, store_cron_execution_script
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
@@ -247,7 +247,9 @@ class RedisStackTrigger(BaseTrigger):
         if tick is not None:
             keys.append(self.keys.trigger_valid_conditions())
             args.extend((_checked("valid condition id", tick.valid_condition_id), tick.to_json(self.app)))
-        stored = STORE_CRON_EXECUTION.run_in(self.store.client.pipeline(transaction=False), keys, args)[-1]
+        stored = store_cron_execution_script.run_in(
+            self.store.client.pipeline(transaction=False), keys, args
+        )[-1]
         return bool(stored)
 
     def check_time_based_triggers(
@@ -309,7 +311,7 @@ class RedisStackTrigger(BaseTrigger):
         """Claim ``trigger_run_id`` for ``expiration_seconds`` (server clock); exactly one
         caller wins, across processes and hosts, and a run whose record is stored (it ran)
         is never claimed again."""
-        outcome: int = CLAIM_RUN.run_in(
+        outcome: int = claim_run_script.run_in(
             self.store.client.pipeline(transaction=False),
             [self.keys.trigger_run_claims(), self.keys.trigger_run(trigger_run_id)],
             [_checked("trigger run id", trigger_run_id), str(max(0, expiration_seconds))],
