@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -22,6 +23,7 @@ from pynenc.state_backend.base_state_backend import InvocationHistory
 
 from pynenc_redis_stack.admin.retention import prune_state_backend
 from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.keys import DocumentKind
 from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
@@ -122,6 +124,28 @@ def test_entries_deleted_during_a_scan_shift_no_page(
     rest = [h for b in batches for h in b]
 
     assert [(h.timestamp, h.runner_context_id) for h in [*first, *rest]] == expected[:9] + expected[10:]
+
+
+def test_a_full_page_whose_documents_vanished_still_places_the_next_page(
+    request: pytest.FixtureRequest, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document deleted between its indexing and the page's LOAD leaves a row without
+    ``doc`` (a race a test cannot time, so the first page's documents are dropped from its
+    reply); the row's sort values still place the next page: the rest comes back, in order."""
+    backend = _app(redis_url, unique_app_id(request), page=5).state_backend
+    expected = _write(backend, list(range(12)))
+    pages = 0
+
+    def first_page_without_documents(target: Any, *args: str | int) -> Any:
+        nonlocal pages
+        reply = run(target, *args)
+        if args[0] == "FT.AGGREGATE" and (pages := pages + 1) == 1:
+            return [reply[0], *(row[:-2] if row[-2] == "doc" else row for row in reply[1:])]
+        return reply
+
+    monkeypatch.setattr("pynenc_redis_stack.core.reads.run", first_page_without_documents)
+    got = _read(backend, BASE, BASE + timedelta(days=1), batch=5)
+    assert got == expected[5:]
 
 
 def test_prune_and_purge_take_entries_out_of_ranges(request: pytest.FixtureRequest, redis_url: str) -> None:

@@ -260,22 +260,24 @@ def iter_seek(
         if position is not None:
             page_filter.after(primary, secondary, position)
 
-        def attempt(limit: int, page_filter: Any = page_filter) -> tuple[int, int, list[Document]]:
+        def attempt(limit: int, page_filter: Any = page_filter) -> tuple[int, list[Row]]:
             page = replace(
                 request,
                 filter=page_filter,
                 steps=(*request.steps, *sorted_top(primary, secondary, limit), *LOAD_DOCUMENT),
             )
-            rows = _rows(run(client, *page.args()))
-            return limit, len(rows), [orjson.loads(row["doc"]) for row in rows if "doc" in row]
+            return limit, _rows(run(client, *page.args()))
 
-        page_size, rows, documents = _capped(client, batch_size, attempt)
+        page_size, rows = _capped(client, batch_size, attempt)
+        # A row whose document was deleted after it was indexed has no "doc"; its sort values
+        # (returned with every sorted row) still place the next page.
+        documents = [orjson.loads(row["doc"]) for row in rows if "doc" in row]
         if documents:
             yield documents
         full_page: tuple[int, int] | None = None
-        if rows >= page_size:
-            full_page = (int(documents[0][primary]), int(documents[-1][primary]))
-            position = (full_page[1], int(documents[-1][secondary]))
+        if len(rows) >= page_size:
+            full_page = (int(rows[0][primary]), int(rows[-1][primary]))
+            position = (full_page[1], int(rows[-1][secondary]))
         else:
             position = None
         next_window = next_seek_window(window, high, full_page)
