@@ -225,29 +225,43 @@ class LiveExecutor(Executor):
         if self.heartbeat is not None:
             self.heartbeat()
 
+    def _poll(
+        self, index: str, timeout: float, finished: Callable[[dict[str, Any] | None], bool]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Read ``FT.INFO index`` every ``poll_interval`` until ``finished`` says so or
+        ``timeout`` seconds pass: ``(finished, the last answer)``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._beat()
+            info = index_info(self.client, index)
+            if finished(info):
+                return True, info
+            if time.monotonic() >= deadline:
+                return False, info
+            time.sleep(self.poll_interval)
+
     def _await_backfill(self, step: AwaitBackfill) -> None:
-        deadline = time.monotonic() + self.timeout
+        def indexed(info: dict[str, Any] | None) -> bool:
+            if info is None:
+                raise BackfillError(f"{step.index} disappeared while it was being indexed")
+            if self.progress is not None:
+                self.progress.update(
+                    step.index, percent_indexed(info), f"{int(info.get('num_docs', 0))} docs"
+                )
+            return not is_indexing(info)
+
         try:
-            while True:
-                self._beat()
-                info = index_info(self.client, step.index)
-                if info is None:
-                    raise BackfillError(f"{step.index} disappeared while it was being indexed")
-                num_docs = int(info.get("num_docs", 0))
-                if self.progress is not None:
-                    self.progress.update(step.index, percent_indexed(info), f"{num_docs} docs")
-                if not is_indexing(info):
-                    break
-                if time.monotonic() >= deadline:
-                    raise BackfillError(
-                        f"{step.index} is still indexing ({percent_indexed(info):.0%}) after "
-                        f"{self.timeout:g} s; the alias was not switched. Run migrate again to resume "
-                        "(the index being built is reused)."
-                    )
-                time.sleep(self.poll_interval)
+            done, last = self._poll(step.index, self.timeout, indexed)
         finally:
             if self.progress is not None:
                 self.progress.done(step.index)
+        info = last or {}  # indexed() raised on a missing index
+        if not done:
+            raise BackfillError(
+                f"{step.index} is still indexing ({percent_indexed(info):.0%}) after "
+                f"{self.timeout:g} s; the alias was not switched. Run migrate again to resume "
+                "(the index being built is reused)."
+            )
         failures = int(info.get("hash_indexing_failures", 0))
         if step.max_failures is not None and failures > step.max_failures:
             errors = pairs(list(info.get("Index Errors") or []))
@@ -259,16 +273,12 @@ class LiveExecutor(Executor):
             )
 
     def _await_drain(self, step: AwaitDrain) -> None:
-        deadline = time.monotonic() + self.drain_timeout
-        while True:
-            self._beat()
-            info = index_info(self.client, step.index)
-            if info is None or open_cursors(info) == 0:
-                return
-            if time.monotonic() >= deadline:
-                raise DrainTimeoutError(
-                    f"{open_cursors(info)} cursor(s) still open on {step.index} after "
-                    f"{self.drain_timeout:g} s; it was kept so their readers do not fail. Run "
-                    "migrate again to drop it (idle cursors expire after 300 s)."
-                )
-            time.sleep(self.poll_interval)
+        done, info = self._poll(
+            step.index, self.drain_timeout, lambda info: info is None or open_cursors(info) == 0
+        )
+        if not done:
+            raise DrainTimeoutError(
+                f"{open_cursors(info or {})} cursor(s) still open on {step.index} after "
+                f"{self.drain_timeout:g} s; it was kept so their readers do not fail. Run "
+                "migrate again to drop it (idle cursors expire after 300 s)."
+            )
