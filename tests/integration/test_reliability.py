@@ -31,6 +31,7 @@ from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.runner.runner_context import RunnerContext
 from pynenc.state_backend.base_state_backend import InvocationHistory
 
+from pynenc_redis_stack.broker.broker import purge_broker_keys
 from pynenc_redis_stack.core import query
 from pynenc_redis_stack.core.client import is_repeatable
 from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
@@ -442,6 +443,46 @@ def test_a_stalled_upsert_transaction_is_sent_again_whole(
 
     sleeper.join()
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == ids
+
+
+def test_a_stalled_watched_transaction_is_not_sent_again_without_its_watch(
+    request: pytest.FixtureRequest, faults: FaultServer
+) -> None:
+    """The failed EXEC ended the WATCH, so its commands must not be re-sent unwatched: redis-py
+    turns the timeout into a WatchError, which the retry policy does not handle."""
+    client = _backend(faults.url, unique_app_id(request)).client
+    watched = f"{unique_app_id(request)}:watched"
+    client.set(watched, "1")
+    pipe = client.pipeline(transaction=True)
+    pipe.watch(watched)
+    pipe.multi()
+    pipe.unlink(watched)
+    unlinks = _calls(faults.admin(), "unlink")
+    sleeper = stall(faults)
+
+    with pytest.raises(redis.WatchError):
+        pipe.execute()
+
+    sleeper.join()
+    assert _calls(faults.admin(), "unlink") - unlinks <= 1
+
+
+def test_a_stalled_broker_purge_starts_over_from_its_watch(
+    request: pytest.FixtureRequest, faults: FaultServer
+) -> None:
+    """redis-py's ``transaction`` runs the whole function again after a WatchError, the
+    ``SMEMBERS`` of the queue names included."""
+    backend = _backend(faults.url, unique_app_id(request))
+    keys = backend.keys
+    for queue in ("q1", "q2"):
+        backend.client.sadd(keys.broker_queues(), queue)
+        backend.client.zadd(keys.broker_queue(queue), {f"1:{queue}-invocation": 0})
+    sleeper = stall(faults)
+
+    purge_broker_keys(backend.client, keys)
+
+    sleeper.join()
+    assert backend.client.exists(keys.broker_queues(), keys.broker_queue("q1"), keys.broker_queue("q2")) == 0
 
 
 # -- 2. self-healing indexes -----------------------------------------------------------------
