@@ -470,8 +470,8 @@ def test_a_stalled_watched_transaction_is_not_sent_again_without_its_watch(
 def test_a_stalled_broker_purge_starts_over_from_its_watch(
     request: pytest.FixtureRequest, faults: FaultServer
 ) -> None:
-    """redis-py's ``transaction`` runs the whole function again after a WatchError, the
-    ``SMEMBERS`` of the queue names included."""
+    """A timeout on the watching connection (its WATCH or the SMEMBERS of the queue names)
+    starts the whole transaction over, so nothing runs unwatched and nothing is left."""
     backend = _backend(faults.url, unique_app_id(request))
     keys = backend.keys
     for queue in ("q1", "q2"):

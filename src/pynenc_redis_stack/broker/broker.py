@@ -23,7 +23,7 @@ import redis
 from pynenc.broker.base_broker import BaseBroker
 from pynenc.identifiers.invocation_id import InvocationId
 
-from pynenc_redis_stack.core.client import Client, run
+from pynenc_redis_stack.core.client import Client, command_retry, no_cleanup, run
 from pynenc_redis_stack.core.conf import ConfigBrokerRedisStack
 from pynenc_redis_stack.core.connection import get_client
 from pynenc_redis_stack.core.contracts import StrandedSweeper
@@ -425,7 +425,8 @@ def purge_broker_keys(client: redis.Redis, keys: AppKeys) -> None:
     take replies and sweep claim.
 
     ``WATCH`` on the set of queue names: a route to a queue new to the app between reading the
-    set and deleting makes the transaction run again (redis-py's ``transaction``).
+    set and deleting makes the transaction run again (redis-py's ``transaction``), and so does
+    a lost connection, from the ``WATCH`` on (the client's retry policy).
     """
     queues_key = keys.broker_queues()
 
@@ -444,7 +445,9 @@ def purge_broker_keys(client: redis.Redis, keys: AppKeys) -> None:
             *queue_keys,
         )
 
-    client.transaction(delete_everything, queues_key)
+    command_retry(client).call_with_retry(
+        lambda: client.transaction(delete_everything, queues_key), no_cleanup
+    )
 
 
 def queued_and_taken_ids(client: redis.Redis, keys: AppKeys) -> set[str]:
