@@ -80,7 +80,7 @@ class AtomicServiceExecutions:
                 str(status),
                 "" if started_at is None else str(to_micros(started_at)),
                 json_text(reason),
-                self.store.keys.runner_heartbeat(""),
+                self.store.keys.runner_heartbeat_prefix(),
                 str(int(float(self.app.conf.runner_considered_dead_after_minutes) * 60 * 1_000_000)),
             ],
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pynenc_redis_stack.core.client import register_repeatable_script
+from pynenc_redis_stack.core.scripts import Script as SlotScript
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -24,39 +25,49 @@ local now = string.format('%d', clock[1] * 1000000 + clock[2])
 SERVER_TIME = "#!lua flags=no-writes\n" + _NOW + "return now\n"
 """Return the server's clock in epoch microseconds (a decimal string)."""
 
-REGISTER_INVOCATIONS = (
+REGISTER_INVOCATIONS = SlotScript(
     """
--- KEYS[1]: the registration counter; KEYS[i] (i > 1): an invocation document.
--- ARGV[i - 1]: that document (a JSON object) without status_ts and registered_seq.
+-- KEYS: invocation documents, all in one hash slot (one call per slot, sent in one pipeline).
+-- ARGV[i]: the document of KEYS[i] (a JSON object, with its registered_seq: the registering
+-- process's arrival stamp, core/arrival.py) without status_ts.
 -- A document that exists already is left as it is: registering twice changes nothing.
 """
     + _NOW
     + """
-for i = 2, #KEYS do
+for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    local seq = string.format('%d', redis.call('INCR', KEYS[1]))
-    redis.call('JSON.SET', KEYS[i], '$',
-      string.sub(ARGV[i - 1], 1, -2) .. ',"status_ts":' .. now .. ',"registered_seq":' .. seq .. '}')
+    redis.call('JSON.SET', KEYS[i], '$', string.sub(ARGV[i], 1, -2) .. ',"status_ts":' .. now .. '}')
   end
 end
 return now
-"""
+""",
+    repeatable=True,
 )
 
-OWNER_IS_DEAD = """
+HASH_TAG = """
+-- keys.hash_tag: '{' .. the id with '%', ':', '{' and '}' escaped .. '}'
+local function hash_tag(id)
+  local escaped = string.gsub(string.gsub(id, '%%', '%%25'), ':', '%%3A')
+  return '{' .. string.gsub(string.gsub(escaped, '{', '%%7B'), '}', '%%7D') .. '}'
+end
+"""
+
+OWNER_IS_DEAD = (
+    HASH_TAG
+    + """
 -- Whether runner_id's heartbeat document (under the prefix heartbeat_prefix) exists and is
 -- older than dead_after microseconds at now. A runner with no heartbeat document at all is
 -- not judged dead: some runners (and pynenc's own tests) never send one.
 local function owner_is_dead(heartbeat_prefix, runner_id, now, dead_after)
   if type(runner_id) ~= 'string' then return false end
-  -- keys.encode_segment: '%' and ':' escaped
-  local key = heartbeat_prefix .. string.gsub(string.gsub(runner_id, '%%', '%%25'), ':', '%%3A')
+  local key = heartbeat_prefix .. hash_tag(runner_id)
   local raw = redis.call('JSON.GET', key, '$.last_heartbeat_ts')
   local last = raw and tonumber(string.match(raw, '%-?%d+'))
   if not last then return false end
   return tonumber(now) - last > tonumber(dead_after)
 end
 """
+)
 
 SET_STATUS_IF_VERSION = (
     """
@@ -149,9 +160,10 @@ end
 return redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
 """
 
-HEARTBEATS = (
+HEARTBEATS = SlotScript(
     """
--- KEYS: runner heartbeat documents. ARGV[1]: the app id (JSON string); ARGV[2]: may run
+-- KEYS: runner heartbeat documents, all in one hash slot (one call per slot, sent in one
+-- pipeline). ARGV[1]: the app id (JSON string); ARGV[2]: may run
 -- atomic services (1 or 0); ARGV[3]: consumed queues (JSON array); ARGV[4]: milliseconds a
 -- document outlives its last heartbeat; ARGV[4 + i]: the runner id of KEYS[i] (JSON string).
 -- A new runner's creation_ts is this first heartbeat. Each heartbeat moves the document's
@@ -171,7 +183,8 @@ for i, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, ARGV[4])
 end
 return now
-"""
+""",
+    repeatable=True,
 )
 
 START_ATOMIC_SERVICE = (
@@ -188,6 +201,7 @@ START_ATOMIC_SERVICE = (
 -- for good. Returns {admitted (1 or 0), start}.
 """
     + _NOW
+    + HASH_TAG
     + """
 local start = ARGV[3] ~= '' and ARGV[3] or now
 local function store(status, end_ts, reason)
@@ -206,8 +220,7 @@ if ARGV[2] == 'running' then
   local held = holder and redis.call('JSON.GET', holder, '$')
   local prior = held and cjson.decode(held)[1]
   if prior and prior.status == 'running' then
-    -- keys.encode_segment: '%' and ':' escaped
-    local heartbeat = ARGV[5] .. string.gsub(string.gsub(prior.runner_id, '%%', '%%25'), ':', '%%3A')
+    local heartbeat = ARGV[5] .. hash_tag(prior.runner_id)
     local last = redis.call('JSON.GET', heartbeat, '$.last_heartbeat_ts')
     last = last and tonumber(string.match(last, '%-?%d+'))
     if not last or tonumber(now) - last > tonumber(ARGV[6]) then
@@ -270,12 +283,10 @@ class Scripts:
 
     def __init__(self, client: Redis) -> None:
         self.server_time = self._register(client, SERVER_TIME, repeatable=True)
-        self.register_invocations = self._register(client, REGISTER_INVOCATIONS, repeatable=True)
         self.set_status_if_version = self._register(client, SET_STATUS_IF_VERSION, repeatable=True)
         self.set_if_exists = self._register(client, SET_IF_EXISTS, repeatable=True)
         self.mark_for_purge = self._register(client, MARK_FOR_PURGE, repeatable=True)
         self.increment_retries = self._register(client, INCREMENT_RETRIES)
-        self.heartbeats = self._register(client, HEARTBEATS, repeatable=True)
         # a second run finds its own lease and answers as the first did; a BLOCKED attempt's
         # second run is admitted only if the holder has finished meanwhile (no overlap either way)
         self.start_atomic_service = self._register(client, START_ATOMIC_SERVICE, repeatable=True)

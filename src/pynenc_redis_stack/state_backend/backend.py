@@ -33,6 +33,7 @@ from pynenc_redis_stack.core.reads import (
     search_keys,
 )
 from pynenc_redis_stack.core.schema import Schemas, load_schemas
+from pynenc_redis_stack.core.store import json_mget
 from pynenc_redis_stack.state_backend import documents as docs
 from pynenc_redis_stack.state_backend.purge import purge_state
 from pynenc_redis_stack.state_backend.scripts import HistoryBatch
@@ -513,12 +514,7 @@ class RedisStackStateBackend(BaseStateBackend):
     def _get_runner_contexts(self, runner_ids: list[str]) -> list[RunnerContext]:
         if not runner_ids:
             return []
-        raw = run(
-            self.client,
-            "JSON.MGET",
-            *(self.keys.runner_context(r) for r in runner_ids),
-            "$",
-        )
+        raw = json_mget(self.client, [self.keys.runner_context(r) for r in runner_ids], "$")
         return [docs.runner_context_from_document(codec.loads(item)[0]) for item in raw if item is not None]
 
     def get_matching_runner_contexts(self, partial_id: str) -> Iterator[RunnerContext]:
