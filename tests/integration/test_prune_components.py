@@ -128,9 +128,11 @@ def _glob(text: str) -> str:
 def app_keys(client: redis.Redis, app_id: str) -> dict[str, str]:
     """Every key of the app (by SCAN, test only) -> a dump of its value."""
     segment = _glob(encode_segment(app_id))
-    hash_tag = _glob("{" + encode_segment(app_id).replace("{", "%7B").replace("}", "%7D") + "}")
+    tagged_segment = _glob(encode_segment(app_id).replace("{", "%7B").replace("}", "%7D"))  # tagged keys'
+    hash_tag = "{" + tagged_segment + "}"
     found = set(client.scan_iter(match=f"pynenc:*:{segment}", count=1000))
     found |= set(client.scan_iter(match=f"pynenc:*:{segment}:*", count=1000))
+    found |= set(client.scan_iter(match=f"pynenc:*:{tagged_segment}:*", count=1000))
     found |= set(client.scan_iter(match=f"pynenc:*:{hash_tag}", count=1000))
     found |= set(client.scan_iter(match=f"pynenc:*:{hash_tag}:*", count=1000))
     return {key: repr(client.dump(key)) for key in sorted(found)}
@@ -264,7 +266,7 @@ def test_an_invocation_the_orchestrator_moved_on_is_kept_whole(
     """Fault injection: between selection and delete, the orchestrator retries a finished
     invocation (its document says RETRY; the history entry is not written yet). The delete
     script reads the orchestrator's document too, and keeps the invocation whole."""
-    from pynenc_redis_stack.admin import prune as prune_module
+    from pynenc_redis_stack.admin import retention as prune_module
 
     ours, _neighbour = two_apps
     backend = ours.app.state_backend

@@ -44,7 +44,8 @@ history entries, result, exception, orchestrator document and its membership of 
 (the sub-invocation link) all by the invocation id; a workflow's run and data by the workflow
 id; a waiter's blocking edges by the waiter; every other document by its own id. Only small per-app structures carry the app as
 their tag: the broker's keys (``<ns>:broker-queue:{<app>}:<queue>``), the atomic-service
-lease and executions, and the trigger's valid conditions and cron schedule. In tagged keys
+lease and executions, the runners' heartbeats (one document per live runner), and the
+trigger's valid conditions and cron schedule. In tagged keys
 ``{`` and ``}`` are escaped as well (``%7B``/``%7D``), in the app segment too, so a key's
 first ``{`` always opens its intended tag and the tag is exactly the id.
 """
@@ -310,12 +311,14 @@ class AppKeys:
         return self._tagged(_ORCHESTRATOR_WAIT, waiter_id, waited_id)
 
     def runner_heartbeat(self, runner_id: str) -> str:
-        return self._tagged(_RUNNER_HEARTBEAT, runner_id)
+        """In the app's slot, with the atomic-service lease (one script reads both); one small
+        document per live runner, so the app's slot holds little."""
+        return self.runner_heartbeat_prefix() + _encode_tagged(runner_id)
 
     def runner_heartbeat_prefix(self) -> str:
-        """What a script puts before ``{<runner id>}`` (escaped as :func:`hash_tag` does) to
-        name a runner's heartbeat document."""
-        return self._tagged_prefix(_RUNNER_HEARTBEAT)
+        """What a script puts before a runner id (escaped as :func:`_encode_tagged` does) to
+        name the runner's heartbeat document."""
+        return self._app_tagged(_RUNNER_HEARTBEAT) + ":"
 
     def atomic_service_execution(self, run_id: str) -> str:
         """In the app's slot, with the lease that names the RUNNING one (one script reads both)."""

@@ -44,23 +44,23 @@ return now
     repeatable=True,
 )
 
-HASH_TAG = """
--- keys.hash_tag: '{' .. the id with '%', ':', '{' and '}' escaped .. '}'
-local function hash_tag(id)
+ENCODE_ID = """
+-- keys._encode_tagged: the id with '%', ':', '{' and '}' escaped
+local function encode_id(id)
   local escaped = string.gsub(string.gsub(id, '%%', '%%25'), ':', '%%3A')
-  return '{' .. string.gsub(string.gsub(escaped, '{', '%%7B'), '}', '%%7D') .. '}'
+  return (string.gsub(string.gsub(escaped, '{', '%%7B'), '}', '%%7D'))
 end
 """
 
 OWNER_IS_DEAD = (
-    HASH_TAG
+    ENCODE_ID
     + """
 -- Whether runner_id's heartbeat document (under the prefix heartbeat_prefix) exists and is
 -- older than dead_after microseconds at now. A runner with no heartbeat document at all is
 -- not judged dead: some runners (and pynenc's own tests) never send one.
 local function owner_is_dead(heartbeat_prefix, runner_id, now, dead_after)
   if type(runner_id) ~= 'string' then return false end
-  local key = heartbeat_prefix .. hash_tag(runner_id)
+  local key = heartbeat_prefix .. encode_id(runner_id)
   local raw = redis.call('JSON.GET', key, '$.last_heartbeat_ts')
   local last = raw and tonumber(string.match(raw, '%-?%d+'))
   if not last then return false end
@@ -201,7 +201,7 @@ START_ATOMIC_SERVICE = (
 -- for good. Returns {admitted (1 or 0), start}.
 """
     + _NOW
-    + HASH_TAG
+    + ENCODE_ID
     + """
 local start = ARGV[3] ~= '' and ARGV[3] or now
 local function store(status, end_ts, reason)
@@ -220,7 +220,7 @@ if ARGV[2] == 'running' then
   local held = holder and redis.call('JSON.GET', holder, '$')
   local prior = held and cjson.decode(held)[1]
   if prior and prior.status == 'running' then
-    local heartbeat = ARGV[5] .. hash_tag(prior.runner_id)
+    local heartbeat = ARGV[5] .. encode_id(prior.runner_id)
     local last = redis.call('JSON.GET', heartbeat, '$.last_heartbeat_ts')
     last = last and tonumber(string.match(last, '%-?%d+'))
     if not last or tonumber(now) - last > tonumber(ARGV[6]) then
