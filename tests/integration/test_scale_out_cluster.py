@@ -32,6 +32,7 @@ from pynenc.exceptions import InvocationStatusError
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.dist_invocation import TaskInvocation
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
+from pynenc.orchestrator.atomic_service import AtomicServiceRun
 from pynenc.runner.runner_context import RunnerContext
 from redis.crc import key_slot
 
@@ -365,3 +366,11 @@ def test_orchestrator_registration_heartbeats_and_compare_and_set_through_the_cl
     beats = [keys.runner_heartbeat(runner) for runner in ("runner:1", "runner:2", "runner{3}")]
     assert len({_owner(cluster, key) for key in beats}) == 1  # the app's slot: one script call
     assert all(client.exists(key) for key in beats)
+
+    # the atomic-service lease, its executions and the heartbeats share the app's slot, so
+    # admitting a run (which reads the holder and its runner's heartbeat) is one slot's script
+    run = AtomicServiceRun(runner_id="runner:1")
+    assert orchestrator.record_atomic_service_execution_start(run, None)
+    lease = keys.atomic_service_lease()
+    assert client.get(lease) == keys.atomic_service_execution(run.atomic_service_id.atomic_service_run_id)
+    assert _owner(cluster, lease) == _owner(cluster, beats[0])

@@ -190,7 +190,9 @@ return now
 START_ATOMIC_SERVICE = (
     """
 -- KEYS[1]: the execution document of this run; KEYS[2]: the app's atomic-service lease (the
--- key of the RUNNING execution's document, a lock). ARGV[1]: the document (JSON object) without
+-- key of the RUNNING execution's document, a lock); KEYS[3], KEYS[4] (declared once a first
+-- call named them): the execution the lease names, its runner's heartbeat document. All are
+-- in the app's hash slot. ARGV[1]: the document (JSON object) without
 -- status, start_ts, end_ts, duration_us, reason; ARGV[2]: status; ARGV[3]: start (epoch us, or
 -- '' for the server's clock); ARGV[4]: reason (JSON string); ARGV[5]: the app's runner
 -- heartbeat key prefix; ARGV[6]: microseconds after which a runner without a heartbeat is dead.
@@ -198,7 +200,8 @@ START_ATOMIC_SERVICE = (
 -- RUNNING) or already this run's; otherwise the run is stored BLOCKED, zero-width, naming the
 -- running one. A RUNNING holder whose runner is dead (killed mid-run: nobody will finalize it)
 -- is first ABANDONED, so one killed runner cannot stop every later pass (recovery included)
--- for good. Returns {admitted (1 or 0), start}.
+-- for good. Returns {admitted (1 or 0), start}, or {-1, holder[, heartbeat]}: the keys to
+-- declare in KEYS[3] and KEYS[4] and call again with (a script reads only declared keys).
 """
     + _NOW
     + ENCODE_ID
@@ -217,10 +220,16 @@ if ARGV[2] == 'running' then
   if holder == KEYS[1] and redis.call('EXISTS', KEYS[1]) == 1 then
     return {1, string.match(redis.call('JSON.GET', KEYS[1], '$.start_ts'), '%-?%d+')}
   end
+  if holder and holder ~= KEYS[1] and holder ~= KEYS[3] then
+    return {-1, holder}
+  end
   local held = holder and redis.call('JSON.GET', holder, '$')
   local prior = held and cjson.decode(held)[1]
   if prior and prior.status == 'running' then
     local heartbeat = ARGV[5] .. encode_id(prior.runner_id)
+    if heartbeat ~= KEYS[4] then
+      return {-1, holder, heartbeat}
+    end
     local last = redis.call('JSON.GET', heartbeat, '$.last_heartbeat_ts')
     last = last and tonumber(string.match(last, '%-?%d+'))
     if not last or tonumber(now) - last > tonumber(ARGV[6]) then
