@@ -9,6 +9,8 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:prune-pending-workflows:<app>    a set: workflows whose invocations prune deleted, until
                                           prune has collected (or kept) their run and data
     <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
+    <ns>:writers                          the counter giving each writing process its residue
+                                          for arrival stamps (one INCR per process, arrival.py)
     <ns>:index-check                      a hash: alias -> the checked definition and physical
                                           index (the trusted marker, lifecycle/first_use.py)
     <ns>:atomic-service-lease:<app>:{<app>}  a lock: the document key of the app's RUNNING
@@ -214,6 +216,10 @@ class Namespace:
     def prefixes(self, spec: IndexSpec) -> list[str]:
         """Return the key prefixes the index covers (``FT.CREATE ... PREFIX``)."""
         return [f"{self.namespace}:{entity}:" for entity in spec.prefixes]
+
+    def writers(self) -> str:
+        """Return the counter that numbers writing processes (:mod:`~pynenc_redis_stack.core.arrival`)."""
+        return f"{self.namespace}:writers"
 
     def for_app(self, app_id: str) -> AppKeys:
         """Return the key builder of one app."""

@@ -37,7 +37,7 @@ from pynenc.runner.runner_context import RunnerContext
 from redis.exceptions import LockError
 
 from pynenc_redis_stack.core import query
-from pynenc_redis_stack.core.arrival import arrival_stamps
+from pynenc_redis_stack.core.arrival import arrival_stamps, writer_number
 from pynenc_redis_stack.core.codec import dumps, from_micros, validated
 from pynenc_redis_stack.core.conf import ConfigOrchestratorRedisStack
 from pynenc_redis_stack.core.contracts import QueueInspector
@@ -202,7 +202,8 @@ class RedisStackOrchestrator(BaseOrchestrator):
         now = None
         for batch in itertools.batched(invocations, self.store.batch_size):
             calls = SlotCalls(REGISTER_INVOCATIONS)
-            for invocation, seq in zip(batch, arrival_stamps(len(batch)), strict=True):
+            writer = writer_number(self.store.client, self.store.namespace)
+            for invocation, seq in zip(batch, arrival_stamps(len(batch), writer), strict=True):
                 document = validated(
                     spec,
                     {

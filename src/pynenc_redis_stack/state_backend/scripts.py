@@ -9,27 +9,32 @@ from pynenc_redis_stack.core.scripts import Script, SlotCalls
 RECORD_HISTORY = """
 -- Every key is in one hash slot (one call per slot: HistoryBatch). Per entry, KEYS: the
 -- invocation key, the entry key; ARGV: the entry document (JSON object, with its seq: the
--- writer's arrival stamp, core/arrival.py, ordering entries of equal ts), its ts (epoch us,
--- decimal string), the status change ({"status":...,"status_ts":...}), the invocation stub.
+-- writer's arrival stamp, core/arrival.py, ordering entries of equal ts), its ts and seq
+-- (decimal strings), the status change ({"status":...,"status_ts":...,"status_seq":...}), the
+-- invocation stub.
 -- Each entry is stored once, as its own document (the history index answers every history
 -- lookup), with NX: an entry whose key exists is skipped (a re-send after a lost reply: the
 -- backend's entry keys are new random ids; or a re-import), so nothing is stored twice and
 -- the invocation's status is not touched again.
--- The invocation's status moves only forward in time: the latest ts wins however writers race
--- or arrive late (one JSON.MERGE, so the invocation is indexed once per entry).
+-- The invocation's status is its last entry in (ts, seq) order, the order history reads
+-- give, however writers race or arrive late (one JSON.MERGE, so the invocation is indexed
+-- once per entry). A status written before seq was kept with it has seq 0.
 local written = 0
 for i = 0, #KEYS / 2 - 1 do
   local invocation_key = KEYS[1 + 2 * i]
-  if redis.call('JSON.SET', KEYS[2 + 2 * i], '$', ARGV[1 + 4 * i], 'NX') then
+  if redis.call('JSON.SET', KEYS[2 + 2 * i], '$', ARGV[1 + 5 * i], 'NX') then
     written = written + 1
-    local raw = redis.call('JSON.GET', invocation_key, '$.status_ts')
+    local raw = redis.call('JSON.GET', invocation_key, '$.status_ts', '$.status_seq')
     if not raw then
       -- history can precede the invocation's upsert; the upsert keeps this status
-      redis.call('JSON.SET', invocation_key, '$', ARGV[4 + 4 * i])
+      redis.call('JSON.SET', invocation_key, '$', ARGV[5 + 5 * i])
     else
-      local current = tonumber(string.match(raw, '%-?%d+') or '')
-      if current == nil or tonumber(ARGV[2 + 4 * i]) >= current then
-        redis.call('JSON.MERGE', invocation_key, '$', ARGV[3 + 4 * i])
+      local current = cjson.decode(raw)
+      local ts, seq = tonumber(ARGV[2 + 5 * i]), tonumber(ARGV[3 + 5 * i])
+      local current_ts = current['$.status_ts'][1]
+      local current_seq = current['$.status_seq'][1] or 0
+      if current_ts == nil or ts > current_ts or (ts == current_ts and seq > current_seq) then
+        redis.call('JSON.MERGE', invocation_key, '$', ARGV[4 + 5 * i])
       end
     end
   end
@@ -43,16 +48,21 @@ UPSERT_INVOCATIONS = """
 -- InvocationBatch). ARGV: per invocation, its whole document but the status (a JSON object
 -- without nulls).
 -- Per invocation: one JSON.SET of the document (so it is indexed once), which replaces an
--- earlier upsert's whole; the status and its time, owned by history writes (one may have come
--- first), are read and kept. Running it twice changes nothing.
+-- earlier upsert's whole; the status, its time and seq, owned by history writes (one may have
+-- come first), are read and kept. Running it twice changes nothing.
 for i = 1, #KEYS do
   local document = ARGV[i]
-  local current = redis.call('JSON.GET', KEYS[i], '$.status', '$.status_ts')
+  local current = redis.call('JSON.GET', KEYS[i], '$.status', '$.status_ts', '$.status_seq')
   if current then
     local status = string.match(current, '"%$%.status":%[("[^"]*")%]')
     local status_ts = string.match(current, '"%$%.status_ts":%[(%-?%d+)%]')
+    local status_seq = string.match(current, '"%$%.status_seq":%[(%-?%d+)%]')
     if status and status_ts then
-      document = string.sub(document, 1, -2) .. ',"status":' .. status .. ',"status_ts":' .. status_ts .. '}'
+      local kept = ',"status":' .. status .. ',"status_ts":' .. status_ts
+      if status_seq then
+        kept = kept .. ',"status_seq":' .. status_seq
+      end
+      document = string.sub(document, 1, -2) .. kept .. '}'
     end
   end
   redis.call('JSON.SET', KEYS[i], '$', document)
@@ -80,16 +90,19 @@ class HistoryBatch(SlotCalls):
 
     script = Script(RECORD_HISTORY, repeatable=True)
 
-    def __init__(self) -> None:
+    def __init__(self, writer: int) -> None:
         super().__init__(HistoryBatch.script)
+        self.writer = writer
+        """The writing process's residue (:func:`~pynenc_redis_stack.core.arrival.writer_number`)."""
 
     def add_entry(self, invocation_key: str, entry_key: str, entry: Document) -> None:
         """Queue one validated history entry document for the invocation at ``invocation_key``."""
-        (seq,) = arrival_stamps(1)
+        (seq,) = arrival_stamps(1, self.writer)
         document = dumps({**entry, "seq": seq})  # first: it names a value JSON cannot carry
-        change = {"status": entry["status"], "status_ts": entry["ts"]}
+        change = {"status": entry["status"], "status_ts": entry["ts"], "status_seq": seq}
         stub = {"app_id": entry["app_id"], "invocation_id": entry["invocation_id"], **change}
-        self.add([invocation_key, entry_key], [document, str(entry["ts"]), dumps(change), dumps(stub)])
+        args = [document, str(entry["ts"]), str(seq), dumps(change), dumps(stub)]
+        self.add([invocation_key, entry_key], args)
 
 
 PRUNE_INVOCATIONS = """

@@ -90,9 +90,10 @@ class DocumentWrites:
         invocation_id = history.invocation_id
         return HistoryEntry(invocation_id, self.keys.history(invocation_id, entry_id), document)
 
-    def history_batch(self, entries: Iterable[HistoryEntry]) -> HistoryBatch:
-        """Return the history script calls storing ``entries`` (in this order: their ``seq``)."""
-        batch = HistoryBatch()
+    def history_batch(self, entries: Iterable[HistoryEntry], writer: int) -> HistoryBatch:
+        """Return the history script calls storing ``entries`` (in this order: their ``seq``,
+        stamps of ``writer``, :func:`~pynenc_redis_stack.core.arrival.writer_number`)."""
+        batch = HistoryBatch(writer)
         for entry in entries:
             batch.add_entry(self.keys.invocation(entry.invocation_id), entry.key, entry.document)
         return batch
