@@ -37,6 +37,7 @@ from pynenc_redis_stack.admin import index_migrate, index_status, load_config
 from pynenc_redis_stack.cli.index_commands import format_migration
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.progress import ProgressBar
+from pynenc_redis_stack.core import codec
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.command_line import redis_cli_line
 from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
@@ -111,7 +112,7 @@ def invocation_json(app_id: str, invocation_id: str, parent: str, region: str) -
     document = documents.invocation_document(app_id, invocation, CallDTO(call_id, {"n": "1"}))
     document["serialized_arguments"] = {"n": "1"}
     document["region"] = region
-    return documents.dumps(documents.validated(load_schemas().invocations, document))
+    return codec.dumps(codec.validated(load_schemas().invocations, document))
 
 
 def write_invocations(client: redis.Redis, namespace: str, app_id: str, count: int, parents: int) -> None:
@@ -347,7 +348,7 @@ def test_schema_change_migrates_100k_documents_while_writers_and_readers_run(
     )
     assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())  # v1 is gone
     assert count_keys(redis_client, f"{ns}:invocation:*") == total  # documents intact
-    assert run(redis_client, "JSON.GET", f"{ns}:invocation:app:inv-7") == invocation_json(
+    assert run(redis_client, "JSON.GET", Namespace(ns).for_app("app").invocation("inv-7")) == invocation_json(
         "app", "inv-7", "p7", "r3"
     )
     # The new field answers through the alias.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -113,19 +113,23 @@ class TaggedLayoutMove:
         return lines
 
 
-def _pattern(namespace: Namespace, entity: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", namespace.namespace) + f":{entity}:*"
-
-
-def _scan(client: redis.Redis, namespace: Namespace, entity: str) -> list[list[str]]:
-    pages: list[list[str]] = []
+def _scan(
+    client: redis.Redis, namespace: Namespace, beat: Callable[[], None]
+) -> Iterator[dict[str, list[str]]]:
+    """Every key of ``namespace``, a ``SCAN`` page at a time, grouped by entity (one walk of
+    the keyspace; ``beat`` after every page, so ``index migrate`` keeps its lock)."""
+    start = len(namespace.namespace) + 1
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", namespace.namespace) + ":*"
     cursor = 0
     while True:
-        cursor, found = client.scan(cursor, match=_pattern(namespace, entity), count=SCAN_COUNT)
-        if found:
-            pages.append([str(key) for key in found])
+        cursor, found = client.scan(cursor, match=pattern, count=SCAN_COUNT)
+        page: dict[str, list[str]] = {}
+        for key in found:
+            page.setdefault(str(key)[start:].split(":", 1)[0], []).append(str(key))
+        yield page
+        beat()
         if cursor == 0:
-            return pages
+            return
 
 
 def move_to_tagged_layout(
@@ -139,13 +143,18 @@ def move_to_tagged_layout(
 ) -> TaggedLayoutMove:
     """Give every document and per-app structure of ``namespace`` its hash-tagged key.
 
+    Two walks of the keyspace: the first finds the values naming document keys (holders and
+    leases) and rewrites them while those documents can still be read where they name them;
+    the second moves the keys.
+
     :param dry_run: Count, and print through ``print_line`` the commands a run would send;
         change nothing.
     :param heartbeat: Called after every page (``index migrate`` keeps its lock alive).
-    :param progress: Receives one step per kind of key.
+    :param progress: Receives the share of the keyspace walked.
     """
     report = TaggedLayoutMove()
     show = print_line if dry_run and print_line is not None else None
+    beat = heartbeat or (lambda: None)
 
     def send(commands: Sequence[tuple[str, ...]]) -> None:
         if show is not None:
@@ -156,38 +165,40 @@ def move_to_tagged_layout(
             for command in commands:
                 run(pipe, *command)
             pipe.execute()
-        if heartbeat is not None:
-            heartbeat()
+        beat()
 
-    steps = 2 + len(DOCUMENTS) + len(PER_APP)
-    step = 0
+    total = max(1, int(run(client, "DBSIZE")))
+    seen = 0
 
-    def advance(what: str) -> None:
-        nonlocal step
+    def advance(walk: int, found: int) -> None:
+        nonlocal seen
+        seen += found
         if progress is not None:
-            progress.update("tagged keys", step / steps, what)
-        step += 1
+            progress.update("tagged keys", min(1.0, (walk + seen / total) / 2), f"{seen} keys looked at")
 
-    # First the values naming document keys, while those documents can still be read where
-    # they name them (a rerun finds them rewritten already).
-    advance("running holders and atomic-service leases")
-    _rewrite_holders(client, namespace, report, send)
-    _move_leases(client, namespace, report, send)
-    for entity, new_key in DOCUMENTS.items():
-        advance(f"{entity} documents")
-        for page in _scan(client, namespace, entity):
-            _move_documents(client, namespace, entity, new_key, page, report, send)
-    for entity, per_app_key in PER_APP.items():
-        advance(entity)
-        for page in _scan(client, namespace, entity):
+    holders: list[str] = []
+    leases: list[str] = []
+    for page in _scan(client, namespace, beat):
+        holders += page.get(HOLDERS, [])
+        leases += page.get(LEASE, [])
+        advance(0, sum(map(len, page.values())))
+    _rewrite_holders(client, namespace, holders, report, send)
+    _move_leases(client, namespace, leases, report, send)
+    seen = 0
+    for page in _scan(client, namespace, beat):
+        for entity, new_key in DOCUMENTS.items():
+            if entity in page:
+                _move_documents(client, namespace, entity, new_key, page[entity], report, send)
+        for entity, per_app_key in PER_APP.items():
             moves = []
-            for key in page:
+            for key in page.get(entity, []):
                 segments = key.split(":")
                 if len(segments) == 3:  # <ns>:<entity>:<app>; tagged ones have a fourth
                     moves.append((key, per_app_key(namespace.for_app(decode_segment(segments[2])))))
             report.moved[entity] += len(moves)
-            send([command for old, new in moves for command in _move(old, new)])
-    advance("counters")
+            if moves:
+                send([command for old, new in moves for command in _move(old, new)])
+        advance(1, sum(map(len, page.values())))
     counters = [f"{namespace.namespace}:{name}" for name in COUNTERS]
     present = [key for key, exists in zip(counters, _exists(client, counters), strict=True) if exists]
     report.deleted.extend(present)
@@ -243,25 +254,25 @@ def _move_documents(
 def _rewrite_holders(
     client: redis.Redis,
     namespace: Namespace,
+    found: list[str],
     report: TaggedLayoutMove,
     send: Callable[[Sequence[tuple[str, ...]]], None],
 ) -> None:
     """Point each running-concurrency holder at its invocation's tagged document key."""
-    for page in _scan(client, namespace, HOLDERS):
-        for holders in page:
-            fields = {str(slot): str(value) for slot, value in client.hgetall(holders).items()}
-            documents = _invocation_ids(client, list(fields.values()))
-            commands = []
-            for slot, document_key in fields.items():
-                invocation_id = documents.get(document_key)
-                if invocation_id is None:
-                    continue
-                app_id = decode_segment(holders.split(":")[2])
-                target = namespace.for_app(app_id).orchestrator_invocation(invocation_id)
-                if target != document_key:
-                    commands.append(("HSET", holders, slot, target))
-            report.rewritten += len(commands)
-            send(commands)
+    for holders in found:
+        fields = {str(slot): str(value) for slot, value in client.hgetall(holders).items()}
+        documents = _invocation_ids(client, list(fields.values()))
+        commands = []
+        for slot, document_key in fields.items():
+            invocation_id = documents.get(document_key)
+            if invocation_id is None:
+                continue
+            app_id = decode_segment(holders.split(":")[2])
+            target = namespace.for_app(app_id).orchestrator_invocation(invocation_id)
+            if target != document_key:
+                commands.append(("HSET", holders, slot, target))
+        report.rewritten += len(commands)
+        send(commands)
 
 
 def _invocation_ids(client: redis.Redis, keys: list[str]) -> dict[str, str]:
@@ -278,31 +289,31 @@ def _invocation_ids(client: redis.Redis, keys: list[str]) -> dict[str, str]:
 def _move_leases(
     client: redis.Redis,
     namespace: Namespace,
+    found: list[str],
     report: TaggedLayoutMove,
     send: Callable[[Sequence[tuple[str, ...]]], None],
 ) -> None:
     """Move each app's atomic-service lease to its tagged key, naming the tagged execution."""
-    for page in _scan(client, namespace, LEASE):
-        for lease in page:
-            segments = lease.split(":")
-            if len(segments) != 3:
-                continue  # tagged already
-            keys = namespace.for_app(decode_segment(segments[2]))
-            holder = run(client, "GET", lease)
-            ttl = int(run(client, "PTTL", lease))
-            run_id = None
-            if holder is not None:
-                raw = run(client, "JSON.GET", holder, "$.run_id")
-                run_id = str(loads(raw)[0]) if raw and loads(raw) else None
-            commands: list[tuple[str, ...]] = []
-            if run_id is not None:
-                expiry = ("PX", str(ttl)) if ttl > 0 else ()
-                commands.append(
-                    ("SET", keys.atomic_service_lease(), keys.atomic_service_execution(run_id), *expiry)
-                )
-                report.rewritten += 1
-            commands.append(("UNLINK", lease))
-            send(commands)
+    for lease in found:
+        segments = lease.split(":")
+        if len(segments) != 3:
+            continue  # tagged already
+        keys = namespace.for_app(decode_segment(segments[2]))
+        holder = run(client, "GET", lease)
+        ttl = int(run(client, "PTTL", lease))
+        run_id = None
+        if holder is not None:
+            raw = run(client, "JSON.GET", holder, "$.run_id")
+            run_id = str(loads(raw)[0]) if raw and loads(raw) else None
+        commands: list[tuple[str, ...]] = []
+        if run_id is not None:
+            expiry = ("PX", str(ttl)) if ttl > 0 else ()
+            commands.append(
+                ("SET", keys.atomic_service_lease(), keys.atomic_service_execution(run_id), *expiry)
+            )
+            report.rewritten += 1
+        commands.append(("UNLINK", lease))
+        send(commands)
 
 
 def old_key(namespace: Namespace, entity: str, app_id: str, *ids: str) -> str:
