@@ -374,12 +374,8 @@ def test_second_import_changes_nothing(imported: Imported, redis_client: redis.R
 
 def test_history_entries_get_deterministic_keys(imported: Imported, redis_client: redis.Redis) -> None:
     """Two identical entries stay two, under keys derived from position and content."""
-    app = encode_segment(imported.app_id)
-    keys = [
-        k
-        for k in _target_keys(redis_client, imported.namespace)
-        if k.startswith(f"{imported.namespace}:history:{app}:inv-a:")
-    ]
+    prefix = Namespace(imported.namespace).for_app(imported.app_id).history("inv-a", "")
+    keys = [k for k in _target_keys(redis_client, imported.namespace) if k.startswith(prefix)]
     assert len(keys) == 4  # REGISTERED twice, RUNNING, SUCCESS
     suffixes = sorted(k.rsplit(":", 1)[1] for k in keys)
     assert [s.split("-")[1] for s in suffixes] == ["000000", "000001", "000002", "000003"]

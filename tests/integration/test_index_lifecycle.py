@@ -349,7 +349,7 @@ def test_schema_change_migrates_100k_documents_while_writers_and_readers_run(
     )
     assert ours(redis_client, ns) == expected_indexes(ns, v2_specs())  # v1 is gone
     assert count_keys(redis_client, f"{ns}:invocation:*") == total  # documents intact
-    assert run(redis_client, "JSON.GET", f"{ns}:invocation:app:inv-7") == invocation_json(
+    assert run(redis_client, "JSON.GET", Namespace(ns).for_app("app").invocation("inv-7")) == invocation_json(
         "app", "inv-7", "p7", "r3"
     )
     # The new field answers through the alias.

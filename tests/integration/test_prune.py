@@ -255,10 +255,8 @@ def _expected_deleted(backend: RedisStackStateBackend, before: set[str]) -> set[
             keys.result(invocation_id),
             keys.exception(invocation_id),
         }
-    # History entry keys do not name their invocation: the documents do.
-    entry_keys = [k for k in before if k.startswith(keys.history(""))]
-    owners: list[Any] = backend.client.json().mget(entry_keys, "$.invocation_id") if entry_keys else []
-    expected |= {k for k, owner in zip(entry_keys, owners, strict=True) if owner and owner[0] in OLD_IDS}
+    # History entry keys carry their invocation's hash tag.
+    expected |= {k for k in before for i in OLD_IDS if k.startswith(keys.history(i, ""))}
     for workflow_id, sub in SUB_INVOCATIONS:
         if sub in OLD_IDS:
             expected.add(keys.workflow_sub_invocation(workflow_id, sub))

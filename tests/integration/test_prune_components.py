@@ -128,9 +128,11 @@ def _glob(text: str) -> str:
 def app_keys(client: redis.Redis, app_id: str) -> dict[str, str]:
     """Every key of the app (by SCAN, test only) -> a dump of its value."""
     segment = _glob(encode_segment(app_id))
-    hash_tag = _glob("{" + encode_segment(app_id).replace("{", "%7B").replace("}", "%7D") + "}")
+    tagged_segment = _glob(encode_segment(app_id).replace("{", "%7B").replace("}", "%7D"))  # tagged keys'
+    hash_tag = "{" + tagged_segment + "}"
     found = set(client.scan_iter(match=f"pynenc:*:{segment}", count=1000))
     found |= set(client.scan_iter(match=f"pynenc:*:{segment}:*", count=1000))
+    found |= set(client.scan_iter(match=f"pynenc:*:{tagged_segment}:*", count=1000))
     found |= set(client.scan_iter(match=f"pynenc:*:{hash_tag}", count=1000))
     found |= set(client.scan_iter(match=f"pynenc:*:{hash_tag}:*", count=1000))
     return {key: repr(client.dump(key)) for key in sorted(found)}

@@ -380,22 +380,17 @@ def test_a_stalled_time_range_page_is_sent_again_and_the_range_stays_whole(
 
 def test_a_stalled_history_write_is_stored_once(request: pytest.FixtureRequest, faults: FaultServer) -> None:
     """The history script is re-sent after the timeout; the re-send finds its entries and does
-    nothing, so no entry is stored twice and none gets a second seq (the numbers the re-send
-    took from the counter stay unused: seq only orders)."""
+    nothing, so no entry is stored twice and each keeps the seq (arrival stamp) it was sent with."""
     backend = _backend(faults.url, unique_app_id(request))
     invocations = _invocations(backend.app, 50)
     backend._upsert_invocations([(i.to_dto(), i.call.to_dto()) for i in invocations])
     context = _context()
     backend.add_histories(invocations[:1], InvocationStatusRecord(InvocationStatus.REGISTERED), context)
-    admin = faults.admin()
-    seq_key = backend.namespace.history_seq()
-    seq_before = int(admin.get(seq_key) or 0)
     sleeper = stall(faults)
 
     backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
 
     sleeper.join()
-    assert int(admin.get(seq_key) or 0) == seq_before + 2 * len(invocations)  # sent twice
     for invocation in invocations:
         statuses = [h.status_record.status for h in backend.get_history(invocation.invocation_id)]
         assert statuses.count(InvocationStatus.PENDING) == 1
@@ -413,7 +408,7 @@ def test_a_resent_history_batch_changes_nothing(request: pytest.FixtureRequest, 
     )
     client = backend.client
     batch.run_in(client.pipeline(transaction=False))
-    entry_keys = batch.keys[2::2]  # KEYS: the seq counter, then (invocation, entry)
+    entry_keys = [key for keys, _args in batch.calls.values() for key in keys[1::2]]  # (invocation, entry)
     entries = {key: client.execute_command("JSON.GET", key) for key in entry_keys}
     document = client.execute_command("JSON.GET", backend.keys.invocation(invocation.invocation_id))
 
@@ -605,10 +600,8 @@ def test_maxmemory_reached_is_a_clear_error_and_nothing_is_half_written(
     backend.get_history(InvocationId("warm-up"))
     invocations = _invocations(backend.app, 20)
     admin = faults.admin()
-    seq_key = backend.namespace.history_seq()
     context = _context()
     backend.add_histories(invocations[:1], InvocationStatusRecord(InvocationStatus.REGISTERED), context)
-    seq_before = int(admin.get(seq_key) or 0)
     admin.unlink(backend.keys.invocation(invocations[0].invocation_id))
     entries = [(i.to_dto(), i.call.to_dto()) for i in invocations]
 
@@ -626,4 +619,3 @@ def test_maxmemory_reached_is_a_clear_error_and_nothing_is_half_written(
     assert [h.status_record.status for h in backend.get_history(invocations[0].invocation_id)] == [
         InvocationStatus.REGISTERED
     ]
-    assert int(admin.get(seq_key) or 0) == seq_before  # the refused script took no seq

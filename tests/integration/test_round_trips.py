@@ -25,6 +25,7 @@ from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.dist_invocation import DistributedInvocation, TaskInvocation
 from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
 from pynenc.runner.runner_context import RunnerContext
+from redis.crc import key_slot
 
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips, commandstats, delta
@@ -102,7 +103,12 @@ def _context(runner_id: str, parent: RunnerContext | None = None) -> RunnerConte
     )
 
 
-def test_upsert_batch_is_one_script_call_in_one_round_trip(
+def _slots(backend: RedisStackStateBackend, invocations: list[DistributedInvocation[Any, Any]]) -> int:
+    """Script calls a batch of these invocations takes: one per hash slot."""
+    return len({key_slot(backend.keys.invocation(i.invocation_id).encode()) for i in invocations})
+
+
+def test_upsert_batch_is_one_script_call_per_slot_in_one_round_trip(
     app: Pynenc, backend: RedisStackStateBackend, measure: Measure
 ) -> None:
     backend._upsert_invocations([(i.to_dto(), i.call.to_dto()) for i in _invocations(app, 1, "warm")])
@@ -113,7 +119,7 @@ def test_upsert_batch_is_one_script_call_in_one_round_trip(
 
     # Per invocation: JSON.GET of a status a history write may have stored first (none here),
     # one JSON.SET of the whole document (indexed once).
-    assert commands == {"evalsha": 1, "json.get": 50, "json.set": 50}
+    assert commands == {"evalsha": _slots(backend, invocations), "json.get": 50, "json.set": 50}
     assert trips == 1
     assert {str(i) for i in backend.get_child_invocations(InvocationId("the-parent"))} == {
         str(i.invocation_id) for i in [*invocations, *_invocations(app, 1, "warm")]
@@ -130,7 +136,7 @@ def test_upsert_again_replaces_the_document_and_keeps_its_status(
 
     commands, trips, _ = measure(lambda: backend._upsert_invocations(entries))
 
-    assert commands == {"evalsha": 1, "json.get": 10, "json.set": 10}
+    assert commands == {"evalsha": _slots(backend, invocations), "json.get": 10, "json.set": 10}
     assert trips == 1
     assert [status for _id, status, _ts in backend.find_invocations()] == [InvocationStatus.PENDING] * 10
 
@@ -194,13 +200,11 @@ def test_add_histories_with_cached_context_is_one_evalsha(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
-    # Inside the script: one INCRBY of the seq counter for the batch; per entry JSON.SET NX of
-    # the entry (stored: not a re-send), JSON.GET of the invocation's status_ts, then one
-    # JSON.MERGE of status and status_ts (the entry is the newest). Nothing but documents is
-    # written.
+    # One script call per hash slot; inside, per entry JSON.SET NX of the entry (stored: not a
+    # re-send), JSON.GET of the invocation's status_ts, then one JSON.MERGE of status and
+    # status_ts (the entry is the newest). Nothing but documents is written.
     assert commands == {
-        "evalsha": 1,
-        "incrby": 1,
+        "evalsha": _slots(backend, invocations),
         "json.set": 50,
         "json.get": 50,
         "json.merge": 50,
@@ -229,9 +233,9 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
     )
 
     # Two runner context documents (context and parent) + per entry: JSON.SET NX of the entry,
-    # JSON.GET of the invocation (none yet), JSON.SET of its status-only document; one INCRBY
-    # for the batch.
-    expected = {"json.set": 2 + 100, "evalsha": 1, "incrby": 1, "json.get": 50}
+    # JSON.GET of the invocation (none yet), JSON.SET of its status-only document; one script
+    # call per hash slot.
+    expected = {"json.set": 2 + 100, "evalsha": _slots(backend, invocations), "json.get": 50}
     assert commands == expected
     assert trips == 1
     assert sorted(
@@ -247,8 +251,7 @@ def test_add_histories_for_new_invocations_and_new_context_is_one_round_trip(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
     assert commands == {
-        "evalsha": 1,
-        "incrby": 1,
+        "evalsha": _slots(backend, invocations),
         "json.set": 50,
         "json.get": 50,
         "json.merge": 50,
@@ -274,7 +277,7 @@ def test_add_history_single_is_one_round_trip(
         )
     )
 
-    assert commands == {"evalsha": 1, "incrby": 1, "json.set": 1, "json.get": 1, "json.merge": 1}
+    assert commands == {"evalsha": 1, "json.set": 1, "json.get": 1, "json.merge": 1}
     assert trips == 1
 
 
@@ -374,18 +377,18 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.PENDING), context)
     )
 
-    # EVALSHA refused (NOSCRIPT), SCRIPT LOAD, EVALSHA replayed: three round trips.
-    # The replay: per entry JSON.SET NX of the entry and JSON.GET of the invocation; the
+    # EVALSHA refused (NOSCRIPT, one per slot), SCRIPT LOAD, EVALSHA replayed: three round
+    # trips. The replay: per entry JSON.SET NX of the entry and JSON.GET of the invocation; the
     # first invocation's status is merged, the nine others get a status-only document.
+    slots = _slots(backend, invocations)
     assert commands == {
-        "evalsha": 2,
+        "evalsha": 2 * slots,
         "script|load": 1,
-        "incrby": 1,
         "json.get": 10,
         "json.set": 10 + 9,
         "json.merge": 1,
     }
-    assert redis_client.info("commandstats")["cmdstat_evalsha"]["failed_calls"] == before + 1
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["failed_calls"] == before + slots
     assert trips == 3
     assert all(
         [h.status_record.status for h in backend.get_history(i.invocation_id)][-1] == InvocationStatus.PENDING
@@ -399,8 +402,7 @@ def test_add_histories_after_script_flush_reloads_the_script_once(
         lambda: backend.add_histories(invocations, InvocationStatusRecord(InvocationStatus.RUNNING), context)
     )
     assert commands == {
-        "evalsha": 1,
-        "incrby": 1,
+        "evalsha": slots,
         "json.set": 10,
         "json.get": 10,
         "json.merge": 10,

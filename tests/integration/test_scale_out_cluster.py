@@ -8,6 +8,10 @@ none of these limits; ``./dev test --url`` runs the suites there (docs/scale-out
 
 What works today is tested as working. What cannot work yet is marked ``xfail(strict=True)``
 with the reason: it is not counted as a pass, and the marker must go when it starts to pass.
+
+The state backend's and orchestrator's writes, scripts and compare-and-set are tested through
+components given the cluster client directly: their first use (index checks behind aliases)
+is what this coordinator-less cluster refuses, not their commands.
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
 from pynenc.call import Call
+from pynenc.exceptions import InvocationStatusError
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.dist_invocation import TaskInvocation
+from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
+from pynenc.orchestrator.atomic_service import AtomicServiceRun
+from pynenc.runner.runner_context import RunnerContext
 from redis.crc import key_slot
 
 from pynenc_redis_stack.core.client import Client
@@ -33,17 +41,15 @@ from pynenc_redis_stack.core.conf import ConfigRedisStackKeyspace
 from pynenc_redis_stack.core.connection import get_client
 from pynenc_redis_stack.core.keys import Namespace
 from pynenc_redis_stack.core.topology import ClusterClient
-from pynenc_redis_stack.orchestrator.scripts import set_status_if_version_script
+from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
+from pynenc_redis_stack.orchestrator import scripts as orchestrator_scripts
+from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 from tests.loopback import LoopbackCluster, Node, wait_until
 
-NOT_YET_KEY_LAYOUT = (
-    "needs issue 18's cluster-safe key layout (later work): the state backend's history script "
-    "touches the global <ns>:history-seq counter with per-invocation keys, the orchestrator's "
-    "registration script the global <ns>:orchestrator-seq counter, and batches span invocations "
-    "(docs/scale-out.md lists every operation the slot guard finds); and, on this "
-    "coordinator-less Stack 7.4 cluster only, the first use's FT.ALIASADD refuses an alias in "
-    "another slot than its index (Redis 8's coordinator does not)"
+NO_COORDINATOR = (
+    "on this coordinator-less Stack 7.4 cluster only: the first use's FT.ALIASADD refuses an alias "
+    "in another slot than its index, and a query sees one node (Redis 8's coordinator does not)"
 )
 
 
@@ -215,15 +221,19 @@ def test_the_orchestrators_compare_and_set_works_on_one_invocation(
     document: dict[str, Any] = {"status": "REGISTERED", "runner_id": None, "status_version": 0}
     client.execute_command("JSON.SET", key, "$", orjson.dumps(document).decode())
     # a task without running concurrency: the invocation's document is the script's only key
-    outcome = set_status_if_version_script.run(client, [key], ["0", '"PENDING"', '"r-1"', '"token-1"', "0"])
+    outcome = orchestrator_scripts.set_status_if_version_script.run(
+        client, [key], ["0", '"PENDING"', '"r-1"', '"token-1"', "0"]
+    )
     assert outcome[0] == "ok"
-    stale = set_status_if_version_script.run(client, [key], ["0", '"RUNNING"', '"r-2"', '"token-2"', "0"])
+    stale = orchestrator_scripts.set_status_if_version_script.run(
+        client, [key], ["0", '"RUNNING"', '"r-2"', '"token-2"', "0"]
+    )
     assert stale == ["conflict"]
     stored = orjson.loads(client.execute_command("JSON.GET", key, "$"))[0]
     assert (stored["status"], stored["runner_id"], stored["status_version"]) == ("PENDING", "r-1", 1)
 
 
-@pytest.mark.xfail(strict=True, raises=(redis.RedisError,), reason=NOT_YET_KEY_LAYOUT)
+@pytest.mark.xfail(strict=True, raises=(redis.RedisError,), reason=NO_COORDINATOR)
 def test_state_backend_writes_and_reads_an_invocation_on_the_cluster(
     cluster: LoopbackCluster, request: pytest.FixtureRequest
 ) -> None:
@@ -239,7 +249,7 @@ def test_state_backend_writes_and_reads_an_invocation_on_the_cluster(
     assert list(app.state_backend.get_child_invocations(InvocationId("parent"))) == ["inv-1"]
 
 
-@pytest.mark.xfail(strict=True, raises=(redis.RedisError,), reason=NOT_YET_KEY_LAYOUT)
+@pytest.mark.xfail(strict=True, raises=(redis.RedisError,), reason=NO_COORDINATOR)
 def test_orchestrator_registers_invocations_on_the_cluster(
     cluster: LoopbackCluster, request: pytest.FixtureRequest
 ) -> None:
@@ -257,3 +267,112 @@ def test_orchestrator_registers_invocations_on_the_cluster(
     ]
     app.orchestrator._register_new_invocations(invocations)
     assert app.orchestrator.get_invocation_status_record(InvocationId("inv-2")).status.value == "REGISTERED"
+
+
+def _node_index(cluster: LoopbackCluster, node: Node, prefix: str) -> str:
+    """An index name that hashes to ``node`` (without a coordinator an index name is a key)."""
+    return next(
+        f"{prefix}idx-{candidate}"
+        for candidate in range(10_000)
+        if cluster.node_for_slot(key_slot(f"{prefix}idx-{candidate}".encode())) is node
+    )
+
+
+def _task_invocations(app: Pynenc, count: int) -> list[TaskInvocation[Any, Any]]:
+    task = app.task(add)
+    return [
+        TaskInvocation(
+            call=Call(task),
+            invocation_id=InvocationId(f"inv-{number}"),
+            parent_invocation_id=InvocationId("parent"),
+            workflow=None,
+            stored_in_backend=True,
+        )
+        for number in range(count)
+    ]
+
+
+def test_state_backend_writes_spread_over_every_node_and_each_invocation_stays_on_one(
+    cluster: LoopbackCluster, client: ClusterClient, request: pytest.FixtureRequest
+) -> None:
+    """Batches spanning invocations go as one script call per slot through the cluster
+    pipeline; an invocation's document, history entries and result share its node; each
+    node's own history index answers for the entries it stores."""
+    app = _app(cluster, request, "state_backend")
+    backend = RedisStackStateBackend(app)  # app.state_backend would store the app info on first use
+    backend.store._client = cast(Client, client)  # the commands, not the first use (module docstring)
+    invocations = _task_invocations(app, 30)
+    backend._upsert_invocations([(i.to_dto(), i.call.to_dto()) for i in invocations])
+    context = RunnerContext(runner_cls="TestRunner", runner_id="runner:1", pid=1, hostname="h")
+    for status in (InvocationStatus.REGISTERED, InvocationStatus.PENDING):
+        backend.add_histories(invocations, InvocationStatusRecord(status), context)
+    for invocation in invocations:
+        backend._set_result(invocation.invocation_id, '"ok"')
+
+    keys = backend.keys
+    nodes = set()
+    history_prefix = keys.history("", "").split("{")[0]
+    entries_on: dict[int, int] = dict.fromkeys(range(len(cluster.nodes)), 0)
+    for invocation in invocations:
+        invocation_id = invocation.invocation_id
+        node = _owner(cluster, keys.invocation(invocation_id))
+        nodes.add(node)
+        assert _owner(cluster, keys.result(invocation_id)) == node
+        stored = orjson.loads(client.execute_command("JSON.GET", keys.invocation(invocation_id)))
+        assert (stored["task_func"], stored["status"]) == ("add", "pending")  # upsert and history met
+        with cluster.nodes[node].client() as direct:
+            entries = list(direct.scan_iter(f"{keys.history(invocation_id, '')}*"))
+        assert len(entries) == 2
+        entries_on[node] += 2
+        assert backend._get_invocation(invocation_id) is not None
+    assert nodes == {0, 1, 2}, "one app's invocations spread over every node"
+    assert backend._get_runner_contexts(["runner:1", "missing"])[0].runner_id == "runner:1"
+
+    for number, member in enumerate(cluster.nodes):
+        with member.client() as direct:
+            name = _node_index(cluster, member, history_prefix)
+            direct.execute_command(
+                "FT.CREATE", name, "ON", "JSON", "PREFIX", "1", history_prefix,
+                "SCHEMA", "$.invocation_id", "AS", "invocation_id", "TAG",
+            )  # fmt: skip
+            wait_until(functools.partial(_done_indexing, direct, name), f"{name} to index its documents")
+            reply = direct.execute_command("FT.SEARCH", name, "*", "NOCONTENT", "LIMIT", "0", "0")
+            assert reply[0] == entries_on[number]
+
+
+def test_orchestrator_registration_heartbeats_and_compare_and_set_through_the_cluster(
+    cluster: LoopbackCluster, client: ClusterClient, request: pytest.FixtureRequest
+) -> None:
+    app = _app(cluster, request, "orchestrator")
+    orchestrator = RedisStackOrchestrator(app)
+    orchestrator.store._client = cast(Client, client)  # the commands, not the first use (module docstring)
+    invocations = _task_invocations(app, 12)
+    orchestrator._register_new_invocations(invocations)
+    keys = orchestrator.store.keys
+    owners = {_owner(cluster, keys.orchestrator_invocation(i.invocation_id)) for i in invocations}
+    assert owners == {0, 1, 2}
+    documents = [
+        orjson.loads(client.execute_command("JSON.GET", keys.orchestrator_invocation(i.invocation_id)))
+        for i in invocations
+    ]
+    seqs = [document["registered_seq"] for document in documents]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # arrival order, no counter
+
+    orchestrator._atomic_status_transition(InvocationId("inv-3"), InvocationStatus.PENDING, "runner:1")
+    record = orchestrator.get_invocation_status_record(InvocationId("inv-3"))
+    assert (record.status, record.runner_id) == (InvocationStatus.PENDING, "runner:1")
+    with pytest.raises(InvocationStatusError):
+        orchestrator._atomic_status_transition(InvocationId("inv-3"), InvocationStatus.REGISTERED, "runner:2")
+
+    orchestrator.register_runner_heartbeats(["runner:1", "runner:2", "runner{3}"])
+    beats = [keys.runner_heartbeat(runner) for runner in ("runner:1", "runner:2", "runner{3}")]
+    assert len({_owner(cluster, key) for key in beats}) == 1  # the app's slot: one script call
+    assert all(client.exists(key) for key in beats)
+
+    # the atomic-service lease, its executions and the heartbeats share the app's slot, so
+    # admitting a run (which reads the holder and its runner's heartbeat) is one slot's script
+    run = AtomicServiceRun(runner_id="runner:1")
+    assert orchestrator.record_atomic_service_execution_start(run, None)
+    lease = keys.atomic_service_lease()
+    assert client.get(lease) == keys.atomic_service_execution(run.atomic_service_id.atomic_service_run_id)
+    assert _owner(cluster, lease) == _owner(cluster, beats[0])

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from redis.crc import key_slot
 
 from pynenc_redis_stack.core import codec, query
 from pynenc_redis_stack.core.errors import SchemaError
 from pynenc_redis_stack.core.indexes import create_command
-from pynenc_redis_stack.core.keys import Namespace, encode_segment
+from pynenc_redis_stack.core.keys import Namespace, encode_segment, group_by_slot, hash_tag
 from pynenc_redis_stack.core.schema import (
     SCHEMA_SETS,
     IndexSpec,
@@ -242,7 +243,7 @@ def test_orchestrator_keys_give_back_their_ids(invocation_id: str) -> None:
     key = keys.orchestrator_invocation(invocation_id)
     assert key.startswith("pynenc:orchestrator-invocation:a%3Ab:")
     assert keys.orchestrator_invocation_ids_of([key]) == [invocation_id]
-    assert keys.orchestrator_wait("w:1", "w:2").split(":")[3:] == ["w%3A1", "w%3A2"]
+    assert keys.orchestrator_wait("w:1", "w:2").split(":")[3:] == ["{w%3A1}", "w%3A2"]
     assert Namespace("pynenc").for_app("a").orchestrator_invocation(invocation_id) != key
 
 
@@ -278,8 +279,8 @@ def test_trigger_keys_give_back_their_ids_and_keep_apps_apart(event_id: str) -> 
     key = keys.trigger_event(event_id)
     assert key.startswith("pynenc:trigger-event:a%3Ab:")
     assert keys.trigger_event_ids_of([key]) == [event_id]
-    assert keys.trigger_condition("c:1") == "pynenc:trigger-condition:a%3Ab:c%3A1"
-    assert keys.trigger_definition("t:1") == "pynenc:trigger-definition:a%3Ab:t%3A1"
+    assert keys.trigger_condition("c:1") == "pynenc:trigger-condition:a%3Ab:{c%3A1}"
+    assert keys.trigger_definition("t:1") == "pynenc:trigger-definition:a%3Ab:{t%3A1}"
     other = Namespace("pynenc").for_app("a%3Ab")
     per_app = ["trigger_valid_conditions", "trigger_cron", "trigger_run_claims"]
     per_id = ["trigger_run", "trigger_event", "trigger_definition", "trigger_condition"]
@@ -340,3 +341,56 @@ def test_derived_values_change_no_index_and_are_filled_on_validation() -> None:
 def test_only_runner_contexts_derive_values() -> None:
     derived = {(spec.name, d.name) for spec in all_specs() for d in spec.derived}
     assert derived == {("runner-contexts", "runner_id_search")}
+
+
+def _tag_of(key: str) -> str:
+    start = key.index("{")
+    return key[start : key.index("}", start) + 1]
+
+
+@pytest.mark.parametrize("app_id", ["app", "a{b}c", "a:b", "}"])
+@pytest.mark.parametrize("invocation_id", ["i", "x:y", "{x}|y", "a}b{", "%7B"])
+def test_an_invocations_keys_share_its_hash_tag_whatever_the_ids(app_id: str, invocation_id: str) -> None:
+    """Every key the history, upsert, prune and status scripts touch for one invocation is in
+    its slot: the tag is exactly the invocation id (braces escaped, in the app too)."""
+    keys = Namespace("pynenc").for_app(app_id)
+    tag = hash_tag(invocation_id)
+    own = [
+        keys.invocation(invocation_id),
+        keys.history(invocation_id, "e:1"),
+        keys.result(invocation_id),
+        keys.exception(invocation_id),
+        keys.orchestrator_invocation(invocation_id),
+        keys.workflow_sub_invocation("w{1}", invocation_id),
+        keys.orchestrator_wait(invocation_id, "other"),
+    ]
+    assert {_tag_of(key) for key in own} == {tag}
+    assert len({key_slot(key.encode()) for key in own}) == 1
+    assert keys.invocation_ids_of([keys.invocation(invocation_id)]) == [invocation_id]
+    assert keys.orchestrator_invocation_ids_of([keys.orchestrator_invocation(invocation_id)]) == [
+        invocation_id
+    ]
+    workflow = [keys.workflow_run(invocation_id), keys.workflow_data(invocation_id, "k}")]
+    assert {_tag_of(key) for key in workflow} == {tag}
+
+
+def test_one_apps_documents_spread_over_every_slot_range() -> None:
+    """Tags are per invocation, never per app: 3000 invocations of one app land in most of
+    the 16384 slots, so every shard of a cluster holds a share."""
+    keys = Namespace("pynenc").for_app("orders")
+    slots = {key_slot(keys.invocation(f"inv-{n}").encode()) for n in range(3000)}
+    assert len(slots) > 2500
+    thirds = {slot * 3 // 16384 for slot in slots}
+    assert thirds == {0, 1, 2}
+
+
+def test_per_app_structures_that_scripts_join_share_the_app_slot() -> None:
+    keys = Namespace("pynenc").for_app("a{b")
+    assert _tag_of(keys.trigger_cron()) == _tag_of(keys.trigger_valid_conditions()) == "{a%7Bb}"
+    assert _tag_of(keys.atomic_service_lease()) == _tag_of(keys.atomic_service_execution("r:1")) == "{a%7Bb}"
+
+
+def test_group_by_slot_keeps_each_groups_order() -> None:
+    keys = Namespace("pynenc").for_app("app")
+    mixed = [keys.history("i1", "a"), keys.history("i2", "a"), keys.invocation("i1"), keys.invocation("i2")]
+    assert group_by_slot(mixed) == [[mixed[0], mixed[2]], [mixed[1], mixed[3]]]

@@ -29,8 +29,7 @@ def test_every_document_kind_is_covered_by_exactly_one_index() -> None:
     ("kind", "key"),
     [
         (DocumentKind.INVOCATION, KEYS.invocation("i")),
-        (DocumentKind.HISTORY, KEYS.history("e")),
-        (DocumentKind.HISTORY, KEYS.imported_history("i", "e")),
+        (DocumentKind.HISTORY, KEYS.history("i", "e")),
         (DocumentKind.RESULT, KEYS.result("i")),
         (DocumentKind.EXCEPTION, KEYS.exception("i")),
         (DocumentKind.RUNNER_CONTEXT, KEYS.runner_context("r")),
@@ -50,8 +49,8 @@ def test_invocation_upsert_sends_the_whole_invocation_as_one_document() -> None:
     inv = InvocationDTO(InvocationId("i:1"), call, None, InvocationId("p:1"), None)
     batch = WRITES.invocation_batch()
     WRITES.add_invocation(batch, inv, CallDTO(call, {"x": "1"}))
-    assert batch.keys == [KEYS.invocation("i:1")]
-    (document,) = batch.args
+    ((keys, (document,)),) = batch.calls.values()
+    assert keys == [KEYS.invocation("i:1")]
     assert orjson.loads(document) == {
         "app_id": "a:pp",
         "invocation_id": "i:1",
@@ -72,7 +71,7 @@ def test_an_invalid_invocation_queues_nothing() -> None:
         WRITES.add_invocation(
             batch, InvocationDTO(InvocationId(""), call, None, None, None), CallDTO(call, {})
         )
-    assert batch.keys == [] and batch.args == []
+    assert not batch.calls and len(batch) == 0
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ from pynenc_redis_stack.admin.lifecycle import (
 )
 from pynenc_redis_stack.admin.retention import DEFAULT_BATCH_SIZE as PRUNE_BATCH_SIZE
 from pynenc_redis_stack.admin.retention import PruneReport, check_cutoff, prune_invocations
+from pynenc_redis_stack.admin.tagged_layout import move_to_tagged_layout
 from pynenc_redis_stack.core import codec
 from pynenc_redis_stack.core.client import redacted_url
 from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
@@ -227,8 +228,9 @@ def index_migrate(
         lock_timeout=timeout if lock_timeout is None else lock_timeout,
         lock_ttl=lock_ttl,
         notify=notify,
-        # A store written by an earlier layout: its copies beside the documents go, and the
-        # trigger's definitions and conditions become documents.
+        # A store written by an earlier layout: its copies beside the documents go, the
+        # trigger's definitions and conditions become documents, and untagged keys get their
+        # hash tags.
         fill=lambda heartbeat: DataFill(
             legacy=clean_legacy(
                 client,
@@ -240,6 +242,15 @@ def index_migrate(
                 progress=None if dry_run else progress,
             ),
             trigger_layout=migrate_trigger_layout(client, namespace, dry_run=dry_run, heartbeat=heartbeat),
+            # last: the steps above read and write the earlier keys
+            tagged_layout=move_to_tagged_layout(
+                client,
+                namespace,
+                dry_run=dry_run,
+                print_line=lambda line: print(line, file=out or sys.stdout),
+                heartbeat=heartbeat,
+                progress=None if dry_run else progress,
+            ),
         ),
     )
 

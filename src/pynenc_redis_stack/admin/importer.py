@@ -35,6 +35,7 @@ from pynenc_redis_stack.admin.import_source import (
     source_prefix,
     text,
 )
+from pynenc_redis_stack.core.arrival import writer_number
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.core.errors import RedisStackError, check_batch_size
@@ -322,5 +323,6 @@ def _write(target: _Target, writes: DocumentWrites, batch: _Batch, report: Impor
         # so its entries get consecutive seq values, i.e. keep their source order on equal ts.
         new_entries.extend(entries)
         report.written[DocumentKind.HISTORY] += len(entries)
-    send(client.pipeline(transaction=False), batch.commands, writes.history_batch(new_entries))
+    writer = writer_number(client, writes.keys.namespace)
+    send(client.pipeline(transaction=False), batch.commands, writes.history_batch(new_entries, writer))
     report.written.update(batch.counts)

@@ -26,6 +26,7 @@ from pynenc_redis_stack.core.indexes.status import IndexStatus, index_status
 
 if TYPE_CHECKING:
     from pynenc_redis_stack.admin.legacy import LegacyCleanup
+    from pynenc_redis_stack.admin.tagged_layout import TaggedLayoutMove
     from pynenc_redis_stack.core.keys import Namespace
     from pynenc_redis_stack.core.schema import IndexSpec
     from pynenc_redis_stack.trigger.migration import TriggerLayoutReport
@@ -78,6 +79,7 @@ class DataFill:
 
     legacy: LegacyCleanup | None = None
     trigger_layout: TriggerLayoutReport | None = None
+    tagged_layout: TaggedLayoutMove | None = None
 
 
 @dataclass
@@ -100,13 +102,17 @@ class MigrationReport:
     trigger_layout: TriggerLayoutReport | None = None
     """Trigger definitions and conditions of the earlier layout turned into documents, and
     its keys deleted, per app (a dry run lists them)."""
+    tagged_layout: TaggedLayoutMove | None = None
+    """Keys of the untagged layout moved to their hash-tagged names (a dry run counts them)."""
 
     @property
     def nothing_to_do(self) -> bool:
         """True when every index was already at its file version, with nothing to clean up,
         and no key of the earlier layout was left."""
         return all(result.plan.action is Action.NONE for result in self.results) and not (
-            (self.legacy and self.legacy.total) or (self.trigger_layout and self.trigger_layout.per_app)
+            (self.legacy and self.legacy.total)
+            or (self.trigger_layout and self.trigger_layout.per_app)
+            or (self.tagged_layout and self.tagged_layout.total)
         )
 
     @property
@@ -174,8 +180,9 @@ def migrate(
     :param lock_timeout: Seconds to wait for another run's lock.
     :param lock_ttl: Lease of the lock; how long a killed run blocks the next one.
     :param notify: Receives human-readable notices (waiting for the lock).
-    :param fill: The data step (:func:`~pynenc_redis_stack.admin.legacy.clean_legacy` and
-        :func:`~pynenc_redis_stack.trigger.migration.migrate_trigger_layout`), run under the lock once every index is done, with the lock's refresh as its heartbeat.
+    :param fill: The data step (:func:`~pynenc_redis_stack.admin.legacy.clean_legacy`,
+        :func:`~pynenc_redis_stack.trigger.migration.migrate_trigger_layout` and
+        :func:`~pynenc_redis_stack.admin.tagged_layout.move_to_tagged_layout`), run under the lock once every index is done, with the lock's refresh as its heartbeat.
     :raises LockTimeoutError: If another run holds the lock past ``lock_timeout``.
     :raises LockLostError: If the lock was lost mid-run (nothing more is changed).
     """
@@ -185,7 +192,13 @@ def migrate(
         )
         results = [_execute(plan, executor) for plan in plans]
         data = fill(_no_heartbeat) if fill else DataFill()
-        return MigrationReport(True, results, legacy=data.legacy, trigger_layout=data.trigger_layout)
+        return MigrationReport(
+            True,
+            results,
+            legacy=data.legacy,
+            trigger_layout=data.trigger_layout,
+            tagged_layout=data.tagged_layout,
+        )
     lock = LifecycleLock(client, namespace, ttl=lock_ttl)
 
     def waiting(holder: str) -> None:
@@ -215,6 +228,7 @@ def migrate(
         final=final,
         legacy=filled.legacy,
         trigger_layout=filled.trigger_layout,
+        tagged_layout=filled.tagged_layout,
     )
 
 

@@ -10,7 +10,7 @@ from pynenc_redis_stack.broker.broker import purge_broker_keys
 from pynenc_redis_stack.core.indexes import IndexState, ensure_indexes
 from pynenc_redis_stack.core.keys import Namespace
 from pynenc_redis_stack.core.schema import SCHEMA_SETS, Schemas, SchemaSet, load_schema_set, load_schemas
-from pynenc_redis_stack.core.store import unlink_app_documents
+from pynenc_redis_stack.core.store import unlink, unlink_app_documents
 from pynenc_redis_stack.state_backend.purge import purge_state
 from pynenc_redis_stack.trigger.trigger import purge_trigger_keys
 
@@ -59,4 +59,4 @@ def purge_app(
         unlink_app_documents(client, namespace, schema_set.all(), app_id, page_size)
     purge_broker_keys(client, keys)
     purge_trigger_keys(client, keys)
-    client.unlink(keys.client_data(), keys.running_holders(), keys.atomic_service_lease())
+    unlink(client, [keys.client_data(), keys.running_holders(), keys.atomic_service_lease()])

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 import orjson
 import redis
 from pynenc.invocation.status import InvocationStatus
+from redis.crc import key_slot
 
 from pynenc_redis_stack.admin.purge import schema_sets_in_use
 from pynenc_redis_stack.broker.broker import TakenEntry, queue_member_invocation_id
@@ -35,6 +36,8 @@ from pynenc_redis_stack.core.schema import (
     TriggerSchemas,
     load_schema_set,
 )
+from pynenc_redis_stack.core.scripts import SlotCalls
+from pynenc_redis_stack.core.store import unlink
 from pynenc_redis_stack.state_backend.scripts import prune_invocations_script
 
 if TYPE_CHECKING:
@@ -313,16 +316,7 @@ class _Pruner:
         if self.report.dry_run:
             deleted = [True] * len(rows)
         else:
-            script_keys = [self.pending_key]
-            script_args = [str(self.cutoff_us), orjson.dumps(FINAL_STATUSES).decode()]
-            for row, orchestrator_key in zip(rows, orchestrator_keys, strict=True):
-                owned = found.keys_of(row["invocation_id"])
-                script_keys.extend((self.keys.invocation(row["invocation_id"]), orchestrator_key))
-                script_keys.extend(owned)
-                script_args.extend((str(len(owned)), orjson.dumps(found.workflows_of(row)).decode()))
-            pipe = self.client.pipeline(transaction=False)
-            replies = prune_invocations_script.run_in(pipe, script_keys, script_args)
-            deleted = [bool(flag) for flag in replies[-1]]
+            deleted = self._delete_batch(rows, orchestrator_keys, found)
         report = self.report
         for row, was_deleted, has_status in zip(rows, deleted, orchestrated, strict=True):
             invocation_id = row["invocation_id"]
@@ -341,6 +335,38 @@ class _Pruner:
         if len(self.deleted_ids) >= BROKER_SWEEP_IDS:
             self.sweep_broker()
         return len(rows)
+
+    def _delete_batch(self, rows: list[Row], orchestrator_keys: list[str], found: _Dependents) -> list[bool]:
+        """Delete the invocations of ``rows`` still prunable: one script call per hash slot,
+        sent in one pipeline (each invocation is checked and deleted with what it owns in its
+        slot in one step); then what they owned in other slots (blocking edges of waiters in
+        other slots). Their workflows join the pending set first, so a run that stops on the
+        way leaves them to the next one (a workflow still referenced is kept)."""
+        workflows = sorted({w for row in rows for w in found.workflows_of(row)})
+        if workflows:
+            self.client.sadd(self.pending_key, *workflows)
+        calls = SlotCalls(
+            prune_invocations_script, [str(self.cutoff_us), orjson.dumps(FINAL_STATUSES).decode()]
+        )
+        per_slot: dict[int, list[str]] = {}  # each call's invocations, in the order of its reply
+        elsewhere: dict[str, list[str]] = {}
+        for row, orchestrator_key in zip(rows, orchestrator_keys, strict=True):
+            invocation_key = self.keys.invocation(row["invocation_id"])
+            slot = key_slot(invocation_key.encode())
+            owned = found.keys_of(row["invocation_id"])
+            local = [key for key in owned if key_slot(key.encode()) == slot]
+            elsewhere[invocation_key] = [key for key in owned if key_slot(key.encode()) != slot]
+            calls.add([invocation_key, orchestrator_key, *local], [str(len(local))])
+            per_slot.setdefault(slot, []).append(invocation_key)
+        replies = calls.run_in(self.client.pipeline(transaction=False))
+        flags: dict[str, bool] = {}
+        for invocation_keys, reply in zip(per_slot.values(), replies, strict=True):
+            flags.update(zip(invocation_keys, (bool(flag) for flag in reply), strict=True))
+        deleted = [flags[self.keys.invocation(row["invocation_id"])] for row in rows]
+        leftovers = [key for key, flag in flags.items() if flag for key in elsewhere[key]]
+        for chunk in itertools.batched(leftovers, UNLINK_CHUNK):
+            unlink(self.client, chunk)
+        return deleted
 
     def sweep_broker(self) -> None:
         """Remove (or count) the broker entries naming the invocations deleted since the last
@@ -422,7 +448,7 @@ class _Pruner:
             self.report.deleted[DocumentKind.WORKFLOW_DATA] += len(data_keys)
             if not self.report.dry_run:
                 for keys in itertools.batched([*run_keys, *data_keys], UNLINK_CHUNK):
-                    self.client.unlink(*keys)
+                    unlink(self.client, keys)
                 # Only now: a run that stops before this point leaves them to the next one.
                 self.client.srem(self.pending_key, *chunk)
 
@@ -530,4 +556,4 @@ def prune_trigger_records(
     report.trigger_events, report.trigger_runs = len(events), len(runs)
     if not report.dry_run:
         for batch in itertools.batched([*events, *sorted(runs)], batch_size):
-            client.unlink(*batch)
+            unlink(client, batch)

@@ -93,6 +93,8 @@ def format_migration(report: MigrationReport) -> list[str]:
         )
         verb = "would delete" if report.dry_run else "deleted"
         lines.extend(f"trigger layout of app {app_id!r}: {verb} {key}" for key in converted.deleted)
+    if report.tagged_layout is not None:
+        lines.extend(report.tagged_layout.lines(report.dry_run))
 
     return lines
 

@@ -2,19 +2,19 @@
 
 Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
 
-    <ns>:<entity>:<app>:<id>[:<id>...]   a JSON document
+    <ns>:<entity>:<app>:{<id>}[:<id>...] a JSON document; ``{<id>}`` is its hash tag (below)
     <ns>:idx:<index>:v<version>           a physical RediSearch index
     <ns>:idx:<index>:v<version>:r<k>      the k-th rebuild of a drifted index at that version
     <ns>:<index>                          the alias every query goes through
-    <ns>:history-seq                      the counter ordering history entries with equal timestamps
     <ns>:prune-pending-workflows:<app>    a set: workflows whose invocations prune deleted, until
                                           prune has collected (or kept) their run and data
     <ns>:lock:index-migrate               the lock serialising ``index migrate`` and ``index drop``
+    <ns>:writers                          the counter giving each writing process its residue
+                                          for arrival stamps (one INCR per process, arrival.py)
     <ns>:index-check                      a hash: alias -> the checked definition and physical
                                           index (the trusted marker, lifecycle/first_use.py)
-    <ns>:orchestrator-seq                 the counter ordering orchestrator registrations
-    <ns>:atomic-service-lease:<app>       a lock: the document key of the app's RUNNING
-                                          atomic-service execution
+    <ns>:atomic-service-lease:<app>:{<app>}  a lock: the document key of the app's RUNNING
+                                          atomic-service execution (in the executions' slot)
     <ns>:broker-queue:{<app>}:<queue>     a sorted set: the queue's invocations (broker.py)
     <ns>:broker-queues:{<app>}            a set: the queue names the app routed to (for purge)
     <ns>:broker-seq:{<app>}               the counter ordering equal priorities first in, first out
@@ -25,10 +25,11 @@ Layout (``ns`` is the configured namespace, ``pynenc`` by default)::
     <ns>:trigger-definition:<app>:<trigger>  a JSON document: one trigger definition
     <ns>:trigger-condition:<app>:<condition> a JSON document: one trigger condition, with the
                                           tasks it is sourced from
-    <ns>:trigger-valid-conditions:<app>   a hash: valid condition id -> valid condition (the
-                                          trigger loop's work queue)
-    <ns>:trigger-cron:<app>               a hash: cron condition id -> last execution (epoch us;
-                                          the cron schedule, moved by compare-and-set)
+    <ns>:trigger-valid-conditions:<app>:{<app>}  a hash: valid condition id -> valid condition
+                                          (the trigger loop's work queue)
+    <ns>:trigger-cron:<app>:{<app>}       a hash: cron condition id -> last execution (epoch us;
+                                          the cron schedule, moved by compare-and-set in the
+                                          valid conditions' slot)
     <ns>:trigger-run-claims:<app>         a sorted set: claimed trigger run ids by claim expiry
                                           (leases)
 
@@ -37,16 +38,28 @@ app; documents carry ``app_id`` and every query filters on it. Each id segment e
 and ``:`` (as ``%25`` and ``%3A``) so that no two (app, id) pairs share a key, whatever the
 ids contain; ids without those two characters read as they are.
 
-The broker's keys put the app in a hash tag (``{<app>}``, with ``{`` and ``}`` also escaped,
-as ``%7B``/``%7D``, so the tag is exactly the app): every key one broker script touches is
-in the app's hash slot.
+Hash tags (a cluster hashes only what is between a key's first ``{`` and the next ``}``):
+every key one script, transaction or multi-key command touches carries the same tag, and
+the tag is the smallest unit that must change atomically, so one app's documents spread over
+every shard. Documents are tagged by the id in their key: an invocation's document, its
+history entries, result, exception, orchestrator document and its membership of a workflow
+(the sub-invocation link) all by the invocation id; a workflow's run and data by the workflow
+id; a waiter's blocking edges by the waiter; every other document by its own id. Only small per-app structures carry the app as
+their tag: the broker's keys (``<ns>:broker-queue:{<app>}:<queue>``), the atomic-service
+lease and executions, the runners' heartbeats (one document per live runner), and the
+trigger's valid conditions and cron schedule. In tagged keys
+``{`` and ``}`` are escaped as well (``%7B``/``%7D``), in the app segment too, so a key's
+first ``{`` always opens its intended tag and the tag is exactly the id.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Protocol
+
+from redis.crc import key_slot
 
 from pynenc_redis_stack.core.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
 
@@ -133,11 +146,27 @@ def encode_segment(value: str) -> str:
     return value.replace("%", "%25").replace(":", "%3A")
 
 
+def _encode_tagged(value: str) -> str:
+    """Escape one segment of a tagged key: :func:`encode_segment` plus ``{`` and ``}``."""
+    return encode_segment(value).replace("{", "%7B").replace("}", "%7D")
+
+
+def hash_tag(value: str) -> str:
+    """Return ``{<value>}``, escaped: the hash tag of the keys grouped by ``value``."""
+    return "{" + _encode_tagged(value) + "}"
+
+
 def decode_segment(segment: str) -> str:
-    """Invert :func:`encode_segment` (every ``%`` in a segment starts one of its two escapes)."""
+    """Invert :func:`encode_segment` and the brace escapes of tagged keys (every ``%`` in a
+    segment starts one of its escapes: a literal ``%`` is ``%25``, decoded last)."""
     if "%" not in segment:
         return segment
-    return segment.replace("%3A", ":").replace("%25", "%")
+    return segment.replace("%3A", ":").replace("%7B", "{").replace("%7D", "}").replace("%25", "%")
+
+
+def decode_tag(segment: str) -> str:
+    """Return the id in a ``{<id>}`` key segment."""
+    return decode_segment(segment[1:-1])
 
 
 class Namespace:
@@ -188,13 +217,9 @@ class Namespace:
         """Return the key prefixes the index covers (``FT.CREATE ... PREFIX``)."""
         return [f"{self.namespace}:{entity}:" for entity in spec.prefixes]
 
-    def history_seq(self) -> str:
-        """Return the counter key that orders history entries of equal timestamp."""
-        return f"{self.namespace}:history-seq"
-
-    def orchestrator_seq(self) -> str:
-        """Return the counter that orders orchestrator registrations (newest-first pages)."""
-        return f"{self.namespace}:orchestrator-seq"
+    def writers(self) -> str:
+        """Return the counter that numbers writing processes (:mod:`~pynenc_redis_stack.core.arrival`)."""
+        return f"{self.namespace}:writers"
 
     def for_app(self, app_id: str) -> AppKeys:
         """Return the key builder of one app."""
@@ -210,56 +235,68 @@ class AppKeys:
         self.namespace = namespace
         self.app_id = app_id
         self._app_segment = encode_segment(app_id)
-        self._invocation_prefix = self._key(DocumentKind.INVOCATION, "")
-        self._app_tag = "{" + self._app_segment.replace("{", "%7B").replace("}", "%7D") + "}"
+        self._tagged_app_segment = _encode_tagged(app_id)
+        self._app_tag = hash_tag(app_id)
+        self._invocation_prefix = self._tagged_prefix(DocumentKind.INVOCATION)
 
     def _key(self, entity: str, *ids: str) -> str:
         segments = [self.namespace.namespace, entity, self._app_segment]
         segments.extend(encode_segment(i) for i in ids)
         return ":".join(segments)
 
+    def _tagged_prefix(self, entity: str) -> str:
+        """``<ns>:<entity>:<app>:``, before the tag of a tagged key."""
+        return f"{self.namespace.namespace}:{entity}:{self._tagged_app_segment}:"
+
+    def _tagged(self, entity: str, tag: str, *ids: str) -> str:
+        """``<ns>:<entity>:<app>:{<tag>}[:<id>...]``: a key in the hash slot of ``tag``."""
+        key = self._tagged_prefix(entity) + hash_tag(tag)
+        return ":".join([key, *(_encode_tagged(i) for i in ids)]) if ids else key
+
+    def _app_tagged(self, entity: str) -> str:
+        """``<ns>:<entity>:<app>:{<app>}``: a per-app structure in the app's hash slot."""
+        return self._tagged_prefix(entity) + self._app_tag
+
+    def _tags_of(self, entity: str, keys: list[str]) -> list[str]:
+        """Return the tag ids of this app's ``<ns>:<entity>:<app>:{<id>}`` keys."""
+        start = len(self._tagged_prefix(entity))
+        return [decode_tag(key[start:]) for key in keys]
+
     def invocation(self, invocation_id: str) -> str:
-        return self._invocation_prefix + encode_segment(invocation_id)  # _key's, on the hot path
+        return f"{self._invocation_prefix}{{{_encode_tagged(invocation_id)}}}"  # _tagged's, on the hot path
 
     def invocation_ids_of(self, keys: list[str]) -> list[str]:
         """Return the invocation ids of this app's invocation document keys (as the
         invocations index returns them for a query filtered on this app)."""
-        start = len(self._invocation_prefix)
-        return [decode_segment(key[start:]) for key in keys]
+        return self._tags_of(DocumentKind.INVOCATION, keys)
 
-    def history(self, entry_id: str) -> str:
-        """The key of a history entry written by the backend: ``entry_id`` is random and unique
-        in the app (which invocation it belongs to is in the document). The invocation id
-        is not in the key because each key is held twice per entry, in the keyspace and in
-        the index's document table (docs/performance.md, memory)."""
-        return self._key(DocumentKind.HISTORY, entry_id)
-
-    def imported_history(self, invocation_id: str, entry_id: str) -> str:
-        """The key of a history entry copied by ``import-redis`` (and of every entry written
-        before 0.4): ``entry_id`` is deterministic within the invocation, so a re-import
-        finds what it wrote."""
-        return self._key(DocumentKind.HISTORY, invocation_id, entry_id)
+    def history(self, invocation_id: str, entry_id: str) -> str:
+        """The key of one history entry of ``invocation_id``, in its invocation's slot (the
+        history script writes both). The backend's ``entry_id`` is random, an imported one
+        deterministic within the invocation (so a re-import finds what it wrote)."""
+        return self._tagged(DocumentKind.HISTORY, invocation_id, entry_id)
 
     def runner_context(self, runner_id: str) -> str:
-        return self._key(DocumentKind.RUNNER_CONTEXT, runner_id)
+        return self._tagged(DocumentKind.RUNNER_CONTEXT, runner_id)
 
     def workflow_run(self, workflow_id: str) -> str:
-        return self._key(DocumentKind.WORKFLOW_RUN, workflow_id)
+        return self._tagged(DocumentKind.WORKFLOW_RUN, workflow_id)
 
     def workflow_sub_invocation(self, workflow_id: str, sub_invocation_id: str) -> str:
-        return self._key(DocumentKind.WORKFLOW_SUB_INVOCATION, workflow_id, sub_invocation_id)
+        """In the sub-invocation's slot: prune deletes it with the sub-invocation."""
+        return self._tagged(DocumentKind.WORKFLOW_SUB_INVOCATION, sub_invocation_id, workflow_id)
 
     def app_info(self) -> str:
         return self._key(DocumentKind.APP_INFO)
 
     def result(self, invocation_id: str) -> str:
-        return self._key(DocumentKind.RESULT, invocation_id)
+        return self._tagged(DocumentKind.RESULT, invocation_id)
 
     def exception(self, invocation_id: str) -> str:
-        return self._key(DocumentKind.EXCEPTION, invocation_id)
+        return self._tagged(DocumentKind.EXCEPTION, invocation_id)
 
     def workflow_data(self, workflow_id: str, data_key: str) -> str:
-        return self._key(DocumentKind.WORKFLOW_DATA, workflow_id, data_key)
+        return self._tagged(DocumentKind.WORKFLOW_DATA, workflow_id, data_key)
 
     def prune_pending_workflows(self) -> str:
         """Return the set of workflows whose collection a prune run still owes (see prune.py)."""
@@ -268,26 +305,34 @@ class AppKeys:
     # -- the orchestrator's documents ----------------------------------------------------
 
     def orchestrator_invocation(self, invocation_id: str) -> str:
-        return self._key(_ORCHESTRATOR_INVOCATION, invocation_id)
+        """In the slot of the invocation's state backend documents."""
+        return self._tagged(_ORCHESTRATOR_INVOCATION, invocation_id)
 
     def orchestrator_invocation_ids_of(self, keys: list[str]) -> list[str]:
         """Return the invocation ids of this app's orchestrator invocation keys."""
-        start = len(self._key(_ORCHESTRATOR_INVOCATION, ""))
-        return [decode_segment(key[start:]) for key in keys]
+        return self._tags_of(_ORCHESTRATOR_INVOCATION, keys)
 
     def orchestrator_wait(self, waiter_id: str, waited_id: str) -> str:
-        """The blocking edge ``waiter_id`` waits for ``waited_id``."""
-        return self._key(_ORCHESTRATOR_WAIT, waiter_id, waited_id)
+        """The blocking edge ``waiter_id`` waits for ``waited_id`` (in the waiter's slot)."""
+        return self._tagged(_ORCHESTRATOR_WAIT, waiter_id, waited_id)
 
     def runner_heartbeat(self, runner_id: str) -> str:
-        return self._key(_RUNNER_HEARTBEAT, runner_id)
+        """In the app's slot, with the atomic-service lease (one script reads both); one small
+        document per live runner, so the app's slot holds little."""
+        return self.runner_heartbeat_prefix() + _encode_tagged(runner_id)
+
+    def runner_heartbeat_prefix(self) -> str:
+        """What a script puts before a runner id (escaped as :func:`_encode_tagged` does) to
+        name the runner's heartbeat document."""
+        return self._app_tagged(_RUNNER_HEARTBEAT) + ":"
 
     def atomic_service_execution(self, run_id: str) -> str:
-        return self._key(_ATOMIC_SERVICE_EXECUTION, run_id)
+        """In the app's slot, with the lease that names the RUNNING one (one script reads both)."""
+        return f"{self._app_tagged(_ATOMIC_SERVICE_EXECUTION)}:{_encode_tagged(run_id)}"
 
     def atomic_service_lease(self) -> str:
         """The lock naming the document of the app's RUNNING atomic-service execution."""
-        return self._key(_ATOMIC_SERVICE_LEASE)
+        return self._app_tagged(_ATOMIC_SERVICE_LEASE)
 
     def registration_lock(self, task_key: str, key_arguments_digest: str) -> str:
         """The lock held while one call of a task with registration concurrency is routed."""
@@ -334,32 +379,42 @@ class AppKeys:
     # -- the trigger's keys ----------------------------------------------------------------
 
     def trigger_event(self, event_id: str) -> str:
-        return self._key(_TRIGGER_EVENT, event_id)
+        return self._tagged(_TRIGGER_EVENT, event_id)
 
     def trigger_event_ids_of(self, keys: list[str]) -> list[str]:
         """Return the event ids of this app's trigger event document keys."""
-        start = len(self._key(_TRIGGER_EVENT, ""))
-        return [decode_segment(key[start:]) for key in keys]
+        return self._tags_of(_TRIGGER_EVENT, keys)
 
     def trigger_run(self, trigger_run_id: str) -> str:
-        return self._key(_TRIGGER_RUN, trigger_run_id)
+        return self._tagged(_TRIGGER_RUN, trigger_run_id)
 
     def trigger_definition(self, trigger_id: str) -> str:
         """The document of one trigger definition."""
-        return self._key(_TRIGGER_DEFINITION, trigger_id)
+        return self._tagged(_TRIGGER_DEFINITION, trigger_id)
 
     def trigger_condition(self, condition_id: str) -> str:
         """The document of one trigger condition (with the tasks it is sourced from)."""
-        return self._key(_TRIGGER_CONDITION, condition_id)
+        return self._tagged(_TRIGGER_CONDITION, condition_id)
 
     def trigger_valid_conditions(self) -> str:
         """The hash of valid conditions waiting for the trigger loop, by valid condition id."""
-        return self._key(_TRIGGER_VALID_CONDITIONS)
+        return self._app_tagged(_TRIGGER_VALID_CONDITIONS)
 
     def trigger_cron(self) -> str:
-        """The hash of the last execution of each cron condition (epoch microseconds)."""
-        return self._key(_TRIGGER_CRON)
+        """The hash of the last execution of each cron condition (epoch microseconds), in the
+        valid conditions' slot (a cron tick stores both in one script)."""
+        return self._app_tagged(_TRIGGER_CRON)
 
     def trigger_run_claims(self) -> str:
         """The sorted set of claimed trigger run ids, scored by claim expiry (server ms)."""
         return self._key(_TRIGGER_RUN_CLAIMS)
+
+
+def group_by_slot(keys: Iterable[str]) -> list[list[str]]:
+    """Return ``keys`` grouped by cluster hash slot (each group in the order given, the groups
+    in the order of their first key): a multi-key command or script per group is
+    cluster-safe."""
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key.encode()), []).append(key)
+    return list(groups.values())

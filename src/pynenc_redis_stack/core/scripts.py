@@ -8,10 +8,12 @@ module only runs them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
+from redis.crc import key_slot
 
 from pynenc_redis_stack.core.client import QueueKeeping, raise_server_error, register_repeatable_script, run
 
@@ -74,16 +76,52 @@ class Script:
         run(pipe, *self.command(keys, args))
         commands = list(pipe.queued)
         replies = pipe.execute(raise_on_error=False)
-        if not isinstance(replies[-1], redis.exceptions.NoScriptError):
+        if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
             _raise_first_error(replies)
             return replies
-        # First use on this server (or after a restart / SCRIPT FLUSH): load, then replay.
+        # First use on this server (or after a restart / SCRIPT FLUSH; on a cluster, on one of
+        # the nodes the calls went to): load, then replay.
         run(pipe.from_client, "SCRIPT", "LOAD", self.source)
         for command_args, options in commands:
             pipe.execute_command(*command_args, **options)  # type: ignore[no-untyped-call]
         replies = pipe.execute(raise_on_error=False)
         _raise_first_error(replies)
         return replies
+
+
+class SlotCalls:
+    """Calls of one script, one per hash slot, sent in one pipeline: each call touches one
+    slot (what a cluster allows), and what one call does stays atomic.
+
+    :meth:`add` takes one unit of keys (all in one slot: the slot of its first key) and its
+    arguments; units of the same slot join one call, in the order added.
+    """
+
+    def __init__(self, script: Script, shared_args: Sequence[str] = ()) -> None:
+        self.script = script
+        self.shared_args = list(shared_args)
+        """The arguments every call starts with, before its units' own."""
+        self.calls: dict[int, tuple[list[str], list[str]]] = {}
+        self.units = 0
+
+    def add(self, keys: Sequence[str], args: Sequence[str]) -> None:
+        call_keys, call_args = self.calls.setdefault(key_slot(keys[0].encode()), ([], list(self.shared_args)))
+        call_keys.extend(keys)
+        call_args.extend(args)
+        self.units += 1
+
+    def __len__(self) -> int:
+        return self.units
+
+    def run_in(self, pipe: redis.client.Pipeline) -> list[Any]:
+        """Execute ``pipe`` with one script call per slot appended (see :meth:`Script.run_in`).
+
+        :return: The pipeline replies (the script calls' last, one per slot).
+        """
+        *first, (last_keys, last_args) = self.calls.values()
+        for keys, args in first:
+            run(pipe, *self.script.command(keys, args))
+        return self.script.run_in(pipe, last_keys, last_args)
 
 
 def _raise_first_error(replies: list[Any]) -> None:

@@ -4,15 +4,17 @@ every read (the state backend's, the orchestrator's and the trigger's), through 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+
+from redis.crc import key_slot
 
 from pynenc_redis_stack.core import query, reads
 from pynenc_redis_stack.core.client import Client, run
 from pynenc_redis_stack.core.codec import Document, loads
 from pynenc_redis_stack.core.conf import MAX_PAGE
 from pynenc_redis_stack.core.indexes import connect
-from pynenc_redis_stack.core.keys import AppKeys, Namespace
+from pynenc_redis_stack.core.keys import AppKeys, Namespace, group_by_slot
 from pynenc_redis_stack.core.reads import (
     Row,
     fetch_all,
@@ -205,21 +207,51 @@ class DocumentStore[S: SchemaSet]:
         """Return the documents at ``keys`` (None where there is none), in batches of ``batch_size``."""
         found: list[Document | None] = []
         for batch in itertools.batched(keys, self.batch_size):
-            for raw in run(self.client, "JSON.MGET", *batch, "$"):
+            for raw in json_mget(self.client, batch, "$"):
                 found.append(None if raw is None else dict(loads(raw)[0]))
         return found
 
     def unlink(self, keys: list[str]) -> None:
         for batch in itertools.batched(keys, self.batch_size):
-            self.client.unlink(*batch)
+            unlink(self.client, batch)
+
+
+def json_mget(client: redis.Redis, keys: Sequence[str], path: str) -> list[Any]:
+    """``JSON.MGET`` of ``keys`` at ``path``, one command per hash slot, all in one pipeline
+    (a cluster refuses a multi-key command across slots); the replies in the order of ``keys``."""
+    groups: dict[int, list[int]] = {}
+    for position, key in enumerate(keys):
+        groups.setdefault(key_slot(key.encode()), []).append(position)
+    if len(groups) <= 1:
+        return list(run(client, "JSON.MGET", *keys, path)) if keys else []
+    pipe = client.pipeline(transaction=False)
+    for positions in groups.values():
+        run(pipe, "JSON.MGET", *(keys[i] for i in positions), path)
+    found: list[Any] = [None] * len(keys)
+    for positions, replies in zip(groups.values(), pipe.execute(), strict=True):
+        for position, reply in zip(positions, replies, strict=True):
+            found[position] = reply
+    return found
+
+
+def unlink(client: redis.Redis, keys: Iterable[str]) -> None:
+    """``UNLINK`` ``keys``, one command per hash slot, all in one pipeline."""
+    groups = group_by_slot(keys)
+    if len(groups) == 1:
+        run(client, "UNLINK", *groups[0])
+    elif groups:
+        pipe = client.pipeline(transaction=False)
+        for group in groups:
+            run(pipe, "UNLINK", *group)
+        pipe.execute()
 
 
 def unlink_app_documents(
     client: redis.Redis, namespace: Namespace, specs: Iterable[IndexSpec], app_id: str, batch_size: int
 ) -> None:
     """Delete every document of ``app_id`` in the indexes ``specs``, and nothing of any other
-    app: found through the indexes, a cursor page at a time, each page one ``UNLINK``."""
+    app: found through the indexes, a cursor page at a time, each page one ``UNLINK`` per slot."""
     for spec in specs:
         request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), tuple(query.LOAD_KEY))
         for rows in iter_cursor(client, request, batch_size):
-            client.unlink(*(row["__key"] for row in rows))
+            unlink(client, (row["__key"] for row in rows))

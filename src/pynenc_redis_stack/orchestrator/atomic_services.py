@@ -72,18 +72,23 @@ class AtomicServiceExecutions:
         :return: Whether the run may do its work (RUNNING admitted, or a non-blocked status).
         """
         key, identity = self._identity(run)
-        admitted, start = scripts.start_atomic_service_script.run(
-            self.store.client,
-            [key, self.store.keys.atomic_service_lease()],
-            [
-                identity,
-                str(status),
-                "" if started_at is None else str(to_micros(started_at)),
-                json_text(reason),
-                self.store.keys.runner_heartbeat(""),
-                str(int(float(self.app.conf.runner_considered_dead_after_minutes) * 60 * 1_000_000)),
-            ],
-        )
+        args = [
+            identity,
+            str(status),
+            "" if started_at is None else str(to_micros(started_at)),
+            json_text(reason),
+            self.store.keys.runner_heartbeat_prefix(),
+            str(int(float(self.app.conf.runner_considered_dead_after_minutes) * 60 * 1_000_000)),
+        ]
+        declared = [key, self.store.keys.atomic_service_lease()]
+        while True:
+            # the script reads the running execution and its runner's heartbeat only once they
+            # are declared: a first call names them (another run may take the lease meanwhile)
+            admitted, *reply = scripts.start_atomic_service_script.run(self.store.client, declared, args)
+            if admitted != -1:
+                break
+            declared = [key, self.store.keys.atomic_service_lease(), *reply]
+        (start,) = reply
         run.started_at = from_micros(int(start))
         if status != AtomicServiceExecutionStatus.RUNNING or not admitted:
             self.purge()

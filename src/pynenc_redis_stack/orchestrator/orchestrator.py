@@ -37,11 +37,12 @@ from pynenc.runner.runner_context import RunnerContext
 from redis.exceptions import LockError
 
 from pynenc_redis_stack.core import query
+from pynenc_redis_stack.core.arrival import arrival_stamps, writer_number
 from pynenc_redis_stack.core.codec import dumps, from_micros, validated
 from pynenc_redis_stack.core.conf import ConfigOrchestratorRedisStack
 from pynenc_redis_stack.core.contracts import QueueInspector
 from pynenc_redis_stack.core.errors import ConcurrencyLockTimeoutError
-from pynenc_redis_stack.core.scripts import json_text
+from pynenc_redis_stack.core.scripts import SlotCalls, json_text
 from pynenc_redis_stack.orchestrator import scripts
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
 from pynenc_redis_stack.orchestrator.blocking import RedisStackBlockingControl
@@ -191,7 +192,8 @@ class RedisStackOrchestrator(BaseOrchestrator):
         invocations: list[DistributedInvocation[Any, Any]],
         runner_id: str | None = None,
     ) -> InvocationStatusRecord:
-        """Store each invocation as REGISTERED unless it is stored already (one script per batch).
+        """Store each invocation as REGISTERED unless it is stored already (one script call per
+        hash slot, a pipeline per batch; ``registered_seq``, the arrival stamp, orders them).
 
         The record's timestamp is the server's clock at registration.
         """
@@ -199,9 +201,9 @@ class RedisStackOrchestrator(BaseOrchestrator):
         spec = self.store.schemas.invocations
         now = None
         for batch in itertools.batched(invocations, self.store.batch_size):
-            keys = [self.store.namespace.orchestrator_seq()]
-            args = []
-            for invocation in batch:
+            calls = SlotCalls(scripts.register_invocations_script)
+            writer = writer_number(self.store.client, self.store.namespace)
+            for invocation, seq in zip(batch, arrival_stamps(len(batch), writer), strict=True):
                 document = validated(
                     spec,
                     {
@@ -213,12 +215,12 @@ class RedisStackOrchestrator(BaseOrchestrator):
                         "runner_id": record.runner_id,
                         "status_version": 0,
                         "retries": 0,
+                        "registered_seq": seq,
                         **running_slot_of(invocation),
                     },
                 )
-                keys.append(self._key(invocation.invocation_id))
-                args.append(dumps(document))
-            now = scripts.register_invocations_script.run(self.store.client, keys, args)
+                calls.add([self._key(invocation.invocation_id)], [dumps(document)])
+            now = calls.run_in(self.store.client.pipeline(transaction=False))[-1]
         return record if now is None else replace(record, timestamp=from_micros(int(now)))
 
     def _atomic_status_transition(
@@ -382,7 +384,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
             if document.get("running_slot"):
                 keys.append(self.store.keys.running_holders())
                 args += [
-                    self.store.keys.runner_heartbeat(""),
+                    self.store.keys.runner_heartbeat_prefix(),
                     str(self._dead_after_micros()),
                     f"{document['task_id_key']}:{document['running_slot']}",
                 ]
@@ -565,20 +567,19 @@ class RedisStackOrchestrator(BaseOrchestrator):
         consumed_queues: Sequence[str] | None = None,
     ) -> None:
         """Create each runner's document on its first heartbeat, then move its last heartbeat
-        (server clock) and settings; one script per batch."""
+        (server clock) and settings; one script call per hash slot, a pipeline per batch."""
         store = self.store
+        shared_args = [
+            json_text(self.app.app_id),
+            "1" if can_run_atomic_service else "0",
+            json_text(list(consumed_queues or ())),
+            str(self._heartbeat_retention_ms()),
+        ]
         for batch in itertools.batched(dict.fromkeys(runner_ids), store.batch_size):
-            scripts.heartbeats_script.run(
-                store.client,
-                [store.keys.runner_heartbeat(runner_id) for runner_id in batch],
-                [
-                    json_text(self.app.app_id),
-                    "1" if can_run_atomic_service else "0",
-                    json_text(list(consumed_queues or ())),
-                    str(self._heartbeat_retention_ms()),
-                    *(json_text(runner_id) for runner_id in batch),
-                ],
-            )
+            calls = SlotCalls(scripts.heartbeats_script, shared_args)
+            for runner_id in batch:
+                calls.add([store.keys.runner_heartbeat(runner_id)], [json_text(runner_id)])
+            calls.run_in(store.client.pipeline(transaction=False))
 
     def _get_active_runners(
         self, timeout_seconds: float, can_run_atomic_service: bool | None = None

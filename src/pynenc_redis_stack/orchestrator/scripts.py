@@ -20,37 +20,46 @@ SERVER_TIME = "#!lua flags=no-writes\n" + _NOW + "return now\n"
 
 REGISTER_INVOCATIONS = (
     """
--- KEYS[1]: the registration counter; KEYS[i] (i > 1): an invocation document.
--- ARGV[i - 1]: that document (a JSON object) without status_ts and registered_seq.
+-- KEYS: invocation documents, all in one hash slot (one call per slot, sent in one pipeline).
+-- ARGV[i]: the document of KEYS[i] (a JSON object, with its registered_seq: the registering
+-- process's arrival stamp, core/arrival.py) without status_ts.
 -- A document that exists already is left as it is: registering twice changes nothing.
 """
     + _NOW
     + """
-for i = 2, #KEYS do
+for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    local seq = string.format('%d', redis.call('INCR', KEYS[1]))
-    redis.call('JSON.SET', KEYS[i], '$',
-      string.sub(ARGV[i - 1], 1, -2) .. ',"status_ts":' .. now .. ',"registered_seq":' .. seq .. '}')
+    redis.call('JSON.SET', KEYS[i], '$', string.sub(ARGV[i], 1, -2) .. ',"status_ts":' .. now .. '}')
   end
 end
 return now
 """
 )
 
-OWNER_IS_DEAD = """
+ENCODE_ID = """
+-- keys._encode_tagged: the id with '%', ':', '{' and '}' escaped
+local function encode_id(id)
+  local escaped = string.gsub(string.gsub(id, '%%', '%%25'), ':', '%%3A')
+  return (string.gsub(string.gsub(escaped, '{', '%%7B'), '}', '%%7D'))
+end
+"""
+
+OWNER_IS_DEAD = (
+    ENCODE_ID
+    + """
 -- Whether runner_id's heartbeat document (under the prefix heartbeat_prefix) exists and is
 -- older than dead_after microseconds at now. A runner with no heartbeat document at all is
 -- not judged dead: some runners (and pynenc's own tests) never send one.
 local function owner_is_dead(heartbeat_prefix, runner_id, now, dead_after)
   if type(runner_id) ~= 'string' then return false end
-  -- keys.encode_segment: '%' and ':' escaped
-  local key = heartbeat_prefix .. string.gsub(string.gsub(runner_id, '%%', '%%25'), ':', '%%3A')
+  local key = heartbeat_prefix .. encode_id(runner_id)
   local raw = redis.call('JSON.GET', key, '$.last_heartbeat_ts')
   local last = raw and tonumber(string.match(raw, '%-?%d+'))
   if not last then return false end
   return tonumber(now) - last > tonumber(dead_after)
 end
 """
+)
 
 SET_STATUS_IF_VERSION = (
     """
@@ -145,7 +154,8 @@ return redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
 
 HEARTBEATS = (
     """
--- KEYS: runner heartbeat documents. ARGV[1]: the app id (JSON string); ARGV[2]: may run
+-- KEYS: runner heartbeat documents, all in one hash slot (one call per slot, sent in one
+-- pipeline). ARGV[1]: the app id (JSON string); ARGV[2]: may run
 -- atomic services (1 or 0); ARGV[3]: consumed queues (JSON array); ARGV[4]: milliseconds a
 -- document outlives its last heartbeat; ARGV[4 + i]: the runner id of KEYS[i] (JSON string).
 -- A new runner's creation_ts is this first heartbeat. Each heartbeat moves the document's
@@ -171,7 +181,9 @@ return now
 START_ATOMIC_SERVICE = (
     """
 -- KEYS[1]: the execution document of this run; KEYS[2]: the app's atomic-service lease (the
--- key of the RUNNING execution's document, a lock). ARGV[1]: the document (JSON object) without
+-- key of the RUNNING execution's document, a lock); KEYS[3], KEYS[4] (declared once a first
+-- call named them): the execution the lease names, its runner's heartbeat document. All are
+-- in the app's hash slot. ARGV[1]: the document (JSON object) without
 -- status, start_ts, end_ts, duration_us, reason; ARGV[2]: status; ARGV[3]: start (epoch us, or
 -- '' for the server's clock); ARGV[4]: reason (JSON string); ARGV[5]: the app's runner
 -- heartbeat key prefix; ARGV[6]: microseconds after which a runner without a heartbeat is dead.
@@ -179,9 +191,11 @@ START_ATOMIC_SERVICE = (
 -- RUNNING) or already this run's; otherwise the run is stored BLOCKED, zero-width, naming the
 -- running one. A RUNNING holder whose runner is dead (killed mid-run: nobody will finalize it)
 -- is first ABANDONED, so one killed runner cannot stop every later pass (recovery included)
--- for good. Returns {admitted (1 or 0), start}.
+-- for good. Returns {admitted (1 or 0), start}, or {-1, holder[, heartbeat]}: the keys to
+-- declare in KEYS[3] and KEYS[4] and call again with (a script reads only declared keys).
 """
     + _NOW
+    + ENCODE_ID
     + """
 local start = ARGV[3] ~= '' and ARGV[3] or now
 local function store(status, end_ts, reason)
@@ -197,11 +211,16 @@ if ARGV[2] == 'running' then
   if holder == KEYS[1] and redis.call('EXISTS', KEYS[1]) == 1 then
     return {1, string.match(redis.call('JSON.GET', KEYS[1], '$.start_ts'), '%-?%d+')}
   end
+  if holder and holder ~= KEYS[1] and holder ~= KEYS[3] then
+    return {-1, holder}
+  end
   local held = holder and redis.call('JSON.GET', holder, '$')
   local prior = held and cjson.decode(held)[1]
   if prior and prior.status == 'running' then
-    -- keys.encode_segment: '%' and ':' escaped
-    local heartbeat = ARGV[5] .. string.gsub(string.gsub(prior.runner_id, '%%', '%%25'), ':', '%%3A')
+    local heartbeat = ARGV[5] .. encode_id(prior.runner_id)
+    if heartbeat ~= KEYS[4] then
+      return {-1, holder, heartbeat}
+    end
     local last = redis.call('JSON.GET', heartbeat, '$.last_heartbeat_ts')
     last = last and tonumber(string.match(last, '%-?%d+'))
     if not last or tonumber(now) - last > tonumber(ARGV[6]) then

@@ -20,6 +20,7 @@ from pynenc.invocation.status import InvocationStatus
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 
 from pynenc_redis_stack.core import codec, query
+from pynenc_redis_stack.core.arrival import writer_number
 from pynenc_redis_stack.core.client import Client, run
 from pynenc_redis_stack.core.conf import MAX_PAGE, ConfigStateBackendRedisStack
 from pynenc_redis_stack.core.errors import InvalidDocumentError, check_batch_size
@@ -231,7 +232,8 @@ class RedisStackStateBackend(BaseStateBackend):
     def _history_batch(self, histories: list[InvocationHistory]) -> HistoryBatch:
         """The history script call storing ``histories``, each under a new random key (the
         script skips an entry key that exists, so a re-send after a lost reply changes nothing)."""
-        return self._writes.history_batch(self._writes.history_entry(history) for history in histories)
+        entries = (self._writes.history_entry(history) for history in histories)
+        return self._writes.history_batch(entries, writer_number(self.client, self.namespace))
 
     def _record(
         self,

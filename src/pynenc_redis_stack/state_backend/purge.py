@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pynenc_redis_stack.core.store import unlink_app_documents
+from pynenc_redis_stack.core.store import unlink, unlink_app_documents
 
 if TYPE_CHECKING:
     import redis
@@ -20,4 +20,4 @@ def purge_state(
     and prune's pending-workflows set, and nothing of any other app."""
     specs = [spec for spec in schemas.all() if spec is not schemas.app_infos]
     unlink_app_documents(client, namespace, specs, app_id, batch_size)
-    client.unlink(namespace.for_app(app_id).prune_pending_workflows())
+    unlink(client, [namespace.for_app(app_id).prune_pending_workflows()])

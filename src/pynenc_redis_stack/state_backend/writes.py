@@ -69,29 +69,33 @@ class DocumentWrites:
         document = codec.validated(
             self.schemas.invocations, docs.invocation_document(self.keys.app_id, inv, call)
         )
-        batch.add(self.keys.invocation(inv.invocation_id), document)
+        batch.add_document(self.keys.invocation(inv.invocation_id), document)
 
     def history_entry(self, history: InvocationHistory) -> HistoryEntry:
         """Return the validated document of a new history entry, under a new random key.
 
-        96 random bits (16 characters): unique in the app, and a re-send of the history
-        script after a lost reply finds its own keys and changes nothing.
+        96 random bits (16 characters): unique in the invocation, and a re-send of the
+        history script after a lost reply finds its own keys and changes nothing.
         """
         document = codec.validated(self.schemas.history, docs.history_document(self.keys.app_id, history))
-        return HistoryEntry(history.invocation_id, self.keys.history(secrets.token_urlsafe(12)), document)
+        invocation_id = history.invocation_id
+        return HistoryEntry(
+            invocation_id, self.keys.history(invocation_id, secrets.token_urlsafe(12)), document
+        )
 
     def imported_history_entry(self, history: InvocationHistory, entry_id: str) -> HistoryEntry:
         """Return the validated document of a copied history entry, under the deterministic
-        ``entry_id`` within its invocation (see :meth:`AppKeys.imported_history`)."""
+        ``entry_id`` within its invocation (see :meth:`AppKeys.history`)."""
         document = codec.validated(self.schemas.history, docs.history_document(self.keys.app_id, history))
         invocation_id = history.invocation_id
-        return HistoryEntry(invocation_id, self.keys.imported_history(invocation_id, entry_id), document)
+        return HistoryEntry(invocation_id, self.keys.history(invocation_id, entry_id), document)
 
-    def history_batch(self, entries: Iterable[HistoryEntry]) -> HistoryBatch:
-        """Return the history script call storing ``entries`` (in this order: their ``seq``)."""
-        batch = HistoryBatch(self.keys.namespace.history_seq())
+    def history_batch(self, entries: Iterable[HistoryEntry], writer: int) -> HistoryBatch:
+        """Return the history script calls storing ``entries`` (in this order: their ``seq``,
+        stamps of ``writer``, :func:`~pynenc_redis_stack.core.arrival.writer_number`)."""
+        batch = HistoryBatch(writer)
         for entry in entries:
-            batch.add(self.keys.invocation(entry.invocation_id), entry.key, entry.document)
+            batch.add_entry(self.keys.invocation(entry.invocation_id), entry.key, entry.document)
         return batch
 
     def runner_context(self, context: RunnerContext) -> Command:
@@ -130,8 +134,8 @@ class DocumentWrites:
 def send(
     pipe: redis.client.Pipeline, commands: Iterable[Command], history: HistoryBatch | None = None
 ) -> None:
-    """Send ``commands``, then the ``history`` script call if it has entries, in one round trip
-    (two the first time the script meets the server)."""
+    """Send ``commands``, then the ``history`` script calls (one per slot) if it has entries,
+    in one round trip (two the first time the script meets the server)."""
     for command in commands:
         run(pipe, *command)
     if history is not None and len(history):

@@ -31,6 +31,7 @@ from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.codec import dumps
 from pynenc_redis_stack.core.keys import Namespace, decode_segment
 from pynenc_redis_stack.core.schema import TriggerSchemas, load_schema_set
+from pynenc_redis_stack.core.store import unlink
 from pynenc_redis_stack.trigger.registry import add_source_task, definition_document, store_condition
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def _convert(
                 beat()
     rest = [key for key in legacy.all() if key not in legacy.source_sets]
     if rest:
-        run(client, "UNLINK", *rest)  # every entry is a document now
+        unlink(client, rest)  # every entry is a document now
         done.deleted.extend(rest)
     logger.info(
         "App %r: %d trigger conditions, %d trigger definitions and %d source-task links are now documents.",

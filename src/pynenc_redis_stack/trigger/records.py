@@ -26,6 +26,8 @@ from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.codec import Document, dumps, from_micros, loads, to_micros, validated
 from pynenc_redis_stack.core.errors import InvalidDocumentError
 from pynenc_redis_stack.core.schema import IndexSpec, TriggerSchemas
+from pynenc_redis_stack.core.scripts import SlotCalls
+from pynenc_redis_stack.core.store import json_mget
 from pynenc_redis_stack.trigger.scripts import link_events_script, store_event_script
 
 if TYPE_CHECKING:
@@ -216,13 +218,14 @@ class TriggerRecords:
         return EventMarkerPage(markers=markers, total=total, truncated=max(offset, 0) + len(markers) < total)
 
     def link(self, event_ids: list[str], invocation_id: str) -> None:
-        """Record that ``invocation_id`` was triggered by each of ``event_ids`` (one script)."""
+        """Record that ``invocation_id`` was triggered by each of ``event_ids`` (one script call
+        per hash slot, in one pipeline: each event's link is atomic)."""
         if not event_ids:
             return
-        keys = [self.store.keys.trigger_event(event_id) for event_id in dict.fromkeys(event_ids)]
-        link_events_script.run_in(
-            self.store.client.pipeline(transaction=False), keys, [orjson.dumps(invocation_id).decode()]
-        )
+        calls = SlotCalls(link_events_script, [orjson.dumps(invocation_id).decode()])
+        for event_id in dict.fromkeys(event_ids):
+            calls.add([self.store.keys.trigger_event(event_id)], [])
+        calls.run_in(self.store.client.pipeline(transaction=False))
 
     def invocations_triggered_by(self, event_id: str) -> list[str]:
         """The invocations ``event_id`` triggered, in the order they were linked."""
@@ -332,9 +335,7 @@ class TriggerRecords:
         codes: dict[str, str] = {}
         for batch in itertools.batched(sorted(event_ids), self.store.batch_size):
             keys = [self.store.keys.trigger_event(event_id) for event_id in batch]
-            for event_id, raw in zip(
-                batch, run(self.store.client, "JSON.MGET", *keys, "$.event_code"), strict=True
-            ):
+            for event_id, raw in zip(batch, json_mget(self.store.client, keys, "$.event_code"), strict=True):
                 if raw is not None:
                     found = loads(raw)
                     if found:

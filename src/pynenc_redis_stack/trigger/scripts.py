@@ -46,15 +46,12 @@ return linked
 """
 
 CLAIM_RUN = """
--- KEYS[1]: the app's claimed trigger runs (sorted set: run id -> claim expiry, server ms);
--- KEYS[2]: the run's trigger-run record (a document, present once the run was executed).
--- ARGV[1]: the trigger run id; ARGV[2]: seconds the claim lasts.
--- Returns 1: claimed (exactly one caller wins an unclaimed or expired run: the checks and the
--- write are one step); 0: claimed by another pass that has not recorded it yet; -1: recorded
--- (it ran: never claimed again, however long after its claim expired).
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return -1
-end
+-- KEYS[1]: the app's claimed trigger runs (sorted set: run id -> claim expiry, server ms).
+-- ARGV[1]: the trigger run id; ARGV[2]: seconds the claim lasts. The caller has checked that
+-- the run is not recorded (its document is in another hash slot): a claim stays until it
+-- expires, so a run recorded after that check is still claimed by the pass that ran it.
+-- Returns 1: claimed (exactly one caller wins an unclaimed or expired run: the check and the
+-- write are one step); 0: claimed by another pass that has not recorded it yet.
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)

@@ -33,7 +33,7 @@ from pynenc_redis_stack.core.codec import Document, dumps, from_micros, to_micro
 from pynenc_redis_stack.core.conf import ConfigTriggerRedisStack
 from pynenc_redis_stack.core.errors import InvalidDocumentError, lone_surrogate, lone_surrogate_message
 from pynenc_redis_stack.core.schema import TriggerSchemas, load_schema_set
-from pynenc_redis_stack.core.store import DocumentStore
+from pynenc_redis_stack.core.store import DocumentStore, unlink
 from pynenc_redis_stack.trigger.records import EventFilters, TriggerRecords
 from pynenc_redis_stack.trigger.registry import (
     add_source_task,
@@ -311,11 +311,14 @@ class RedisStackTrigger(BaseTrigger):
         """Claim ``trigger_run_id`` for ``expiration_seconds`` (server clock); exactly one
         caller wins, across processes and hosts, and a run whose record is stored (it ran)
         is never claimed again."""
-        outcome: int = claim_run_script.run_in(
-            self.store.client.pipeline(transaction=False),
-            [self.keys.trigger_run_claims(), self.keys.trigger_run(trigger_run_id)],
-            [_checked("trigger run id", trigger_run_id), str(max(0, expiration_seconds))],
-        )[-1]
+        run_id = _checked("trigger run id", trigger_run_id)
+        outcome = -1  # recorded: it ran, never claimed again
+        if not run(self.store.client, "EXISTS", self.keys.trigger_run(run_id)):
+            outcome = claim_run_script.run_in(
+                self.store.client.pipeline(transaction=False),
+                [self.keys.trigger_run_claims()],
+                [run_id, str(max(0, expiration_seconds))],
+            )[-1]
         current = self._pass
         if current is not None:
             if outcome == 1:
@@ -522,4 +525,4 @@ class RedisStackTrigger(BaseTrigger):
 def purge_trigger_keys(client: redis.Redis, keys: AppKeys) -> None:
     """Delete the trigger keys of one app that are not documents: its valid conditions (the
     trigger loop's queue), cron executions (the schedule) and run claims (leases)."""
-    run(client, "UNLINK", keys.trigger_valid_conditions(), keys.trigger_cron(), keys.trigger_run_claims())
+    unlink(client, [keys.trigger_valid_conditions(), keys.trigger_cron(), keys.trigger_run_claims()])
