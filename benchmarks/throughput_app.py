@@ -3,11 +3,15 @@
 Imported by the process that submits the tasks and by every runner process (pynenc runs a task
 by importing its module), so both build the same app from the same variables:
 
-- ``PYNENC_BENCH_COMPOSITION``: ``redis-stack`` (this package's components,
-  ``redis_stack(components="all")``) or ``sqlite`` (pynenc's SQLite components);
+- ``PYNENC_BENCH_COMPOSITION``: one of :data:`COMPOSITIONS`. On pynenc 0.4: ``redis-stack``
+  (this package's components, ``redis_stack(components="all")``) or ``sqlite`` (pynenc's SQLite
+  components). On pynenc 0.3 (``.venv-pynenc03``): ``redis-stack-state`` (this package's state
+  backend with pynenc-redis 0.3.0's orchestrator, broker, trigger and client data store:
+  ``.redis(url).redis_stack()``) or ``pynenc-redis`` (pynenc-redis 0.3.0's components, state
+  backend included: ``.redis(url)``);
 - ``PYNENC_BENCH_RUNNER``: one of :data:`RUNNERS`;
 - ``PYNENC_BENCH_APP_ID``; ``PYNENC__REDIS_STACK_URL`` and ``PYNENC__SQLITE_DB_PATH`` (read by
-  pynenc's configuration).
+  pynenc's configuration); ``PYNENC__REDIS_URL`` (pynenc-redis's, the same server).
 
 ``redis_stack(components="all")`` after ``.sqlite()`` selects every component of this package
 over the SQLite ones.
@@ -20,7 +24,7 @@ import time
 
 from pynenc import PynencBuilder
 
-COMPOSITIONS = ("redis-stack", "sqlite")
+COMPOSITIONS = ("redis-stack", "sqlite", "redis-stack-state", "pynenc-redis")
 RUNNERS = ("ThreadRunner", "MultiThreadRunner", "ProcessRunner", "PersistentProcessRunner")
 
 composition = os.environ.get("PYNENC_BENCH_COMPOSITION", "redis-stack")
@@ -28,9 +32,15 @@ runner = os.environ.get("PYNENC_BENCH_RUNNER", "ThreadRunner")
 if composition not in COMPOSITIONS or runner not in RUNNERS:
     raise ValueError(f"PYNENC_BENCH_COMPOSITION={composition!r}, PYNENC_BENCH_RUNNER={runner!r}")
 
-_builder = PynencBuilder().app_id(os.environ.get("PYNENC_BENCH_APP_ID", "bench-throughput")).sqlite()
+_builder = PynencBuilder().app_id(os.environ.get("PYNENC_BENCH_APP_ID", "bench-throughput"))
+if composition in ("redis-stack", "sqlite"):
+    _builder = _builder.sqlite()
+else:
+    _builder = _builder.redis(url=os.environ["PYNENC__REDIS_URL"])
 if composition == "redis-stack":
     _builder = _builder.redis_stack(components="all")
+elif composition == "redis-stack-state":
+    _builder = _builder.redis_stack()  # on pynenc 0.3: the state backend alone
 if runner == "ThreadRunner":
     _builder = _builder.thread_runner()
 elif runner == "MultiThreadRunner":
