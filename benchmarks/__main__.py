@@ -76,9 +76,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "pynenc-redis 0.3.0's, both with pynenc-redis's other components, runners on PYTHON "
         f"(default {PYNENC03_PYTHON}, which ./dev bench builds); writes throughput-pynenc03.*",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="--throughput: measurements of each row per composition, alternating which goes "
+        "first; tasks/s is then the median of the rounds'",
+    )
     args = parser.parse_args(argv)
-    if (args.quick or args.pynenc03) and not args.throughput:
-        parser.error("--quick and --pynenc03 apply to --throughput only")
+    if (args.quick or args.pynenc03 or args.rounds != 1) and not args.throughput:
+        parser.error("--quick, --pynenc03 and --rounds apply to --throughput only")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.pynenc03 and not args.pynenc03.exists():
         parser.error(
             f"--pynenc03: no interpreter at {args.pynenc03} (./dev bench --throughput --pynenc03 builds it)"
@@ -259,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.throughput:
         from benchmarks import throughput
 
-        return throughput.run(args.quick, args.out, args.timeout, args.pynenc03)
+        return throughput.run(args.quick, args.out, args.timeout, args.pynenc03, args.rounds)
     from pynenc_redis_stack.server import EmbeddedRedisStack
 
     started = time.perf_counter()

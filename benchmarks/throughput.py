@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,6 +163,7 @@ class Measurement:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     commands: int | None = None  # Redis commands during the burst (compositions ON_REDIS)
+    round: int = 0  # --rounds: which round of its (composition, setup, workload)
 
     @property
     def tasks_per_second(self) -> float:
@@ -286,6 +288,41 @@ def _milliseconds(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
+def _rounds(
+    measurements: list[Measurement], composition: str, setup: Setup, workload: Workload
+) -> list[Measurement]:
+    return sorted(
+        (
+            m
+            for m in measurements
+            if m.composition == composition and m.setup == setup.label and m.workload == workload.name
+        ),
+        key=lambda m: m.round,
+    )
+
+
+def _pooled(rounds: list[Measurement]) -> Measurement:
+    """The rounds of one row as one measurement: every latency, every command and task (its
+    tasks/s is the pooled rate; the table shows the median of the rounds' rates)."""
+    commands = [m.commands for m in rounds]
+    return Measurement(
+        rounds[0].composition,
+        rounds[0].setup,
+        rounds[0].workload,
+        sum(m.calls for m in rounds),
+        sum(m.tasks for m in rounds),
+        sum(m.seconds for m in rounds),
+        [latency for m in rounds for latency in m.latencies],
+        None if None in commands else sum(c for c in commands if c is not None),
+    )
+
+
+def median_rate(rounds: list[Measurement]) -> float:
+    """Tasks/s of a row: the median of its rounds' (a load spike from other jobs on the shared
+    cores slows one round, not the row)."""
+    return statistics.median(m.tasks_per_second for m in rounds)
+
+
 def markdown(
     measurements: list[Measurement],
     facts: dict[str, Any],
@@ -295,6 +332,8 @@ def markdown(
     """The start-cost table, then one row per (workload, runner setup): both compositions."""
     ours_name, baseline_name = line.compositions
     counted = [c for c in line.compositions if c in ON_REDIS]
+    several = any(m.round > 0 for m in measurements)
+    round_count = 1 + max((m.round for m in measurements), default=0)
     command_headers = (
         ["Redis commands per task"]
         if len(counted) == 1
@@ -317,24 +356,28 @@ def markdown(
         "## Tasks per second",
         "",
         f"| workload | runners | {ours_name} tasks/s | {baseline_name} tasks/s | ratio "
-        f"| {ours_name} p50 / p99 ms | {baseline_name} p50 / p99 ms | {' | '.join(command_headers)} |",
-        "|---|---|" + "---:|" * (5 + len(command_headers)),
+        + ("| ratio per round, lowest–highest " if several else "")
+        + f"| {ours_name} p50 / p99 ms | {baseline_name} p50 / p99 ms | {' | '.join(command_headers)} |",
+        "|---|---|" + "---:|" * (5 + several + len(command_headers)),
     ]
     for workload in WORKLOADS:
         for setup in SETUPS:
-            found = {
-                m.composition: m
-                for m in measurements
-                if m.setup == setup.label and m.workload == workload.name
-            }
-            if len(found) < len(line.compositions):
+            rounds = {c: _rounds(measurements, c, setup, workload) for c in line.compositions}
+            if not all(rounds.values()):
                 continue
+            found = {c: _pooled(found_rounds) for c, found_rounds in rounds.items()}
             ours, baseline = found[ours_name], found[baseline_name]
-            ratio = ours.tasks_per_second / baseline.tasks_per_second
+            ours_rate, baseline_rate = (median_rate(rounds[ours_name]), median_rate(rounds[baseline_name]))
+            ratio = ours_rate / baseline_rate
+            per_round = [
+                a.tasks_per_second / b.tasks_per_second
+                for a, b in zip(rounds[ours_name], rounds[baseline_name], strict=False)
+            ]
+            spread = f"{min(per_round):.2f}–{max(per_round):.2f} | " if several else ""
             per_task = [found[c].commands_per_task for c in counted]
             lines.append(
-                f"| {workload.name} | {setup.label} | {ours.tasks_per_second:.1f} | "
-                f"{baseline.tasks_per_second:.1f} | {ratio:.2f} | "
+                f"| {workload.name} | {setup.label} | {ours_rate:.1f} | "
+                f"{baseline_rate:.1f} | {ratio:.2f} | {spread}"
                 f"{_milliseconds(ours.latency(0.5))} / {_milliseconds(ours.latency(0.99))} | "
                 f"{_milliseconds(baseline.latency(0.5))} / {_milliseconds(baseline.latency(0.99))} | "
                 + " | ".join("" if n is None else f"{n:.1f}" for n in per_task)
@@ -350,6 +393,13 @@ def markdown(
         "during the burst (polling and the scripts' own commands included) over the tasks run.",
         "",
     ]
+    if several:
+        lines[-1:-1] = [
+            "",
+            f"{round_count} rounds per row, the compositions alternating (A B, B A, ...): tasks/s is "
+            "the median of the rounds' rates, the ratio the ratio of the medians, and the ratio "
+            "per round each round's pair; latencies and commands pooled over the rounds.",
+        ]
     return "\n".join(lines)
 
 
@@ -365,7 +415,13 @@ def plot(path: Path, measurements: list[Measurement], line: Line = LINES["0.4"])
         for workload in WORKLOADS
         for setup in SETUPS
     ]
-    values = {(m.composition, m.workload, m.setup): m.tasks_per_second for m in measurements}
+    values = {
+        (composition, workload.name, setup.label): median_rate(found)
+        for composition in line.compositions
+        for workload in WORKLOADS
+        for setup in SETUPS
+        if (found := _rounds(measurements, composition, setup, workload))
+    }
     rows = [row for row in rows if all((c, row[1], row[2]) in values for c in line.compositions)]
     figure, axes = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.5))
     height = 0.4
@@ -407,11 +463,12 @@ def _packages(python: str) -> dict[str, str]:
     return versions
 
 
-def run(quick: bool, out: Path, timeout: float, python03: Path | None = None) -> int:
+def run(quick: bool, out: Path, timeout: float, python03: Path | None = None, rounds: int = 1) -> int:
     """Start an embedded Redis Stack; on the pynenc 0.4 line (``python03`` None) measure the
     start cost, then every setup and workload on both compositions of the line, and write
     ``throughput.md``, ``.json`` and ``.png``; on the pynenc 0.3 line (the runners run
-    ``python03``) no start cost, and ``throughput-pynenc03.*``."""
+    ``python03``) no start cost, and ``throughput-pynenc03.*``. ``rounds``: measurements of each
+    row per composition, alternating the order (A B, B A, ...)."""
     import redis
 
     from benchmarks.__main__ import server_facts
@@ -422,6 +479,7 @@ def run(quick: bool, out: Path, timeout: float, python03: Path | None = None) ->
     python = sys.executable if python03 is None else str(python03.absolute())  # a venv: no resolve()
     out.mkdir(parents=True, exist_ok=True)
     measurements: list[Measurement] = []
+    failures: list[str] = []
     cost: start_cost.StartCost | None = None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pynenc-redis-stack-throughput-") as tmp:
@@ -439,23 +497,33 @@ def run(quick: bool, out: Path, timeout: float, python03: Path | None = None) ->
                 facts["python"] = python
             for workload in WORKLOADS:
                 for setup in SETUPS:
-                    for composition in line.compositions:
-                        measurement = measure(
-                            composition, setup, workload, quick, url, workdir, timeout, python
-                        )
-                        measurements.append(measurement)
-                        print(
-                            f"{composition:17} {workload.name:14} {setup.label:27} "
-                            f"{measurement.tasks_per_second:8.1f} tasks/s "
-                            f"({measurement.tasks} in {measurement.seconds:.2f} s), "
-                            f"p50 {_milliseconds(measurement.latency(0.5))} ms",
-                            file=sys.stderr,
-                        )
+                    for round_index in range(rounds):
+                        order = line.compositions if round_index % 2 == 0 else line.compositions[::-1]
+                        for composition in order:
+                            try:
+                                measurement = measure(
+                                    composition, setup, workload, quick, url, workdir, timeout, python
+                                )
+                            except RuntimeError as exc:  # reported with the table; the rest still runs
+                                failures.append(str(exc).splitlines()[0])
+                                print(f"FAILED {exc}", file=sys.stderr)
+                                continue
+                            measurement.round = round_index
+                            measurements.append(measurement)
+                            print(
+                                f"{composition:17} {workload.name:14} {setup.label:27} r{round_index} "
+                                f"{measurement.tasks_per_second:8.1f} tasks/s "
+                                f"({measurement.tasks} in {measurement.seconds:.2f} s), "
+                                f"p50 {_milliseconds(measurement.latency(0.5))} ms",
+                                file=sys.stderr,
+                            )
         finally:
             client.close()
             server.stop()
     facts["total_seconds"] = round(time.perf_counter() - started, 1)
     table = markdown(measurements, facts, cost, line)
+    if failures:
+        table += "\nFailed measurements (not in the table):\n\n" + "".join(f"- {f}\n" for f in failures)
     print(table)
     (out / f"{line.stem}.md").write_text(table)
     (out / f"{line.stem}.json").write_text(
@@ -463,6 +531,7 @@ def run(quick: bool, out: Path, timeout: float, python03: Path | None = None) ->
             {
                 "facts": facts,
                 "start_cost": None if cost is None else cost.runs,
+                "failures": failures,
                 "measurements": [
                     {
                         **asdict(m),
@@ -476,11 +545,8 @@ def run(quick: bool, out: Path, timeout: float, python03: Path | None = None) ->
         )
     )
     plot(out / f"{line.stem}.png", measurements, line)
-    print(
-        f"wrote {out}/{line.stem}.md, .json, .png in {facts['total_seconds']:.0f} s",
-        file=sys.stderr,
-    )
-    return 0
+    print(f"wrote {out}/{line.stem}.md, .json, .png in {facts['total_seconds']:.0f} s", file=sys.stderr)
+    return 1 if failures else 0
 
 
 # -- the child processes ----------------------------------------------------------------------
