@@ -28,6 +28,9 @@ from benchmarks.calls import CallSpec, calls
 from benchmarks.measure import SERVER_USEC, RoundTripCounter, command_counts, commands_between, summarise
 from benchmarks.report import CallResult, SizeResult, machine, markdown, plot, write_json
 
+PYNENC03_PYTHON = Path(".venv-pynenc03/bin/python")
+"""The pynenc 0.3 line's interpreter (``./dev test03``'s venv: pynenc 0.3.1, pynenc-redis 0.3.0)."""
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0])
@@ -63,9 +66,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="--throughput: seconds one measurement may take"
     )
+    parser.add_argument(
+        "--pynenc03",
+        nargs="?",
+        type=Path,
+        const=PYNENC03_PYTHON,
+        metavar="PYTHON",
+        help="--throughput on the pynenc 0.3 line instead: this package's state backend against "
+        "pynenc-redis 0.3.0's, both with pynenc-redis's other components, runners on PYTHON "
+        f"(default {PYNENC03_PYTHON}, which ./dev bench builds); writes throughput-pynenc03.*",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="--throughput: measurements of each row per composition, alternating which goes "
+        "first; tasks/s is then the median of the rounds'",
+    )
     args = parser.parse_args(argv)
-    if args.quick and not args.throughput:
-        parser.error("--quick applies to --throughput only")
+    if (args.quick or args.pynenc03 or args.rounds != 1) and not args.throughput:
+        parser.error("--quick, --pynenc03 and --rounds apply to --throughput only")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.pynenc03 and not args.pynenc03.exists():
+        parser.error(
+            f"--pynenc03: no interpreter at {args.pynenc03} (./dev bench --throughput --pynenc03 builds it)"
+        )
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.million and 1_000_000 not in args.sizes:
@@ -242,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.throughput:
         from benchmarks import throughput
 
-        return throughput.run(args.quick, args.out, args.timeout)
+        return throughput.run(args.quick, args.out, args.timeout, args.pynenc03, args.rounds)
     from pynenc_redis_stack.server import EmbeddedRedisStack
 
     started = time.perf_counter()

@@ -1,12 +1,15 @@
 """``./dev bench --throughput``: tasks per second end to end, this package's components against
 pynenc's SQLite ones, with every pynenc runner on the same machine in one run; and the start
 cost of a new process (:mod:`benchmarks.start_cost`), which every ProcessRunner task pays.
+``./dev bench --throughput --pynenc03``: the same on the pynenc 0.3 line instead (:data:`LINES`).
 
 For each runner setup (:data:`SETUPS`: ThreadRunner, MultiThreadRunner, ProcessRunner,
 PersistentProcessRunner; one and two runner processes), each workload (:data:`WORKLOADS`:
-tasks of 0 ms, tasks of 10 ms, a fan-out workflow) and each composition
-(``redis_stack(components="all")`` on an embedded Redis Stack; pynenc's SQLite components on
-a file of their own):
+tasks of 0 ms, tasks of 10 ms, a fan-out workflow) and each composition of the line
+(pynenc 0.4: ``redis_stack(components="all")`` on an embedded Redis Stack against pynenc's SQLite
+components on a file of their own; pynenc 0.3: this package's state backend with pynenc-redis
+0.3.0's other components against pynenc-redis 0.3.0's components, both on the same embedded
+Redis Stack):
 
 1. the runner processes start (``python -m benchmarks.throughput runner``), sharing only the
    environment that configures :mod:`benchmarks.throughput_app`;
@@ -22,9 +25,11 @@ a file of their own):
 3. the runners are stopped (``SIGTERM`` to their process group, ``SIGKILL`` after a grace),
    then the app's state is purged.
 
-pynenc-redis (pynenc 0.3 line) is not a composition here: its runners would run pynenc 0.3.1
-in the separate ``.venv-pynenc03``, a second app module and environment per runner; the
-state backend alone is compared in the main benchmark (``./dev bench``).
+The pynenc 0.3 line's runner, submitting and purging processes run the interpreter of
+``.venv-pynenc03`` (pynenc 0.3.1, pynenc-redis 0.3.0, this package; ``./dev bench --pynenc03``
+builds it); the embedded server and the report stay in this process. On pynenc 0.3 this
+package provides only its state backend, so both compositions there share pynenc-redis's
+orchestrator, broker, trigger and client data store, and the ratio is the state backend's.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,11 +49,52 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import start_cost
-from benchmarks.report import machine
 
-COMPOSITIONS = ("redis-stack", "sqlite")
 STOP_GRACE = 15.0
 """Seconds runners get to stop after ``SIGTERM`` before ``SIGKILL``."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """What one run compares: this package's composition against a baseline, on one pynenc line
+    (``benchmarks.throughput_app`` builds each composition)."""
+
+    pynenc: str
+    ours: str
+    baseline: str
+    stem: str  # output files: <stem>.md, .json, .png
+    note: str  # what each composition runs, for the table's footnote
+
+    @property
+    def compositions(self) -> tuple[str, str]:
+        return (self.ours, self.baseline)
+
+
+ON_REDIS = frozenset({"redis-stack", "redis-stack-state", "pynenc-redis"})
+"""Compositions whose Redis commands are counted (``INFO commandstats``)."""
+
+LINES = {
+    "0.4": Line(
+        "0.4",
+        "redis-stack",
+        "sqlite",
+        "throughput",
+        'redis-stack: `PynencBuilder().sqlite().redis_stack(components="all")` (every component on '
+        "Redis Stack: state backend, orchestrator, broker, trigger, client data store). sqlite: "
+        "`PynencBuilder().sqlite()`.",
+    ),
+    "0.3": Line(
+        "0.3",
+        "redis-stack-state",
+        "pynenc-redis",
+        "throughput-pynenc03",
+        "redis-stack-state: `PynencBuilder().redis(url).redis_stack()` on pynenc 0.3.1 (this "
+        "package's state backend; pynenc-redis 0.3.0's orchestrator, broker, trigger and client "
+        "data store). pynenc-redis: `PynencBuilder().redis(url)` (pynenc-redis 0.3.0's five "
+        "components, its state backend included). Both on the same embedded Redis Stack, db 0: "
+        "only the state backend differs.",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -115,7 +162,8 @@ class Measurement:
     tasks: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
-    commands: int | None = None  # Redis commands during the burst (redis-stack only)
+    commands: int | None = None  # Redis commands during the burst (compositions ON_REDIS)
+    round: int = 0  # --rounds: which round of its (composition, setup, workload)
 
     @property
     def tasks_per_second(self) -> float:
@@ -154,6 +202,8 @@ def _environment(composition: str, setup: Setup, url: str, sqlite_path: Path) ->
         PYNENC__CACHED_STATUS_TIME=str(POLL_SECONDS),
         PYTHONPATH=os.pathsep.join(filter(None, [repository, env.get("PYTHONPATH")])),
     )
+    if composition in LINES["0.3"].compositions:
+        env["PYNENC__REDIS_URL"] = url  # pynenc-redis's components
     return env
 
 
@@ -184,15 +234,17 @@ def measure(
     url: str,
     workdir: Path,
     timeout: float,
+    python: str = sys.executable,
 ) -> Measurement:
-    """Run one composition with one runner setup and one workload.
+    """Run one composition with one runner setup and one workload; ``python`` runs the runner,
+    submitting and purging processes (``.venv-pynenc03``'s for the pynenc 0.3 line).
 
     :raises RuntimeError: If the submitting process fails or times out (a result was wrong or
         never came).
     """
     sqlite_path = workdir / f"{composition}-{setup.runner}-{setup.processes}-{uuid.uuid4().hex[:6]}.sqlite3"
     env = _environment(composition, setup, url, sqlite_path)
-    command = [sys.executable, "-m", "benchmarks.throughput"]
+    command = [python, "-m", "benchmarks.throughput"]
     calls = workload.burst(quick, setup)
     latency_calls = LATENCY_CALLS["quick" if quick else "full"]
     if setup.spawns_per_task:
@@ -236,12 +288,60 @@ def _milliseconds(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
+def _rounds(
+    measurements: list[Measurement], composition: str, setup: Setup, workload: Workload
+) -> list[Measurement]:
+    return sorted(
+        (
+            m
+            for m in measurements
+            if m.composition == composition and m.setup == setup.label and m.workload == workload.name
+        ),
+        key=lambda m: m.round,
+    )
+
+
+def _pooled(rounds: list[Measurement]) -> Measurement:
+    """The rounds of one row as one measurement: every latency, every command and task (its
+    tasks/s is the pooled rate; the table shows the median of the rounds' rates)."""
+    commands = [m.commands for m in rounds]
+    return Measurement(
+        rounds[0].composition,
+        rounds[0].setup,
+        rounds[0].workload,
+        sum(m.calls for m in rounds),
+        sum(m.tasks for m in rounds),
+        sum(m.seconds for m in rounds),
+        [latency for m in rounds for latency in m.latencies],
+        None if None in commands else sum(c for c in commands if c is not None),
+    )
+
+
+def median_rate(rounds: list[Measurement]) -> float:
+    """Tasks/s of a row: the median of its rounds' (a load spike from other jobs on the shared
+    cores slows one round, not the row)."""
+    return statistics.median(m.tasks_per_second for m in rounds)
+
+
 def markdown(
-    measurements: list[Measurement], facts: dict[str, Any], cost: start_cost.StartCost | None
+    measurements: list[Measurement],
+    facts: dict[str, Any],
+    cost: start_cost.StartCost | None,
+    line: Line = LINES["0.4"],
 ) -> str:
     """The start-cost table, then one row per (workload, runner setup): both compositions."""
+    ours_name, baseline_name = line.compositions
+    counted = [c for c in line.compositions if c in ON_REDIS]
+    several = any(m.round > 0 for m in measurements)
+    round_count = 1 + max((m.round for m in measurements), default=0)
+    command_headers = (
+        ["Redis commands per task"]
+        if len(counted) == 1
+        else [f"{c} Redis commands per task" for c in counted]
+    )
     lines = [
-        "# Throughput: every pynenc runner, end to end (call, run, result read back)",
+        f"# Throughput on the pynenc {line.pynenc} line: every pynenc runner, end to end "
+        "(call, run, result read back)",
         "",
         f"Machine: {facts.get('cpu', '?')}, {facts.get('cores', '?')} cores (shared: numbers are "
         "ratios in one run, not absolutes); "
@@ -255,34 +355,37 @@ def markdown(
     lines += [
         "## Tasks per second",
         "",
-        "| workload | runners | redis-stack tasks/s | sqlite tasks/s | ratio | redis-stack p50 / p99 ms "
-        "| sqlite p50 / p99 ms | Redis commands per task |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| workload | runners | {ours_name} tasks/s | {baseline_name} tasks/s | ratio "
+        + ("| ratio per round, lowest–highest " if several else "")
+        + f"| {ours_name} p50 / p99 ms | {baseline_name} p50 / p99 ms | {' | '.join(command_headers)} |",
+        "|---|---|" + "---:|" * (5 + several + len(command_headers)),
     ]
     for workload in WORKLOADS:
         for setup in SETUPS:
-            found = {
-                m.composition: m
-                for m in measurements
-                if m.setup == setup.label and m.workload == workload.name
-            }
-            if len(found) < len(COMPOSITIONS):
+            rounds = {c: _rounds(measurements, c, setup, workload) for c in line.compositions}
+            if not all(rounds.values()):
                 continue
-            ours, sqlite = found["redis-stack"], found["sqlite"]
-            ratio = ours.tasks_per_second / sqlite.tasks_per_second
-            per_task = ours.commands_per_task
+            found = {c: _pooled(found_rounds) for c, found_rounds in rounds.items()}
+            ours, baseline = found[ours_name], found[baseline_name]
+            ours_rate, baseline_rate = (median_rate(rounds[ours_name]), median_rate(rounds[baseline_name]))
+            ratio = ours_rate / baseline_rate
+            per_round = [
+                a.tasks_per_second / b.tasks_per_second
+                for a, b in zip(rounds[ours_name], rounds[baseline_name], strict=False)
+            ]
+            spread = f"{min(per_round):.2f}–{max(per_round):.2f} | " if several else ""
+            per_task = [found[c].commands_per_task for c in counted]
             lines.append(
-                f"| {workload.name} | {setup.label} | {ours.tasks_per_second:.1f} | "
-                f"{sqlite.tasks_per_second:.1f} | {ratio:.2f} | "
+                f"| {workload.name} | {setup.label} | {ours_rate:.1f} | "
+                f"{baseline_rate:.1f} | {ratio:.2f} | {spread}"
                 f"{_milliseconds(ours.latency(0.5))} / {_milliseconds(ours.latency(0.99))} | "
-                f"{_milliseconds(sqlite.latency(0.5))} / {_milliseconds(sqlite.latency(0.99))} | "
-                f"{'' if per_task is None else f'{per_task:.1f}'} |"
+                f"{_milliseconds(baseline.latency(0.5))} / {_milliseconds(baseline.latency(0.99))} | "
+                + " | ".join("" if n is None else f"{n:.1f}" for n in per_task)
+                + " |"
             )
     lines += [
         "",
-        'redis-stack: `PynencBuilder().sqlite().redis_stack(components="all")` (every component on '
-        "Redis Stack: state backend, orchestrator, broker, trigger, client data store). sqlite: "
-        f"`PynencBuilder().sqlite()`. Runners and the client poll every {POLL_SECONDS:g} s in both "
+        f"{line.note} Runners and the client poll every {POLL_SECONDS:g} s in both "
         "(and cache a status as long). "
         "`xN`: N runner processes. Tasks/s: a burst of calls submitted one after the other, "
         "every result read back (a fan-out call counts its children). Latency: calls one at a "
@@ -290,10 +393,17 @@ def markdown(
         "during the burst (polling and the scripts' own commands included) over the tasks run.",
         "",
     ]
+    if several:
+        lines[-1:-1] = [
+            "",
+            f"{round_count} rounds per row, the compositions alternating (A B, B A, ...): tasks/s is "
+            "the median of the rounds' rates, the ratio the ratio of the medians, and the ratio "
+            "per round each round's pair; latencies and commands pooled over the rounds.",
+        ]
     return "\n".join(lines)
 
 
-def plot(path: Path, measurements: list[Measurement]) -> None:
+def plot(path: Path, measurements: list[Measurement], line: Line = LINES["0.4"]) -> None:
     """Horizontal bars: tasks/s of both compositions per (workload, runners)."""
     import matplotlib
 
@@ -305,11 +415,17 @@ def plot(path: Path, measurements: list[Measurement]) -> None:
         for workload in WORKLOADS
         for setup in SETUPS
     ]
-    values = {(m.composition, m.workload, m.setup): m.tasks_per_second for m in measurements}
-    rows = [row for row in rows if all((c, row[1], row[2]) in values for c in COMPOSITIONS)]
+    values = {
+        (composition, workload.name, setup.label): median_rate(found)
+        for composition in line.compositions
+        for workload in WORKLOADS
+        for setup in SETUPS
+        if (found := _rounds(measurements, composition, setup, workload))
+    }
+    rows = [row for row in rows if all((c, row[1], row[2]) in values for c in line.compositions)]
     figure, axes = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.5))
     height = 0.4
-    for offset, composition in enumerate(COMPOSITIONS):
+    for offset, composition in enumerate(line.compositions):
         axes.barh(
             [index + offset * height for index in range(len(rows))],
             [values[(composition, workload, setup)] for _label, workload, setup in rows],
@@ -319,23 +435,52 @@ def plot(path: Path, measurements: list[Measurement]) -> None:
     axes.set_yticks([index + height / 2 for index in range(len(rows))], [label for label, _w, _s in rows])
     axes.invert_yaxis()
     axes.set_xscale("log")
-    axes.set_xlabel("tasks/s (log scale; one run, 2 shared cores)")
+    axes.set_xlabel(f"tasks/s (log scale; pynenc {line.pynenc} line, one run, 2 shared cores)")
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-def run(quick: bool, out: Path, timeout: float) -> int:
-    """Start an embedded Redis Stack, measure the start cost, then every setup and workload on
-    both compositions; write ``throughput.md``, ``throughput.json`` and ``throughput.png``."""
+PACKAGES_03 = ("pynenc", "pynenc-redis", "pynenc-redis-stack", "redis")
+
+
+def _packages(python: str) -> dict[str, str]:
+    """The versions ``python`` runs (the pynenc 0.3 line's venv is not this process's)."""
+    listed = subprocess.run(
+        [
+            python,
+            "-c",
+            "import json, sys; from importlib.metadata import version; "
+            "print(json.dumps({name: version(name) for name in sys.argv[1:]}))",
+            *PACKAGES_03,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    versions: dict[str, str] = json.loads(listed.stdout)
+    return versions
+
+
+def run(quick: bool, out: Path, timeout: float, python03: Path | None = None, rounds: int = 1) -> int:
+    """Start an embedded Redis Stack; on the pynenc 0.4 line (``python03`` None) measure the
+    start cost, then every setup and workload on both compositions of the line, and write
+    ``throughput.md``, ``.json`` and ``.png``; on the pynenc 0.3 line (the runners run
+    ``python03``) no start cost, and ``throughput-pynenc03.*``. ``rounds``: measurements of each
+    row per composition, alternating the order (A B, B A, ...)."""
     import redis
 
     from benchmarks.__main__ import server_facts
+    from benchmarks.report import machine
     from pynenc_redis_stack.server import EmbeddedRedisStack
 
+    line = LINES["0.4" if python03 is None else "0.3"]
+    python = sys.executable if python03 is None else str(python03.absolute())  # a venv: no resolve()
     out.mkdir(parents=True, exist_ok=True)
     measurements: list[Measurement] = []
+    failures: list[str] = []
+    cost: start_cost.StartCost | None = None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pynenc-redis-stack-throughput-") as tmp:
         workdir = Path(tmp)
@@ -344,32 +489,49 @@ def run(quick: bool, out: Path, timeout: float) -> int:
         client = redis.Redis.from_url(url, protocol=2, decode_responses=True)
         try:
             facts = {**machine(), **server_facts(client), "mode": "--quick" if quick else "full run"}
-            cost = start_cost.measure(url, 8 if quick else 20, workdir / "bytecode")
-            print("\n".join(start_cost.markdown(cost)), file=sys.stderr)
+            if python03 is None:
+                cost = start_cost.measure(url, 8 if quick else 20, workdir / "bytecode")
+                print("\n".join(start_cost.markdown(cost)), file=sys.stderr)
+            else:
+                facts["packages"] = _packages(python)
+                facts["python"] = python
             for workload in WORKLOADS:
                 for setup in SETUPS:
-                    for composition in COMPOSITIONS:
-                        measurement = measure(composition, setup, workload, quick, url, workdir, timeout)
-                        measurements.append(measurement)
-                        print(
-                            f"{composition:12} {workload.name:14} {setup.label:27} "
-                            f"{measurement.tasks_per_second:8.1f} tasks/s "
-                            f"({measurement.tasks} in {measurement.seconds:.2f} s), "
-                            f"p50 {_milliseconds(measurement.latency(0.5))} ms",
-                            file=sys.stderr,
-                        )
+                    for round_index in range(rounds):
+                        order = line.compositions if round_index % 2 == 0 else line.compositions[::-1]
+                        for composition in order:
+                            try:
+                                measurement = measure(
+                                    composition, setup, workload, quick, url, workdir, timeout, python
+                                )
+                            except RuntimeError as exc:  # reported with the table; the rest still runs
+                                failures.append(str(exc).splitlines()[0])
+                                print(f"FAILED {exc}", file=sys.stderr)
+                                continue
+                            measurement.round = round_index
+                            measurements.append(measurement)
+                            print(
+                                f"{composition:17} {workload.name:14} {setup.label:27} r{round_index} "
+                                f"{measurement.tasks_per_second:8.1f} tasks/s "
+                                f"({measurement.tasks} in {measurement.seconds:.2f} s), "
+                                f"p50 {_milliseconds(measurement.latency(0.5))} ms",
+                                file=sys.stderr,
+                            )
         finally:
             client.close()
             server.stop()
     facts["total_seconds"] = round(time.perf_counter() - started, 1)
-    table = markdown(measurements, facts, cost)
+    table = markdown(measurements, facts, cost, line)
+    if failures:
+        table += "\nFailed measurements (not in the table):\n\n" + "".join(f"- {f}\n" for f in failures)
     print(table)
-    (out / "throughput.md").write_text(table)
-    (out / "throughput.json").write_text(
+    (out / f"{line.stem}.md").write_text(table)
+    (out / f"{line.stem}.json").write_text(
         json.dumps(
             {
                 "facts": facts,
-                "start_cost": cost.runs,
+                "start_cost": None if cost is None else cost.runs,
+                "failures": failures,
                 "measurements": [
                     {
                         **asdict(m),
@@ -382,12 +544,9 @@ def run(quick: bool, out: Path, timeout: float) -> int:
             indent=2,
         )
     )
-    plot(out / "throughput.png", measurements)
-    print(
-        f"wrote {out}/throughput.md, throughput.json, throughput.png in {facts['total_seconds']:.0f} s",
-        file=sys.stderr,
-    )
-    return 0
+    plot(out / f"{line.stem}.png", measurements, line)
+    print(f"wrote {out}/{line.stem}.md, .json, .png in {facts['total_seconds']:.0f} s", file=sys.stderr)
+    return 1 if failures else 0
 
 
 # -- the child processes ----------------------------------------------------------------------
@@ -416,7 +575,7 @@ def _server_commands() -> int | None:
     """Every command the server has run (``INFO commandstats``), or None off Redis."""
     from benchmarks.throughput_app import composition
 
-    if composition != "redis-stack":
+    if composition not in ON_REDIS:
         return None
     import redis
 

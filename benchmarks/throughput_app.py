@@ -3,24 +3,36 @@
 Imported by the process that submits the tasks and by every runner process (pynenc runs a task
 by importing its module), so both build the same app from the same variables:
 
-- ``PYNENC_BENCH_COMPOSITION``: ``redis-stack`` (this package's components,
-  ``redis_stack(components="all")``) or ``sqlite`` (pynenc's SQLite components);
+- ``PYNENC_BENCH_COMPOSITION``: one of :data:`COMPOSITIONS`. On pynenc 0.4: ``redis-stack``
+  (this package's components, ``redis_stack(components="all")``) or ``sqlite`` (pynenc's SQLite
+  components). On pynenc 0.3 (``.venv-pynenc03``): ``redis-stack-state`` (this package's state
+  backend with pynenc-redis 0.3.0's orchestrator, broker, trigger and client data store:
+  ``.redis(url).redis_stack()``) or ``pynenc-redis`` (pynenc-redis 0.3.0's components, state
+  backend included: ``.redis(url)``);
 - ``PYNENC_BENCH_RUNNER``: one of :data:`RUNNERS`;
 - ``PYNENC_BENCH_APP_ID``; ``PYNENC__REDIS_STACK_URL`` and ``PYNENC__SQLITE_DB_PATH`` (read by
-  pynenc's configuration).
+  pynenc's configuration); ``PYNENC__REDIS_URL`` (pynenc-redis's, the same server).
 
 ``redis_stack(components="all")`` after ``.sqlite()`` selects every component of this package
 over the SQLite ones.
+
+On the pynenc 0.3 line both compositions run pynenc-redis 0.3.0's orchestrator with the
+``WATCH`` its status transition lacks (:func:`_watched_status_transition`, as
+``tests/pynenc03/conftest.py`` runs it): unwatched, two runners can both move an invocation
+from ``registered`` to ``pending``; a fan-out parent then waited minutes for a child in
+measured runs, on either side. That race is the orchestrator's, not the state backend the
+line compares.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from pynenc import PynencBuilder
 
-COMPOSITIONS = ("redis-stack", "sqlite")
+COMPOSITIONS = ("redis-stack", "sqlite", "redis-stack-state", "pynenc-redis")
 RUNNERS = ("ThreadRunner", "MultiThreadRunner", "ProcessRunner", "PersistentProcessRunner")
 
 composition = os.environ.get("PYNENC_BENCH_COMPOSITION", "redis-stack")
@@ -28,9 +40,48 @@ runner = os.environ.get("PYNENC_BENCH_RUNNER", "ThreadRunner")
 if composition not in COMPOSITIONS or runner not in RUNNERS:
     raise ValueError(f"PYNENC_BENCH_COMPOSITION={composition!r}, PYNENC_BENCH_RUNNER={runner!r}")
 
-_builder = PynencBuilder().app_id(os.environ.get("PYNENC_BENCH_APP_ID", "bench-throughput")).sqlite()
+
+def _watched_status_transition(
+    self: Any, invocation_id: str, status: Any, runner_id: str | None = None
+) -> Any:
+    """pynenc-redis 0.3.0's ``RedisOrchestrator._atomic_status_transition`` with the status it
+    reads watched: a runner that loses the race re-reads and gets pynenc's own
+    ``InvocationStatusTransitionError`` (a copy of the tests' fixture, which owns its own)."""
+    import json
+
+    from pynenc.invocation.status import InvocationStatusRecord, status_record_transition
+
+    status_key = self.key.invocation_to_status(invocation_id)
+
+    def transition(pipe: Any) -> Any:
+        encoded = pipe.get(status_key)
+        if encoded is None:
+            raise KeyError(f"Invocation status {invocation_id} not found in Redis")
+        current = InvocationStatusRecord.from_json(json.loads(encoded))
+        new = status_record_transition(current, status, runner_id)
+        pipe.multi()
+        pipe.srem(self.key.status_to_invocations(current.status), invocation_id)
+        pipe.sadd(self.key.status_to_invocations(new.status), invocation_id)
+        pipe.set(status_key, json.dumps(new.to_json()))
+        return new
+
+    return self.client.transaction(transition, status_key, value_from_callable=True)
+
+
+if composition in ("redis-stack-state", "pynenc-redis"):
+    from pynenc_redis.orchestrator.redis_orchestrator import RedisOrchestrator
+
+    RedisOrchestrator._atomic_status_transition = _watched_status_transition  # type: ignore[method-assign]
+
+_builder = PynencBuilder().app_id(os.environ.get("PYNENC_BENCH_APP_ID", "bench-throughput"))
+if composition in ("redis-stack", "sqlite"):
+    _builder = _builder.sqlite()
+else:
+    _builder = _builder.redis(url=os.environ["PYNENC__REDIS_URL"])
 if composition == "redis-stack":
     _builder = _builder.redis_stack(components="all")
+elif composition == "redis-stack-state":
+    _builder = _builder.redis_stack()  # on pynenc 0.3: the state backend alone
 if runner == "ThreadRunner":
     _builder = _builder.thread_runner()
 elif runner == "MultiThreadRunner":
