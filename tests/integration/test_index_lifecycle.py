@@ -403,7 +403,7 @@ def test_killed_migration_resumes_and_leaves_nothing_behind(
     assert new in status.versions  # the killed run's index is there, not aliased
 
     calls = command_calls(redis_client, "FT.CREATE")
-    report = index_migrate(conf, specs=v2_specs(), lock_ttl=1.0, poll_interval=0.05)
+    report = index_migrate(conf, specs=v2_specs(), lock_ttl=10.0, poll_interval=0.05)
     [result] = [r for r in report.results if r.plan.action is not Action.NONE]
     assert (result.plan.action, result.plan.reused, result.error) == (Action.MIGRATE, True, None)
     assert report.created == [] and command_calls(redis_client, "FT.CREATE") == calls  # reused, not recreated
