@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from pynenc_redis_stack.core import query, reads
 from pynenc_redis_stack.core.client import Client, run
 from pynenc_redis_stack.core.codec import Document, loads
+from pynenc_redis_stack.core.conf import MAX_PAGE
 from pynenc_redis_stack.core.indexes import connect
 from pynenc_redis_stack.core.keys import AppKeys, Namespace
 from pynenc_redis_stack.core.reads import (
@@ -24,7 +25,7 @@ from pynenc_redis_stack.core.schema import IndexSpec, SchemaSet
 if TYPE_CHECKING:
     import redis
 
-    from pynenc_redis_stack.core.conf import MAX_PAGE, ConfigRedisStackKeyspace
+    from pynenc_redis_stack.core.conf import ConfigRedisStackKeyspace
 
 
 class DocumentStore[S: SchemaSet]:
