@@ -191,8 +191,7 @@ def soak_work(tag: str, seconds: float) -> str:
 
 @app.task(triggers=on_cron("* * * * *"))
 def soak_tick() -> None:
-    """Fires every minute (the trigger's cron): record the minute it ran in."""
-    _client().rpush(f"faults:ticks:{app.app_id}", str(int(time.time() // 60)))
+    """Fires every minute (the trigger's cron); the soak counts its invocations."""
 
 
 def run_soak_runner(drop_probability: float) -> None:
