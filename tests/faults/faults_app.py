@@ -75,12 +75,11 @@ def drop_connection_on(marker: bytes, when: str, times: int = 1) -> None:
     redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
 
 
-def route_with_drop(tag: str, when: str) -> None:
-    """A client process: call ``record_run(tag)`` with the connection dropped during its route;
-    print ``{"routed": bool, "error": str}`` as JSON (no wait for the result)."""
-    from pynenc_redis_stack.broker import RedisStackBroker
-
-    drop_connection_on(RedisStackBroker.route_script.sha.encode(), when)
+def route_with_drop(tag: str, when: str, step: str = "route") -> None:
+    """A client process: call ``record_run(tag)`` with the connection dropped at one ``step``
+    of its registration (see :func:`_script_sha`); print ``{"routed": bool, "error": str}`` as
+    JSON (no wait for the result)."""
+    drop_connection_on(_script_sha(step), when)
     try:
         record_run(tag)
     except redis.ConnectionError as error:
@@ -95,11 +94,24 @@ def run_runner() -> None:
 
 
 def _script_sha(name: str) -> bytes:
-    """The SHA1 (as sent in ``EVALSHA``) of one script the runner loop sends."""
+    """The SHA1 (as sent in ``EVALSHA``) of one script a registration or the runner loop sends
+    (``lock``: the registration lock's key, whose first command is the acquiring one)."""
     from pynenc_redis_stack.broker import RedisStackBroker
-    from pynenc_redis_stack.orchestrator.scripts import SET_STATUS_IF_VERSION, START_ATOMIC_SERVICE
+    from pynenc_redis_stack.orchestrator.scripts import (
+        REGISTER_INVOCATIONS,
+        RELEASE_LOCK,
+        SET_STATUS_IF_VERSION,
+        START_ATOMIC_SERVICE,
+    )
+    from pynenc_redis_stack.state_backend.scripts import HistoryBatch, InvocationBatch
 
+    if name == "lock":
+        return b"registration-lock"
     shas = {
+        "upsert": InvocationBatch.script.sha,
+        "register": hashlib.sha1(REGISTER_INVOCATIONS.encode()).hexdigest(),
+        "history": HistoryBatch.script.sha,
+        "unlock": RELEASE_LOCK.sha,
         "route": RedisStackBroker.route_script.sha,
         "take": RedisStackBroker.take_script.sha,
         "expired": RedisStackBroker.expired_script.sha,

@@ -110,7 +110,9 @@ def test_prune_deletes_client_data_no_document_refers_to_and_health_reports_it(
     scan = scan_client_data(backend.client, backend.namespace, app.app_id)
     assert set(scan.orphaned) == {ref["old"], ref["raced"]} and scan.unstamped == (legacy,)
     store.serialize(LARGE + "raced")
-    delete_orphans(backend.client, backend.namespace, app.app_id, replace(scan, orphaned=(ref["raced"],), unstamped=()))
+    delete_orphans(
+        backend.client, backend.namespace, app.app_id, replace(scan, orphaned=(ref["raced"],), unstamped=())
+    )
     assert admin.hexists(store.key, ref["raced"])
 
     health = ["health", "--url", fault_server, "--app-id", app.app_id]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pynenc_redis_stack.core import scripts as core_scripts
 from pynenc_redis_stack.core.client import register_repeatable_script
 
 if TYPE_CHECKING:
@@ -287,3 +288,44 @@ class Scripts:
         if repeatable:
             register_repeatable_script(script.sha)
         return script
+
+
+# The registration lock (orchestrator.py, _concurrency_lock): redis-py's Lock with these two
+# scripts in place of its SET NX and its release, so that both may be sent again after a lost
+# reply. Single-key: sent as the components' own scripts are (core/scripts.py).
+
+ACQUIRE_LOCK = core_scripts.Script(
+    """
+-- KEYS[1]: a lock; ARGV[1]: this holder's token; ARGV[2]: milliseconds it lasts.
+-- 1 if the lock is now this token's: taken, or already held by it (the same acquisition sent
+-- again after a lost reply); 0 if another token holds it.
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+""",
+    repeatable=True,
+)
+
+RELEASE_LOCK = core_scripts.Script(
+    """
+-- KEYS[1]: a lock; ARGV[1]: this holder's token.
+-- 1 if the lock is no longer held: deleted now, or gone already (released by this same call
+-- sent before, or expired with no other holder since); 0 if another token holds it (it expired
+-- while held and another holder came in).
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if holder then
+  return 0
+end
+return 1
+""",
+    repeatable=True,
+)
