@@ -107,6 +107,8 @@ def _script_sha(name: str) -> bytes:
 
     if name == "lock":
         return b"registration-lock"
+    if name == "trigger":  # the trigger pass's read of its valid conditions (every pass)
+        return b"trigger-valid-conditions"
     shas = {
         "upsert": InvocationBatch.script.sha,
         "register": hashlib.sha1(REGISTER_INVOCATIONS.encode()).hexdigest(),
