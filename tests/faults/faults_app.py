@@ -40,6 +40,20 @@ def record_run(tag: str) -> str:
     return tag
 
 
+@app.task(retry_for=(ValueError,), max_retries=2)
+def fail_once(tag: str) -> str:
+    """Append ``tag`` to :data:`RUNS` on each run; the first run fails (pynenc retries it)."""
+    client = _client()
+    if client.rpush(f"{RUNS}:{app.app_id}", tag) == 1:
+        raise ValueError("the first run fails")
+    return tag
+
+
+def submit_fail_once(tag: str) -> None:
+    """A client process: route ``fail_once(tag)``; print its invocation id (no wait)."""
+    print(fail_once(tag).invocation_id, flush=True)
+
+
 def drop_connection_on(marker: bytes, when: str, times: int = 1) -> None:
     """Drop the connection of ``times`` commands whose packed bytes hold ``marker``: the 1st,
     3rd, 5th ... such command (the one sent after a drop, its re-send, goes through).
@@ -98,6 +112,7 @@ def _script_sha(name: str) -> bytes:
     (``lock``: the registration lock's key, whose first command is the acquiring one)."""
     from pynenc_redis_stack.broker import RedisStackBroker
     from pynenc_redis_stack.orchestrator.scripts import (
+        INCREMENT_RETRIES,
         REGISTER_INVOCATIONS,
         RELEASE_LOCK,
         SET_STATUS_IF_VERSION,
@@ -112,6 +127,7 @@ def _script_sha(name: str) -> bytes:
     shas = {
         "upsert": InvocationBatch.script.sha,
         "register": hashlib.sha1(REGISTER_INVOCATIONS.encode()).hexdigest(),
+        "retries": hashlib.sha1(INCREMENT_RETRIES.encode()).hexdigest(),
         "history": HistoryBatch.script.sha,
         "unlock": RELEASE_LOCK.sha,
         "route": RedisStackBroker.route_script.sha,

@@ -90,3 +90,39 @@ def test_a_dropped_connection_under_the_runner_loop_neither_stops_it_nor_runs_tw
     wait_for("an empty queue and taken set", lambda: broker.count_invocations() + broker.count_taken() == 0)
     assert runner.poll() is None, group.logs()
     assert "broker-sweep-claim" not in keys_without_ttl(admin, app_id)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_retry_whose_count_loses_its_connection_is_counted_once(
+    request: pytest.FixtureRequest,
+    fault_server: str,
+    admin: redis.Redis,
+    processes: Callable[..., Processes],
+    when: str,
+) -> None:
+    """``fail_once`` fails its first run; the connection drops while pynenc counts the retry.
+    The increment is sent again (its token makes a second run count nothing): one retry
+    counted, two runs, SUCCESS, the runner going on."""
+    app_id = unique_app_id(request)
+    group = processes(app_id, fault_server)
+    client = group.start("client", "submit_fail_once('one')", stdout=subprocess.PIPE)
+    out, _ = client.communicate(timeout=DEADLINE_SECONDS)
+    assert client.returncode == 0, group.logs()
+    invocation_id = out.strip()
+    runner = group.start("runner", f"run_runner_with_drops('retries', {when!r}, 1)")
+    app = observer(app_id, fault_server)
+    orchestrator = app.orchestrator
+    assert isinstance(orchestrator, RedisStackOrchestrator)
+
+    def finished() -> bool:
+        assert runner.poll() is None, f"the runner loop ended\n{group.logs()}"
+        return orchestrator.get_invocation_status(invocation_id) is InvocationStatus.SUCCESS  # type: ignore[arg-type]
+
+    try:
+        wait_for("the invocation finished", finished)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{group.logs()}") from None
+    assert "dropping the connection" in (group.log_dir / "runner.log").read_text()
+    assert admin.lrange(f"{RUNS}:{app_id}", 0, -1) == ["one", "one"]
+    assert orchestrator.get_invocation_retries(invocation_id) == 1  # type: ignore[arg-type]
+    assert runner.poll() is None, group.logs()

@@ -464,7 +464,10 @@ class RedisStackOrchestrator(BaseOrchestrator):
     # -- retries -------------------------------------------------------------------------
 
     def increment_invocation_retries(self, invocation_id: InvocationId) -> None:
-        call(self.store.scripts.increment_retries, self.store.client, [self._key(invocation_id)], [])
+        """Count one retry (a script with a fresh token: sent again after a lost reply, it
+        counts nothing the second time)."""
+        token = json_text(uuid.uuid4().hex)
+        call(self.store.scripts.increment_retries, self.store.client, [self._key(invocation_id)], [token])
 
     def get_invocation_retries(self, invocation_id: InvocationId) -> int:
         document = self.store.read(self._key(invocation_id))

@@ -143,11 +143,18 @@ return 1
 )
 
 INCREMENT_RETRIES = """
--- KEYS[1]: an invocation document.
+-- KEYS[1]: an invocation document. ARGV[1]: this increment's token (JSON string, new for each
+-- increment). The token is stored with the count: the same increment sent again after a lost
+-- reply finds it and counts nothing.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-return redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
+if redis.call('JSON.GET', KEYS[1], '$.retries_token') == '[' .. ARGV[1] .. ']' then
+  return 1
+end
+redis.call('JSON.SET', KEYS[1], '$.retries_token', ARGV[1])
+redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
+return 1
 """
 
 HEARTBEATS = (
@@ -265,8 +272,8 @@ class Scripts:
     """The scripts above, registered on one client (loaded on the server on first use).
 
     Scripts whose second run changes nothing are declared repeatable, so the client may send
-    them again after a lost reply (the status compare-and-set through its write token); the
-    retry increment is not (a second run would count twice).
+    them again after a lost reply (the status compare-and-set and the retry increment through
+    their tokens).
     """
 
     def __init__(self, client: Redis) -> None:
@@ -275,7 +282,7 @@ class Scripts:
         self.set_status_if_version = self._register(client, SET_STATUS_IF_VERSION, repeatable=True)
         self.set_if_exists = self._register(client, SET_IF_EXISTS, repeatable=True)
         self.mark_for_purge = self._register(client, MARK_FOR_PURGE, repeatable=True)
-        self.increment_retries = self._register(client, INCREMENT_RETRIES)
+        self.increment_retries = self._register(client, INCREMENT_RETRIES, repeatable=True)
         self.heartbeats = self._register(client, HEARTBEATS, repeatable=True)
         # a second run finds its own lease and answers as the first did; a BLOCKED attempt's
         # second run is admitted only if the holder has finished meanwhile (no overlap either way)
