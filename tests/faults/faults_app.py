@@ -151,6 +151,22 @@ def run_runner_with_drops(script: str, when: str, times: int) -> None:
     app.runner.run()
 
 
+def run_runner_stuck_in_recovery() -> None:
+    """A runner process whose copy of pynenc's ``recover_running_invocations`` pushes its pid
+    to ``faults:recovering:<app>`` and then blocks until the process is killed (a runner
+    SIGKILLed mid-recovery)."""
+    from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
+
+    def stuck(_self: Any) -> Any:
+        client = _client()
+        client.rpush(f"faults:recovering:{app.app_id}", os.getpid())
+        while True:
+            client.blpop([f"faults:never:{app.app_id}"], timeout=1)
+
+    RedisStackOrchestrator.get_running_invocations_for_recovery = stuck  # type: ignore[method-assign]
+    app.runner.run()
+
+
 DEAD_RUNNER = "dead-runner"
 """The owner of what :func:`plant_dead_recovery` leaves RUNNING."""
 

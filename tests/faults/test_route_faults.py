@@ -72,6 +72,7 @@ def _the_invocation_runs_once(app_id: str, url: str, admin: redis.Redis, group: 
     assert isinstance(broker, RedisStackBroker)
     wait_for("an empty queue and taken set", lambda: broker.count_invocations() + broker.count_taken() == 0)
     assert "broker-sweep-claim" not in keys_without_ttl(admin, app_id)
+    assert not [key for key in admin.scan_iter(match="*registration-lock*") if app_id in key]  # released
     _replies_expire(admin, broker)
 
 
