@@ -19,6 +19,7 @@ import redis
 from pynenc.identifiers.task_id import TaskId
 from pynenc.invocation.status import InvocationStatus
 
+from pynenc_redis_stack.broker import RedisStackBroker
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from pynenc_redis_stack.trigger import RedisStackTrigger
@@ -136,4 +137,8 @@ def test_a_runner_sigkilled_inside_the_recovery_task_does_not_stop_recovery(
     assert admin.lrange(f"{RUNS}:{app_id}", 0, -1) == ["victim"]  # A never finished its run
     assert orchestrator.get_invocation_status(left_running) is not InvocationStatus.RUNNING
     assert runner.poll() is None, group.logs()
+    broker = app.broker
+    assert isinstance(broker, RedisStackBroker)
+    wait_for("an empty queue and taken set", lambda: broker.count_invocations() + broker.count_taken() == 0)
+    assert "broker-sweep-claim" not in keys_without_ttl(admin, app_id)
     admin.delete(f"faults:release:{app_id}")

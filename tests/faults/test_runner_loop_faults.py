@@ -125,4 +125,7 @@ def test_a_retry_whose_count_loses_its_connection_is_counted_once(
     assert "dropping the connection" in (group.log_dir / "runner.log").read_text()
     assert admin.lrange(f"{RUNS}:{app_id}", 0, -1) == ["one", "one"]
     assert orchestrator.get_invocation_retries(invocation_id) == 1  # type: ignore[arg-type]
+    broker = app.broker
+    assert isinstance(broker, RedisStackBroker)
+    wait_for("an empty queue and taken set", lambda: broker.count_invocations() + broker.count_taken() == 0)
     assert runner.poll() is None, group.logs()

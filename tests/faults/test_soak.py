@@ -133,6 +133,10 @@ def test_soak(
     broker = app.broker
     assert isinstance(broker, RedisStackBroker)
     assert broker.count_invocations() == 0
+    wait_for(
+        "an empty taken set (each runner's next take acknowledges its last)",
+        lambda: broker.count_taken() == 0,
+    )
 
 
 def _cron_firings(app: Pynenc, minutes: set[int]) -> dict[InvocationId, tuple[int, bool]]:

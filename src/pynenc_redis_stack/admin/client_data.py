@@ -55,14 +55,15 @@ for i = 3, #ARGV do
   local stamp_field = '"""
     + STORED_AT
     + """' .. reference
-  if redis.call('HEXISTS', KEYS[1], reference) == 1 then
-    local stamp = redis.call('HGET', KEYS[1], stamp_field)
-    if not stamp then
-      redis.call('HSET', KEYS[1], stamp_field, ARGV[1])
-    elseif tonumber(stamp) < tonumber(ARGV[2]) then
+  -- a stamp is written and deleted with its value: one exists only beside its value
+  local stamp = redis.call('HGET', KEYS[1], stamp_field)
+  if stamp then
+    if tonumber(stamp) < tonumber(ARGV[2]) then
       redis.call('HDEL', KEYS[1], reference, stamp_field)
       deleted = deleted + 1
     end
+  elseif redis.call('HGET', KEYS[1], reference) then
+    redis.call('HSET', KEYS[1], stamp_field, ARGV[1])
   end
 end
 return deleted
