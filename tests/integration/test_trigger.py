@@ -400,6 +400,7 @@ def test_a_pass_that_stops_after_recording_its_run_does_not_fire_it_again(
 
 
 KILL_POINTS = {
+    "read": "claim_trigger_run",  # after reading its valid conditions, before claiming
     "claimed": "execute_task",  # after its claim, before routing the task
     "routed": "store_trigger_run",  # after routing, before recording the run
     "recorded": "clear_valid_conditions",  # after recording, before clearing the condition
@@ -426,6 +427,8 @@ def pass_killed_at(url: str, app_id: str, sqlite_path: str, step: str) -> None:
 @pytest.mark.parametrize(
     ("step", "passes", "fired"),
     [
+        # nothing claimed: the next pass fires
+        pytest.param("read", ["pass"], 1, id="before-claim"),
         # the next pass within the claim's minute keeps the condition; the one after expiry fires
         pytest.param("claimed", ["pass", "expire", "pass"], 1, id="after-claim"),
         # the known duplicate (docs/distributed.md, Trigger): routed, never recorded
