@@ -34,7 +34,7 @@ from pynenc.state_backend import MemStateBackend
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.admin import prune as prune_module
+from pynenc_redis_stack.admin import retention as prune_module
 from pynenc_redis_stack.admin.retention import PruneReport, prune_invocations, prune_state_backend
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.cli.prune_commands import parse_duration
