@@ -40,6 +40,20 @@ def record_run(tag: str) -> str:
     return tag
 
 
+@app.task(retry_for=(ValueError,), max_retries=2)
+def fail_once(tag: str) -> str:
+    """Append ``tag`` to :data:`RUNS` on each run; the first run fails (pynenc retries it)."""
+    client = _client()
+    if client.rpush(f"{RUNS}:{app.app_id}", tag) == 1:
+        raise ValueError("the first run fails")
+    return tag
+
+
+def submit_fail_once(tag: str) -> None:
+    """A client process: route ``fail_once(tag)``; print its invocation id (no wait)."""
+    print(fail_once(tag).invocation_id, flush=True)
+
+
 def drop_connection_on(marker: bytes, when: str, times: int = 1) -> None:
     """Drop the connection of ``times`` commands whose packed bytes hold ``marker``: the 1st,
     3rd, 5th ... such command (the one sent after a drop, its re-send, goes through).
@@ -75,12 +89,11 @@ def drop_connection_on(marker: bytes, when: str, times: int = 1) -> None:
     redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
 
 
-def route_with_drop(tag: str, when: str) -> None:
-    """A client process: call ``record_run(tag)`` with the connection dropped during its route;
-    print ``{"routed": bool, "error": str}`` as JSON (no wait for the result)."""
-    from pynenc_redis_stack.broker import RedisStackBroker
-
-    drop_connection_on(RedisStackBroker.route_script.sha.encode(), when)
+def route_with_drop(tag: str, when: str, step: str = "route") -> None:
+    """A client process: call ``record_run(tag)`` with the connection dropped at one ``step``
+    of its registration (see :func:`_script_sha`); print ``{"routed": bool, "error": str}`` as
+    JSON (no wait for the result)."""
+    drop_connection_on(_script_sha(step), when)
     try:
         record_run(tag)
     except redis.ConnectionError as error:
@@ -95,16 +108,27 @@ def run_runner() -> None:
 
 
 def _script_sha(name: str) -> bytes:
-    """The SHA1 (as sent in ``EVALSHA``) of one script the runner loop sends."""
+    """The SHA1 (as sent in ``EVALSHA``) of one script a registration or the runner loop sends
+    (``lock``: the registration lock's key, whose first command is the acquiring one)."""
     from pynenc_redis_stack.broker import RedisStackBroker
-    from pynenc_redis_stack.orchestrator.scripts import SET_STATUS_IF_VERSION, START_ATOMIC_SERVICE
+    from pynenc_redis_stack.orchestrator import scripts
+    from pynenc_redis_stack.state_backend.scripts import HistoryBatch, InvocationBatch
 
+    if name == "lock":
+        return b"registration-lock"
+    if name == "trigger":  # the trigger pass's read of its valid conditions (every pass)
+        return b"trigger-valid-conditions"
     shas = {
+        "upsert": InvocationBatch.script.sha,
+        "register": scripts.register_invocations_script.sha,
+        "retries": scripts.increment_retries_script.sha,
+        "history": HistoryBatch.script.sha,
+        "unlock": scripts.release_lock_script.sha,
         "route": RedisStackBroker.route_script.sha,
         "take": RedisStackBroker.take_script.sha,
         "expired": RedisStackBroker.expired_script.sha,
-        "status": hashlib.sha1(SET_STATUS_IF_VERSION.encode()).hexdigest(),
-        "atomic-service": hashlib.sha1(START_ATOMIC_SERVICE.encode()).hexdigest(),
+        "status": scripts.set_status_if_version_script.sha,
+        "atomic-service": scripts.start_atomic_service_script.sha,
     }
     return shas[name].encode()
 
@@ -118,6 +142,22 @@ def run_runner_with_drops(script: str, when: str, times: int) -> None:
     """A runner process whose connection drops on its next ``times`` runs of ``script``
     (``route``, ``take``, ``expired``, ``status`` or ``atomic-service``; see :func:`drop_connection_on`)."""
     drop_connection_on(_script_sha(script), when, times)
+    app.runner.run()
+
+
+def run_runner_stuck_in_recovery() -> None:
+    """A runner process whose copy of pynenc's ``recover_running_invocations`` pushes its pid
+    to ``faults:recovering:<app>`` and then blocks until the process is killed (a runner
+    SIGKILLed mid-recovery)."""
+    from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
+
+    def stuck(_self: Any) -> Any:
+        client = _client()
+        client.rpush(f"faults:recovering:{app.app_id}", os.getpid())
+        while True:
+            client.blpop([f"faults:never:{app.app_id}"], timeout=1)
+
+    RedisStackOrchestrator.get_running_invocations_for_recovery = stuck
     app.runner.run()
 
 
@@ -191,8 +231,7 @@ def soak_work(tag: str, seconds: float) -> str:
 
 @app.task(triggers=on_cron("* * * * *"))
 def soak_tick() -> None:
-    """Fires every minute (the trigger's cron): record the minute it ran in."""
-    _client().rpush(f"faults:ticks:{app.app_id}", str(int(time.time() // 60)))
+    """Fires every minute (the trigger's cron); the soak counts its invocations."""
 
 
 def run_soak_runner(drop_probability: float) -> None:

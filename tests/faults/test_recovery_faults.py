@@ -1,4 +1,5 @@
-"""A runner killed while it runs pynenc's recovery task (issue 15, item 5).
+"""A runner killed while it runs pynenc's recovery task (issue 15, item 5): planted (the state
+a SIGKILL leaves, written directly), and for real (a runner SIGKILLed inside the task).
 
 ``recover_running_invocations`` has running concurrency TASK: a copy left RUNNING by a dead
 runner used to hold the slot for good, so every later copy ended CONCURRENCY_CONTROLLED_FINAL
@@ -9,15 +10,19 @@ whose owner's heartbeat is older than ``runner_considered_dead_after_minutes``.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from collections.abc import Callable
 
 import pytest
 import redis
+from pynenc.identifiers.task_id import TaskId
 from pynenc.invocation.status import InvocationStatus
 
+from pynenc_redis_stack.broker import RedisStackBroker
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
+from pynenc_redis_stack.trigger import RedisStackTrigger
 from tests.conftest import unique_app_id
 from tests.faults.conftest import (
     ATOMIC_SERVICE_NOW,
@@ -30,6 +35,9 @@ from tests.faults.conftest import (
 )
 
 pytestmark = pytest.mark.faults
+
+RECOVER_RUNNING = TaskId("pynenc.core_tasks", "recover_running_invocations")
+DEAD_AFTER_SECONDS = 6.0  # ATOMIC_SERVICE_NOW's runner_considered_dead_after_minutes
 
 
 def test_a_recovery_task_left_running_by_a_dead_runner_does_not_block_the_next(
@@ -74,3 +82,63 @@ def test_a_recovery_task_left_running_by_a_dead_runner_does_not_block_the_next(
 
     wait_for("no slot holder left behind by a finished invocation", holders_point_at_running_invocations)
     assert "broker-sweep-claim" not in keys_without_ttl(admin, app_id)
+
+
+def test_a_runner_sigkilled_inside_the_recovery_task_does_not_stop_recovery(
+    request: pytest.FixtureRequest,
+    fault_server: str,
+    admin: redis.Redis,
+    processes: Callable[..., Processes],
+) -> None:
+    """Runner A runs ``hold('victim')`` and pynenc's recovery task, which it never finishes;
+    A is SIGKILLed, leaving both RUNNING. Once A is dead (6 s without a heartbeat), runner
+    B's next recovery task runs although A's copy is still RUNNING, and recovers the victim,
+    which B runs once."""
+    app_id = unique_app_id(request)
+    group = processes(
+        app_id, fault_server, **ATOMIC_SERVICE_NOW, RECOVER_RUNNING_INVOCATIONS_CRON="* * * * *"
+    )
+    client = group.start("client", "submit_hold('victim')", stdout=subprocess.PIPE)
+    out, _ = client.communicate(timeout=DEADLINE_SECONDS)
+    assert client.returncode == 0, group.logs()
+    victim = out.strip()
+    stuck = group.start("runner-a", "run_runner_stuck_in_recovery()")
+    app = observer(app_id, fault_server)
+    orchestrator = app.orchestrator
+    trigger = app.trigger
+    assert isinstance(orchestrator, RedisStackOrchestrator) and isinstance(trigger, RedisStackTrigger)
+    try:
+        assert admin.blpop([f"faults:started:{app_id}"], timeout=DEADLINE_SECONDS) is not None
+        assert admin.blpop([f"faults:recovering:{app_id}"], timeout=DEADLINE_SECONDS) is not None
+        stuck.send_signal(signal.SIGKILL)
+        stuck.wait(timeout=DEADLINE_SECONDS)
+        killed_at = orchestrator.store.server_micros()
+        (left_running,) = orchestrator.filter_by_status(
+            list(orchestrator.get_task_invocation_ids(RECOVER_RUNNING)), frozenset({InvocationStatus.RUNNING})
+        )
+        # the next minute's tick of the recovery cron, brought forward: A fired this minute's
+        admin.delete(trigger.keys.trigger_cron())
+        wait_for(
+            "the dead-runner timeout",
+            lambda: orchestrator.store.server_micros() - killed_at > (DEAD_AFTER_SECONDS + 1) * 1_000_000,
+        )
+        runner = group.start("runner-b", "run_runner()")
+        wait_for(
+            "the victim recovered",
+            lambda: orchestrator.get_invocation_status(victim) is not InvocationStatus.RUNNING,
+        )
+        admin.rpush(f"faults:release:{app_id}", "go", "go")  # enough for a second copy, if any
+        wait_for(
+            "the victim finished",
+            lambda: orchestrator.get_invocation_status(victim) is InvocationStatus.SUCCESS,
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{group.logs()}") from None
+    assert admin.lrange(f"{RUNS}:{app_id}", 0, -1) == ["victim"]  # A never finished its run
+    assert orchestrator.get_invocation_status(left_running) is not InvocationStatus.RUNNING
+    assert runner.poll() is None, group.logs()
+    broker = app.broker
+    assert isinstance(broker, RedisStackBroker)
+    wait_for("an empty queue and taken set", lambda: broker.count_invocations() + broker.count_taken() == 0)
+    assert "broker-sweep-claim" not in keys_without_ttl(admin, app_id)
+    admin.delete(f"faults:release:{app_id}")

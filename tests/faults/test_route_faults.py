@@ -1,10 +1,11 @@
-"""A connection dropped while an invocation is routed (issue 15, item 4).
+"""A connection dropped while an invocation is registered and routed (issue 15, items 4 and 9).
 
-The client process shuts its socket down around the route script (before it is written, or
-after: the server ran it and the reply is lost). Routing is sent again after a drop (a second
-run only adds a duplicate queue entry, which runners skip), and an invocation whose route never
-arrived at all is routed again by the sweeper once it has waited one lease: either way the
-invocation runs exactly once.
+The client process shuts its socket down around one command of the registration (before it is
+written, or after: the server ran it and the reply is lost): the registration lock, the state
+backend's write, the orchestrator's registration, the history entry, the route, the lock's
+release. Each is sent again after a drop (a second route only adds a duplicate queue entry,
+which runners skip), and an invocation whose route never arrived at all is routed again by the
+sweeper once it has waited one lease: either way the invocation runs exactly once.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ pytestmark = pytest.mark.faults
 RECORD_RUN = TaskId("tests.faults.faults_app", "record_run")
 
 
-def _client_outcome(group: Processes, when: str, **settings: str) -> dict[str, object]:
-    client = group.start("client", f"route_with_drop('one', {when!r})", stdout=subprocess.PIPE, **settings)
+def _client_outcome(group: Processes, when: str, step: str = "route", **settings: str) -> dict[str, object]:
+    client = group.start(
+        "client", f"route_with_drop('one', {when!r}, {step!r})", stdout=subprocess.PIPE, **settings
+    )
     out, _ = client.communicate(timeout=DEADLINE_SECONDS)
     assert client.returncode == 0, group.logs()
     assert "dropping the connection" in group.logs()  # the fault happened
@@ -70,6 +73,7 @@ def _the_invocation_runs_once(app_id: str, url: str, admin: redis.Redis, group: 
     assert isinstance(broker, RedisStackBroker)
     wait_for("an empty queue and taken set", lambda: broker.count_invocations() + broker.count_taken() == 0)
     assert "broker-sweep-claim" not in keys_without_ttl(admin, app_id)
+    assert not [key for key in admin.scan_iter(match="*registration-lock*") if app_id in key]  # released
     _replies_expire(admin, broker)
 
 
@@ -82,16 +86,22 @@ def _replies_expire(admin: redis.Redis, broker: RedisStackBroker) -> None:
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
-def test_a_route_whose_connection_drops_is_sent_again_and_runs_once(
+@pytest.mark.parametrize("step", ["lock", "upsert", "register", "history", "route", "unlock"])
+def test_a_registration_whose_connection_drops_at_any_step_is_sent_again_and_runs_once(
     request: pytest.FixtureRequest,
     fault_server: str,
     admin: redis.Redis,
     processes: Callable[..., Processes],
     when: str,
+    step: str,
 ) -> None:
+    """The connection drops at one step of ``record_run('one')`` (registration concurrency
+    TASK): the registration lock's acquisition, the state backend's invocation write, the
+    orchestrator's registration, the history entry, the route, the lock's release. Each is
+    sent again; the call returns its invocation, which runs once."""
     app_id = unique_app_id(request)
     group = processes(app_id, fault_server)
-    assert _client_outcome(group, when) == {"routed": True, "error": ""}
+    assert _client_outcome(group, when, step) == {"routed": True, "error": ""}
     group.start("runner", "run_runner()")
     _the_invocation_runs_once(app_id, fault_server, admin, group)
 

@@ -9,6 +9,7 @@ import redis
 from pynenc import Pynenc
 
 from pynenc_redis_stack import RedisStackClientDataStore
+from pynenc_redis_stack.client_data_store.store import stored_at_field
 from pynenc_redis_stack.core.errors import InvalidDocumentError
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips, commandstats, delta
@@ -36,12 +37,13 @@ def test_large_values_are_stored_once_by_content_and_read_back(
     value = {"payload": "é\n\"'{}" * 500_000}  # ~6 MB serialized
     reference = store.serialize(value)
     assert store.is_reference(reference)
-    assert store.serialize(value) == reference  # same content, same key, one field
-    assert redis_client.hlen(store.key) == 1
+    assert store.serialize(value) == reference  # same content, same key, one field (and its stamp)
+    one_value = sorted([reference, stored_at_field(reference)])
+    assert sorted(redis_client.hkeys(store.key)) == one_value
     store._deserialized_cache.clear()  # read from the server, not the process cache
     assert store.resolve(reference) == value
     small = store.serialize("small")
-    assert not store.is_reference(small) and redis_client.hlen(store.key) == 1
+    assert not store.is_reference(small) and sorted(redis_client.hkeys(store.key)) == one_value
 
 
 @pytest.mark.parametrize("hostile", ["-a:b", "-a%3Ab", "-{x}", "-ünï cødé"])

@@ -187,6 +187,7 @@ def test_prune_leaves_nothing_of_pruned_invocations_and_touches_nothing_else(
         "broker-entry": 5,  # four taken entries (never acknowledged) and dup-3's second routing
         "trigger-event": 0,
         "trigger-run": 0,
+        "client-data-value": 0,  # the pruned invocations' values were stored within the hour
     }
 
     after = app_keys(redis_client, ours.app.app_id)
@@ -207,7 +208,7 @@ def test_prune_leaves_nothing_of_pruned_invocations_and_touches_nothing_else(
     assert set(after) <= set(before)  # nothing written
     assert broker.count_invocations() == 1 and broker.count_taken() == 2  # queued-6; 4 and 5 taken
     assert _waited_by(orchestrator, ours.unfinished[0]) == [ours.unfinished[1]]
-    # content-addressed client data is shared and left (see prune.py)
+    # client data stored within the hour is kept, referred to or not (admin/client_data.py)
     assert redis_client.hgetall(ours.keys.client_data()) == client_data
     assert app_keys(redis_client, neighbour.app.app_id) == neighbour_before
 

@@ -400,6 +400,7 @@ def test_a_pass_that_stops_after_recording_its_run_does_not_fire_it_again(
 
 
 KILL_POINTS = {
+    "read": "claim_trigger_run",  # after reading its valid conditions, before claiming
     "claimed": "execute_task",  # after its claim, before routing the task
     "routed": "store_trigger_run",  # after routing, before recording the run
     "recorded": "clear_valid_conditions",  # after recording, before clearing the condition
@@ -426,6 +427,8 @@ def pass_killed_at(url: str, app_id: str, sqlite_path: str, step: str) -> None:
 @pytest.mark.parametrize(
     ("step", "passes", "fired"),
     [
+        # nothing claimed: the next pass fires
+        pytest.param("read", ["pass"], 1, id="before-claim"),
         # the next pass within the claim's minute keeps the condition; the one after expiry fires
         pytest.param("claimed", ["pass", "expire", "pass"], 1, id="after-claim"),
         # the known duplicate (docs/distributed.md, Trigger): routed, never recorded
@@ -457,6 +460,95 @@ def test_a_runner_killed_mid_pass_loses_no_firing(
             second.trigger_loop_iteration(SERVICE_RUN)
     routed = list(two_runners[1].orchestrator.get_existing_invocations(triggered_task))
     assert len(routed) == fired
+    assert second.get_valid_conditions() == {}
+
+
+TICK = datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC)
+"""The time both runners' cron checks see (one minute's tick, whatever the real clock)."""
+
+
+@pytest.fixture
+def cron_runners(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[list[Pynenc]]:
+    """Two runners' apps of one app, a every-minute cron trigger registered on both."""
+    app_id = unique_app_id(request)
+    apps = [build_app(app_id, redis_url, tmp_path / "shared.db") for _ in range(2)]
+    trigger_of(apps[0]).purge()
+    apps[0].state_backend.purge()
+    triggered_task.app = apps[0]
+    cron = CronCondition("* * * * *")
+    definition = TriggerDefinition(
+        task_id=triggered_task.task_id,
+        condition_ids=[cron.condition_id],
+        argument_provider=StaticArgumentProvider({"x": 1}),
+    )
+    for runner_app in apps:
+        trigger_of(runner_app).register_condition(cron)
+        trigger_of(runner_app).register_trigger(definition.to_dto(runner_app))
+    yield apps
+    trigger_of(apps[0]).purge()
+    apps[0].state_backend.purge()
+
+
+def cron_pass_killed_at(url: str, app_id: str, sqlite_path: str, method: str) -> None:
+    """A runner process whose trigger pass, its cron check at :data:`TICK`, is SIGKILLed when
+    it calls ``method``."""
+    import os
+    import signal
+
+    runner_app = build_app(app_id, url, Path(sqlite_path))
+    triggered_task.app = runner_app
+    trigger = trigger_of(runner_app)
+    check = trigger.check_time_based_triggers
+
+    def at_tick(current_time: datetime | None = None, *, atomic_service_run: AtomicServiceRun) -> None:
+        check(TICK, atomic_service_run=atomic_service_run)
+
+    def killed(*_args: Any, **_kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    trigger.check_time_based_triggers = at_tick  # type: ignore[method-assign]
+    setattr(trigger, method, killed)
+    trigger.trigger_loop_iteration(SERVICE_RUN)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param("_store_cron_execution", id="before-the-tick-is-stored"),
+        pytest.param("get_valid_conditions", id="after-the-tick-is-stored"),
+    ],
+)
+def test_a_runner_killed_around_a_cron_tick_fires_it_once(
+    cron_runners: list[Pynenc],
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+) -> None:
+    """A runner process is SIGKILLed in its pass's cron check, before its compare-and-set or
+    right after it (tick and valid condition stored, nothing fired). The other runner's pass,
+    20 s later in the same minute, fires the tick once (pynenc's two writes: a kill between
+    them moved the schedule without a valid condition, and the tick was lost)."""
+    import multiprocessing
+
+    second = trigger_of(cron_runners[1])
+    process = multiprocessing.get_context("spawn").Process(
+        target=cron_pass_killed_at,
+        args=(redis_url, cron_runners[0].app_id, str(tmp_path / "shared.db"), method),
+    )
+    process.start()
+    process.join(timeout=50)
+    assert process.exitcode == -9  # killed where intended
+    check = second.check_time_based_triggers
+    later = TICK + timedelta(seconds=20)
+    monkeypatch.setattr(
+        second,
+        "check_time_based_triggers",
+        lambda current_time=None, *, atomic_service_run: check(later, atomic_service_run=atomic_service_run),
+    )
+    second.trigger_loop_iteration(SERVICE_RUN)
+    second.trigger_loop_iteration(SERVICE_RUN)
+    assert len(list(cron_runners[1].orchestrator.get_existing_invocations(triggered_task))) == 1
     assert second.get_valid_conditions() == {}
 
 

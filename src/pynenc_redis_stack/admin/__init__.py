@@ -319,6 +319,7 @@ def prune(
     batch_size: int = PRUNE_BATCH_SIZE,
     now: datetime | None = None,
     progress: Counter | None = None,
+    keep_client_data: bool = False,
 ) -> PruneReport:
     """Delete ``app_id``'s finished invocations whose latest status is older than
     ``older_than`` (see :func:`pynenc_redis_stack.admin.retention.prune_invocations`).
@@ -344,6 +345,7 @@ def prune(
         allow_all=allow_all,
         batch_size=batch_size,
         progress=progress,
+        keep_client_data=keep_client_data,
     )
 
 

@@ -1,7 +1,8 @@
 """What ``pynenc-redis-stack health`` reports for one app: invocations stranded without a
-route, RUNNING invocations whose runner is dead (waiting for pynenc's recovery), and data
-nothing will remove by itself (runner heartbeat documents without an expiry, written before
-heartbeats expired). docs/distributed.md says what each means and what clears it."""
+route, RUNNING invocations whose runner is dead (waiting for pynenc's recovery), and orphaned
+data: runner heartbeat documents without an expiry (written before heartbeats expired) and
+client data values no document refers to (:mod:`.client_data`; prune deletes them).
+docs/distributed.md says what each means and what clears it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.status import InvocationStatus
 
+from pynenc_redis_stack.admin.client_data import scan_client_data
 from pynenc_redis_stack.broker.broker import queued_and_taken_ids
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.conf import ConfigRedisStackKeyspace
@@ -30,11 +32,19 @@ class HealthReport:
     """Runner heartbeat documents that never expire (written before heartbeats expired; the
     next heartbeat of a live runner sets the expiry; a dead runner's stays until deleted)."""
     client_data_values: int
-    """Values in the client data store (kept: shared by content, see docs/distributed.md)."""
+    """Values in the client data store."""
+    orphaned_client_data: int
+    """Client data values no document refers to, stored over an hour ago or before stamps
+    existed (``prune`` deletes them)."""
 
     @property
     def healthy(self) -> bool:
-        return not (self.stranded or self.running_with_dead_owner or self.heartbeats_without_expiry)
+        return not (
+            self.stranded
+            or self.running_with_dead_owner
+            or self.heartbeats_without_expiry
+            or self.orphaned_client_data
+        )
 
 
 def check_health(
@@ -67,9 +77,11 @@ def check_health(
     dead_owned = store.keys.orchestrator_invocation_ids_of(
         store.matching_keys(store.schemas.invocations, running)
     )
+    client_data = scan_client_data(client, store.namespace, app_id)
     return HealthReport(
         stranded=tuple(stranded),
         running_with_dead_owner=tuple(InvocationId(i) for i in dead_owned),
         heartbeats_without_expiry=without_expiry,
-        client_data_values=int(run(client, "HLEN", store.keys.client_data())),
+        client_data_values=client_data.values,
+        orphaned_client_data=len(client_data.orphaned) + len(client_data.unstamped),
     )

@@ -3,9 +3,9 @@ than a cutoff, with their history, payloads, sub-invocation links, their orchest
 broker entries, and then the workflows nothing refers to any more.
 
 :func:`prune_invocations` finds everything through the indexes, batch by batch, and deletes a
-batch in one script that re-checks each invocation. What is deleted and kept, and why (client
-data store values are kept; everything of an app goes with :mod:`.purge`): docs/operations.md,
-"prune: retention".
+batch in one script that re-checks each invocation; client data store values no document
+refers to go last (:mod:`.client_data`). What is deleted and kept, and why (everything of an
+app goes with :mod:`.purge`): docs/operations.md, "prune: retention".
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import redis
 from pynenc.invocation.status import InvocationStatus
 from redis.crc import key_slot
 
+from pynenc_redis_stack.admin.client_data import delete_orphans, scan_client_data
 from pynenc_redis_stack.admin.purge import schema_sets_in_use
 from pynenc_redis_stack.broker.broker import TakenEntry, queue_member_invocation_id
 from pynenc_redis_stack.core import codec, query
@@ -86,6 +87,7 @@ class PruneReport:
     :ivar broker_entries: Broker queue and taken entries naming deleted invocations.
     :ivar trigger_events: The trigger's events older than the cutoff.
     :ivar trigger_runs: The trigger's runs older than the cutoff or of a deleted event.
+    :ivar client_data_values: Client data store values no document refers to.
     """
 
     app_id: str
@@ -99,6 +101,7 @@ class PruneReport:
     broker_entries: int = 0
     trigger_events: int = 0
     trigger_runs: int = 0
+    client_data_values: int = 0
 
     COUNTED: ClassVar[tuple[DocumentKind, ...]] = (
         DocumentKind.INVOCATION,
@@ -124,6 +127,7 @@ class PruneReport:
             "broker-entry": self.broker_entries,
             "trigger-event": self.trigger_events,
             "trigger-run": self.trigger_runs,
+            "client-data-value": self.client_data_values,
         }
 
     @property
@@ -218,6 +222,8 @@ class _Pruner:
         self.workflows: set[str] = set()
         """Workflows a deleted invocation belonged to, or was linked into, by this run or by
         an earlier one that stopped before collecting them."""
+        self.would_delete: set[str] = set()
+        """On a dry run, the documents a run would delete (they refer to no client data then)."""
 
     # -- queries --------------------------------------------------------------------------
 
@@ -315,6 +321,11 @@ class _Pruner:
         orchestrated = [bool(flag) for flag in pipe.execute()]
         if self.report.dry_run:
             deleted = [True] * len(rows)
+            for row, orchestrator_key in zip(rows, orchestrator_keys, strict=True):
+                invocation_id = row["invocation_id"]
+                self.would_delete.update(
+                    (self.keys.invocation(invocation_id), orchestrator_key, *found.keys_of(invocation_id))
+                )
         else:
             deleted = self._delete_batch(rows, orchestrator_keys, found)
         report = self.report
@@ -446,7 +457,9 @@ class _Pruner:
             run_keys = [runs[workflow_id] for workflow_id in orphans if workflow_id in runs]
             self.report.deleted[DocumentKind.WORKFLOW_RUN] += len(run_keys)
             self.report.deleted[DocumentKind.WORKFLOW_DATA] += len(data_keys)
-            if not self.report.dry_run:
+            if self.report.dry_run:
+                self.would_delete.update(run_keys, data_keys)
+            else:
                 for keys in itertools.batched([*run_keys, *data_keys], UNLINK_CHUNK):
                     unlink(self.client, keys)
                 # Only now: a run that stops before this point leaves them to the next one.
@@ -464,18 +477,21 @@ def prune_invocations(
     allow_all: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    keep_client_data: bool = False,
 ) -> PruneReport:
     """Delete ``app_id``'s invocations whose status is final and older than ``older_than``, with
     their history, result, exception and sub-invocation links, their orchestrator documents
     and broker entries, then the runs and data of
     workflows no remaining invocation refers to (including those of an earlier run that
-    stopped before collecting them).
+    stopped before collecting them), then the client data values nothing refers to.
 
     :param older_than: The cutoff (naive datetimes are UTC).
     :param dry_run: Count what would be deleted; delete nothing.
     :param allow_all: Accept a cutoff that is not in the past (selects every invocation).
     :param batch_size: Invocations per batch (query parameters per dependents lookup).
     :param progress: Called after each batch with ``(invocations done, invocations selected)``.
+    :param keep_client_data: Leave the client data store as it is (its values may be referred
+        to from outside this package's components, such as pynenc's SQLite trigger).
     :return: The counts per kind.
     :raises PruneRefusedError: If the cutoff is not in the past and ``allow_all`` is False.
     """
@@ -496,7 +512,16 @@ def prune_invocations(
     pruner.sweep_broker()
     pruner.prune_workflows()
     if load_schema_set(TriggerSchemas) in schema_sets_in_use(client, namespace):
-        prune_trigger_records(client, namespace, app_id, older_than, pruner.report, batch_size)
+        records = prune_trigger_records(client, namespace, app_id, older_than, pruner.report, batch_size)
+        if dry_run:
+            pruner.would_delete.update(records)
+    if not keep_client_data:
+        # after everything else: what prune deleted no longer refers to a value
+        orphans = scan_client_data(client, namespace, app_id, ignored=pruner.would_delete)
+        report = pruner.report
+        report.client_data_values = (
+            len(orphans.orphaned) if dry_run else delete_orphans(client, namespace, app_id, orphans)
+        )
     return pruner.report
 
 
@@ -536,11 +561,11 @@ def prune_trigger_records(
     older_than: datetime,
     report: PruneReport,
     batch_size: int = DEFAULT_BATCH_SIZE,
-) -> None:
+) -> list[str]:
     """Delete (count, on a dry run) ``app_id``'s trigger events older than ``older_than`` and
     its trigger runs executed (else claimed) before it or linked to a deleted event, as
     pynenc's own age purge does on every trigger loop (this is that purge for a cutoff of
-    the operator's choosing, and for apps whose runners are stopped)."""
+    the operator's choosing, and for apps whose runners are stopped); return their keys."""
     trigger = load_schema_set(TriggerSchemas)
     bound = codec.to_micros(older_than)
     keys = namespace.for_app(app_id)
@@ -557,3 +582,4 @@ def prune_trigger_records(
     if not report.dry_run:
         for batch in itertools.batched([*events, *sorted(runs)], batch_size):
             unlink(client, batch)
+    return [*events, *runs]

@@ -1,6 +1,6 @@
 """``pynenc-redis-stack health``: one app's stranded invocations, RUNNING invocations of dead
-runners and data nothing removes by itself (:mod:`pynenc_redis_stack.admin.health`). Exit code 0
-when there is none of them, 3 otherwise (for a monitoring check; 1 stays a failure to check)."""
+runners and orphaned data (:mod:`pynenc_redis_stack.admin.health`). Exit code 0 when there is
+none of them, 3 otherwise (for a monitoring check; 1 stays a failure to check)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def format_health(report: HealthReport) -> list[str]:
             str(len(report.running_with_dead_owner)),
         ),
         ("runner heartbeat documents without expiry", str(report.heartbeats_without_expiry)),
-        ("client data values (kept; not checked for references)", str(report.client_data_values)),
+        ("client data values no document refers to (prune deletes them)", str(report.orphaned_client_data)),
+        ("client data values", str(report.client_data_values)),
     ]
     lines = format_table(rows, right_aligned={1})
     if report.stranded:
@@ -71,9 +72,10 @@ def add_parser(subparsers: SubParsers) -> None:
     command = subparsers.add_parser(
         "health",
         parents=[connection_options(app_id=True)],
-        help="report stranded invocations, running invocations of dead runners and data nothing removes",
+        help="report stranded invocations, running invocations of dead runners and orphaned data",
         description="Report the app's invocations waiting for a route that never came, RUNNING invocations whose "
-        "runner is dead, and runner heartbeat documents without an expiry. Reads only. Exit code 3 if any is found.",
+        "runner is dead, runner heartbeat documents without an expiry, and client data values no document refers "
+        "to. Reads only. Exit code 3 if any is found.",
     )
     command.add_argument(
         "--grace",

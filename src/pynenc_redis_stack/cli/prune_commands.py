@@ -105,6 +105,7 @@ def _prune(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             now=now,
             progress=progress,
+            keep_client_data=args.keep_client_data,
         )
     print("\n".join(format_prune(report)))
     return EXIT_OK
@@ -122,8 +123,8 @@ def add_parser(subparsers: SubParsers) -> None:
         help="delete finished invocations whose latest status is older than a duration (retention)",
         description="Delete the app's finished invocations (final status: "
         f"{FINISHED}) whose latest status is older than --older-than, with their history, result, exception and workflow links, their orchestrator "
-        "documents and broker entries; workflow runs and data go once no remaining invocation refers to the workflow. Runner contexts and client "
-        "data store values (shared by content) are kept.",
+        "documents and broker entries; workflow runs and data go once no remaining invocation refers to the workflow, and client data store "
+        "values once no document refers to them (and they were last stored over an hour ago). Runner contexts are kept.",
     )
     command.add_argument(
         "--older-than",
@@ -137,5 +138,11 @@ def add_parser(subparsers: SubParsers) -> None:
         help="allow a duration of 0 (everything up to now); alone, delete every finished invocation",
     )
     command.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    command.add_argument(
+        "--keep-client-data",
+        action="store_true",
+        help="leave the client data store as it is (when components of other packages, such as pynenc's SQLite "
+        "trigger, may refer to its values)",
+    )
     add_batch_size(command, DEFAULT_BATCH_SIZE, "invocations")
     command.set_defaults(handler=_prune)

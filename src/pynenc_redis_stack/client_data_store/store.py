@@ -2,14 +2,18 @@
 
 pynenc stores large task arguments, results and exceptions here under a content-hash
 reference key and keeps only the key in the invocation. Each app's values are one hash
-(``<ns>:client-data:<app>``, field = reference key): a store is one ``HSET`` (the same key
-always holds the same value, so storing twice changes nothing), a lookup one ``HGET``, and a
-purge one ``UNLINK`` (freed in the background, however many values). Plain strings, not
-RedisJSON: the values are opaque serialized text that nothing queries.
+(``<ns>:client-data:<app>``, field = reference key): a store is one ``HSET`` of the value and
+of the time it was stored (field ``stored-at:<reference key>``, the storing host's clock in
+epoch ms, which keeps a value being referred to now from prune; the same key always holds the
+same value, so storing twice changes nothing but the time), a lookup one ``HGET``, and a purge
+one ``UNLINK`` (freed in the background, however many values). Plain strings, not RedisJSON:
+the values are opaque serialized text that nothing queries. ``prune`` deletes the values no
+document refers to (:mod:`pynenc_redis_stack.admin.client_data`).
 """
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -23,6 +27,14 @@ from pynenc_redis_stack.core.keys import Namespace
 
 if TYPE_CHECKING:
     from pynenc.app import Pynenc
+
+STORED_AT = "stored-at:"
+"""Prefix of the field holding a value's last store time (no reference key starts with it)."""
+
+
+def stored_at_field(reference: str) -> str:
+    """The field of the app's hash holding ``reference``'s last store time (epoch ms)."""
+    return STORED_AT + reference
 
 
 class RedisStackClientDataStore(BaseClientDataStore):
@@ -60,7 +72,8 @@ class RedisStackClientDataStore(BaseClientDataStore):
             position = lone_surrogate(text)
             if position is not None:
                 raise InvalidDocumentError(lone_surrogate_message(what, text, position))
-        run(self.client, "HSET", self.key, key, value)
+        stamp = str(int(time.time() * 1000))
+        run(self.client, "HSET", self.key, key, value, stored_at_field(key), stamp)
 
     def _retrieve(self, key: str) -> str:
         """:raises KeyError: If nothing is stored under ``key`` (never stored, or purged)."""

@@ -34,7 +34,8 @@ from pynenc.orchestrator.atomic_service import (
 )
 from pynenc.orchestrator.base_orchestrator import BaseBlockingControl, BaseOrchestrator
 from pynenc.runner.runner_context import RunnerContext
-from redis.exceptions import LockError
+from redis.exceptions import LockError, LockNotOwnedError
+from redis.lock import Lock
 
 from pynenc_redis_stack.core import query
 from pynenc_redis_stack.core.arrival import arrival_stamps, writer_number
@@ -85,6 +86,26 @@ class SlotBusyError(Exception):
     def __init__(self, holder_id: InvocationId) -> None:
         super().__init__(f"running-concurrency slot held by invocation:{holder_id}")
         self.holder_id = holder_id
+
+
+class ResendableLock(Lock):
+    """redis-py's :class:`~redis.lock.Lock` (blocking, token, expiry) whose acquisition and
+    release may be sent again after a lost reply. redis-py's ``SET NX PX`` sent again finds
+    its own token and reads as held by another (the router then waits out the lock's TTL);
+    here each is a script that answers as its first run did (:data:`.scripts.ACQUIRE_LOCK`,
+    :data:`.scripts.RELEASE_LOCK`)."""
+
+    def do_acquire(self, token: str | bytes) -> bool:
+        args = [_text(token), str(int(float(self.timeout or 0) * 1000))]
+        return bool(scripts.acquire_lock_script.run(self.redis, [self.name], args))
+
+    def do_release(self, expected_token: str | bytes) -> None:
+        if not scripts.release_lock_script.run(self.redis, [self.name], [_text(expected_token)]):
+            raise LockNotOwnedError("Cannot release a lock that's no longer owned", lock_name=self.name)
+
+
+def _text(token: str | bytes) -> str:
+    return token.decode() if isinstance(token, bytes) else token
 
 
 class RedisStackOrchestrator(BaseOrchestrator):
@@ -163,13 +184,14 @@ class RedisStackOrchestrator(BaseOrchestrator):
 
     @contextmanager
     def _concurrency_lock(self, name: str) -> Iterator[None]:
-        """Hold redis-py's :class:`~redis.lock.Lock` ``name`` (``SET NX PX``, token-checked
-        release): a holder that dies blocks others ``redis_stack_concurrency_lock_sec`` at most.
+        """Hold the lock ``name`` (:class:`ResendableLock`: redis-py's, acquired and released
+        by scripts that may be sent again after a lost reply): a holder that dies blocks others
+        ``redis_stack_concurrency_lock_sec`` at most.
 
         :raises ConcurrencyLockTimeoutError: If another holder keeps it that long.
         """
         seconds = float(self.conf.redis_stack_concurrency_lock_sec)
-        lock = self.store.client.lock(name, timeout=seconds, blocking_timeout=seconds)
+        lock = ResendableLock(self.store.client, name, timeout=seconds, blocking_timeout=seconds)
         try:
             acquired = lock.acquire()
         except LockError as exc:
@@ -441,7 +463,10 @@ class RedisStackOrchestrator(BaseOrchestrator):
     # -- retries -------------------------------------------------------------------------
 
     def increment_invocation_retries(self, invocation_id: InvocationId) -> None:
-        scripts.increment_retries_script.run(self.store.client, [self._key(invocation_id)], [])
+        """Count one retry (a script with a fresh token: sent again after a lost reply, it
+        counts nothing the second time)."""
+        token = json_text(uuid.uuid4().hex)
+        scripts.increment_retries_script.run(self.store.client, [self._key(invocation_id)], [token])
 
     def get_invocation_retries(self, invocation_id: InvocationId) -> int:
         document = self.store.read(self._key(invocation_id))

@@ -145,11 +145,18 @@ return 1
 )
 
 INCREMENT_RETRIES = """
--- KEYS[1]: an invocation document.
+-- KEYS[1]: an invocation document. ARGV[1]: this increment's token (JSON string, new for each
+-- increment). The token is stored with the count: the same increment sent again after a lost
+-- reply finds it and counts nothing.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-return redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
+if redis.call('JSON.GET', KEYS[1], '$.retries_token') == '[' .. ARGV[1] .. ']' then
+  return 1
+end
+redis.call('JSON.SET', KEYS[1], '$.retries_token', ARGV[1])
+redis.call('JSON.NUMINCRBY', KEYS[1], '$.retries', 1)
+return 1
 """
 
 HEARTBEATS = (
@@ -273,17 +280,52 @@ return 1
 """
 
 
+# The registration lock (orchestrator.py, _concurrency_lock): redis-py's Lock with these two
+# scripts in place of its SET NX and its release, so that both may be sent again after a lost
+# reply.
+
+ACQUIRE_LOCK = """
+-- KEYS[1]: a lock; ARGV[1]: this holder's token; ARGV[2]: milliseconds it lasts.
+-- 1 if the lock is now this token's: taken, or already held by it (the same acquisition sent
+-- again after a lost reply); 0 if another token holds it.
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+RELEASE_LOCK = """
+-- KEYS[1]: a lock; ARGV[1]: this holder's token.
+-- 1 if the lock is no longer held: deleted now, or gone already (released by this same call
+-- sent before, or expired with no other holder since); 0 if another token holds it (it expired
+-- while held and another holder came in).
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if holder then
+  return 0
+end
+return 1
+"""
+
 # Scripts whose second run changes nothing are repeatable, so the client may send them again
-# after a lost reply (the status compare-and-set through its write token); the retry increment
-# is not (a second run would count twice).
+# after a lost reply (the status compare-and-set and the retry increment through their tokens).
 server_time_script = Script(SERVER_TIME, repeatable=True)
 register_invocations_script = Script(REGISTER_INVOCATIONS, repeatable=True)
 set_status_if_version_script = Script(SET_STATUS_IF_VERSION, repeatable=True)
 set_if_exists_script = Script(SET_IF_EXISTS, repeatable=True)
 mark_for_purge_script = Script(MARK_FOR_PURGE, repeatable=True)
-increment_retries_script = Script(INCREMENT_RETRIES)
+increment_retries_script = Script(INCREMENT_RETRIES, repeatable=True)
 heartbeats_script = Script(HEARTBEATS, repeatable=True)
 # a second run finds its own lease and answers as the first did; a BLOCKED attempt's second run
 # is admitted only if the holder has finished meanwhile (no overlap either way)
 start_atomic_service_script = Script(START_ATOMIC_SERVICE, repeatable=True)
 finalize_atomic_service_script = Script(FINALIZE_ATOMIC_SERVICE, repeatable=True)
+acquire_lock_script = Script(ACQUIRE_LOCK, repeatable=True)
+release_lock_script = Script(RELEASE_LOCK, repeatable=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from pynenc.conf.validation_trigger import validate_trigger_config
+from pynenc.exceptions import PynencError
 from pynenc.trigger.base_trigger import BaseTrigger
 from pynenc.trigger.conditions import CronCondition, CronContext, TriggerCondition, ValidCondition
 from pynenc.trigger.log_messages import TriggerLogMsg, join_tokens, ref
@@ -71,6 +72,10 @@ class _Pass:
     """Claimed runs whose task this pass routed."""
     held_elsewhere: set[str] = field(default_factory=set)
     """Runs claimed by another pass that has not recorded them."""
+
+
+class TriggerPassInterruptedError(PynencError):
+    """A trigger pass lost its connection to the server; the next pass does its work."""
 
 
 def _checked(what: str, value: str) -> str:
@@ -344,6 +349,24 @@ class RedisStackTrigger(BaseTrigger):
     @cached_property
     def _pass_state(self) -> threading.local:
         return threading.local()
+
+    def trigger_loop_iteration(self, atomic_service_run: AtomicServiceRun) -> None:
+        """pynenc's pass; a lost connection ends it as :class:`TriggerPassInterruptedError`.
+
+        pynenc's runner ends its loop on any error of the pass that is not a ``PynencError``:
+        one dropped connection (a claim's lost reply, a read on a broken socket) would stop
+        the runner for good. As a ``PynencError`` it is logged, the atomic-service run is
+        ABANDONED, and the next pass, an interval later, does the work: nothing of it is
+        lost (claims it did not route are released or expire, conditions stay until their
+        runs are recorded).
+        """
+        try:
+            super().trigger_loop_iteration(atomic_service_run)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise TriggerPassInterruptedError(
+                f"trigger pass {atomic_service_run.atomic_service_run_id} lost its connection to the server "
+                f"({error}); the next pass retries it"
+            ) from error
 
     def _process_loop_iteration(self, atomic_service_run: AtomicServiceRun) -> None:
         current = self._pass_state.current = _Pass()
