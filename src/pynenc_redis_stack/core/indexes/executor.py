@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 import redis
+from redis.backoff import ExponentialBackoff
 
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.command_line import redis_cli_line
@@ -29,7 +30,12 @@ from pynenc_redis_stack.core.errors import BackfillError, DrainTimeoutError, is_
 """Server wordings of 'no such index' across RediSearch 2.8, 2.10 and Redis 8."""
 
 DEFAULT_POLL_INTERVAL = 0.2
-"""Seconds between two ``FT.INFO`` polls while waiting for the server."""
+"""Longest wait in seconds between two ``FT.INFO`` polls while waiting for the server."""
+
+FIRST_POLL_INTERVAL = 0.005
+"""First wait between two polls, doubled up to the poll interval: an index created over a
+few documents finishes in milliseconds, and a first use that waited a whole interval for it
+took 0.2 s more."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,8 @@ class LiveExecutor(Executor):
     :param client: The connection.
     :param timeout: Seconds each backfill wait may take before :class:`BackfillError`.
     :param drain_timeout: Seconds to wait for open cursors before :class:`DrainTimeoutError`.
-    :param poll_interval: Seconds between two ``FT.INFO`` polls.
+    :param poll_interval: Longest wait in seconds between two ``FT.INFO`` polls (the waits
+        start at :data:`FIRST_POLL_INTERVAL` and double).
     :param heartbeat: Called at every poll (e.g. to refresh a lock); may raise to abort.
     :param progress: Receives backfill progress.
     """
@@ -228,9 +235,13 @@ class LiveExecutor(Executor):
     def _poll(
         self, index: str, timeout: float, finished: Callable[[dict[str, Any] | None], bool]
     ) -> tuple[bool, dict[str, Any] | None]:
-        """Read ``FT.INFO index`` every ``poll_interval`` until ``finished`` says so or
-        ``timeout`` seconds pass: ``(finished, the last answer)``."""
+        """Read ``FT.INFO index``, waiting longer each time up to ``poll_interval``, until
+        ``finished`` says so or ``timeout`` seconds pass: ``(finished, the last answer)``."""
         deadline = time.monotonic() + timeout
+        backoff = ExponentialBackoff(
+            cap=self.poll_interval, base=min(FIRST_POLL_INTERVAL, self.poll_interval)
+        )
+        polls = 0
         while True:
             self._beat()
             info = index_info(self.client, index)
@@ -238,7 +249,8 @@ class LiveExecutor(Executor):
                 return True, info
             if time.monotonic() >= deadline:
                 return False, info
-            time.sleep(self.poll_interval)
+            time.sleep(backoff.compute(polls))
+            polls += 1
 
     def _await_backfill(self, step: AwaitBackfill) -> None:
         def indexed(info: dict[str, Any] | None) -> bool:
