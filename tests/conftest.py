@@ -27,6 +27,7 @@ from pynenc.runner.base_runner import BaseRunner
 from pynenc_redis_stack.server import EmbeddedRedisStack
 
 pytest_plugins = [
+    "tests.slot_guard",  # strict by default: every suite runs under the cluster rules
     "pynenc_tests.conftest",
     "pynenc_tests.integration.combinations.conftest",
     "pynenc_tests.integration.orchestrator.conftest",

@@ -12,14 +12,16 @@ A cluster refuses (or, for some multi-key module commands, silently answers part
 
 How: single commands and pipelines of :class:`~pynenc_redis_stack.core.client.Client` are checked
 below the retry layer (redis-py's ``Redis.execute_command``/``Pipeline.execute`` for this
-package's clients only). A script (``EVALSHA``) is sent instead as ``EVAL`` of its source with
-``redis.call``/``redis.pcall`` wrapped: each call's keys are compared with ``KEYS`` and ``FT.*``
-is noted, and the script returns ``{violations, its own reply}``, unwrapped here. Index
-healing and retries still see the original command.
+package's clients only). A script is sent instrumented, with ``redis.call``/``redis.pcall``
+wrapped: each call's keys are compared with ``KEYS`` and ``FT.*`` is noted, and the script
+returns ``{violations, its own reply}``, unwrapped here. ``EVALSHA``, ``EVAL`` and ``SCRIPT
+LOAD`` stay what they were (of the instrumented source), so command counts and round trips are
+those of an unguarded run. Index healing and retries still see the original command.
 
-Use: ``./dev test -p tests.slot_guard --slot-guard=record <tests>`` writes what violates to the
-terminal summary and ``--slot-guard-report`` (JSON); ``--slot-guard=strict`` fails the command
-instead. Runner subprocesses the tests start are not guarded (only this process is).
+Use: loaded by tests/conftest.py, so every suite runs under it, strict (a violating command
+fails). ``--slot-guard=record`` writes what violates to the terminal summary and
+``--slot-guard-report`` (JSON) instead; ``--slot-guard=off`` sends commands unchecked. Runner
+subprocesses the tests start are not guarded (only this process is).
 """
 
 from __future__ import annotations
@@ -141,6 +143,15 @@ def instrumented(source: str) -> str:
     return shebang + LUA_PRELUDE + body + LUA_EPILOGUE
 
 
+def script_loaded(args: Sequence[Any]) -> str | None:
+    """The source of a ``SCRIPT LOAD`` (sent as ``SCRIPT``, ``LOAD``, source by this package,
+    as ``SCRIPT LOAD``, source by redis-py), else None."""
+    if len(args) not in (2, 3) or not str(args[0]).upper().startswith("SCRIPT"):
+        return None
+    words = " ".join(str(arg) for arg in args[:-1]).upper()
+    return str(args[-1]) if words == "SCRIPT LOAD" else None
+
+
 def _sha(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()
 
@@ -208,8 +219,19 @@ class SlotGuard:
                 self.report("FT.* inside MULTI", args, [])
 
     def rewrite_script(self, args: Sequence[Any]) -> tuple[Any, ...] | None:
-        """``EVAL <instrumented source> ...`` for a known ``EVALSHA``/``EVAL``, else None."""
+        """The same command for the instrumented script: ``EVALSHA`` of its SHA for an
+        ``EVALSHA``, ``EVAL`` of its source for an ``EVAL``, ``SCRIPT LOAD`` of its source for
+        a ``SCRIPT LOAD``; None for any other command.
+
+        The command stays the one sent, so ``INFO commandstats`` and round trips count as
+        without the guard: the server caches an instrumented script exactly when the package
+        loads the original (a ``NOSCRIPT`` reaches the package, which loads it through here).
+        """
         name = str(args[0]).upper()
+        loaded = script_loaded(args)
+        if loaded is not None:
+            self.learn(loaded)
+            return (*args[:-1], instrumented(loaded))
         if name == "EVAL":
             self.learn(str(args[1]))
             sha = _sha(str(args[1]))
@@ -221,7 +243,8 @@ class SlotGuard:
         if known is None:
             self.report("script unknown to the guard (not checked inside)", args, command_keys(args))
             return None
-        return ("EVAL", instrumented(known[1]), *args[2:])
+        source = instrumented(known[1])
+        return (name, source if name == "EVAL" else _sha(source), *args[2:])
 
     def unwrap(self, original: Sequence[Any], reply: Any) -> Any:
         if isinstance(reply, Exception):
@@ -260,13 +283,14 @@ def _guarded_execute_command(original: Callable[..., Any]) -> Callable[..., Any]
     def execute_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
         if GUARD is None or not isinstance(self, RetryingCommands):
             return original(self, *args, **options)
-        if str(args[0]).upper() == "SCRIPT" and str(args[1]).upper() == "LOAD":
-            GUARD.learn(str(args[2]))
         GUARD.check(args)
         rewritten = GUARD.rewrite_script(args)
         if rewritten is None:
             return original(self, *args, **options)
         reply = original(self, *rewritten, **options)
+        loaded = script_loaded(args)
+        if loaded is not None:
+            return _sha(loaded)  # the SHA the package asked to load
         result = GUARD.unwrap(args, reply)
         if isinstance(result, redis.ResponseError):
             raise result
@@ -284,8 +308,6 @@ def _guarded_pipeline_execute(original: Callable[..., Any]) -> Callable[..., Any
             GUARD.check_transaction(stack)
         rewritten: dict[int, tuple[Any, ...]] = {}
         for index, (args, options) in enumerate(list(self.command_stack)):
-            if str(args[0]).upper() == "SCRIPT" and str(args[1]).upper() == "LOAD":
-                GUARD.learn(str(args[2]))
             GUARD.check(args)
             new_args = GUARD.rewrite_script(args)
             if new_args is not None:
@@ -293,7 +315,11 @@ def _guarded_pipeline_execute(original: Callable[..., Any]) -> Callable[..., Any
                 self.command_stack[index] = (new_args, options)
         replies = original(self, False)
         for index, args in rewritten.items():
-            replies[index] = GUARD.unwrap(args, replies[index])
+            loaded = script_loaded(args)
+            if loaded is not None:
+                replies[index] = _sha(loaded)
+            else:
+                replies[index] = GUARD.unwrap(args, replies[index])
         if raise_on_error:
             for reply in replies:
                 if isinstance(reply, Exception):
@@ -329,8 +355,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--slot-guard",
         choices=("off", "record", "strict"),
-        default="off",
-        help="check every command of this package's clients against cluster rules (tests/slot_guard.py)",
+        default="strict",
+        help="check every command of this package's clients against cluster rules (tests/slot_guard.py); "
+        "strict (the default) fails the command, record lists what it finds, off sends commands unchecked",
     )
     group.addoption("--slot-guard-report", default="", help="write the violations found to this JSON file")
 

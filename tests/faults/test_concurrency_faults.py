@@ -115,4 +115,4 @@ def test_a_lock_expiring_mid_start_does_not_let_a_second_starter_in(
     assert isinstance(outcome["a"], InvocationStatusTransitionError)
     # the slot is free again once its holder leaves RUNNING: nothing of it is left behind
     b._atomic_status_transition(second.invocation_id, InvocationStatus.SUCCESS, "runner-b")
-    assert admin.hgetall(a.store.keys.running_holders()) == {}
+    assert list(admin.scan_iter(match=a.store.keys.running_holder_pattern())) == []

@@ -75,7 +75,8 @@ def test_a_recovery_task_left_running_by_a_dead_runner_does_not_block_the_next(
     assert runner.poll() is None, group.logs()
 
     def holders_point_at_running_invocations() -> bool:
-        holders = admin.hvals(orchestrator.store.keys.running_holders())
+        leases = admin.scan_iter(match=orchestrator.store.keys.running_holder_pattern())
+        holders = [admin.hget(lease, "invocation") for lease in leases]
         return all(
             admin.execute_command("JSON.GET", holder, "$.status") == '["running"]' for holder in holders
         )

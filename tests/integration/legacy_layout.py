@@ -144,7 +144,8 @@ UNTAGGED: dict[str, Callable[[Namespace, dict[str, Any], str], str]] = {
 def to_untagged_layout(client: redis.Redis, namespace: Namespace, app_id: str) -> dict[str, str]:
     """Rewrite ``app_id`` into the untagged layout, key for key as its writes left it:
     documents and per-app structures under ``<ns>:<entity>:<app>:<id>...``, the running
-    holders and atomic-service lease naming untagged documents, and the two global counters.
+    holders (one hash per app, field ``<task>:<slot>``) and atomic-service lease naming untagged
+    documents, and the two global counters.
     Return each untagged key moved, by its tagged key."""
     keys = namespace.for_app(app_id)
     moved: dict[str, str] = {}
@@ -173,9 +174,13 @@ def to_untagged_layout(client: redis.Redis, namespace: Namespace, app_id: str) -
         client.set(old, old_key(namespace, "atomic-service-execution", app_id, document["run_id"]))
         client.unlink(key)
         moved[key] = old
-    holders = keys.running_holders()
-    for slot, held in client.hgetall(holders).items():
-        client.hset(holders, slot, moved.get(str(held), str(held)))
+    holders = old_key(namespace, tagged_layout.HOLDERS, app_id)
+    for lease in list(client.scan_iter(match=keys.running_holder_pattern())):
+        held = str(client.hget(lease, "invocation"))
+        slot = decode_segment(lease[lease.index("{") + 1 : lease.rindex("}")])
+        client.hset(holders, slot, moved.get(held, held))
+        client.unlink(lease)
+        moved[lease] = holders
     for name in tagged_layout.COUNTERS:
         client.set(f"{namespace.namespace}:{name}", "1000")
     return moved

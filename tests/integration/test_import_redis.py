@@ -43,13 +43,13 @@ from pynenc.state_backend import MemStateBackend
 from pynenc.state_backend.base_state_backend import BaseStateBackend, InvocationHistory
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.admin.import_source import glob_escape, source_app_info_key, source_prefix
+from pynenc_redis_stack.admin.import_source import source_app_info_key, source_prefix
 from pynenc_redis_stack.admin.importer import KINDS, ImportReport, import_from_redis
 from pynenc_redis_stack.cli.main import main
 from pynenc_redis_stack.core.client import redacted_url
 from pynenc_redis_stack.core.conf import ConfigStateBackendRedisStack
 from pynenc_redis_stack.core.errors import RedisImportError
-from pynenc_redis_stack.core.keys import DocumentKind, Namespace, encode_segment
+from pynenc_redis_stack.core.keys import DocumentKind, Namespace, encode_segment, glob_escape
 from pynenc_redis_stack.state_backend.backend import RedisStackStateBackend
 from tests.conftest import unique_app_id
 

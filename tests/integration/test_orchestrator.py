@@ -38,6 +38,7 @@ from redis.crc import key_slot
 from pynenc_redis_stack.core.errors import ConcurrencyLockTimeoutError
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
 from pynenc_redis_stack.orchestrator.documents import concurrency_digest
+from pynenc_redis_stack.orchestrator.orchestrator import running_slot_leases
 from pynenc_redis_stack.server import EmbeddedRedisStack
 from tests.conftest import unique_app_id
 from tests.integration.conftest import RoundTrips, commandstats, delta
@@ -433,7 +434,11 @@ def test_running_concurrency_by_task_sees_other_runners(app: Pynenc) -> None:
 
 @pytest.mark.parametrize("concurrency", [ConcurrencyControlType.TASK, ConcurrencyControlType.KEYS])
 def test_concurrent_starts_of_one_running_slot_run_one_and_reroute_the_rest(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path, concurrency: ConcurrencyControlType
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    concurrency: ConcurrencyControlType,
 ) -> None:
     """Eight runners (each its own app instance, as on eight hosts) start eight PENDING
     invocations of one running-concurrency slot at the same moment: one runs, the others are
@@ -514,6 +519,14 @@ def test_concurrent_starts_of_one_running_slot_run_one_and_reroute_the_rest(
             orchestrator(apps[0])._atomic_status_transition(
                 other.invocation_id, InvocationStatus.RUNNING, "r"
             )
+        # each slot's lease names the invocation running in it; purge finds and deletes them
+        store = orchestrator(apps[0]).store
+        leases = running_slot_leases(redis_client, store.namespace, store.schemas.invocations, store.keys)
+        holders = {redis_client.hget(lease, "invocation") for lease in leases}
+        running = [started[0]] + (["other"] if concurrency is ConcurrencyControlType.KEYS else [])
+        assert holders == {store.keys.orchestrator_invocation(i) for i in running}
+        orchestrator(apps[0]).purge()
+        assert redis_client.exists(*leases) == 0
     finally:
         once_per_key.conf.running_concurrency = ConcurrencyControlType.DISABLED
         orchestrator(apps[0]).purge()

@@ -28,6 +28,7 @@ import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
 from pynenc.call import Call
+from pynenc.conf.config_task import ConcurrencyControlType
 from pynenc.exceptions import InvocationStatusError
 from pynenc.identifiers.invocation_id import InvocationId
 from pynenc.invocation.dist_invocation import TaskInvocation
@@ -376,3 +377,47 @@ def test_orchestrator_registration_heartbeats_and_compare_and_set_through_the_cl
     lease = keys.atomic_service_lease()
     assert client.get(lease) == keys.atomic_service_execution(run.atomic_service_id.atomic_service_run_id)
     assert _owner(cluster, lease) == _owner(cluster, beats[0])
+
+
+def test_running_concurrency_claims_its_slot_lease_beside_the_status_on_other_nodes(
+    cluster: LoopbackCluster, client: ClusterClient, request: pytest.FixtureRequest
+) -> None:
+    """A start under running concurrency is the status compare-and-set (the invocation's
+    slot), then the claim of the slot's lease (the lease's own slot): no script spans both.
+    The second starter finds the first RUNNING and holding the lease; once the first leaves
+    RUNNING its lease is gone and the second claims it. (The index query before the claim is
+    what this coordinator-less cluster cannot answer, so the claim is driven directly.)"""
+    app = _app(cluster, request, "orchestrator")
+    orchestrator = RedisStackOrchestrator(app)
+    orchestrator.store._client = cast(Client, client)
+    task = app.task(add, running_concurrency=ConcurrencyControlType.TASK)
+    first, second = (
+        TaskInvocation(Call(task), InvocationId(f"slot-{n}"), None, None, stored_in_backend=True)
+        for n in range(2)
+    )
+    orchestrator._register_new_invocations([first, second])
+    orchestrator.register_runner_heartbeats(["runner:1", "runner:2"])
+    documents: dict[InvocationId, dict[str, Any]] = {}
+    for invocation, runner in ((first, "runner:1"), (second, "runner:2")):
+        orchestrator._atomic_status_transition(invocation.invocation_id, InvocationStatus.PENDING, runner)
+        stored = orchestrator.store.read(orchestrator._key(invocation.invocation_id))
+        assert stored is not None
+        documents[invocation.invocation_id] = stored
+    lease = orchestrator._running_holder(documents[first.invocation_id])
+
+    orchestrator._write_status(first.invocation_id, InvocationStatus.RUNNING, "runner:1", None)
+    assert orchestrator._claim_running_slot(first.invocation_id, documents[first.invocation_id]) is None
+    assert client.hget(lease, "invocation") == orchestrator._key(first.invocation_id)
+    nodes = {_owner(cluster, lease), *(_owner(cluster, orchestrator._key(i)) for i in documents)}
+    assert len(nodes) > 1  # the lease and the statuses are not one slot's keys
+    _, replaced = orchestrator._write_status(second.invocation_id, InvocationStatus.RUNNING, "runner:2", None)
+    holder = orchestrator._claim_running_slot(second.invocation_id, replaced)
+    assert holder == first.invocation_id
+    orchestrator._undo_start(second.invocation_id, replaced)
+    assert orchestrator.get_invocation_status(second.invocation_id) is InvocationStatus.PENDING
+
+    orchestrator._atomic_status_transition(first.invocation_id, InvocationStatus.SUCCESS, "runner:1")
+    assert not client.exists(lease)
+    orchestrator._write_status(second.invocation_id, InvocationStatus.RUNNING, "runner:2", None)
+    assert orchestrator._claim_running_slot(second.invocation_id, replaced) is None
+    assert client.hget(lease, "invocation") == orchestrator._key(second.invocation_id)

@@ -3,6 +3,8 @@ session's ordinary server."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import redis
 
@@ -55,3 +57,19 @@ def test_strict_mode_fails_what_a_cluster_refuses() -> None:
         guard.check_transaction([("SET", "x{t}", "1"), ("FT.SEARCH", "idx", "*")])
     with pytest.raises(SlotGuardError, match="undeclared key in a script"):
         guard.unwrap(("EVAL", "return 1", "0"), [["KEY:SET k"], 1])
+
+
+def test_a_script_is_sent_as_the_same_command_of_its_instrumented_source() -> None:
+    """``EVALSHA`` stays ``EVALSHA`` (of the instrumented script), ``SCRIPT LOAD`` loads the
+    instrumented source, in both spellings: command counts and round trips are an unguarded
+    run's, and the server caches an instrumented script exactly when the original would be."""
+    source = "return redis.call('GET', KEYS[1])"
+    guard = SlotGuard(strict=True)
+    guard.learn(source)
+    wrapped = instrumented(source)
+    original_sha, wrapped_sha = (hashlib.sha1(text.encode()).hexdigest() for text in (source, wrapped))
+    assert guard.rewrite_script(("EVALSHA", original_sha, "1", "k")) == ("EVALSHA", wrapped_sha, "1", "k")
+    assert guard.rewrite_script(("EVAL", source, "1", "k")) == ("EVAL", wrapped, "1", "k")
+    assert guard.rewrite_script(("SCRIPT", "LOAD", source)) == ("SCRIPT", "LOAD", wrapped)
+    assert guard.rewrite_script(("SCRIPT LOAD", source)) == ("SCRIPT LOAD", wrapped)
+    assert guard.rewrite_script(("GET", "k")) is None

@@ -18,7 +18,11 @@ from typing import Any
 import pytest
 import redis
 from pynenc import Pynenc, PynencBuilder
+from pynenc.arguments import Arguments
+from pynenc.call import Call
+from pynenc.conf.config_task import ConcurrencyControlType
 from pynenc.identifiers.invocation_id import InvocationId
+from pynenc.invocation.dist_invocation import DistributedInvocation
 from pynenc.invocation.status import InvocationStatus
 from pynenc.orchestrator.atomic_service import AtomicServiceRun
 from pynenc.trigger.conditions import CronCondition
@@ -57,7 +61,21 @@ def _write(app: Pynenc) -> tuple[list[str], str]:
     condition = CronCondition("* * * * *")
     trigger.register_condition(condition)
     assert trigger.store_last_cron_execution(condition.condition_id, TICK)
+    # an invocation running under running concurrency: its slot's lease names its document
+    task = app.task(hold, running_concurrency=ConcurrencyControlType.TASK)
+    held = DistributedInvocation(Call(task, Arguments({"v": "x"})), InvocationId(HELD), None, None, False)
+    orchestrator._register_new_invocations([held])
+    orchestrator._atomic_status_transition(held.invocation_id, InvocationStatus.PENDING, "runner:1")
+    orchestrator._atomic_status_transition(held.invocation_id, InvocationStatus.RUNNING, "runner:1")
     return ids, condition.condition_id
+
+
+def hold(v: str) -> str:
+    """A task body (registered with running concurrency TASK on the test's app)."""
+    return v
+
+
+HELD = "held:{1}*"
 
 
 def _all_reads(app: Pynenc, ids: list[str], condition_id: str) -> dict[str, Any]:
@@ -102,7 +120,7 @@ def test_migrate_moves_an_untagged_store_and_every_read_stays_equal(
         "orchestrator-invocation",
         "runner-heartbeat",
     } <= kinds
-    assert {"trigger-condition", "trigger-cron"} <= kinds
+    assert {"trigger-condition", "trigger-cron", "running-holder"} <= kinds
     assert backend._get_invocation(InvocationId(ids[0])) is None  # reads by key miss until migrated
     assert _left(redis_client, moved) == sorted(moved.values())
 
@@ -113,7 +131,9 @@ def test_migrate_moves_an_untagged_store_and_every_read_stays_equal(
     copies = {args[1]: args[2] for args in printed if args[0] == "COPY"}
     lease = {old: new for new, old in moved.items() if ":atomic-service-lease:" in old}
     assert len(lease) == 1
-    assert copies == {old: new for new, old in moved.items() if old not in lease}
+    holders = {old for old in moved.values() if ":running-holders:" in old}  # split, not copied
+    assert len(holders) == 1
+    assert copies == {old: new for new, old in moved.items() if old not in {*lease, *holders}}
     assert dry.tagged_layout is not None and dry.tagged_layout.total >= len(moved)
     assert any(line.startswith("tagged keys: invocation:") for line in format_migration(dry))
     assert _left(redis_client, moved) == sorted(moved.values())
@@ -149,6 +169,10 @@ def test_migrate_moves_an_untagged_store_and_every_read_stays_equal(
     )
     for new in moved:
         assert redis_client.exists(new), new
+    # the slot's lease names the moved document (a hash of its own, in the slot's hash slot)
+    keys = orchestrator.store.keys
+    [slot_lease] = [new for new, old in moved.items() if old in holders]
+    assert redis_client.hget(slot_lease, "invocation") == keys.orchestrator_invocation(HELD)
 
     again = admin.index_migrate(backend.conf)
     assert again.tagged_layout is not None and again.tagged_layout.total == 0 and again.nothing_to_do

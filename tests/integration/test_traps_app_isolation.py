@@ -16,7 +16,7 @@ from pynenc.models.call_dto import CallDTO
 from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.workflow import WorkflowIdentity
 
-from pynenc_redis_stack.core.keys import encode_segment
+from pynenc_redis_stack.core.keys import encode_segment, glob_escape
 from tests.integration.traps import (
     CALL_ID,
     T0,
@@ -128,15 +128,11 @@ def test_apps_see_only_their_own_data(
         _assert_sees_only_its_own(app, f"t{n}")
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
-
-
 def _keys_of(client: redis.Redis, app_id: str) -> list[str]:
     """Every state key of the app in the default namespace (entity segment, then the app
     segment). The app-info document is registration, not state: purge keeps it."""
     segment = encode_segment(app_id)
-    pattern = f"pynenc:*:{_glob_escape(segment)}*"
+    pattern = f"pynenc:*:{glob_escape(segment)}*"
     return [
         key
         for key in client.scan_iter(match=pattern, count=10_000)

@@ -39,7 +39,7 @@ from pynenc.models.invocation_dto import InvocationDTO
 from pynenc.workflow import WorkflowIdentity
 
 from pynenc_redis_stack.core.errors import RedisImportError
-from pynenc_redis_stack.core.keys import DocumentKind
+from pynenc_redis_stack.core.keys import DocumentKind, glob_escape
 
 SOURCE_ROOT = "__pynenc__"
 """First segment of every pynenc-redis key (``PYNENC_KEY_PREFIX``)."""
@@ -94,14 +94,6 @@ def source_app_ids(source: redis.Redis) -> list[str]:
     return sorted(
         {text(key)[len(prefix) :] for key in source.scan_iter(match=glob_escape(prefix) + "*", count=1000)}
     )
-
-
-def glob_escape(text: str) -> str:
-    """Escape ``text`` for a ``SCAN MATCH`` pattern so it matches only itself.
-
-    pynenc-redis scans with unescaped ids, so an app ``a?c`` also reads ``abc``'s keys.
-    """
-    return "".join("\\" + char if char in "\\*?[]^" else char for char in text)
 
 
 def scan_keys(source: redis.Redis, prefix: str) -> list[str]:

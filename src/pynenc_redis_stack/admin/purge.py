@@ -9,8 +9,16 @@ from pynenc_redis_stack.admin.lifecycle import inspect_indexes
 from pynenc_redis_stack.broker.broker import purge_broker_keys
 from pynenc_redis_stack.core.indexes import IndexState, ensure_indexes
 from pynenc_redis_stack.core.keys import Namespace
-from pynenc_redis_stack.core.schema import SCHEMA_SETS, Schemas, SchemaSet, load_schema_set, load_schemas
+from pynenc_redis_stack.core.schema import (
+    SCHEMA_SETS,
+    OrchestratorSchemas,
+    Schemas,
+    SchemaSet,
+    load_schema_set,
+    load_schemas,
+)
 from pynenc_redis_stack.core.store import unlink, unlink_app_documents
+from pynenc_redis_stack.orchestrator.orchestrator import running_slot_leases
 from pynenc_redis_stack.state_backend.purge import purge_state
 from pynenc_redis_stack.trigger.trigger import purge_trigger_keys
 
@@ -46,17 +54,20 @@ def purge_app(
     """Delete everything this package stores for ``app_id`` but its app info, and nothing of
     any other app: the state backend's documents (:func:`purge_state`), every other
     component's documents (each schema set of :func:`schema_sets_in_use`: the orchestrator's
-    statuses, blocking edges, runner heartbeats and atomic-service executions, and its
-    running-slot holders; the trigger's definitions, conditions, events and runs), the broker's
+    statuses, blocking edges, runner heartbeats and atomic-service executions, and the
+    leases of the running slots they name; the trigger's definitions, conditions, events and runs), the broker's
     queues, taken entries and counter, the trigger's valid conditions, cron executions and
     claims, and the client data store's values.
     """
     keys = namespace.for_app(app_id)
+    leases: set[str] = set()
     for schema_set in schema_sets_in_use(client, namespace):
         if isinstance(schema_set, Schemas):
             purge_state(client, namespace, schema_set, app_id, page_size)
             continue
+        if isinstance(schema_set, OrchestratorSchemas):
+            leases = running_slot_leases(client, namespace, schema_set.invocations, keys)
         unlink_app_documents(client, namespace, schema_set.all(), app_id, page_size)
     purge_broker_keys(client, keys)
     purge_trigger_keys(client, keys)
-    unlink(client, [keys.client_data(), keys.running_holders(), keys.atomic_service_lease()])
+    unlink(client, [*leases, keys.client_data(), keys.atomic_service_lease()])

@@ -5,9 +5,9 @@ kept the app's heartbeats, atomic-service lease and the trigger's cron schedule 
 conditions under untagged per-app keys, and ordered equal timestamps with two global counters
 (``<ns>:history-seq``, ``<ns>:orchestrator-seq``). :func:`move_to_tagged_layout` gives every
 document and per-app structure its tagged key (:mod:`pynenc_redis_stack.core.keys`), rewrites
-the two values that name document keys (the running-concurrency holders and the atomic-service
-lease), and deletes the counters. Stored ``seq`` and ``registered_seq`` values stay: they are
-below every arrival stamp, so entries written before the move keep their order and come
+the atomic-service lease (which names a document key), splits each app's hash of
+running-concurrency holders into one lease per slot, and deletes the counters. Stored ``seq``
+and ``registered_seq`` values stay: they are below every arrival stamp, so entries written before the move keep their order and come
 before later ones of equal timestamp.
 
 Documents are found with ``SCAN ... MATCH <ns>:<entity>:*`` (a one-off walk of the keyspace)
@@ -22,7 +22,6 @@ slots.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,14 @@ from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.codec import Document, loads
 from pynenc_redis_stack.core.command_line import redis_cli_line
 from pynenc_redis_stack.core.indexes.executor import index_info
-from pynenc_redis_stack.core.keys import AppKeys, DocumentKind, Namespace, decode_segment, encode_segment
+from pynenc_redis_stack.core.keys import (
+    AppKeys,
+    DocumentKind,
+    Namespace,
+    decode_segment,
+    encode_segment,
+    glob_escape,
+)
 from pynenc_redis_stack.core.schema import SCHEMA_SETS, load_schema_set
 
 if TYPE_CHECKING:
@@ -121,7 +127,7 @@ def _scan(
     """Every key of ``namespace``, a ``SCAN`` page at a time, grouped by entity (one walk of
     the keyspace; ``beat`` after every page, so ``index migrate`` keeps its lock)."""
     start = len(namespace.namespace) + 1
-    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", namespace.namespace) + ":*"
+    pattern = glob_escape(namespace.namespace) + ":*"
     cursor = 0
     while True:
         cursor, found = client.scan(cursor, match=pattern, count=SCAN_COUNT)
@@ -184,7 +190,7 @@ def move_to_tagged_layout(
         holders += page.get(HOLDERS, [])
         leases += page.get(LEASE, [])
         advance(0, sum(map(len, page.values())))
-    _rewrite_holders(client, namespace, holders, report, send)
+    _split_holders(client, namespace, holders, report, send)
     _move_leases(client, namespace, leases, report, send)
     seen = 0
     for page in _scan(client, namespace, beat):
@@ -253,28 +259,32 @@ def _move_documents(
     send([command for old, new in moves for command in _move(old, new)])
 
 
-def _rewrite_holders(
+def _split_holders(
     client: redis.Redis,
     namespace: Namespace,
     found: list[str],
     report: TaggedLayoutMove,
     send: Callable[[Sequence[tuple[str, ...]]], None],
 ) -> None:
-    """Point each running-concurrency holder at its invocation's tagged document key."""
+    """Turn each app's hash of running-concurrency holders (field ``<task>:<slot>``, value the
+    holder's document key) into one lease per slot in that slot's hash slot, naming the
+    holder's tagged document, then delete the hash."""
     for holders in found:
+        keys = namespace.for_app(decode_segment(holders.split(":")[2]))
         fields = {str(slot): str(value) for slot, value in client.hgetall(holders).items()}
         documents = _invocation_ids(client, list(fields.values()))
-        commands = []
-        for slot, document_key in fields.items():
+        commands: list[tuple[str, ...]] = []
+        for field_name, document_key in fields.items():
             invocation_id = documents.get(document_key)
             if invocation_id is None:
-                continue
-            app_id = decode_segment(holders.split(":")[2])
-            target = namespace.for_app(app_id).orchestrator_invocation(invocation_id)
-            if target != document_key:
-                commands.append(("HSET", holders, slot, target))
+                continue  # its invocation is gone: the slot is free
+            task_key, slot = field_name.rsplit(":", 1)
+            lease = keys.running_holder(task_key, slot)
+            commands.append(
+                ("HSET", lease, "invocation", keys.orchestrator_invocation(invocation_id), "token", "moved")
+            )
         report.rewritten += len(commands)
-        send(commands)
+        send([*commands, ("UNLINK", holders)])
 
 
 def _invocation_ids(client: redis.Redis, keys: list[str]) -> dict[str, str]:

@@ -119,7 +119,7 @@ _BROKER_SEQ = "broker-seq"
 _BROKER_TAKEN = "broker-taken"
 _BROKER_TAKE_REPLIES = "broker-take-replies"
 _BROKER_SWEEP_CLAIM = "broker-sweep-claim"
-_RUNNING_HOLDERS = "running-holders"
+_RUNNING_HOLDER = "running-holder"
 _CLIENT_DATA = "client-data"
 
 # The trigger's documents (indexed by schemas/trigger_*.yaml) and its queue, schedule and
@@ -154,6 +154,12 @@ def _encode_tagged(value: str) -> str:
 def hash_tag(value: str) -> str:
     """Return ``{<value>}``, escaped: the hash tag of the keys grouped by ``value``."""
     return "{" + _encode_tagged(value) + "}"
+
+
+def glob_escape(text: str) -> str:
+    """Escape ``text`` for a ``SCAN MATCH`` pattern so that it matches only itself (ids may
+    hold ``*``, ``?``, ``[``; an unescaped app ``a?c`` would also match ``abc``'s keys)."""
+    return "".join("\\" + char if char in "\\*?[]^" else char for char in text)
 
 
 def decode_segment(segment: str) -> str:
@@ -338,11 +344,15 @@ class AppKeys:
         """The lock held while one call of a task with registration concurrency is routed."""
         return self._key(_REGISTRATION_LOCK, task_key, key_arguments_digest)
 
-    def running_holders(self) -> str:
-        """The hash of running-concurrency slots (field ``<task>:<slot>``) to the document key
-        of the invocation that last started in each (checked and set by the status
-        compare-and-set, removed when that invocation leaves RUNNING)."""
-        return self._key(_RUNNING_HOLDERS)
+    def running_holder(self, task_key: str, running_slot: str) -> str:
+        """The lease on one running-concurrency slot (a hash: ``invocation``, the document key
+        of the invocation that started in it, and ``token``, new at each claim), in the slot's
+        own hash slot: every slot of an app lives on whichever shard its name falls on."""
+        return self._tagged(_RUNNING_HOLDER, f"{task_key}:{running_slot}")
+
+    def running_holder_pattern(self) -> str:
+        """``SCAN MATCH`` pattern of this app's running-slot leases (purge finds them by it)."""
+        return glob_escape(self._tagged_prefix(_RUNNING_HOLDER)) + "*"
 
     def _broker_key(self, entity: str, *ids: str) -> str:
         return ":".join([self.namespace.namespace, entity, self._app_tag, *(encode_segment(i) for i in ids)])

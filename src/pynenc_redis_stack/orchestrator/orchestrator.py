@@ -43,6 +43,7 @@ from pynenc_redis_stack.core.codec import dumps, from_micros, validated
 from pynenc_redis_stack.core.conf import ConfigOrchestratorRedisStack
 from pynenc_redis_stack.core.contracts import QueueInspector
 from pynenc_redis_stack.core.errors import ConcurrencyLockTimeoutError
+from pynenc_redis_stack.core.reads import fetch_all
 from pynenc_redis_stack.core.scripts import SlotCalls, json_text
 from pynenc_redis_stack.orchestrator import scripts
 from pynenc_redis_stack.orchestrator.atomic_services import AtomicServiceExecutions
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
     from pynenc.task import Task, TaskId
 
     from pynenc_redis_stack.core.codec import Document
+    from pynenc_redis_stack.core.keys import AppKeys, Namespace
+    from pynenc_redis_stack.core.schema import IndexSpec
 
 HEARTBEAT_RETENTION_MIN_MS = 24 * 3600 * 1000
 """A runner heartbeat document expires this long (or three dead-runner timeouts, if longer)
@@ -80,12 +83,22 @@ KNOWN_STATUS_DOCUMENTS = 10_000
 change without reading first (:meth:`RedisStackOrchestrator._known`)."""
 
 
-class SlotBusyError(Exception):
-    """The running-concurrency slot is held by another RUNNING invocation with a live owner."""
+def running_slot_leases(
+    client: redis.Redis, namespace: Namespace, spec: IndexSpec, keys: AppKeys
+) -> set[str]:
+    """The lease keys of every running-concurrency slot the app's invocations name (an index
+    query over ``spec``, the orchestrator's invocations: a lease is found through the documents
+    that name its slot).
 
-    def __init__(self, holder_id: InvocationId) -> None:
-        super().__init__(f"running-concurrency slot held by invocation:{holder_id}")
-        self.holder_id = holder_id
+    A lease outlives its slot's invocations only if a holder's process died between leaving
+    RUNNING and releasing it, and every invocation of that slot was purged since: one small
+    hash per such slot, taken over by the slot's next start.
+    """
+    steps = (*query.load_fields("task_id_key"), *query.has_value(spec, "running_slot"))
+    request = query.Aggregate(namespace.alias(spec), query.where(spec, keys.app_id), steps)
+    return {
+        keys.running_holder(row["task_id_key"], row["running_slot"]) for row in fetch_all(client, request)
+    }
 
 
 class ResendableLock(Lock):
@@ -262,9 +275,16 @@ class RedisStackOrchestrator(BaseOrchestrator):
         if status is InvocationStatus.RUNNING and document is not None and document.get("running_slot"):
             record = self._start_under_running_concurrency(invocation_id, document, runner_id)
         else:
-            record = self._compare_and_set_status(invocation_id, status, runner_id, document)
+            record, replaced = self._write_status(invocation_id, status, runner_id, document)
+            if replaced.get("running_slot") and replaced["status"] == InvocationStatus.RUNNING.value:
+                scripts.release_running_slot_script.run(
+                    self.store.client, [self._running_holder(replaced)], [self._key(invocation_id)]
+                )
         self._child_heartbeats.follow(invocation_id, record)
         return record
+
+    def _running_holder(self, document: Document) -> str:
+        return self.store.keys.running_holder(document["task_id_key"], document["running_slot"])
 
     def _start_under_running_concurrency(
         self, invocation_id: InvocationId, document: Document, runner_id: str | None
@@ -273,29 +293,86 @@ class RedisStackOrchestrator(BaseOrchestrator):
         invocation of its slot (task, or task and key arguments) is RUNNING under a live owner.
 
         pynenc checks the slot, then sets RUNNING: two runners (on two hosts) doing that at
-        once would both run. Here the authority is the status compare-and-set itself, which
-        also checks and takes the slot's holder key (one script: nothing can expire between
-        the check and the write); the index query before it only spares the script when the
-        slot is visibly taken. An invocation refused is rerouted, as pynenc's own check reroutes
-        it, and its RUNNING transition then fails with pynenc's InvocationStatusTransitionError
-        (which the runner expects from a lost race).
+        once would both run. Here the authority is the slot's lease (:meth:`_claim_running_slot`),
+        claimed after the status compare-and-set, so a holder is always already RUNNING when
+        another starter looks at it: of two starters, the one that claims second sees the
+        first RUNNING and undoes its own write before pynenc runs anything. The lease and the
+        status live in different hash slots (a cluster keeps the slots of one app on every
+        shard), so no one script could hold both. The index query before it only spares the
+        writes when the slot is visibly taken. An invocation refused is rerouted, as pynenc's
+        own check reroutes it, and its RUNNING transition then fails with pynenc's
+        InvocationStatusTransitionError (which the runner expects from a lost race).
         """
         task_key, slot = document["task_id_key"], document["running_slot"]
         running = self._ids(task_id_key=task_key, running_slot=slot, status=InvocationStatus.RUNNING.value)
         others = self._with_live_owners([other for other in running if other != invocation_id])
         if not others:
-            try:
-                return self._compare_and_set_status(
-                    invocation_id, InvocationStatus.RUNNING, runner_id, document
-                )
-            except SlotBusyError as busy:
-                others = [busy.holder_id]
+            record, replaced = self._write_status(
+                invocation_id, InvocationStatus.RUNNING, runner_id, document
+            )
+            holder = self._claim_running_slot(invocation_id, replaced)
+            if holder is None:
+                return record
+            self._undo_start(invocation_id, replaced)
+            others = [holder]
         self.app.logger.info(
             f"invocation:{invocation_id} not started: invocation:{others[0]} of its "
             "running-concurrency slot is running; rerouting"
         )
         self.reroute_invocations({invocation_id}, self._context_of(runner_id))
         return self._compare_and_set_status(invocation_id, InvocationStatus.RUNNING, runner_id, None)
+
+    def _claim_running_slot(self, invocation_id: InvocationId, document: Document) -> InvocationId | None:
+        """Take the slot's lease for ``invocation_id`` (just set RUNNING): free, held by
+        itself, or held by an invocation that is no longer RUNNING or whose owner is dead
+        (read here, outside any script: the holder lives in another hash slot; the claim then
+        succeeds only if the lease still carries the token read with it).
+
+        :return: None once the lease is taken, else the invocation holding it.
+        """
+        lease, mine = self._running_holder(document), self._key(invocation_id)
+        stale_token = ""
+        for _attempt in range(MAX_STATUS_ATTEMPTS):
+            outcome, *held = scripts.claim_running_slot_script.run(
+                self.store.client, [lease], [mine, uuid.uuid4().hex, stale_token]
+            )
+            if outcome == "ok":
+                return None
+            holder_key, holder_token = held
+            holder = InvocationId(self.store.keys.orchestrator_invocation_ids_of([holder_key])[0])
+            holder_document = self.store.read(holder_key)
+            if (
+                holder_document is not None
+                and holder_document["status"] == InvocationStatus.RUNNING.value
+                and self._with_live_owners([holder])
+            ):
+                return holder
+            stale_token = holder_token
+        raise RuntimeError(
+            f"invocation:{invocation_id}: the lease of its running-concurrency slot changed hands "
+            f"{MAX_STATUS_ATTEMPTS} times while it was claimed; other starters keep claiming it"
+        )
+
+    def _undo_start(self, invocation_id: InvocationId, replaced: Document) -> None:
+        """Put back the status a start replaced (it lost its slot's lease: pynenc has run
+        nothing and recorded nothing of it yet). A status moved on meanwhile is left alone."""
+        self._forget(invocation_id)
+        outcome, *_ = scripts.set_status_if_version_script.run(
+            self.store.client,
+            [self._key(invocation_id)],
+            [
+                str(int(replaced["status_version"]) + 1),
+                json_text(replaced["status"]),
+                json_text(replaced.get("runner_id")),
+                json_text(uuid.uuid4().hex),
+                "0",
+            ],
+        )
+        if outcome != "ok":
+            self.app.logger.warning(
+                f"invocation:{invocation_id} lost its running-concurrency slot, and its status "
+                f"changed before its start could be undone ({outcome})"
+            )
 
     def _heartbeat_retention_ms(self) -> int:
         """How long a runner's heartbeat document outlives its last heartbeat: long past the
@@ -375,8 +452,21 @@ class RedisStackOrchestrator(BaseOrchestrator):
         runner_id: str | None,
         document: Document | None,
     ) -> InvocationStatusRecord:
+        """:meth:`_write_status`, for a caller that needs only the record written."""
+        return self._write_status(invocation_id, status, runner_id, document)[0]
+
+    def _write_status(
+        self,
+        invocation_id: InvocationId,
+        status: InvocationStatus,
+        runner_id: str | None,
+        document: Document | None,
+    ) -> tuple[InvocationStatusRecord, Document]:
         """Validate against the stored status (``document``, as just read, for the first
-        attempt; None: read it), write if it is still the one validated."""
+        attempt; None: read it), write if it is still the one validated.
+
+        :return: The record written, and the document as it was before the write.
+        """
         key = self._key(invocation_id)
         read_here = False
         for attempt in range(MAX_STATUS_ATTEMPTS):
@@ -395,7 +485,6 @@ class RedisStackOrchestrator(BaseOrchestrator):
                 continue
             final = new_record.status.is_final()
             token = uuid.uuid4().hex
-            keys = [key]
             args = [
                 str(document["status_version"]),
                 json_text(new_record.status.value),
@@ -403,14 +492,7 @@ class RedisStackOrchestrator(BaseOrchestrator):
                 json_text(token),
                 "1" if final else "0",
             ]
-            if document.get("running_slot"):
-                keys.append(self.store.keys.running_holders())
-                args += [
-                    self.store.keys.runner_heartbeat_prefix(),
-                    str(self._dead_after_micros()),
-                    f"{document['task_id_key']}:{document['running_slot']}",
-                ]
-            outcome, *reply = scripts.set_status_if_version_script.run(self.store.client, keys, args)
+            outcome, *reply = scripts.set_status_if_version_script.run(self.store.client, [key], args)
             if outcome == "ok":
                 written = {
                     **document,
@@ -424,12 +506,10 @@ class RedisStackOrchestrator(BaseOrchestrator):
                     written["auto_purge_ts"] = int(reply[0])
                     self._purge_stamps().add(invocation_id)
                 self._remember(invocation_id, written)
-                return replace(new_record, timestamp=from_micros(int(reply[0])))
+                return replace(new_record, timestamp=from_micros(int(reply[0]))), document
             self._forget(invocation_id)
             if outcome == "missing":
                 raise KeyError(f"Invocation ID {invocation_id} not found")
-            if outcome == "busy":
-                raise SlotBusyError(InvocationId(self.store.keys.orchestrator_invocation_ids_of(reply)[0]))
         raise RuntimeError(
             f"invocation:{invocation_id} changed status {MAX_STATUS_ATTEMPTS} times while setting "
             f"status:{status.value}; other writers keep changing it"
@@ -576,12 +656,15 @@ class RedisStackOrchestrator(BaseOrchestrator):
         self.store.unlink(keys)
 
     def purge(self) -> None:
-        """Delete every orchestrator document of this app, its running-slot holders and its
-        atomic-service lease (and nothing of any other app)."""
+        """Delete every orchestrator document of this app, the leases of the running slots
+        its invocations name, and its atomic-service lease (and nothing of any other app)."""
         self._known_documents.clear()
+        leases = running_slot_leases(
+            self.store.client, self.store.namespace, self.store.schemas.invocations, self.store.keys
+        )
         for spec in self.store.schemas.all():
             self.store.unlink(self.store.matching_keys(spec, self.store.where(spec)))
-        self.store.unlink([self.store.keys.running_holders(), self.store.keys.atomic_service_lease()])
+        self.store.unlink([*leases, self.store.keys.atomic_service_lease()])
 
     # -- runners and recovery ----------------------------------------------------------------
 

@@ -44,43 +44,18 @@ local function encode_id(id)
 end
 """
 
-OWNER_IS_DEAD = (
-    ENCODE_ID
-    + """
--- Whether runner_id's heartbeat document (under the prefix heartbeat_prefix) exists and is
--- older than dead_after microseconds at now. A runner with no heartbeat document at all is
--- not judged dead: some runners (and pynenc's own tests) never send one.
-local function owner_is_dead(heartbeat_prefix, runner_id, now, dead_after)
-  if type(runner_id) ~= 'string' then return false end
-  local key = heartbeat_prefix .. encode_id(runner_id)
-  local raw = redis.call('JSON.GET', key, '$.last_heartbeat_ts')
-  local last = raw and tonumber(string.match(raw, '%-?%d+'))
-  if not last then return false end
-  return tonumber(now) - last > tonumber(dead_after)
-end
-"""
-)
-
 SET_STATUS_IF_VERSION = (
     """
--- KEYS[1]: an invocation document; KEYS[2] (only for a task with running concurrency): the
--- app's running holders, a hash of slot to the document key of the invocation that last
--- started in it.
+-- KEYS[1]: an invocation document.
 -- ARGV[1]: the status_version the caller read and validated the transition against; ARGV[2]:
 -- the new status (JSON string); ARGV[3]: the new owner (JSON string, or null: no owner);
 -- ARGV[4]: this write's token (JSON string, new for each write); ARGV[5]: 1 when the status is
--- final (auto_purge_ts is set too, as set_up_invocation_auto_purge would right after); with
--- KEYS[2]: ARGV[6] the app's runner heartbeat key prefix, ARGV[7] microseconds after which a
--- runner is dead, ARGV[8] the invocation's slot (its field in KEYS[2]).
+-- final (auto_purge_ts is set too, as set_up_invocation_auto_purge would right after).
 -- The write happens only if no other transition came in between. The token is stored with the
 -- write: the same write sent again after a lost reply finds its own token at the next version
 -- and answers 'ok' again (with the stored time) instead of 'conflict'.
--- Running concurrency: RUNNING is refused ('busy') while the slot's holder is another
--- invocation that is RUNNING and whose owner is not dead; the check and the write are this one
--- script, so no lock can expire between them. Leaving RUNNING frees the slot.
 """
     + _NOW
-    + OWNER_IS_DEAD
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
@@ -93,23 +68,6 @@ if stored['$.status_version'][1] ~= tonumber(ARGV[1]) then
   end
   return {'conflict'}
 end
-if KEYS[2] then
-  local holder = redis.call('HGET', KEYS[2], ARGV[8])
-  if ARGV[2] == '"running"' then
-    if holder and holder ~= KEYS[1] then
-      local raw = redis.call('JSON.GET', holder, '$.status', '$.runner_id')
-      if raw then
-        local found = cjson.decode(raw)
-        if found['$.status'][1] == 'running' and not owner_is_dead(ARGV[6], found['$.runner_id'][1], now, ARGV[7]) then
-          return {'busy', holder}
-        end
-      end
-    end
-    redis.call('HSET', KEYS[2], ARGV[8], KEYS[1])
-  elseif holder == KEYS[1] then
-    redis.call('HDEL', KEYS[2], ARGV[8])
-  end
-end
 local purge = ''
 if ARGV[5] == '1' then
   purge = ',"auto_purge_ts":' .. now
@@ -119,6 +77,32 @@ redis.call('JSON.MERGE', KEYS[1], '$', '{"status":' .. ARGV[2] .. ',"runner_id":
 return {'ok', now}
 """
 )
+
+CLAIM_RUNNING_SLOT = """
+-- KEYS[1]: a running-concurrency slot's lease (hash: invocation, token).
+-- ARGV[1]: the document key of the invocation that just set itself RUNNING; ARGV[2]: this
+-- claim's token (new for each claim); ARGV[3]: the token of a holder the caller found stale
+-- (not RUNNING, or its owner dead), or '' to claim only a free slot or one it holds.
+-- Every claim writes a new token, so a caller that judged a holder stale takes the slot only
+-- if nothing claimed it since (not even that holder again). The same claim sent again after a
+-- lost reply finds itself the holder and answers 'ok' again.
+-- Returns {'ok'} or {'held', holder's document key, holder's token}.
+local held = redis.call('HMGET', KEYS[1], 'invocation', 'token')
+if not held[1] or held[1] == ARGV[1] or (ARGV[3] ~= '' and held[2] == ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'invocation', ARGV[1], 'token', ARGV[2])
+  return {'ok'}
+end
+return {'held', held[1], held[2]}
+"""
+
+RELEASE_RUNNING_SLOT = """
+-- KEYS[1]: a running-concurrency slot's lease; ARGV[1]: the document key of an invocation
+-- that left RUNNING. The lease goes only if that invocation holds it.
+if redis.call('HGET', KEYS[1], 'invocation') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 SET_IF_EXISTS = """
 -- KEYS[1]: a document; ARGV[1]: a JSON path; ARGV[2]: its new value (JSON). A missing document
@@ -319,6 +303,8 @@ return 1
 server_time_script = Script(SERVER_TIME, repeatable=True)
 register_invocations_script = Script(REGISTER_INVOCATIONS, repeatable=True)
 set_status_if_version_script = Script(SET_STATUS_IF_VERSION, repeatable=True)
+claim_running_slot_script = Script(CLAIM_RUNNING_SLOT, repeatable=True)
+release_running_slot_script = Script(RELEASE_RUNNING_SLOT, repeatable=True)
 set_if_exists_script = Script(SET_IF_EXISTS, repeatable=True)
 mark_for_purge_script = Script(MARK_FOR_PURGE, repeatable=True)
 increment_retries_script = Script(INCREMENT_RETRIES, repeatable=True)

@@ -17,7 +17,6 @@ once per store, under ``index migrate``'s lock.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ from pynenc.trigger.conditions import CompositeLogic
 
 from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.codec import dumps
-from pynenc_redis_stack.core.keys import Namespace, decode_segment
+from pynenc_redis_stack.core.keys import Namespace, decode_segment, glob_escape
 from pynenc_redis_stack.core.schema import TriggerSchemas, load_schema_set
 from pynenc_redis_stack.core.store import unlink
 from pynenc_redis_stack.trigger.registry import add_source_task, definition_document, store_condition
@@ -45,11 +44,6 @@ LEGACY_SETS = "trigger-sets"
 
 SCAN_COUNT = 1000
 """Keys (and hash or set entries) asked of one ``SCAN`` / ``HSCAN`` / ``SSCAN`` step."""
-
-
-def glob_escape(text: str) -> str:
-    """Return ``text`` as a ``SCAN MATCH`` pattern matching only itself."""
-    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
 
 
 @dataclass
