@@ -17,8 +17,8 @@ by importing its module), so both build the same app from the same variables:
 over the SQLite ones.
 
 On the pynenc 0.3 line both compositions run pynenc-redis 0.3.0's orchestrator with the
-``WATCH`` its status transition lacks (:func:`_watched_status_transition`, as
-``tests/pynenc03/conftest.py`` runs it): unwatched, two runners can both move an invocation
+``WATCH`` its status transition lacks (``tests/pynenc03/watched_status.py``, as
+``tests/pynenc03`` runs it): unwatched, two runners can both move an invocation
 from ``registered`` to ``pending``; a fan-out parent then waited minutes for a child in
 measured runs, on either side. That race is the orchestrator's, not the state backend the
 line compares.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from pynenc import PynencBuilder
 
@@ -41,37 +40,11 @@ if composition not in COMPOSITIONS or runner not in RUNNERS:
     raise ValueError(f"PYNENC_BENCH_COMPOSITION={composition!r}, PYNENC_BENCH_RUNNER={runner!r}")
 
 
-def _watched_status_transition(
-    self: Any, invocation_id: str, status: Any, runner_id: str | None = None
-) -> Any:
-    """pynenc-redis 0.3.0's ``RedisOrchestrator._atomic_status_transition`` with the status it
-    reads watched: a runner that loses the race re-reads and gets pynenc's own
-    ``InvocationStatusTransitionError`` (a copy of the tests' fixture, which owns its own)."""
-    import json
-
-    from pynenc.invocation.status import InvocationStatusRecord, status_record_transition
-
-    status_key = self.key.invocation_to_status(invocation_id)
-
-    def transition(pipe: Any) -> Any:
-        encoded = pipe.get(status_key)
-        if encoded is None:
-            raise KeyError(f"Invocation status {invocation_id} not found in Redis")
-        current = InvocationStatusRecord.from_json(json.loads(encoded))
-        new = status_record_transition(current, status, runner_id)
-        pipe.multi()
-        pipe.srem(self.key.status_to_invocations(current.status), invocation_id)
-        pipe.sadd(self.key.status_to_invocations(new.status), invocation_id)
-        pipe.set(status_key, json.dumps(new.to_json()))
-        return new
-
-    return self.client.transaction(transition, status_key, value_from_callable=True)
-
-
 if composition in ("redis-stack-state", "pynenc-redis"):
     from pynenc_redis.orchestrator.redis_orchestrator import RedisOrchestrator
+    from tests.pynenc03.watched_status import watched_status_transition
 
-    RedisOrchestrator._atomic_status_transition = _watched_status_transition  # type: ignore[method-assign]
+    RedisOrchestrator._atomic_status_transition = watched_status_transition  # type: ignore[method-assign]
 
 _builder = PynencBuilder().app_id(os.environ.get("PYNENC_BENCH_APP_ID", "bench-throughput"))
 if composition in ("redis-stack", "sqlite"):
