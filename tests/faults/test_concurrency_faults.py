@@ -1,11 +1,14 @@
-"""Two starters of one running-concurrency slot while the start's protection expires (issue 15,
-item 6).
+"""Starters of one running-concurrency slot under faults (issue 15, item 6).
 
 Starter A has checked the slot (nothing RUNNING) and not yet written RUNNING when every lock of
 the app expires (``PEXPIRE`` from the test: what a pause longer than the lock's TTL does); then
-starter B starts. The slot check and the status write are one script, so A's write is refused
-and A is rerouted: only one starts. (With a TTL lock around a check-then-write, both started.)
-The pause is a wrapper around A's slot query that waits for the test; the server does the rest.
+starter B starts. No lock guards the start: A's RUNNING write goes through, its claim of the
+slot's lease finds B holding it and RUNNING, so A puts its status back and is rerouted: only
+one starts. (With a TTL lock around a check-then-write, both started.) The pause is a wrapper
+around A's slot query that waits for the test; the server does the rest.
+
+A start whose claim fails (its connection lost for good) puts its status back before the
+error reaches the runner: no RUNNING invocation is left without the slot's lease.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pynenc.invocation import DistributedInvocation
 from pynenc.invocation.status import InvocationStatus
 
 from pynenc_redis_stack.orchestrator import RedisStackOrchestrator
+from pynenc_redis_stack.orchestrator import scripts as orchestrator_scripts
 from tests.conftest import unique_app_id
 from tests.faults.conftest import wait_for
 
@@ -116,3 +120,30 @@ def test_a_lock_expiring_mid_start_does_not_let_a_second_starter_in(
     # the slot is free again once its holder leaves RUNNING: nothing of it is left behind
     b._atomic_status_transition(second.invocation_id, InvocationStatus.SUCCESS, "runner-b")
     assert list(admin.scan_iter(match=a.store.keys.running_holder_pattern())) == []
+
+
+def test_a_start_whose_claim_fails_puts_its_status_back(
+    apps: tuple[Pynenc, Pynenc], admin: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_a, _ = apps
+    task = app_a.task(once_at_a_time, running_concurrency=ConcurrencyControlType.TASK)
+    a = _orchestrator(app_a)
+    starter = DistributedInvocation(
+        Call(task, Arguments({"value": "c"})), InvocationId("start-c"), None, None, False
+    )
+    a.register_new_invocations([starter])
+    a._atomic_status_transition(starter.invocation_id, InvocationStatus.PENDING, "runner-a")
+
+    def lost(*_args: Any, **_kwargs: Any) -> Any:  # the client gave up re-sending the claim
+        raise redis.ConnectionError("connection lost while claiming the slot")
+
+    monkeypatch.setattr(orchestrator_scripts.claim_running_slot_script, "run", lost)
+    with pytest.raises(redis.ConnectionError):
+        a._atomic_status_transition(starter.invocation_id, InvocationStatus.RUNNING, "runner-a")
+    monkeypatch.undo()
+    record = a.get_invocation_status_record(starter.invocation_id)
+    assert (record.status, record.runner_id) == (InvocationStatus.PENDING, "runner-a")
+    assert list(admin.scan_iter(match=a.store.keys.running_holder_pattern())) == []
+    # and it starts once the connection is back
+    a._atomic_status_transition(starter.invocation_id, InvocationStatus.RUNNING, "runner-a")
+    assert a.get_invocation_status(starter.invocation_id) is InvocationStatus.RUNNING

@@ -310,7 +310,11 @@ class RedisStackOrchestrator(BaseOrchestrator):
             record, replaced = self._write_status(
                 invocation_id, InvocationStatus.RUNNING, runner_id, document
             )
-            holder = self._claim_running_slot(invocation_id, replaced)
+            try:
+                holder = self._claim_running_slot(invocation_id, replaced)
+            except BaseException:  # no lease: a RUNNING status left behind would run unguarded
+                self._undo_start(invocation_id, replaced)
+                raise
             if holder is None:
                 return record
             self._undo_start(invocation_id, replaced)
