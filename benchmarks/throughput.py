@@ -471,8 +471,7 @@ def run(quick: bool, out: Path, timeout: float, python03: Path | None = None, ro
     row per composition, alternating the order (A B, B A, ...)."""
     import redis
 
-    from benchmarks.__main__ import server_facts
-    from benchmarks.report import machine
+    from benchmarks.measure import machine, server_facts
     from pynenc_redis_stack.server import EmbeddedRedisStack
 
     line = LINES["0.4" if python03 is None else "0.3"]
