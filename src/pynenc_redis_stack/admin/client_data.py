@@ -30,10 +30,10 @@ from pynenc.serializer.constants import ReservedKeys
 from pynenc_redis_stack.admin.purge import schema_sets_in_use
 from pynenc_redis_stack.client_data_store.store import STORED_AT
 from pynenc_redis_stack.core import query
-from pynenc_redis_stack.core.client import run
 from pynenc_redis_stack.core.keys import Namespace
 from pynenc_redis_stack.core.reads import iter_cursor
 from pynenc_redis_stack.core.scripts import Script
+from pynenc_redis_stack.core.store import json_mget
 
 GRACE_MS = 3_600_000
 """A value stored within this many milliseconds is kept, referred to or not: it may belong to
@@ -128,7 +128,7 @@ def referenced_values(
             request = query.Aggregate(namespace.alias(spec), query.where(spec, app_id), tuple(query.LOAD_KEY))
             for rows in iter_cursor(client, request, BATCH):
                 keys = [row["__key"] for row in rows if row["__key"] not in ignored]
-                texts = run(client, "JSON.MGET", *keys, "$") if keys else []
+                texts = json_mget(client, keys, "$")
                 for text in texts:
                     if text:
                         yield from REFERENCE.findall(text)
