@@ -619,3 +619,27 @@ def test_maxmemory_reached_is_a_clear_error_and_nothing_is_half_written(
     assert [h.status_record.status for h in backend.get_history(invocations[0].invocation_id)] == [
         InvocationStatus.REGISTERED
     ]
+
+
+def test_a_pipeline_that_could_not_take_a_connection_is_sent_again_once(
+    request: pytest.FixtureRequest, faults: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py raises a failed connection checkout (a Sentinel between masters) before it
+    resets the pipeline: the re-send must not queue every command a second time."""
+    client = _backend(faults.url, unique_app_id(request)).client
+    key = f"{unique_app_id(request)}:counted"
+    pool = client.connection_pool
+    take = pool.get_connection
+    failures = [redis.ConnectionError("no master to connect to yet")]
+
+    def get_connection(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return take(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "get_connection", get_connection)
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(key, "field", "1")  # repeatable commands only: what the client sends again
+    pipe.hget(key, "field")
+    assert pipe.execute() == [1, "1"]
+    assert not failures

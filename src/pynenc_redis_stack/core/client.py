@@ -200,7 +200,11 @@ class RetryingPipeline(QueueKeeping, redis.client.Pipeline):  # type: ignore[mis
         def attempt() -> list[Any]:
             nonlocal attempts
             attempts += 1
-            if attempts > 1:  # a failed execute() has emptied the pipeline: queue it again
+            if attempts > 1:
+                # queue it again on an empty pipeline: a failed execute() empties it, except
+                # when no connection could be taken (a Sentinel between masters), which redis-py
+                # raises before its reset; queued twice, every command would run twice
+                self.reset()
                 for args, options in queued:
                     self.execute_command(*args, **options)
             return send(raise_on_error)
