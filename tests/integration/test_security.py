@@ -8,6 +8,7 @@ works in a namespace of its own, whose indexes and keys are removed afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
@@ -190,7 +191,16 @@ def test_least_privilege_user_runs_the_backend_and_the_cli(
     assert sorted(redis_client.scan_iter(match=f"{namespace}:invocation:*")) == invocations
     everything = cli(*prune, "--all")
     assert everything.returncode == 0, everything.stderr
-    assert list(redis_client.scan_iter(match=f"{namespace}:invocation:*")) == []
+    # Every finished invocation is gone. A run whose minute was a recovery cron's (every 5
+    # minutes by default) also started pynenc's recovery task, which the demo's stop may
+    # leave unfinished: prune keeps unfinished invocations, whatever their age.
+    left = {
+        str(key): run(redis_client, "JSON.GET", key, "$.status", "$.task_id_key")
+        for key in redis_client.scan_iter(match=f"{namespace}:invocation:*")
+    }
+    assert not any(
+        InvocationStatus(json.loads(found)["$.status"][0]).is_final() for found in left.values()
+    ), left
     # Last: from here on the live indexes are ahead of the packaged schema files.
     migrate = cli(
         "index", "migrate", "--url", url, "--namespace", namespace,
