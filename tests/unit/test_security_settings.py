@@ -86,3 +86,35 @@ def test_the_documented_acl_rule_is_the_one_the_code_checks() -> None:
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
     assert f"ACL SETUSER pynenc-app on >CHANGE-ME {acl_rule('pynenc')}\n" in docs
+
+
+def test_every_command_a_script_sends_is_in_the_acl_rule() -> None:
+    """A script's ``redis.call`` is checked against the user's ACL like any command: one the
+    rule lacks fails only when that script runs (a running-concurrency lease's HMGET was
+    refused to the least-privilege user at the first recovery task)."""
+    import importlib
+    import pkgutil
+    import re
+    import sys
+
+    import pynenc_redis_stack
+    from pynenc_redis_stack.core.scripts import Script
+    from pynenc_redis_stack.core.server_check import REQUIRED_COMMANDS
+
+    for module in pkgutil.walk_packages(pynenc_redis_stack.__path__, "pynenc_redis_stack."):
+        if not module.name.startswith(("pynenc_redis_stack.demo", "pynenc_redis_stack.cli")):
+            importlib.import_module(module.name)
+    sources = [
+        value.source if isinstance(value, Script) else value
+        for name, loaded in list(sys.modules.items())
+        if name.startswith("pynenc_redis_stack")
+        for value in vars(loaded).values()
+        if isinstance(value, Script) or (isinstance(value, str) and "redis.call" in value)
+    ]
+    used = {
+        command.upper()
+        for source in sources
+        for command in re.findall(r"redis\.p?call\(\s*'([A-Za-z._]+)'", source)
+    }
+    assert len(used) > 20
+    assert used - {command[0] for command in REQUIRED_COMMANDS} == set()

@@ -67,6 +67,7 @@ REQUIRED_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("UNWATCH",),
     ("HSET", "{key}", "1", "1"),
     ("HGET", "{key}", "1"),
+    ("HMGET", "{key}", "1"),  # the orchestrator's running-slot leases (its scripts)
     # the trigger (its scripts included)
     ("HGETALL", "{key}"),
     ("HDEL", "{key}", "1"),
